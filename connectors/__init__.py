@@ -1,0 +1,1 @@
+"""Connectors: narrow primitives over one product database. Policy stays in `worker`."""

@@ -1,0 +1,84 @@
+"""Masking strategies: each a pure function of one value, with an SQL test for "done".
+
+The SQL test lets a connector leave already-anonymised rows out of its selection, which
+is what makes anonymisation idempotent: a second run finds nothing left to do. Each
+function maps a done value to itself, so applying a mask twice changes nothing either.
+A NULL holds no personal data and is left as it is by every strategy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+from connectors.base import ColumnMask, Mask
+
+PSEUDONYM_PREFIX = "anon-"
+PSEUDONYM_HEX = 20
+_PSEUDONYM_RE = re.compile(rf"^{PSEUDONYM_PREFIX}[0-9a-f]{{{PSEUDONYM_HEX}}}$")
+_DIGITS_RE = re.compile(r"\D+")
+POSTCODE_DIGITS = 4
+
+
+def keyed_hash(value: str, pepper: bytes) -> str:
+    """A stable pseudonym: the same value under the same pepper gives the same result."""
+    digest = hmac.new(pepper, value.encode("utf-8"), hashlib.sha256).hexdigest()
+    return PSEUDONYM_PREFIX + digest[:PSEUDONYM_HEX]
+
+
+def is_pseudonym(value: str) -> bool:
+    return _PSEUDONYM_RE.match(value) is not None
+
+
+def mask_value(mask: ColumnMask, value: Any, pepper: bytes) -> Any:
+    """The anonymised form of `value`; a value already in that form comes back unchanged."""
+    if value is None:
+        return None
+    if mask.mask is Mask.NULL:
+        return None
+    if mask.mask is Mask.FIXED:
+        return mask.text
+    if mask.mask is Mask.YEAR:
+        return _year(value)
+    if mask.mask is Mask.POSTCODE_DIGITS:
+        return _DIGITS_RE.sub("", str(value))[:POSTCODE_DIGITS] or None
+    if mask.mask is Mask.KEYED_HASH:
+        text = str(value)
+        return text if is_pseudonym(text) else keyed_hash(text, pepper)
+    raise ValueError(f"unknown mask {mask.mask!r}")
+
+
+def _year(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
+    if isinstance(value, dt.date):
+        return value.replace(month=1, day=1)
+    text = str(value)
+    if re.match(r"^\d{4}-\d{2}-\d{2}", text):
+        return f"{text[:4]}-01-01"
+    raise ValueError("a birth date to generalise must be a date")
+
+
+def done_clause(mask: ColumnMask, column: sa.ColumnElement[Any]) -> ColumnElement[bool]:
+    """SQL that is true when `column` already holds its anonymised form (or NULL)."""
+    if mask.mask is Mask.NULL:
+        return column.is_(None)
+    if mask.mask is Mask.FIXED:
+        return sa.or_(column.is_(None), column == mask.text)
+    if mask.mask is Mask.YEAR:
+        return sa.or_(
+            column.is_(None),
+            sa.and_(sa.extract("month", column) == 1, sa.extract("day", column) == 1),
+        )
+    if mask.mask is Mask.POSTCODE_DIGITS:
+        return sa.or_(column.is_(None), sa.func.length(column) <= POSTCODE_DIGITS)
+    if mask.mask is Mask.KEYED_HASH:
+        pattern = PSEUDONYM_PREFIX + "_" * PSEUDONYM_HEX
+        return sa.or_(column.is_(None), column.like(pattern))
+    raise ValueError(f"unknown mask {mask.mask!r}")

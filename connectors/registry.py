@@ -1,0 +1,24 @@
+"""Connector names (as a product mapping's `connector:` field) → classes."""
+
+from __future__ import annotations
+
+from connectors.base import Connector
+from connectors.sql import SqlConnector
+
+CONNECTORS: dict[str, type[Connector]] = {"sql": SqlConnector}
+
+
+def connector_class(name: str) -> type[Connector]:
+    try:
+        return CONNECTORS[name]
+    except KeyError:
+        known = ", ".join(sorted(CONNECTORS))
+        raise ValueError(f"unknown connector {name!r}; use one of {known}") from None
+
+
+def make_connector(name: str, url: str, *, pepper: bytes) -> Connector:
+    """A connector for `url`; the SQL connector is the only URL-driven one so far."""
+    cls = connector_class(name)
+    if cls is not SqlConnector:
+        raise ValueError(f"connector {name!r} cannot be built from a URL")
+    return SqlConnector(url, pepper=pepper)

@@ -1,0 +1,122 @@
+"""Assembly: settings + configuration + state + subscribers + runner, for the CLI and daemon.
+
+The only module that knows how the parts fit together; every part stays testable alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from connectors.base import Connector, ConnectorError
+from connectors.registry import make_connector
+from worker.config import Customer, ProductMapping
+from worker.configload import Config
+from worker.errors import SettingsError
+from worker.events import EventBus
+from worker.run import Clock, Runner, RunReport, UnexpectedRunError
+from worker.settings import read_secret
+
+log = structlog.get_logger("worker")
+
+
+def utc_now() -> dt.datetime:
+    """The one place the worker reads the clock; everything else takes time as an argument."""
+    return dt.datetime.now(dt.UTC)
+
+
+def url_variable(customer: Customer, mapping: ProductMapping) -> str:
+    """The environment variable holding the database URL of a customer × product."""
+    chosen = customer.products[mapping.product]
+    ref = chosen.database if mapping.tenancy.per_customer else mapping.database
+    if ref is None:  # configload rejects this; kept for the type checker
+        raise SettingsError(f"{customer.customer} × {mapping.product} names no database")
+    return ref.url_env
+
+
+def database_url(customer: Customer, mapping: ProductMapping, env: Mapping[str, str]) -> str:
+    variable = url_variable(customer, mapping)
+    url = read_secret(env, variable)
+    if not url:
+        raise ConnectorError(
+            f"set {variable} (or {variable}_FILE) to the database URL of {mapping.product} "
+            f"for {customer.customer}"
+        )
+    return url
+
+
+class ConnectorFactory:
+    """Builds the connector of a customer × product from the environment."""
+
+    def __init__(self, env: Mapping[str, str], pepper: bytes) -> None:
+        self.env = env
+        self.pepper = pepper
+
+    def __call__(self, customer: Customer, mapping: ProductMapping) -> Connector:
+        url = database_url(customer, mapping, self.env)
+        try:
+            return make_connector(mapping.connector, url, pepper=self.pepper)
+        except ValueError as exc:
+            raise ConnectorError(f"{mapping.product}: {exc}") from None
+
+
+@dataclass
+class PairSelection:
+    customer: str | None = None
+    product: str | None = None
+
+    def pick(self, config: Config) -> list[tuple[Customer, ProductMapping]]:
+        return [
+            (c, p)
+            for c, p in config.pairs()
+            if (self.customer is None or c.customer == self.customer)
+            and (self.product is None or p.product == self.product)
+        ]
+
+
+def build_runner(
+    config: Config,
+    env: Mapping[str, str],
+    bus: EventBus,
+    *,
+    pepper: bytes,
+    clock: Clock = utc_now,
+    stop: threading.Event | None = None,
+) -> Runner:
+    return Runner(
+        config.catalogue,
+        bus,
+        ConnectorFactory(env, pepper),
+        pepper=pepper,
+        clock=clock,
+        stop=stop,
+    )
+
+
+def run_pairs(
+    runner: Runner,
+    pairs: Iterable[tuple[Customer, ProductMapping]],
+    now: dt.datetime,
+    *,
+    dry_run: bool,
+) -> list[RunReport]:
+    """Run every pair; one pair's failure is reported and never stops the next."""
+    reports: list[RunReport] = []
+    for customer, mapping in pairs:
+        if runner.stop.is_set():
+            break
+        try:
+            reports.append(runner.run(customer, mapping, now, dry_run=dry_run))
+        except UnexpectedRunError as exc:
+            log.exception(
+                "run.crashed",
+                customer=customer.customer,
+                product=mapping.product,
+                run_id=exc.report.run_id,
+            )
+            reports.append(exc.report)
+    return reports

@@ -1,0 +1,338 @@
+"""Configuration models: the catalogue (Annex A), product mappings and customer files.
+
+Every model is frozen and rejects unknown fields. Loading and the checks across files
+live in `worker.configload`; this module only says what a valid file looks like.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+
+from worker.periods import Period, Unit
+
+_ID_RE = r"^[a-z0-9][a-z0-9_.-]*$"
+_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+_ENV_RE = r"^[A-Z_][A-Z0-9_]*$"
+
+# Customer settings beyond this are a typo, not a policy: 50 years.
+ABSURD_MONTHS = 600
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+def _identifier(value: str) -> str:
+    if not _IDENT_RE.match(value):
+        raise ValueError(f"{value!r} is not a plain SQL identifier (letters, digits, _)")
+    return value
+
+
+# --- catalogue.yaml ----------------------------------------------------------------
+
+
+class Kind(Model):
+    label: str
+
+
+class Category(Model):
+    label: str
+    special: bool = False
+
+
+def _period(value: Any) -> Period:
+    if isinstance(value, Period):
+        return value
+    if isinstance(value, str):
+        return Period.parse(value)
+    raise ValueError(f"{value!r} is not a period; write for example 90d, 24m or 7y")
+
+
+class Floor(Model):
+    period: Period
+    applies_to: tuple[str, ...]
+    reason: str
+
+    _parse_period = field_validator("period", mode="before")(_period)
+
+
+class CatalogueProduct(Model):
+    label: str
+    annex: str
+    processes: dict[str, tuple[str, ...]]
+    retention: str = ""
+    backup_retention: Period = Period(14, Unit.DAYS)
+
+    _parse_period = field_validator("backup_retention", mode="before")(_period)
+
+
+class Catalogue(Model):
+    kinds: dict[str, Kind]
+    categories: dict[str, Category]
+    floors: dict[str, Floor] = {}
+    products: dict[str, CatalogueProduct]
+
+
+# --- products/<product>.yaml ------------------------------------------------------------
+
+
+class DatabaseRef(Model):
+    """Where a database URL comes from: an environment variable (or VAR_FILE)."""
+
+    url_env: str = Field(pattern=_ENV_RE)
+
+
+class Tenancy(Model):
+    """Either a tenant column in a shared database, or one database per customer."""
+
+    column: str | None = None
+    per_customer: bool = False
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> Tenancy:
+        if (self.column is None) == (not self.per_customer):
+            raise ValueError(
+                "set exactly one of `column` (a shared database with a tenant column) "
+                "or `per_customer: true` (one database per customer)"
+            )
+        if self.column is not None:
+            _identifier(self.column)
+        return self
+
+
+class Dependent(Model):
+    """Rows of another table that belong to a subject row and go with it."""
+
+    table: str
+    references: dict[str, str] = Field(min_length=1)
+    columns: dict[str, str] = {}
+    dependents: tuple[Dependent, ...] = ()
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, value: str) -> str:
+        return _identifier(value)
+
+
+class Subject(Model):
+    """A table holding personal data of one kind of person."""
+
+    kind: str
+    table: str
+    key: tuple[str, ...] = Field(min_length=1)
+    columns: dict[str, str] = {}
+    dates: dict[str, str] = {}
+    dependents: tuple[Dependent, ...] = ()
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, value: str) -> str:
+        return _identifier(value)
+
+
+class Action(enum.StrEnum):
+    DELETE = "delete"
+    ANONYMISE = "anonymise"
+    UNLINK = "unlink"
+
+
+class Strategy(enum.StrEnum):
+    """How one column is anonymised."""
+
+    NULL = "null"
+    FIXED = "fixed"
+    YEAR = "year"
+    POSTCODE_DIGITS = "postcode_digits"
+    KEYED_HASH = "keyed_hash"
+
+
+class Masking(Model):
+    strategy: Strategy
+    text: str | None = None
+
+
+def _masking(value: Any) -> Masking:
+    if isinstance(value, Masking):
+        return value
+    if value is None:
+        return Masking(strategy=Strategy.NULL)
+    if isinstance(value, str):
+        try:
+            strategy = Strategy(value)
+        except ValueError:
+            names = ", ".join(s.value for s in Strategy if s is not Strategy.FIXED)
+            raise ValueError(
+                f"unknown anonymisation {value!r}; use one of {names}, or {{fixed: TEXT}}"
+            ) from None
+        if strategy is Strategy.FIXED:
+            raise ValueError("write a fixed text as {fixed: TEXT}")
+        return Masking(strategy=strategy)
+    if isinstance(value, dict) and set(value) == {"fixed"} and isinstance(value["fixed"], str):
+        return Masking(strategy=Strategy.FIXED, text=value["fixed"])
+    raise ValueError(f"{value!r} is not an anonymisation; use a name or {{fixed: TEXT}}")
+
+
+class SettingPeriod(Model):
+    """A period the customer sets (in its file's `settings`), with a default."""
+
+    setting: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    default: int = Field(ge=0)
+    unit: Unit = Unit.MONTHS
+    min: int = Field(default=1, ge=0)
+    max: int = Field(default=ABSURD_MONTHS, ge=1)
+
+
+PeriodSpec = Period | SettingPeriod
+
+
+def _period_spec(value: Any) -> Any:
+    if isinstance(value, str):
+        return Period.parse(value)
+    return value
+
+
+class Stage(Model):
+    """One stage of a rule: after `period`, do `action`."""
+
+    stage: str = Field(default="", pattern=r"^$|^[a-z0-9][a-z0-9_-]*$")
+    period: PeriodSpec
+    action: Action
+    with_: dict[str, Masking] = Field(default={}, alias="with")
+
+    _parse_period = field_validator("period", mode="before")(_period_spec)
+
+    @field_validator("with_", mode="before")
+    @classmethod
+    def _masks(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: _masking(v) for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _with_matches_action(self) -> Stage:
+        if self.action is Action.ANONYMISE and not self.with_:
+            raise ValueError("an anonymise action needs `with`: column → anonymisation")
+        if self.action is not Action.ANONYMISE and self.with_:
+            raise ValueError(f"`with` belongs to anonymise; action {self.action} takes none")
+        return self
+
+
+class After(Model):
+    """The time basis: a date column of the subject, or a date of the customer."""
+
+    date: str | None = None
+    customer_date: str | None = None
+    period: PeriodSpec | None = None
+
+    _parse_period = field_validator("period", mode="before")(_period_spec)
+
+    @model_validator(mode="after")
+    def _one_basis(self) -> After:
+        if (self.date is None) == (self.customer_date is None):
+            raise ValueError(
+                "set exactly one time basis: `date` (a date of the subject) or "
+                "`customer_date` (a date in the customer's file, e.g. end_of_service)"
+            )
+        return self
+
+
+class Rule(Model):
+    """When and what: single-stage (period + action) or phased (`stages`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    id: str = Field(pattern=_ID_RE)
+    subject: str
+    after: After
+    action: Action | None = None
+    with_: dict[str, Masking] = Field(default={}, alias="with")
+    stages: tuple[Stage, ...] = ()
+    floor: str | None = None
+
+    @field_validator("with_", mode="before")
+    @classmethod
+    def _masks(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: _masking(v) for k, v in value.items()}
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: Any) -> Any:
+        """A single-stage rule becomes one unnamed stage, so later code sees one shape."""
+        if not isinstance(data, dict) or "stages" in data:
+            return data
+        after = data.get("after")
+        if isinstance(after, dict) and "action" in data:
+            stage: dict[str, Any] = {"period": after.get("period"), "action": data["action"]}
+            if "with" in data:
+                stage["with"] = data["with"]
+            data = {**data, "stages": [stage]}
+        return data
+
+    @model_validator(mode="after")
+    def _shape(self) -> Rule:
+        if not self.stages:
+            raise ValueError("a rule needs `action` (and `after.period`) or `stages`")
+        if len(self.stages) > 1:
+            if self.action is not None:
+                raise ValueError("a phased rule sets `action` per stage, not on the rule")
+            names = [s.stage for s in self.stages]
+            if "" in names or len(set(names)) != len(names):
+                raise ValueError("every stage of a phased rule needs its own `stage` name")
+        return self
+
+    def stage_id(self, stage: Stage) -> str:
+        """The stable id audit events, metrics and approvals use for a stage."""
+        return f"{self.id}.{stage.stage}" if stage.stage else self.id
+
+
+class Schedule(Model):
+    """When a customer × product runs: a crontab line in a time zone."""
+
+    cron: str = "0 2 * * *"
+    timezone: str = "Europe/Amsterdam"
+
+
+class ProductMapping(Model):
+    product: str
+    connector: str = "sql"
+    database: DatabaseRef | None = None
+    tenancy: Tenancy
+    subjects: dict[str, Subject]
+    rules: tuple[Rule, ...]
+    schedule: Schedule = Schedule()
+    batch_size: int = Field(default=500, ge=1, le=50_000)
+
+    @model_validator(mode="after")
+    def _database_matches_tenancy(self) -> ProductMapping:
+        if self.tenancy.per_customer and self.database is not None:
+            raise ValueError(
+                "with `tenancy: {per_customer: true}` each customer names its database; "
+                "remove `database` here"
+            )
+        if not self.tenancy.per_customer and self.database is None:
+            raise ValueError("a shared database needs `database: {url_env: VARIABLE}`")
+        return self
+
+
+# --- customers/<customer>.yaml -----------------------------------------------------------
+
+
+class CustomerProduct(Model):
+    tenant: str | int | None = None
+    database: DatabaseRef | None = None
+    settings: dict[str, StrictInt] = {}
+    dates: dict[str, dt.date] = {}
+    schedule: Schedule | None = None
+
+
+class Customer(Model):
+    customer: str = Field(pattern=_ID_RE)
+    timezone: str = "Europe/Amsterdam"
+    products: dict[str, CustomerProduct]

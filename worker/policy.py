@@ -1,0 +1,153 @@
+"""Which rules apply to a customer × product, with what period, and where the cutoff lies.
+
+Pure: no I/O, and the time is always passed in. Precedence, strongest first:
+a legal floor, then the customer's setting, then the mapping's default.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from worker.config import (
+    Action,
+    Catalogue,
+    Customer,
+    CustomerProduct,
+    Masking,
+    ProductMapping,
+    Rule,
+    SettingPeriod,
+    Stage,
+    Subject,
+)
+from worker.configload import applicable_floors
+from worker.periods import Period, add_period, cutoff, local_today, start_of_day
+
+
+class Source(enum.StrEnum):
+    """Where an effective period came from."""
+
+    FIXED = "fixed"  # written in the product mapping
+    DEFAULT = "default"  # the mapping's default for a customer setting
+    CUSTOMER = "customer"  # the customer's own setting
+    FLOOR = "floor"  # a legal floor overruled a shorter period
+
+
+@dataclass(frozen=True)
+class EffectiveRule:
+    """One stage of one rule as it applies to one customer × product."""
+
+    id: str
+    rule: Rule
+    stage: Stage
+    subject_name: str
+    subject: Subject
+    period: Period
+    source: Source
+    floors: tuple[str, ...]
+    # A column of the subject, or a date from the customer's file (None: not set yet).
+    basis_column: str | None
+    customer_date: str | None
+    customer_date_value: dt.date | None
+
+    @property
+    def action(self) -> Action:
+        return self.stage.action
+
+    @property
+    def masks(self) -> tuple[tuple[str, Masking], ...]:
+        return tuple(sorted(self.stage.with_.items()))
+
+
+def effective_rules(
+    catalogue: Catalogue, customer: Customer, mapping: ProductMapping
+) -> tuple[EffectiveRule, ...]:
+    chosen = customer.products[mapping.product]
+    found: list[EffectiveRule] = []
+    for rule in mapping.rules:
+        subject = mapping.subjects[rule.subject]
+        for stage in rule.stages:
+            period, source = _resolve(stage, chosen)
+            floors = applicable_floors(rule, stage, subject, catalogue)
+            for name in floors:
+                floor = catalogue.floors[name].period
+                if not period.at_least(floor):
+                    period, source = floor, Source.FLOOR
+            date_name = rule.after.customer_date
+            found.append(
+                EffectiveRule(
+                    id=rule.stage_id(stage),
+                    rule=rule,
+                    stage=stage,
+                    subject_name=rule.subject,
+                    subject=subject,
+                    period=period,
+                    source=source,
+                    floors=tuple(floors),
+                    basis_column=subject.dates[rule.after.date] if rule.after.date else None,
+                    customer_date=date_name,
+                    customer_date_value=chosen.dates.get(date_name) if date_name else None,
+                )
+            )
+    return tuple(found)
+
+
+def _resolve(stage: Stage, chosen: CustomerProduct) -> tuple[Period, Source]:
+    spec = stage.period
+    if isinstance(spec, Period):
+        return spec, Source.FIXED
+    assert isinstance(spec, SettingPeriod)  # noqa: S101  (narrowing for the type checker)
+    if spec.setting in chosen.settings:
+        return Period(chosen.settings[spec.setting], spec.unit), Source.CUSTOMER
+    return Period(spec.default, spec.unit), Source.DEFAULT
+
+
+@dataclass(frozen=True)
+class Cutoff:
+    """Where a rule's cutoff lies at one instant, for one customer's time zone.
+
+    Rows whose basis date is before `date` (or, for timestamps, before `instant`) are
+    expired. For a customer-date basis, `everything` says whether all rows are expired.
+    """
+
+    today: dt.date
+    date: dt.date
+    instant: dt.datetime
+    everything: bool | None = None
+
+
+def rule_cutoff(rule: EffectiveRule, now: dt.datetime, timezone: str) -> Cutoff:
+    tz = ZoneInfo(timezone)
+    today = local_today(now, tz)
+    day = cutoff(today, rule.period)
+    everything: bool | None = None
+    if rule.customer_date is not None:
+        value = rule.customer_date_value
+        everything = value is not None and value < day
+    return Cutoff(today=today, date=day, instant=start_of_day(day, tz), everything=everything)
+
+
+def overdue_seconds(
+    oldest_basis: dt.date | dt.datetime | None,
+    period: Period,
+    now: dt.datetime,
+    timezone: str,
+) -> float:
+    """How long the oldest eligible record has been past its deadline (0 when none is).
+
+    A record is due from the start of the day after its period ends, in the customer's
+    time zone; the lag counts from that instant.
+    """
+    if oldest_basis is None:
+        return 0.0
+    tz = ZoneInfo(timezone)
+    if isinstance(oldest_basis, dt.datetime):
+        aware = oldest_basis if oldest_basis.tzinfo else oldest_basis.replace(tzinfo=dt.UTC)
+        basis_day = aware.astimezone(tz).date()
+    else:
+        basis_day = oldest_basis
+    due = start_of_day(add_period(basis_day, period) + dt.timedelta(days=1), tz)
+    return max(0.0, (now - due).total_seconds())

@@ -1,0 +1,332 @@
+"""One run of one customer × product: plan, then batches through the connector, as events.
+
+    backlog per rule → (dry run stops here) → for each batch: intent → apply → applied
+
+A batch is applied only after its intent is in the audit trail (the audit subscriber is
+required: when it fails, the run stops before touching the product database). Each batch
+is one transaction. The stop token is checked between batches: a stop request lets the
+batch in flight finish, then ends the run as interrupted; the next run resumes, because
+it simply selects what is still expired.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from connectors.base import Change, Connector, ConnectorError, Key, Target
+from worker.config import Catalogue, Customer, ProductMapping
+from worker.configload import categories_touched
+from worker.errors import RetentionError
+from worker.events import (
+    BatchApplied,
+    BatchFailed,
+    BatchIntent,
+    ConnectorStatus,
+    EventBus,
+    Outcome,
+    RuleEvaluated,
+    RunFinished,
+    RunStarted,
+)
+from worker.policy import EffectiveRule, effective_rules, overdue_seconds, rule_cutoff
+from worker.targets import tables_for, target_for
+
+T = TypeVar("T")
+ConnectorFactory = Callable[[Customer, ProductMapping], Connector]
+Clock = Callable[[], dt.datetime]
+
+
+class SchemaDrift(RetentionError):
+    """The product database no longer matches its mapping."""
+
+
+class RunInterrupted(RetentionError):
+    """The run was asked to stop."""
+
+
+@dataclass
+class RulePlan:
+    """A rule's figures in one run: what was eligible and what changed."""
+
+    rule: str
+    action: str
+    table: str
+    period: str
+    source: str
+    cutoff: dt.date
+    eligible: int
+    lag_seconds: float
+    changed: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    customer: str
+    product: str
+    outcome: Outcome
+    dry_run: bool
+    rules: list[RulePlan] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def changed(self) -> int:
+        return sum(sum(r.changed.values()) for r in self.rules)
+
+
+def key_hash(pepper: bytes, customer: str, product: str, table: str, key: Key) -> str:
+    """A keyed hash of one record key: lets an auditor match a key without storing it."""
+    text = json.dumps([customer, product, table, list(key)], default=str, separators=(",", ":"))
+    return hmac.new(pepper, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, ConnectorError) and exc.transient
+
+
+class Runner:
+    """Runs customer × product pairs; the same code serves `run --once` and the daemon."""
+
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        bus: EventBus,
+        connect: ConnectorFactory,
+        *,
+        pepper: bytes,
+        clock: Clock,
+        stop: threading.Event | None = None,
+        retry_attempts: int = 5,
+        retry_sleep: Callable[[float], None] = time.sleep,
+        batch_size: int | None = None,
+    ) -> None:
+        self.catalogue = catalogue
+        self.bus = bus
+        self.connect = connect
+        self.pepper = pepper
+        self.clock = clock
+        self.stop = stop or threading.Event()
+        self.retry_attempts = retry_attempts
+        self.retry_sleep = retry_sleep
+        self.batch_size = batch_size
+
+    def _retry(self, fn: Callable[..., T], *args: Any) -> T:
+        """Call `fn`, retrying transient database errors with backoff and jitter."""
+        retrying = Retrying(
+            retry=retry_if_exception(_transient),
+            wait=wait_random_exponential(multiplier=0.2, max=5),
+            stop=stop_after_attempt(self.retry_attempts),
+            sleep=self.retry_sleep,
+            reraise=True,
+        )
+        return retrying(fn, *args)
+
+    def run(
+        self, customer: Customer, mapping: ProductMapping, now: dt.datetime, *, dry_run: bool
+    ) -> RunReport:
+        """Do (or, with dry_run, only count) what is due for one customer × product."""
+        run_id = uuid.uuid4().hex
+        names = {"run_id": run_id, "customer": customer.customer, "product": mapping.product}
+        report = RunReport(run_id, customer.customer, mapping.product, Outcome.SUCCEEDED, dry_run)
+        started = time.monotonic()
+        connector: Connector | None = None
+        unexpected: BaseException | None = None
+        try:
+            self.bus.publish(RunStarted(at=self.clock(), dry_run=dry_run, **names))
+            connector = self._open(customer, mapping)
+            self._verify(connector, mapping)
+            for rule in effective_rules(self.catalogue, customer, mapping):
+                plan = self._rule(connector, customer, mapping, rule, now, run_id, dry_run)
+                report.rules.append(plan)
+        except RunInterrupted:
+            report.outcome = Outcome.INTERRUPTED
+        except (RetentionError, ConnectorError) as exc:
+            report.outcome, report.error = Outcome.FAILED, str(exc)
+        except Exception as exc:  # noqa: BLE001  (one pair's bug must not stop the others)
+            report.outcome = Outcome.FAILED
+            report.error = f"unexpected {type(exc).__name__} (see the log for the traceback)"
+            unexpected = exc
+        finally:
+            if connector is not None:
+                connector.close()
+        self.bus.publish(
+            RunFinished(
+                outcome=report.outcome,
+                at=self.clock(),
+                duration_seconds=time.monotonic() - started,
+                processed={(r.rule, r.action): dict(r.changed) for r in report.rules},
+                error=report.error,
+                dry_run=dry_run,
+                **names,
+            )
+        )
+        if unexpected is not None:
+            raise UnexpectedRunError(report) from unexpected
+        return report
+
+    def _open(self, customer: Customer, mapping: ProductMapping) -> Connector:
+        try:
+            connector = self.connect(customer, mapping)
+            self._retry(connector.open)
+        except ConnectorError:
+            self.bus.publish(ConnectorStatus(customer.customer, mapping.product, up=False))
+            raise
+        self.bus.publish(ConnectorStatus(customer.customer, mapping.product, up=True))
+        return connector
+
+    def _verify(self, connector: Connector, mapping: ProductMapping) -> None:
+        problems = [p for p in self._retry(connector.verify, tables_for(mapping)) if p.fatal]
+        if problems:
+            listed = "; ".join(str(p) for p in problems)
+            raise SchemaDrift(
+                f"the {mapping.product} database does not match config/products/"
+                f"{mapping.product}.yaml: {listed}; fix the mapping or migrate the database"
+            )
+
+    def _rule(
+        self,
+        connector: Connector,
+        customer: Customer,
+        mapping: ProductMapping,
+        rule: EffectiveRule,
+        now: dt.datetime,
+        run_id: str,
+        dry_run: bool,
+    ) -> RulePlan:
+        chosen = customer.products[mapping.product]
+        cutoff = rule_cutoff(rule, now, customer.timezone)
+        target = target_for(rule, mapping, chosen, cutoff)
+        backlog = self._retry(connector.backlog, target)
+        plan = RulePlan(
+            rule=rule.id,
+            action=str(rule.action),
+            table=rule.subject.table,
+            period=str(rule.period),
+            source=str(rule.source),
+            cutoff=cutoff.date,
+            eligible=backlog.count,
+            lag_seconds=self._lag(rule, backlog.oldest, backlog.count, now, customer.timezone),
+        )
+        names = {"run_id": run_id, "customer": customer.customer, "product": mapping.product}
+        self._evaluated(plan, names)
+        if dry_run or backlog.count == 0:
+            return plan
+        self._batches(connector, customer, mapping, rule, target, plan, names)
+        remaining = self._retry(connector.backlog, target)
+        plan_after = RulePlan(**{**plan.__dict__, "eligible": remaining.count})
+        plan_after.lag_seconds = self._lag(
+            rule, remaining.oldest, remaining.count, now, customer.timezone
+        )
+        self._evaluated(plan_after, names)
+        return plan
+
+    def _evaluated(self, plan: RulePlan, names: Mapping[str, str]) -> None:
+        self.bus.publish(
+            RuleEvaluated(
+                rule=plan.rule,
+                action=plan.action,
+                table=plan.table,
+                eligible=plan.eligible,
+                lag_seconds=plan.lag_seconds,
+                cutoff=plan.cutoff,
+                period=plan.period,
+                source=plan.source,
+                **names,
+            )
+        )
+
+    @staticmethod
+    def _lag(
+        rule: EffectiveRule,
+        oldest: dt.date | dt.datetime | None,
+        count: int,
+        now: dt.datetime,
+        timezone: str,
+    ) -> float:
+        if count == 0:
+            return 0.0
+        if rule.customer_date is not None:
+            oldest = rule.customer_date_value
+        return overdue_seconds(oldest, rule.period, now, timezone)
+
+    def _batches(
+        self,
+        connector: Connector,
+        customer: Customer,
+        mapping: ProductMapping,
+        rule: EffectiveRule,
+        target: Target,
+        plan: RulePlan,
+        names: Mapping[str, str],
+    ) -> None:
+        change = Change(str(rule.action))
+        categories = tuple(sorted(categories_touched(rule.stage, rule.subject)))
+        size = self.batch_size or mapping.batch_size
+        after: Key | None = None
+        batch = 0
+        while True:
+            if self.stop.is_set():
+                raise RunInterrupted()
+            keys = self._retry(connector.select_expired, target, after, size)
+            if not keys:
+                return
+            batch += 1
+            hashes = tuple(
+                key_hash(self.pepper, customer.customer, mapping.product, target.table.name, k)
+                for k in keys
+            )
+            common = {"rule": rule.id, "action": str(change), "table": target.table.name}
+            self.bus.publish(
+                BatchIntent(batch=batch, key_hashes=hashes, cutoff=plan.cutoff, **common, **names)
+            )
+            started = time.monotonic()
+            try:
+                rows = self._retry(connector.apply, target, change, keys)
+            except ConnectorError as exc:
+                self.bus.publish(
+                    BatchFailed(
+                        batch=batch,
+                        error=str(exc),
+                        duration_seconds=time.monotonic() - started,
+                        **common,
+                        **names,
+                    )
+                )
+                raise
+            self.bus.publish(
+                BatchApplied(
+                    batch=batch,
+                    rows=dict(rows),
+                    categories=categories,
+                    duration_seconds=time.monotonic() - started,
+                    **common,
+                    **names,
+                )
+            )
+            for table, count in rows.items():
+                plan.changed[table] = plan.changed.get(table, 0) + count
+            after = keys[-1]
+
+
+class UnexpectedRunError(RetentionError):
+    """A run failed on an unexpected error; its report says which pair."""
+
+    def __init__(self, report: RunReport) -> None:
+        super().__init__(f"{report.customer} × {report.product}: {report.error}")
+        self.report = report

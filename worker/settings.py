@@ -1,0 +1,112 @@
+"""Process settings from the environment (RETENTION_*); secrets also from *_FILE.
+
+Nothing here reads the environment at import time: `Settings.from_env(os.environ)`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from worker.errors import SettingsError
+
+DEFAULT_STATE_URL = "sqlite:///.retention/state.db"
+MIN_PEPPER_BYTES = 16
+
+
+def read_secret(env: Mapping[str, str], name: str) -> str | None:
+    """`NAME` from the environment, or the contents of the file `NAME_FILE` names."""
+    value = env.get(name)
+    if value:
+        return value
+    path = env.get(f"{name}_FILE")
+    if not path:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SettingsError(
+            f"{name}_FILE names {path}, which cannot be read "
+            f"({exc.strerror}); mount the secret there"
+        ) from exc
+
+
+def mask_url(url: str) -> str:
+    """A database URL fit to print: the password replaced by ***."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<not a database URL>"
+
+
+@dataclass(frozen=True)
+class Settings:
+    config_dir: Path = Path("config")
+    state_url: str = DEFAULT_STATE_URL
+    http_host: str = "0.0.0.0"  # noqa: S104  (a pod's probes and scrapes come from outside)
+    http_port: int = 9464
+    log_level: str = "INFO"
+    log_format: str = "auto"
+    stop_grace_seconds: float = 20.0
+    pepper: bytes = field(default=b"", repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        state = read_secret(env, "RETENTION_STATE_URL") or DEFAULT_STATE_URL
+        pepper = read_secret(env, "RETENTION_PEPPER") or ""
+        fmt = env.get("RETENTION_LOG_FORMAT", "auto").lower()
+        if fmt not in ("json", "console", "auto"):
+            raise SettingsError(f"RETENTION_LOG_FORMAT is {fmt!r}; use json, console or auto")
+        return cls(
+            config_dir=Path(env.get("RETENTION_CONFIG_DIR", "config")),
+            state_url=state,
+            http_host=env.get("RETENTION_HTTP_HOST", "0.0.0.0"),  # noqa: S104
+            http_port=_int(env, "RETENTION_HTTP_PORT", 9464, 0, 65535),
+            log_level=env.get("RETENTION_LOG_LEVEL", "INFO").upper(),
+            log_format=fmt,
+            stop_grace_seconds=float(_int(env, "RETENTION_STOP_GRACE_SECONDS", 20, 1, 3600)),
+            pepper=pepper.encode("utf-8"),
+        )
+
+    def require_pepper(self) -> bytes:
+        if len(self.pepper) < MIN_PEPPER_BYTES:
+            raise SettingsError(
+                "set RETENTION_PEPPER (or RETENTION_PEPPER_FILE) to a secret of at least "
+                f"{MIN_PEPPER_BYTES} characters: it keys the hashes of record ids in the audit "
+                "trail and pseudonyms; keep it stable, or old hashes can no longer be matched"
+            )
+        return self.pepper
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} is {raw!r}; set a whole number") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} is {value}; set a number from {low} to {high}")
+    return value
+
+
+def load_env_file(path: Path, env: MutableMapping[str, str] | None = None) -> None:
+    """Read KEY=VALUE lines into `env` (default os.environ); set variables win."""
+    target = os.environ if env is None else env
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise SettingsError(f"cannot read the env file {path} ({exc.strerror})") from exc
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        name, sep, value = text.partition("=")
+        if not sep or not name.strip():
+            raise SettingsError(f"{path}, line {number}: write NAME=VALUE")
+        target.setdefault(name.strip(), value.strip())

@@ -1,0 +1,50 @@
+"""Translate a product mapping and an effective rule into the connector's terms."""
+
+from __future__ import annotations
+
+from connectors.base import ColumnMask, Dependent, Mask, Table, Target
+from worker.config import CustomerProduct, ProductMapping, Subject
+from worker.config import Dependent as DependentConfig
+from worker.policy import Cutoff, EffectiveRule
+
+
+def _dependent(dep: DependentConfig) -> Dependent:
+    return Dependent(
+        table=dep.table,
+        references=tuple(sorted(dep.references.items())),
+        columns=tuple(dep.columns),
+        dependents=tuple(_dependent(d) for d in dep.dependents),
+    )
+
+
+def table_for(subject: Subject, mapping: ProductMapping) -> Table:
+    return Table(
+        name=subject.table,
+        key=subject.key,
+        columns=tuple(subject.columns),
+        dates=tuple(subject.dates.values()),
+        tenant_column=mapping.tenancy.column,
+        dependents=tuple(_dependent(d) for d in subject.dependents),
+    )
+
+
+def tables_for(mapping: ProductMapping) -> list[Table]:
+    """Every table the mapping expects, for `Connector.verify`."""
+    return [table_for(s, mapping) for s in mapping.subjects.values()]
+
+
+def target_for(
+    rule: EffectiveRule,
+    mapping: ProductMapping,
+    chosen: CustomerProduct,
+    cutoff: Cutoff,
+) -> Target:
+    return Target(
+        table=table_for(rule.subject, mapping),
+        tenant=chosen.tenant if mapping.tenancy.column else None,
+        basis=rule.basis_column,
+        cutoff_date=cutoff.date,
+        cutoff_instant=cutoff.instant,
+        everything=bool(cutoff.everything),
+        masks=tuple(ColumnMask(column, Mask(m.strategy.value), m.text) for column, m in rule.masks),
+    )
