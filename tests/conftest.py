@@ -1,0 +1,81 @@
+"""Shared fixtures: real databases for integration and contract tests.
+
+- ``pg_server_url`` (session) / ``pg_url`` (a fresh empty PostgreSQL database per test)
+- ``mariadb_server_url`` (session) / ``mariadb_url`` (a fresh empty MariaDB database per test)
+- ``sqlite_url`` (a SQLite file in the test's tmp_path)
+- ``any_db_url`` (parametrized over sqlite, postgresql and mariadb, for contract tests)
+
+Tests using a PostgreSQL or MariaDB fixture get the ``postgres`` / ``mariadb`` marker, so
+``pytest -m "not postgres and not mariadb"`` runs without servers. How servers are found, the
+throwaway PostgreSQL and the environment overrides are described in ``tests/dbs.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import dbs
+
+_PG_FIXTURES = {"pg_server_url", "pg_url"}
+_MARIADB_FIXTURES = {"mariadb_server_url", "mariadb_url"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs a PostgreSQL or MariaDB server, directly or indirectly."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & _PG_FIXTURES:
+            item.add_marker(pytest.mark.postgres)
+        if names & _MARIADB_FIXTURES:
+            item.add_marker(pytest.mark.mariadb)
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """URL of a PostgreSQL server for the session (local, else a throwaway one)."""
+    with dbs.postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url(pg_server_url: str) -> Iterator[str]:
+    """URL of a fresh, empty PostgreSQL database, dropped after the test."""
+    with dbs.postgres_database(pg_server_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def mariadb_server_url() -> str:
+    """URL of the MariaDB server for the session."""
+    return dbs.mariadb_server()
+
+
+@pytest.fixture
+def mariadb_url(mariadb_server_url: str) -> Iterator[str]:
+    """URL of a fresh, empty MariaDB database, dropped after the test."""
+    with dbs.mariadb_database(mariadb_server_url) as url:
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """URL of a SQLite database file in this test's temporary folder."""
+    return f"sqlite:///{tmp_path / 'product.db'}"
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+        pytest.param("mariadb", id="mariadb", marks=pytest.mark.mariadb),
+    ]
+)
+def any_db_url(request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database URL of each supported kind, for contract tests."""
+    fixture = {"sqlite": "sqlite_url", "postgresql": "pg_url", "mariadb": "mariadb_url"}
+    url = request.getfixturevalue(fixture[request.param])
+    assert isinstance(url, str)
+    return url
