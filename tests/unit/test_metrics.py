@@ -1,0 +1,287 @@
+"""Metrics are updated from run events only, with the documented names, values and labels."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+
+import prometheus_client
+import pytest
+
+from worker.events import (
+    BatchApplied,
+    BatchFailed,
+    BatchIntent,
+    ConfigLoaded,
+    ConnectorStatus,
+    Event,
+    Outcome,
+    RuleEvaluated,
+    RunFinished,
+    RunStarted,
+)
+from worker.metrics import CONTENT_TYPE, Metrics
+
+AT = dt.datetime(2025, 3, 1, 2, 30, tzinfo=dt.UTC)
+CUSTOMER, PRODUCT = "kdv-zonnestraal", "flexkids"
+RULE_LABELS = {"product": PRODUCT, "customer": CUSTOMER}
+
+
+def rule_labels(rule: str = "child.contact", action: str = "anonymise") -> dict[str, str]:
+    return {**RULE_LABELS, "rule": rule, "action": action}
+
+
+def evaluated(
+    run_id: str, eligible: int, lag: float, rule: str = "child.contact", action: str = "anonymise"
+) -> RuleEvaluated:
+    return RuleEvaluated(
+        run_id=run_id,
+        customer=CUSTOMER,
+        product=PRODUCT,
+        rule=rule,
+        action=action,
+        table="children",
+        eligible=eligible,
+        lag_seconds=lag,
+        cutoff=dt.date(2023, 3, 1),
+        period="P2Y",
+        source="catalogue",
+    )
+
+
+def applied(
+    run_id: str,
+    batch: int,
+    rows: dict[str, int],
+    rule: str = "child.contact",
+    action: str = "anonymise",
+    duration: float = 0.2,
+) -> BatchApplied:
+    return BatchApplied(
+        run_id=run_id,
+        customer=CUSTOMER,
+        product=PRODUCT,
+        rule=rule,
+        action=action,
+        table="children",
+        batch=batch,
+        rows=rows,
+        categories=("contact",),
+        duration_seconds=duration,
+    )
+
+
+def failed(run_id: str, batch: int, duration: float = 0.05) -> BatchFailed:
+    return BatchFailed(
+        run_id=run_id,
+        customer=CUSTOMER,
+        product=PRODUCT,
+        rule="child.contact",
+        action="anonymise",
+        table="children",
+        batch=batch,
+        error="OperationalError: deadlock detected",
+        duration_seconds=duration,
+    )
+
+
+def finished(
+    run_id: str, outcome: Outcome = Outcome.SUCCEEDED, duration: float = 42.0, dry: bool = False
+) -> RunFinished:
+    return RunFinished(run_id, CUSTOMER, PRODUCT, outcome, AT, duration, dry_run=dry)
+
+
+def realistic_run(run_id: str = "run-1") -> list[Event]:
+    """One successful run: two rules, three batches (one rolled back), backlog re-reported."""
+    return [
+        ConfigLoaded(valid=True, problems=0),
+        ConnectorStatus(CUSTOMER, PRODUCT, up=True),
+        RunStarted(run_id, CUSTOMER, PRODUCT, AT),
+        evaluated(run_id, eligible=250, lag=86_400.0),
+        BatchIntent(
+            run_id=run_id,
+            customer=CUSTOMER,
+            product=PRODUCT,
+            rule="child.contact",
+            action="anonymise",
+            table="children",
+            batch=1,
+            key_hashes=("h1", "h2"),
+            cutoff=dt.date(2023, 3, 1),
+        ),
+        applied(run_id, 1, {"children": 100, "contacts": 20}, duration=0.3),
+        failed(run_id, 2),
+        applied(run_id, 3, {"children": 100}, duration=0.1),
+        evaluated(run_id, eligible=50, lag=3_600.0),
+        evaluated(run_id, eligible=7, lag=60.0, rule="invoice.old", action="delete"),
+        applied(run_id, 1, {"invoices": 7}, rule="invoice.old", action="delete"),
+        evaluated(run_id, eligible=0, lag=0.0, rule="invoice.old", action="delete"),
+        finished(run_id),
+    ]
+
+
+def feed(metrics: Metrics, events: list[Event]) -> Metrics:
+    for event in events:
+        metrics(event)
+    return metrics
+
+
+def value(metrics: Metrics, name: str, labels: dict[str, str] | None = None) -> float | None:
+    return metrics.registry.get_sample_value(name, labels or {})
+
+
+def test_realistic_run_sets_every_metric() -> None:
+    """After a realistic run the counters, gauges and histograms hold the expected values."""
+    m = feed(Metrics(), realistic_run())
+    assert value(m, "retention_rows_processed_total", rule_labels()) == 220
+    assert value(m, "retention_rows_processed_total", rule_labels("invoice.old", "delete")) == 7
+    assert value(m, "retention_rows_eligible", rule_labels()) == 50
+    assert value(m, "retention_compliance_lag_seconds", rule_labels()) == 3_600
+    assert value(m, "retention_rows_eligible", rule_labels("invoice.old", "delete")) == 0
+    run = {**RULE_LABELS, "outcome": "succeeded"}
+    assert value(m, "retention_runs_total", run) == 1
+    assert value(m, "retention_run_duration_seconds_count", run) == 1
+    assert value(m, "retention_run_duration_seconds_sum", run) == 42
+    assert value(m, "retention_batch_duration_seconds_count", rule_labels()) == 3
+    assert value(m, "retention_batch_duration_seconds_sum", rule_labels()) == pytest.approx(0.45)
+    assert value(m, "retention_batch_failures_total", rule_labels()) == 1
+    assert value(m, "retention_last_success_timestamp_seconds", RULE_LABELS) == AT.timestamp()
+    assert value(m, "retention_config_valid") == 1
+    assert value(m, "retention_config_reload_failures_total") == 0
+    assert value(m, "retention_connector_up", RULE_LABELS) == 1
+
+
+def test_dry_run_counts_no_rows_and_no_success() -> None:
+    """A dry run adds no processed rows, no batch durations and no last-success time."""
+    m = feed(
+        Metrics(),
+        [
+            RunStarted("dry-1", CUSTOMER, PRODUCT, AT, dry_run=True),
+            evaluated("dry-1", eligible=250, lag=86_400.0),
+            applied("dry-1", 1, {"children": 100}),
+            failed("dry-1", 2),
+            finished("dry-1", dry=True),
+        ],
+    )
+    assert value(m, "retention_rows_processed_total", rule_labels()) is None
+    assert value(m, "retention_batch_duration_seconds_count", rule_labels()) is None
+    assert value(m, "retention_last_success_timestamp_seconds", RULE_LABELS) is None
+    assert value(m, "retention_rows_eligible", rule_labels()) == 250
+    assert value(m, "retention_runs_total", {**RULE_LABELS, "outcome": "succeeded"}) == 1
+
+
+def test_dry_flag_on_run_finished_alone_sets_no_success() -> None:
+    """RunFinished.dry_run suffices to keep the last-success time unset."""
+    m = feed(Metrics(), [finished("dry-2", dry=True)])
+    assert value(m, "retention_last_success_timestamp_seconds", RULE_LABELS) is None
+
+
+def test_failed_run_keeps_previous_success_time() -> None:
+    """A failed run is counted by outcome and leaves the last-success time as it was."""
+    m = feed(Metrics(), realistic_run("run-1"))
+    later = RunFinished(
+        "run-2", CUSTOMER, PRODUCT, Outcome.FAILED, AT + dt.timedelta(days=1), 3.0, error="boom"
+    )
+    feed(m, [RunStarted("run-2", CUSTOMER, PRODUCT, AT), later])
+    assert value(m, "retention_runs_total", {**RULE_LABELS, "outcome": "failed"}) == 1
+    assert value(m, "retention_runs_total", {**RULE_LABELS, "outcome": "succeeded"}) == 1
+    assert value(m, "retention_last_success_timestamp_seconds", RULE_LABELS) == AT.timestamp()
+
+
+def test_invalid_config_and_connector_down() -> None:
+    """An invalid configuration sets config_valid to 0 and counts a failure; a down connector 0."""
+    m = feed(
+        Metrics(),
+        [
+            ConfigLoaded(valid=True, problems=0),
+            ConfigLoaded(valid=False, problems=3),
+            ConnectorStatus(CUSTOMER, PRODUCT, up=True),
+            ConnectorStatus(CUSTOMER, PRODUCT, up=False),
+        ],
+    )
+    assert value(m, "retention_config_valid") == 0
+    assert value(m, "retention_config_reload_failures_total") == 1
+    assert value(m, "retention_connector_up", RULE_LABELS) == 0
+
+
+def test_rule_no_longer_evaluated_loses_its_backlog_series() -> None:
+    """After a complete run that no longer evaluates a rule, its backlog series disappear."""
+    m = feed(Metrics(), realistic_run("run-1"))
+    feed(
+        m,
+        [
+            RunStarted("run-2", CUSTOMER, PRODUCT, AT),
+            evaluated("run-2", eligible=10, lag=5.0),
+            finished("run-2"),
+        ],
+    )
+    assert value(m, "retention_rows_eligible", rule_labels()) == 10
+    assert value(m, "retention_rows_eligible", rule_labels("invoice.old", "delete")) is None
+    assert (
+        value(m, "retention_compliance_lag_seconds", rule_labels("invoice.old", "delete")) is None
+    )
+
+
+def test_labels_are_only_the_allowed_sets() -> None:
+    """Every series carries exactly its documented label set, from the five allowed labels."""
+    rule = {"product", "customer", "rule", "action"}
+    run = {"product", "customer", "outcome"}
+    target = {"product", "customer"}
+    expected = {
+        "retention_rows_processed": rule,
+        "retention_rows_eligible": rule,
+        "retention_compliance_lag_seconds": rule,
+        "retention_batch_duration_seconds": rule,
+        "retention_batch_failures": rule,
+        "retention_runs": run,
+        "retention_run_duration_seconds": run,
+        "retention_last_success_timestamp_seconds": target,
+        "retention_connector_up": target,
+        "retention_config_valid": set(),
+        "retention_config_reload_failures": set(),
+    }
+    m = feed(Metrics(), [*realistic_run(), ConfigLoaded(valid=False, problems=1)])
+    seen = set()
+    for family in m.registry.collect():
+        assert family.name in expected, f"undocumented metric {family.name}"
+        seen.add(family.name)
+        for sample in family.samples:
+            assert set(sample.labels) - {"le"} == expected[family.name], sample
+    assert seen == set(expected)
+
+
+def test_each_instance_has_its_own_registry() -> None:
+    """Metrics register nothing globally: two instances and the default registry are separate."""
+    a, b = Metrics(), Metrics()
+    feed(a, realistic_run())
+    assert value(b, "retention_rows_processed_total", rule_labels()) is None
+    default = prometheus_client.REGISTRY.get_sample_value(
+        "retention_rows_processed_total", rule_labels()
+    )
+    assert default is None
+
+
+def test_exposition_is_text_format() -> None:
+    """exposition() renders the registry in the Prometheus text format with _total counters."""
+    text = feed(Metrics(), realistic_run()).exposition().decode()
+    assert "# TYPE retention_rows_processed_total counter" in text
+    assert "# TYPE retention_run_duration_seconds histogram" in text
+    assert CONTENT_TYPE.startswith("text/plain")
+
+
+def test_promtool_accepts_the_exposition() -> None:
+    """`promtool check metrics` finds no problem in the names, types and help texts."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        message = "promtool is not installed (apt-get install prometheus)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    exposition = feed(Metrics(), [*realistic_run(), ConfigLoaded(False, 2)]).exposition()
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=exposition, capture_output=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == b"", result.stdout

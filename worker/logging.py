@@ -1,0 +1,270 @@
+"""Structured logs: JSON lines by default, secrets masked in every line, run context bound.
+
+Nothing is configured at import time: the CLI calls `configure_logging()` once. Logs of
+libraries that use the standard `logging` module (APScheduler, SQLAlchemy, Alembic) go
+through the same renderer and the same masking, so every line of the process has one shape.
+
+`LogSubscriber` turns run events into log lines with stable event names (`run.started`,
+`batch.applied`, `run.finished`, …); `bind_run()` binds customer, product and run id to every
+line written while a run is in progress.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from worker.events import (
+    BatchApplied,
+    BatchFailed,
+    BatchIntent,
+    ConfigLoaded,
+    ConnectorStatus,
+    Event,
+    Outcome,
+    RuleEvaluated,
+    RunFinished,
+    RunStarted,
+)
+
+__all__ = ["LogSubscriber", "bind_run", "configure_logging", "mask_secrets", "mask_text"]
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+FORMATS = ("json", "console", "auto")
+MASK = "***"
+_HANDLER_NAME = "retention-worker"
+
+# scheme://user:password@host → scheme://user:***@host. The password runs to the last "@"
+# before the path, so a raw "@" inside it is masked too.
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s]*:)[^\s/]*@")
+# password=… in query strings and libpq keyword DSNs ("host=db password=s3cret").
+_KEYWORD_PASSWORD = re.compile(
+    r"""(?i)\b(password|passwd|pwd)(\s*=\s*)('[^']*'|"[^"]*"|[^\s&;,'"]+)"""
+)
+_SECRET_KEY = re.compile(
+    r"(?i)passw(or)?d|pwd|secret|pepper|token|api_?key|credential|authorization"
+)
+
+
+def mask_text(text: str) -> str:
+    """`text` with the passwords of URLs and DSNs in it replaced by ***."""
+    text = _URL_PASSWORD.sub(rf"\g<1>{MASK}@", text)
+    return _KEYWORD_PASSWORD.sub(rf"\g<1>\g<2>{MASK}", text)
+
+
+def _mask_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_text(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {
+            k: MASK if isinstance(k, str) and _SECRET_KEY.search(k) else _mask_value(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_mask_value(v) for v in value]
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    # Anything else is rendered as text anyway (an exception, a URL object): mask that text.
+    return mask_text(str(value))
+
+
+def mask_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: mask URL passwords in every value, and values of secret keys."""
+    return {
+        key: MASK if _SECRET_KEY.search(key) else _mask_value(value)
+        for key, value in event_dict.items()
+    }
+
+
+QUIET_LIBRARIES = ("alembic", "apscheduler")
+
+
+def configure_logging(
+    level: str = "INFO", fmt: str = "json", stream: IO[str] | None = None
+) -> None:
+    """Route structlog and standard logging to `stream` (default stderr) as JSON or console.
+
+    `fmt` is "json" (one object per line), "console" (for people) or "auto" (console on a
+    TTY, else JSON). Calling it again replaces the previous configuration.
+    """
+    name = level.upper()
+    if name not in LEVELS:
+        raise ValueError(
+            f"log level {level!r} is not known; set RETENTION_LOG_LEVEL to one of "
+            f"{', '.join(LEVELS)}"
+        )
+    if fmt not in FORMATS:
+        raise ValueError(
+            f"log format {fmt!r} is not known; set RETENTION_LOG_FORMAT to one of "
+            f"{', '.join(FORMATS)}"
+        )
+    out = stream if stream is not None else sys.stderr
+    tty = _isatty(out)
+    console = fmt == "console" or (fmt == "auto" and tty)
+    renderer: Processor = (
+        structlog.dev.ConsoleRenderer(colors=tty)
+        if console
+        else structlog.processors.JSONRenderer()
+    )
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        # Text with the whole chain ("The above exception was the direct cause …"), so the
+        # masker sees it; no frame locals, which could hold personal values.
+        structlog.processors.format_exc_info,
+    ]
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            mask_secrets,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(out)
+    handler.name = _HANDLER_NAME
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.name == _HANDLER_NAME]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(name)
+    # Libraries speak at INFO about their own plumbing (plugin set-up, job added); the
+    # worker logs its own events, so theirs show only when something is wrong, or at DEBUG.
+    for library in QUIET_LIBRARIES:
+        logging.getLogger(library).setLevel(name if name == "DEBUG" else "WARNING")
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[name]),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
+
+
+@contextlib.contextmanager
+def bind_run(run_id: str, customer: str, product: str) -> Iterator[None]:
+    """Bind run id, customer and product to every log line inside the block, then unbind."""
+    with structlog.contextvars.bound_contextvars(run_id=run_id, customer=customer, product=product):
+        yield
+
+
+_OUTCOME_LEVEL = {
+    Outcome.SUCCEEDED: logging.INFO,
+    Outcome.INTERRUPTED: logging.WARNING,
+    Outcome.FAILED: logging.ERROR,
+}
+
+
+class LogSubscriber:
+    """EventBus subscriber: one log line per event, named by the event, with no personal data.
+
+    Fields are counts, rule ids, table names, outcomes and durations; hashed record keys are
+    logged as their count only.
+    """
+
+    def __init__(self, logger: Any = None) -> None:
+        self._logger = logger if logger is not None else structlog.get_logger("worker.events")
+
+    def __call__(self, event: Event) -> None:
+        level, fields = _describe(event)
+        self._logger.log(level, event.name, **fields)
+
+
+def _run_fields(
+    event: RunStarted | RuleEvaluated | BatchIntent | BatchApplied | BatchFailed | RunFinished,
+) -> dict[str, Any]:
+    return {"run_id": event.run_id, "customer": event.customer, "product": event.product}
+
+
+def _describe(event: Event) -> tuple[int, dict[str, Any]]:
+    """The level and the fields of the log line for `event`."""
+    match event:
+        case RunStarted():
+            return logging.INFO, {**_run_fields(event), "dry_run": event.dry_run}
+        case RuleEvaluated():
+            return logging.INFO, {
+                **_run_fields(event),
+                "rule": event.rule,
+                "action": event.action,
+                "table": event.table,
+                "eligible": event.eligible,
+                "lag_seconds": event.lag_seconds,
+                "cutoff": event.cutoff.isoformat(),
+                "period": event.period,
+                "source": event.source,
+            }
+        case BatchIntent():
+            return logging.DEBUG, {
+                **_run_fields(event),
+                "rule": event.rule,
+                "action": event.action,
+                "table": event.table,
+                "batch": event.batch,
+                "keys": len(event.key_hashes),
+                "cutoff": event.cutoff.isoformat(),
+            }
+        case BatchApplied():
+            return logging.INFO, {
+                **_run_fields(event),
+                "rule": event.rule,
+                "action": event.action,
+                "table": event.table,
+                "batch": event.batch,
+                "rows": dict(event.rows),
+                "rows_total": event.total,
+                "categories": list(event.categories),
+                "duration_seconds": event.duration_seconds,
+            }
+        case BatchFailed():
+            return logging.WARNING, {
+                **_run_fields(event),
+                "rule": event.rule,
+                "action": event.action,
+                "table": event.table,
+                "batch": event.batch,
+                "error": event.error,
+                "duration_seconds": event.duration_seconds,
+            }
+        case RunFinished():
+            processed = [
+                {"rule": rule, "action": action, "rows": dict(rows)}
+                for (rule, action), rows in event.processed.items()
+            ]
+            fields = {
+                **_run_fields(event),
+                "outcome": str(event.outcome),
+                "dry_run": event.dry_run,
+                "duration_seconds": event.duration_seconds,
+                "processed": processed,
+                "rows_total": sum(sum(rows.values()) for rows in event.processed.values()),
+            }
+            if event.error is not None:
+                fields["error"] = event.error
+            return _OUTCOME_LEVEL.get(Outcome(event.outcome), logging.ERROR), fields
+        case ConnectorStatus():
+            level = logging.INFO if event.up else logging.WARNING
+            return level, {"customer": event.customer, "product": event.product, "up": event.up}
+        case ConfigLoaded():
+            level = logging.INFO if event.valid else logging.ERROR
+            return level, {"valid": event.valid, "problems": event.problems}
+    return logging.DEBUG, {}

@@ -1,0 +1,206 @@
+"""Every Prometheus metric of the worker, defined here and updated only from run events.
+
+`Metrics` is an `EventBus` subscriber: business code never touches a metric. Each instance
+owns its own `CollectorRegistry`, so nothing is registered at import time and tests can build
+as many as they like.
+
+Labels are product, customer, rule, action and outcome only: never a record id or anything
+personal. Dry runs change nothing, so they add no processed rows, no batch durations and no
+last-success time; their outcome and duration are still counted (a dry run that fails is a
+failure to plan, worth an alert).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from worker.events import (
+    BatchApplied,
+    BatchFailed,
+    ConfigLoaded,
+    ConnectorStatus,
+    Event,
+    Outcome,
+    RuleEvaluated,
+    RunFinished,
+    RunStarted,
+)
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+"""The Content-Type of `Metrics.exposition()`."""
+
+RULE_LABELS = ("product", "customer", "rule", "action")
+RUN_LABELS = ("product", "customer", "outcome")
+TARGET_LABELS = ("product", "customer")
+
+# A batch is one small transaction: milliseconds to a few seconds, a minute at worst.
+BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# A run of one customer and product: seconds when there is little to do, hours for a backlog.
+RUN_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0)
+
+
+class Metrics:
+    """The worker's metrics in their own registry; call it with each run event."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.rows_processed = Counter(
+            "retention_rows_processed",
+            "Rows anonymised or deleted, by rule and action.",
+            RULE_LABELS,
+            registry=r,
+        )
+        self.rows_eligible = Gauge(
+            "retention_rows_eligible",
+            "Rows past their retention deadline and not yet processed (the backlog).",
+            RULE_LABELS,
+            registry=r,
+        )
+        self.compliance_lag = Gauge(
+            "retention_compliance_lag_seconds",
+            "Seconds the oldest eligible row is past its retention deadline (0 when none).",
+            RULE_LABELS,
+            registry=r,
+        )
+        self.runs = Counter(
+            "retention_runs",
+            "Finished runs of one customer and product, by outcome.",
+            RUN_LABELS,
+            registry=r,
+        )
+        self.run_duration = Histogram(
+            "retention_run_duration_seconds",
+            "Duration of runs of one customer and product, by outcome.",
+            RUN_LABELS,
+            buckets=RUN_BUCKETS,
+            registry=r,
+        )
+        self.batch_duration = Histogram(
+            "retention_batch_duration_seconds",
+            "Duration of batch transactions, applied or rolled back.",
+            RULE_LABELS,
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.batch_failures = Counter(
+            "retention_batch_failures",
+            "Batches rolled back (nothing of them was changed).",
+            RULE_LABELS,
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "retention_last_success_timestamp_seconds",
+            "Unix time at which the last successful (not dry) run finished.",
+            TARGET_LABELS,
+            registry=r,
+        )
+        self.config_valid = Gauge(
+            "retention_config_valid",
+            "1 when the last configuration load was valid, else 0.",
+            registry=r,
+        )
+        self.config_reload_failures = Counter(
+            "retention_config_reload_failures",
+            "Configuration loads that found problems.",
+            registry=r,
+        )
+        self.connector_up = Gauge(
+            "retention_connector_up",
+            "1 when the product database of this customer was reachable at the last check.",
+            TARGET_LABELS,
+            registry=r,
+        )
+        # Runs of different customers may finish on different scheduler threads at once.
+        self._lock = threading.Lock()
+        self._dry_runs: set[str] = set()
+        # (product, customer) → (rule, action) pairs with a backlog series; and the pairs a
+        # run in progress has evaluated, to drop the series of rules that no longer exist.
+        self._known_rules: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        self._evaluated: dict[str, set[tuple[str, str]]] = {}
+
+    def __call__(self, event: Event) -> None:
+        """Update the metrics from one run event; other events are ignored."""
+        with self._lock:
+            self._update(event)
+
+    def _update(self, event: Event) -> None:
+        match event:
+            case RunStarted():
+                if event.dry_run:
+                    self._dry_runs.add(event.run_id)
+                self._evaluated[event.run_id] = set()
+            case RuleEvaluated():
+                self._rule_evaluated(event)
+            case BatchApplied():
+                if event.run_id in self._dry_runs:
+                    return
+                labels = (event.product, event.customer, event.rule, event.action)
+                self.rows_processed.labels(*labels).inc(event.total)
+                self.batch_duration.labels(*labels).observe(event.duration_seconds)
+            case BatchFailed():
+                if event.run_id in self._dry_runs:
+                    return
+                labels = (event.product, event.customer, event.rule, event.action)
+                self.batch_duration.labels(*labels).observe(event.duration_seconds)
+                self.batch_failures.labels(*labels).inc()
+            case RunFinished():
+                self._run_finished(event)
+            case ConfigLoaded():
+                self.config_valid.set(1 if event.valid else 0)
+                if not event.valid:
+                    self.config_reload_failures.inc()
+            case ConnectorStatus():
+                self.connector_up.labels(event.product, event.customer).set(1 if event.up else 0)
+            case _:
+                pass
+
+    def exposition(self) -> bytes:
+        """The registry in the Prometheus text format (Content-Type `CONTENT_TYPE`)."""
+        return generate_latest(self.registry)
+
+    def _rule_evaluated(self, event: RuleEvaluated) -> None:
+        labels = (event.product, event.customer, event.rule, event.action)
+        self.rows_eligible.labels(*labels).set(event.eligible)
+        self.compliance_lag.labels(*labels).set(max(event.lag_seconds, 0.0))
+        pair = (event.rule, event.action)
+        self._known_rules.setdefault((event.product, event.customer), set()).add(pair)
+        evaluated = self._evaluated.get(event.run_id)
+        if evaluated is not None:
+            evaluated.add(pair)
+
+    def _run_finished(self, event: RunFinished) -> None:
+        dry = event.dry_run or event.run_id in self._dry_runs
+        self._dry_runs.discard(event.run_id)
+        evaluated = self._evaluated.pop(event.run_id, None)
+        outcome = Outcome(event.outcome).value
+        self.runs.labels(event.product, event.customer, outcome).inc()
+        self.run_duration.labels(event.product, event.customer, outcome).observe(
+            event.duration_seconds
+        )
+        if outcome != Outcome.SUCCEEDED or dry:
+            return
+        self.last_success.labels(event.product, event.customer).set(event.at.timestamp())
+        if evaluated is not None:
+            self._drop_stale_rules(event.product, event.customer, evaluated)
+
+    def _drop_stale_rules(
+        self, product: str, customer: str, evaluated: set[tuple[str, str]]
+    ) -> None:
+        """Remove backlog series of rules a complete run no longer evaluated (rule removed)."""
+        known = self._known_rules.get((product, customer), set())
+        for rule, action in known - evaluated:
+            self.rows_eligible.remove(product, customer, rule, action)
+            self.compliance_lag.remove(product, customer, rule, action)
+        self._known_rules[(product, customer)] = set(evaluated)
