@@ -85,15 +85,23 @@ class SqlConnector(Connector):
                 raise SchemaError(f"table {name} does not exist") from None
 
     def verify(self, tables: Sequence[Table]) -> list[Problem]:
+        names: list[str] = []
+        pending: list[Table | Dependent] = list(tables)
+        while pending:
+            item = pending.pop()
+            names.append(item.name if isinstance(item, Table) else item.table)
+            pending.extend(item.dependents)
         with wrap_errors("cannot inspect the schema"):
-            inspector = sa.inspect(self.engine)
-            existing = set(inspector.get_table_names())
+            existing = set(sa.inspect(self.engine).get_table_names())
+            wanted = sorted({n for n in names if n in existing} - set(self._metadata.tables))
+            if wanted:  # one bulk reflection instead of several queries per table
+                self._metadata.reflect(bind=self.engine, only=wanted)
         problems: list[Problem] = []
         for spec in tables:
-            problems.extend(self._verify_table(spec, existing, inspector))
+            problems.extend(self._verify_table(spec, existing))
         return problems
 
-    def _verify_table(self, spec: Table, existing: set[str], inspector: Any) -> list[Problem]:
+    def _verify_table(self, spec: Table, existing: set[str]) -> list[Problem]:
         if spec.name not in existing:
             return [Problem(spec.name, None, "table is missing from the database")]
         table = self._table(spec.name)
@@ -110,13 +118,11 @@ class SqlConnector(Connector):
                     Problem(
                         spec.name,
                         column,
-                        f"a time basis must be a DATE or "
-                        f"TIMESTAMP column, not {table.c[column].type}",
+                        f"a time basis must be a DATE or TIMESTAMP column, not "
+                        f"{table.c[column].type}",
                     )
                 )
-        indexed = {
-            ix["column_names"][0] for ix in inspector.get_indexes(spec.name) if ix["column_names"]
-        }
+        indexed = {next(iter(ix.columns)).name for ix in table.indexes if ix.columns}
         indexed.update(table.primary_key.columns.keys()[:1])
         for column in spec.dates:
             if column in table.c and column not in indexed:
@@ -129,19 +135,17 @@ class SqlConnector(Connector):
                     )
                 )
         for dep in spec.dependents:
-            problems.extend(self._verify_dependent(dep, spec.name, existing, inspector))
+            problems.extend(self._verify_dependent(dep, spec.name, existing))
         return problems
 
-    def _verify_dependent(
-        self, dep: Dependent, parent: str, existing: set[str], inspector: Any
-    ) -> list[Problem]:
+    def _verify_dependent(self, dep: Dependent, parent: str, existing: set[str]) -> list[Problem]:
         sub = Table(
             dep.table,
             key=(),
             columns=(*dep.columns, *(c for c, _ in dep.references)),
             dependents=dep.dependents,
         )
-        problems = self._verify_table(sub, existing, inspector)
+        problems = self._verify_table(sub, existing)
         if dep.table in existing:
             parent_table = self._table(parent)
             for _, parent_col in dep.references:

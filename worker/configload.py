@@ -101,6 +101,10 @@ def _read_yaml(file: Path, problems: _Problems) -> _Doc | None:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        context, opened = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and opened is not None and (mark is None or opened.line != mark.line):
+            # An unclosed bracket or quote is found lines later: say where it was opened.
+            what += f", {context} that starts at line {opened.line + 1}, column {opened.column + 1}"
         problems.add(file, where, f"YAML syntax error: {what}; fix the syntax at that spot")
         return None
     if not isinstance(data, dict):
@@ -110,19 +114,24 @@ def _read_yaml(file: Path, problems: _Problems) -> _Doc | None:
 
 
 def _line(node: yaml.Node | None, path: tuple[str | int, ...]) -> int | None:
-    """The 1-based line of `path` inside a composed YAML tree, as near as it exists."""
-    found = node
+    """The 1-based line of `path` inside a composed YAML tree, as near as it exists.
+
+    A mapping entry is found on the line of its key: a block value starts a line later.
+    """
+    found, mark = node, (node.start_mark if node is not None else None)
     for part in path:
         if isinstance(found, yaml.MappingNode):
-            nxt = next((v for k, v in found.value if k.value == str(part)), None)
+            key, nxt = next(((k, v) for k, v in found.value if k.value == str(part)), (None, None))
+            mark = key.start_mark if key is not None else mark
         elif isinstance(found, yaml.SequenceNode) and isinstance(part, int):
             nxt = found.value[part] if part < len(found.value) else None
+            mark = nxt.start_mark if nxt is not None else mark
         else:
             nxt = None
         if nxt is None:
             break
         found = nxt
-    return found.start_mark.line + 1 if found is not None else None
+    return mark.line + 1 if mark is not None else None
 
 
 def _parse(model: type[M], doc: _Doc, problems: _Problems) -> M | None:
@@ -173,7 +182,9 @@ def load_config(directory: Path | str) -> Config:
     products: dict[str, ProductMapping] = {}
     product_docs: dict[str, _Doc] = {}
     rule_owner: dict[str, Path] = {}
+    set_aside: dict[str, str] = {}  # product → its file, which has problems
     for file in sorted((root / "products").glob("*.yaml")):
+        set_aside[file.stem] = _display(file, root)
         pdoc = _read_yaml(file, problems)
         mapping = _parse(ProductMapping, pdoc, problems) if pdoc else None
         if mapping is None or pdoc is None:
@@ -183,6 +194,7 @@ def load_config(directory: Path | str) -> Config:
         if len(problems.items) == before:
             products[mapping.product] = mapping
             product_docs[mapping.product] = pdoc
+            del set_aside[file.stem]
 
     customers: dict[str, Customer] = {}
     blocked: dict[str, dict[str, tuple[ConfigProblem, ...]]] = {}
@@ -195,7 +207,7 @@ def load_config(directory: Path | str) -> Config:
             blocked.setdefault(file.stem, {})["*"] = tuple(problems.items[-1:])
             continue
         before = len(problems.items)
-        _check_customer(customer, cdoc, catalogue, products, problems)
+        _check_customer(customer, cdoc, catalogue, products, problems, set_aside)
         _check_unique(customer, cdoc, products, seen_tenants, seen_urls, problems)
         found = tuple(problems.items[before:])
         if found:
@@ -422,6 +434,7 @@ def _check_customer(
     cat: Catalogue,
     products: Mapping[str, ProductMapping],
     problems: _Problems,
+    set_aside: Mapping[str, str],
 ) -> None:
     def add(path: tuple[str | int, ...], message: str) -> None:
         problems.add(doc.file, ".".join(str(p) for p in path), message, _line(doc.node, path))
@@ -442,6 +455,9 @@ def _check_customer(
     for pname, chosen in customer.products.items():
         base: tuple[str | int, ...] = ("products", pname)
         mapping = products.get(pname)
+        if mapping is None and pname in set_aside:
+            add(base, f"{pname} is set aside: fix the problems in {set_aside[pname]} first")
+            continue
         if mapping is None:
             known = ", ".join(sorted(products)) or "(none)"
             add(base, f"unknown product {pname!r}; this configuration maps {known}")

@@ -22,7 +22,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import structlog
 from tenacity import (
+    RetryCallState,
     Retrying,
     retry_if_exception,
     stop_after_attempt,
@@ -44,10 +46,12 @@ from worker.events import (
     RunFinished,
     RunStarted,
 )
+from worker.logging import bind_run
 from worker.policy import EffectiveRule, effective_rules, overdue_seconds, rule_cutoff
 from worker.targets import tables_for, target_for
 
 T = TypeVar("T")
+log = structlog.get_logger("worker.run")
 ConnectorFactory = Callable[[Customer, ProductMapping], Connector]
 Clock = Callable[[], dt.datetime]
 
@@ -100,6 +104,16 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, ConnectorError) and exc.transient
 
 
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    log.warning(
+        "db.retry",
+        attempt=state.attempt_number,
+        wait_seconds=round(state.upcoming_sleep, 2),
+        error=str(error),
+    )
+
+
 class Runner:
     """Runs customer × product pairs; the same code serves `run --once` and the daemon."""
 
@@ -133,6 +147,7 @@ class Runner:
             wait=wait_random_exponential(multiplier=0.2, max=5),
             stop=stop_after_attempt(self.retry_attempts),
             sleep=self.retry_sleep,
+            before_sleep=_log_retry,
             reraise=True,
         )
         return retrying(fn, *args)
@@ -142,6 +157,18 @@ class Runner:
     ) -> RunReport:
         """Do (or, with dry_run, only count) what is due for one customer × product."""
         run_id = uuid.uuid4().hex
+        with bind_run(run_id, customer.customer, mapping.product):
+            return self._run(run_id, customer, mapping, now, dry_run=dry_run)
+
+    def _run(
+        self,
+        run_id: str,
+        customer: Customer,
+        mapping: ProductMapping,
+        now: dt.datetime,
+        *,
+        dry_run: bool,
+    ) -> RunReport:
         names = {"run_id": run_id, "customer": customer.customer, "product": mapping.product}
         report = RunReport(run_id, customer.customer, mapping.product, Outcome.SUCCEEDED, dry_run)
         started = time.monotonic()
@@ -152,8 +179,7 @@ class Runner:
             connector = self._open(customer, mapping)
             self._verify(connector, mapping)
             for rule in effective_rules(self.catalogue, customer, mapping):
-                plan = self._rule(connector, customer, mapping, rule, now, run_id, dry_run)
-                report.rules.append(plan)
+                self._rule(connector, customer, mapping, rule, now, report)
         except RunInterrupted:
             report.outcome = Outcome.INTERRUPTED
         except (RetentionError, ConnectorError) as exc:
@@ -206,9 +232,13 @@ class Runner:
         mapping: ProductMapping,
         rule: EffectiveRule,
         now: dt.datetime,
-        run_id: str,
-        dry_run: bool,
-    ) -> RulePlan:
+        report: RunReport,
+    ) -> None:
+        """Count a rule's backlog, then (unless dry) work through it in batches.
+
+        The rule's figures join the report before the first batch, so a run that is
+        stopped or fails halfway still reports what it changed.
+        """
         chosen = customer.products[mapping.product]
         cutoff = rule_cutoff(rule, now, customer.timezone)
         target = target_for(rule, mapping, chosen, cutoff)
@@ -223,10 +253,11 @@ class Runner:
             eligible=backlog.count,
             lag_seconds=self._lag(rule, backlog.oldest, backlog.count, now, customer.timezone),
         )
-        names = {"run_id": run_id, "customer": customer.customer, "product": mapping.product}
+        report.rules.append(plan)
+        names = {"run_id": report.run_id, "customer": customer.customer, "product": mapping.product}
         self._evaluated(plan, names)
-        if dry_run or backlog.count == 0:
-            return plan
+        if report.dry_run or backlog.count == 0:
+            return
         self._batches(connector, customer, mapping, rule, target, plan, names)
         remaining = self._retry(connector.backlog, target)
         plan_after = RulePlan(**{**plan.__dict__, "eligible": remaining.count})
@@ -234,7 +265,6 @@ class Runner:
             rule, remaining.oldest, remaining.count, now, customer.timezone
         )
         self._evaluated(plan_after, names)
-        return plan
 
     def _evaluated(self, plan: RulePlan, names: Mapping[str, str]) -> None:
         self.bus.publish(
