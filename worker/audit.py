@@ -1,0 +1,291 @@
+"""The audit trail: one hash-chained, PII-free record per thing that matters in a run.
+
+`AuditTrail` subscribes to the EventBus as a *required* subscriber: a batch is applied only
+after its `batch.intent` record is stored, so a failed write raises AuditWriteError and stops
+the run. `verify` walks the whole chain and names the first event that does not hold up.
+
+The chain, for an auditor who wants to recompute it without this code:
+
+    hash(n) = sha256( prev_hash(n) || canonical_json({seq, at, run_id, kind, customer,
+                                                      product, rule, action, payload}) )
+
+`prev_hash(1)` is 64 zeros, `prev_hash(n)` is `hash(n-1)`, both as lowercase hex (ASCII);
+`at` is ISO 8601 in UTC with microseconds (`2025-01-31T02:00:00.000000+00:00`); `payload` is
+the stored JSON object (not its text); canonical JSON is UTF-8 with sorted keys, no
+whitespace (`,` and `:` separators), no ASCII escaping.
+
+Payloads hold counts, table names, categories, rule ids, cutoff dates, outcomes, error class
+names and keyed hashes of record keys (computed by the run with the pepper): never a value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from worker.errors import AuditWriteError, StateError
+from worker.events import (
+    BatchApplied,
+    BatchFailed,
+    BatchIntent,
+    Event,
+    RunFinished,
+    RunStarted,
+)
+from worker.state import ZERO_HASH, AuditEntry, AuditRecord, StateStore
+
+_AUDITED = (RunStarted, BatchIntent, BatchApplied, BatchFailed, RunFinished)
+Audited = RunStarted | BatchIntent | BatchApplied | BatchFailed | RunFinished
+_KEY_HASH = re.compile(r"[0-9a-f]{16,128}")
+_ERROR_CLASS = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
+def canonical_json(value: object) -> str:
+    """Sorted keys, compact separators, UTF-8 text: the same object always gives the same text."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def iso_utc(at: dt.datetime) -> str:
+    """The one textual form of a record's time that the hash covers."""
+    if at.tzinfo is None:
+        raise ValueError("audit times must be timezone-aware")
+    return at.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
+def record_hash(
+    prev_hash: str,
+    *,
+    seq: int,
+    at: dt.datetime,
+    run_id: str,
+    kind: str,
+    customer: str,
+    product: str,
+    rule: str | None,
+    action: str | None,
+    payload: Any,
+) -> str:
+    """The hex sha256 chaining one record to the previous one (see the module docstring)."""
+    body = canonical_json(
+        {
+            "seq": seq,
+            "at": iso_utc(at),
+            "run_id": run_id,
+            "kind": kind,
+            "customer": customer,
+            "product": product,
+            "rule": rule,
+            "action": action,
+            "payload": payload,
+        }
+    )
+    return hashlib.sha256(prev_hash.encode("ascii") + body.encode("utf-8")).hexdigest()
+
+
+def error_class(error: str | None) -> str | None:
+    """Only the leading class name of an error text ("IntegrityError: ..." → "IntegrityError").
+
+    Driver messages can quote the values they choked on; the trail keeps none of it.
+    """
+    if not error:
+        return None
+    match = _ERROR_CLASS.match(error.strip())
+    return match.group(0) if match else "Error"
+
+
+def _processed(processed: Mapping[tuple[str, str], Mapping[str, int]]) -> list[dict[str, Any]]:
+    return [
+        {"rule": rule, "action": action, "rows": {t: int(n) for t, n in rows.items()}}
+        for (rule, action), rows in sorted(processed.items())
+    ]
+
+
+def _payload(event: Audited) -> dict[str, Any]:
+    match event:
+        case RunStarted():
+            return {"dry_run": event.dry_run}
+        case BatchIntent():
+            bad = sum(1 for h in event.key_hashes if not _KEY_HASH.fullmatch(h))
+            if bad:
+                # Refuse rather than risk storing raw record keys in the evidence.
+                raise AuditWriteError(
+                    f"batch.intent of run {event.run_id} (rule {event.rule}, batch {event.batch}):"
+                    f" {bad} of {len(event.key_hashes)} key hashes are not lowercase hex keyed"
+                    " hashes; nothing was written and the batch must not be applied"
+                )
+            return {
+                "table": event.table,
+                "batch": event.batch,
+                "cutoff": event.cutoff.isoformat(),
+                "keys": len(event.key_hashes),
+                "key_hashes": list(event.key_hashes),
+            }
+        case BatchApplied():
+            return {
+                "table": event.table,
+                "batch": event.batch,
+                "rows": {t: int(n) for t, n in event.rows.items()},
+                "total": event.total,
+                "categories": sorted(event.categories),
+            }
+        case BatchFailed():
+            return {"table": event.table, "batch": event.batch, "error": error_class(event.error)}
+        case RunFinished():
+            return {
+                "outcome": str(event.outcome),
+                "dry_run": event.dry_run,
+                "rows_changed": _rows_changed(event),
+                "processed": _processed(event.processed),
+                "error": error_class(event.error),
+            }
+
+
+def _rows_changed(event: RunFinished) -> int:
+    # A dry run only counts what it would change; it changes nothing.
+    if event.dry_run:
+        return 0
+    return sum(int(n) for rows in event.processed.values() for n in rows.values())
+
+
+class AuditTrail:
+    """EventBus subscriber writing the audit trail (subscribe it with `required=True`)."""
+
+    def __init__(self, store: StateStore, clock: Callable[[], dt.datetime]) -> None:
+        self._store = store
+        self._clock = clock
+
+    def __call__(self, event: Event) -> None:
+        if not isinstance(event, _AUDITED):
+            return
+        payload = _payload(event)
+        try:
+            if isinstance(event, RunStarted):
+                self._store.start_run(
+                    event.run_id, event.customer, event.product, event.at, event.dry_run
+                )
+            self._append(event, payload)
+            if isinstance(event, RunFinished):
+                self._store.finish_run(
+                    event.run_id,
+                    str(event.outcome),
+                    event.at,
+                    payload["rows_changed"],
+                    event.error,
+                )
+        except (StateError, ValueError) as exc:
+            raise AuditWriteError(
+                f"could not write {event.name} of run {event.run_id} to the audit trail: {exc}"
+            ) from exc
+
+    def _append(self, event: Audited, payload: dict[str, Any]) -> AuditRecord:
+        rule = getattr(event, "rule", None)
+        action = getattr(event, "action", None)
+        at = self._clock()
+        if at.tzinfo is None:
+            raise AuditWriteError("the audit clock returned a naive datetime; it must be UTC-aware")
+        entry = AuditEntry(
+            at=at.astimezone(dt.UTC),
+            run_id=event.run_id,
+            kind=event.name,
+            customer=event.customer,
+            product=event.product,
+            rule=rule,
+            action=action,
+            payload=canonical_json(payload),
+        )
+
+        def seal(seq: int, prev_hash: str) -> str:
+            return record_hash(prev_hash, seq=seq, **_fields(entry), payload=payload)
+
+        return self._store.append_audit(entry, seal)
+
+
+def _fields(entry: AuditEntry | AuditRecord) -> dict[str, Any]:
+    return {
+        "at": entry.at,
+        "run_id": entry.run_id,
+        "kind": entry.kind,
+        "customer": entry.customer,
+        "product": entry.product,
+        "rule": entry.rule,
+        "action": entry.action,
+    }
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """What `verify` found: `first_bad_seq` is the lowest seq that is missing or does not hold
+    up (every event before it verified); None when the chain is intact."""
+
+    ok: bool
+    checked: int
+    first_bad_seq: int | None
+    reason: str
+
+
+def _missing(first: int, last: int) -> str:
+    if first == last:
+        return f"event {first} is missing"
+    return f"events {first} to {last} are missing"
+
+
+def verify(store: StateStore, batch_size: int = 1000) -> VerifyResult:
+    """Walk the chain in seq order, streaming; stop at the first record that does not hold up."""
+    checked = 0
+    prev_seq, prev_hash = 0, ZERO_HASH
+
+    def bad(seq: int, reason: str) -> VerifyResult:
+        return VerifyResult(ok=False, checked=checked, first_bad_seq=seq, reason=reason)
+
+    with store.audit_snapshot(batch_size) as (head, records):
+        for record in records:
+            seq = record.seq
+            if seq != prev_seq + 1:
+                follows = f"follows event {prev_seq}" if prev_seq else "is the first event"
+                missing = _missing(prev_seq + 1, seq - 1)
+                return bad(prev_seq + 1, f"event {seq}: {follows}; {missing}")
+            if record.prev_hash != prev_hash:
+                return bad(
+                    seq,
+                    f"event {seq}: does not follow event {prev_seq} (its prev_hash is not"
+                    f" event {prev_seq}'s hash): events were removed, reordered or swapped",
+                )
+            if _recompute(record) != record.hash:
+                return bad(seq, f"event {seq}: content does not match its hash")
+            checked += 1
+            prev_seq, prev_hash = seq, record.hash
+    if head is None:
+        return bad(
+            prev_seq + 1,
+            f"the audit head row is missing, so events after {prev_seq} may have been removed",
+        )
+    if head.seq > prev_seq:
+        return bad(
+            prev_seq + 1,
+            f"the head says seq {head.seq}, the trail ends at {prev_seq}:"
+            f" {_missing(prev_seq + 1, head.seq)}",
+        )
+    if head.seq < prev_seq:
+        return bad(
+            head.seq + 1,
+            f"the trail ends at {prev_seq}, after the head's seq {head.seq}: events"
+            f" {head.seq + 1} to {prev_seq} were added without moving the head",
+        )
+    if head.hash != prev_hash:
+        return bad(prev_seq, f"event {prev_seq}: its hash is not the one the head recorded")
+    return VerifyResult(ok=True, checked=checked, first_bad_seq=None, reason="the chain is intact")
+
+
+def _recompute(record: AuditRecord) -> str | None:
+    try:
+        payload = json.loads(record.payload)
+    except ValueError:
+        return None
+    return record_hash(record.prev_hash, seq=record.seq, **_fields(record), payload=payload)

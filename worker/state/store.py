@@ -1,0 +1,319 @@
+"""StateStore: the worker's own database (SQLite for a laptop, PostgreSQL in production).
+
+Every driver error leaves this module as a StateError whose message names the database by
+its URL with the password masked, and whose `__cause__` is the original error.
+
+Audit appends are serialised on the `audit_head` row: `SELECT ... FOR UPDATE` on PostgreSQL
+(several replicas), a process-wide lock plus `BEGIN IMMEDIATE` on SQLite. The store knows
+nothing about hashing: the caller passes a `seal(seq, prev_hash)` that computes the new hash
+while the head is locked (see worker/audit.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from worker.errors import StateError
+from worker.state.models import audit_events, audit_head, runs
+from worker.state.records import AuditEntry, AuditHead, AuditRecord, RunRecord
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+OUTCOMES = frozenset({"succeeded", "failed", "interrupted"})
+_MIGRATE_LOCK_KEY = 0x52_45_54_45_4E_54  # pg_advisory_xact_lock key: ASCII "RETENT"
+_SQLITE_WRITE_LOCK = threading.Lock()  # one SQLite writer per process; the file lock does the rest
+_BEGIN_OPTION = "retention_sqlite_begin"
+
+
+Seal = Callable[[int, str], str]
+"""Given the new record's seq and the previous hash, return the new record's hash."""
+
+
+def utc(value: dt.datetime) -> dt.datetime:
+    """A timestamp as stored: aware, in UTC. Naive values read back from SQLite are UTC."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def _aware(value: dt.datetime, what: str) -> dt.datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"{what} must be timezone-aware (got a naive datetime)")
+    return value.astimezone(dt.UTC)
+
+
+def _describe(exc: BaseException) -> str:
+    """The driver's own first line (no SQL, no parameters), prefixed by its class name."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {lines[0]}" if lines else type(orig).__name__
+
+
+class StateStore:
+    """The worker's state database: runs, the audit trail, and its schema migrations."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            parsed = make_url(url)
+        except (ArgumentError, ValueError):
+            # `from None`: the parser's message repeats the whole URL, password included.
+            raise StateError(
+                "the state database URL is not valid; expected e.g. sqlite:///path/state.db "
+                "or postgresql+psycopg://user:password@host:5432/db"
+            ) from None
+        self.url = parsed.render_as_string(hide_password=True)
+        self._sqlite = parsed.get_backend_name() == "sqlite"
+        self._postgres = parsed.get_backend_name() == "postgresql"
+        try:
+            self._engine = self._create_engine(parsed)
+        except (NoSuchModuleError, ImportError, OSError) as exc:
+            raise StateError(f"cannot open the state database {self.url}: {exc}") from exc
+
+    def _create_engine(self, url: URL) -> Engine:
+        if not self._sqlite:
+            return create_engine(url, pool_pre_ping=True)
+        database = url.database or ""
+        if database in ("", ":memory:"):
+            # One shared connection: for single-threaded tests only.
+            engine = create_engine(
+                url, poolclass=StaticPool, connect_args={"check_same_thread": False}
+            )
+        else:
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except StateError:
+            raise
+        except (SQLAlchemyError, CommandError, OSError) as exc:
+            raise StateError(
+                f"the state database {self.url} failed while {doing}: {_describe(exc)}"
+            ) from exc
+
+    @contextmanager
+    def _write(self, doing: str) -> Iterator[Connection]:
+        """A write transaction; on SQLite serialised in-process and taken with BEGIN IMMEDIATE."""
+        with self._errors(doing):
+            if not self._sqlite:
+                with self._engine.begin() as conn:
+                    yield conn
+                return
+            with _SQLITE_WRITE_LOCK, self._engine.connect() as conn:
+                conn = conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+                with conn.begin():
+                    yield conn
+
+    def _alembic_config(self, connection: Connection | None = None) -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        if connection is not None:
+            config.attributes["connection"] = connection
+        return config
+
+    # -- schema --------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision. Idempotent; safe on every start."""
+        with self._write("migrating the schema") as conn:
+            if self._postgres:
+                # Replicas starting together: the second waits, then finds nothing to do.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATE_LOCK_KEY})
+            command.upgrade(self._alembic_config(conn), "head")
+
+    def check(self) -> None:
+        """Raise StateError unless the schema is exactly at the revision this worker needs."""
+        scripts = ScriptDirectory.from_config(self._alembic_config())
+        wanted = set(scripts.get_heads())
+        with self._errors("reading the schema revision"), self._engine.connect() as conn:
+            current = set(MigrationContext.configure(conn).get_current_heads())
+        if current == wanted:
+            return
+        if not current:
+            raise StateError(
+                f"the state database {self.url} has no schema yet; run `retention-worker migrate`"
+            )
+        known = {script.revision for script in scripts.walk_revisions()}
+        if current - known:
+            raise StateError(
+                f"the state database {self.url} is at revision {', '.join(sorted(current))}, "
+                "which this worker does not know (migrated by a newer version?); "
+                "upgrade the worker"
+            )
+        raise StateError(
+            f"the state database {self.url} is at revision {', '.join(sorted(current))}, "
+            f"this worker needs {', '.join(sorted(wanted))}; run `retention-worker migrate`"
+        )
+
+    def ping(self) -> None:
+        """Raise StateError unless the database answers."""
+        with self._errors("answering a ping"), self._engine.connect() as conn:
+            conn.execute(select(1)).scalar_one()
+
+    def close(self) -> None:
+        """Close every pooled connection. The store may be used again afterwards."""
+        self._engine.dispose()
+
+    # -- runs ----------------------------------------------------------------------------
+
+    def start_run(
+        self, run_id: str, customer: str, product: str, at: dt.datetime, dry_run: bool
+    ) -> None:
+        values = {
+            "run_id": run_id,
+            "customer": customer,
+            "product": product,
+            "started_at": _aware(at, "started_at"),
+            "dry_run": dry_run,
+            "rows_changed": 0,
+        }
+        with self._write(f"recording the start of run {run_id}") as conn:
+            conn.execute(runs.insert().values(values))
+
+    def finish_run(
+        self,
+        run_id: str,
+        outcome: str,
+        at: dt.datetime,
+        rows_changed: int,
+        error: str | None,
+    ) -> None:
+        outcome = str(outcome)
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}, got {outcome!r}")
+        with self._write(f"recording the end of run {run_id}") as conn:
+            result = conn.execute(
+                runs.update()
+                .where(runs.c.run_id == run_id)
+                .values(
+                    outcome=outcome,
+                    finished_at=_aware(at, "finished_at"),
+                    rows_changed=rows_changed,
+                    error=error,
+                )
+            )
+            if result.rowcount != 1:
+                raise StateError(f"run {run_id} was never started in {self.url}; cannot finish it")
+
+    def recent_runs(self, limit: int = 20) -> list[RunRecord]:
+        """The newest runs first."""
+        query = select(runs).order_by(runs.c.started_at.desc(), runs.c.run_id.desc()).limit(limit)
+        with self._errors("listing recent runs"), self._engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [
+            RunRecord(
+                **{
+                    **r,
+                    "started_at": utc(r["started_at"]),
+                    "finished_at": utc(r["finished_at"]) if r["finished_at"] else None,
+                    "dry_run": bool(r["dry_run"]),
+                    "rows_changed": int(r["rows_changed"]),
+                }
+            )
+            for r in rows
+        ]
+
+    # -- audit trail ---------------------------------------------------------------------
+
+    def append_audit(self, entry: AuditEntry, seal: Seal) -> AuditRecord:
+        """Append one record after the head, atomically with moving the head."""
+        at = _aware(entry.at, "the audit record's time")
+        doing = f"appending {entry.kind} of run {entry.run_id} to the audit trail"
+        with self._write(doing) as conn:
+            head = conn.execute(
+                select(audit_head.c.seq, audit_head.c.hash)
+                .where(audit_head.c.id == 1)
+                .with_for_update()  # SQLite ignores it: BEGIN IMMEDIATE already holds the lock
+            ).one_or_none()
+            if head is None:
+                raise StateError(
+                    f"the audit head row is missing in {self.url}; run `retention-worker migrate`"
+                    " (if the trail has events, this is tampering: run `retention-worker audit"
+                    " verify`)"
+                )
+            seq, prev_hash = int(head.seq) + 1, str(head.hash)
+            fields = {**asdict(entry), "at": at, "seq": seq, "prev_hash": prev_hash}
+            record = AuditRecord(**fields, hash=seal(seq, prev_hash))
+            conn.execute(audit_events.insert().values(asdict(record)))
+            conn.execute(
+                audit_head.update()
+                .where(audit_head.c.id == 1)
+                .values(seq=record.seq, hash=record.hash)
+            )
+        return record
+
+    @contextmanager
+    def audit_snapshot(
+        self, batch_size: int = 1000
+    ) -> Iterator[tuple[AuditHead | None, Iterator[AuditRecord]]]:
+        """The head and the records in seq order, both from one consistent snapshot.
+
+        Records are streamed (server-side cursor on PostgreSQL) `batch_size` at a time; the
+        iterator is valid only inside the `with` block.
+        """
+        with self._errors("opening the audit trail"):
+            conn = self._engine.connect()
+        try:
+            with self._errors("reading the audit head"):
+                if self._postgres:
+                    conn = conn.execution_options(
+                        isolation_level="REPEATABLE READ", postgresql_readonly=True
+                    )
+                conn.begin()
+                row = conn.execute(
+                    select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
+                ).one_or_none()
+            head = AuditHead(int(row.seq), str(row.hash)) if row is not None else None
+            yield head, self._stream(conn, batch_size)
+        finally:
+            with self._errors("closing the audit trail"):
+                conn.close()
+
+    def _stream(self, conn: Connection, batch_size: int) -> Iterator[AuditRecord]:
+        query = select(audit_events).order_by(audit_events.c.seq)
+        with self._errors("reading the audit trail"):
+            result = conn.execution_options(yield_per=batch_size).execute(query).mappings()
+            for r in result:
+                yield AuditRecord(**{**r, "seq": int(r["seq"]), "at": utc(r["at"])})
+
+    def audit_count(self) -> int:
+        with self._errors("counting audit records"), self._engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(audit_events)).scalar_one())
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control from the sqlite3 module (it would BEGIN only before DML, so a
+    # read-then-write could race); `_sqlite_begin` emits BEGIN itself.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers (verify) never block appenders
+    finally:
+        cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
