@@ -43,10 +43,7 @@ def check_live(config: Config, env: Mapping[str, str]) -> LiveResult:
             connector.open()
             for name, subject in mapping.subjects.items():
                 for problem in connector.verify([table_for(subject, mapping)]):
-                    text = (
-                        f"{problem} in the database of {pair} ({variable}); "
-                        "create it there or correct the mapping"
-                    )
+                    text = f"{problem} ({pair}, {variable}); create it there or correct the mapping"
                     if problem.fatal:
                         result.problems.append(ConfigProblem(file, f"subjects.{name}", text))
                     else:

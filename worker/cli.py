@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-import structlog
 
 from worker.app import PairSelection, build_runner, run_pairs, utc_now
 from worker.configload import Config, load_config
@@ -58,7 +57,7 @@ def select_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.group(epilog=EXIT_CODES_HELP)
 @click.option(
     "--env-file",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    type=click.Path(path_type=Path, dir_okay=False),
     help="Read NAME=VALUE lines into the environment first (variables already set win).",
 )
 @click.version_option(package_name="retention-worker")
@@ -124,14 +123,14 @@ def validate(ctx: Ctx, config_dir: Path | None, offline: bool) -> None:
     live = check_live(config, ctx.env)
     for warning in live.warnings:
         click.echo(f"warning: {warning}", err=True)
+    for line in live.unreachable:
+        click.echo(f"unreachable: {line}", err=True)
     if live.problems:
         click.echo(f"{len(live.problems)} problem(s) with the live databases:", err=True)
         for problem in live.problems:
             click.echo(f"  {problem}", err=True)
         sys.exit(ExitCode.BAD_CONFIG)
     if live.unreachable:
-        for line in live.unreachable:
-            click.echo(f"unreachable: {line}", err=True)
         sys.exit(ExitCode.RUN_FAILED)
     click.echo(f"{live.checked} database mapping(s) match their live schema.")
 
@@ -208,7 +207,7 @@ def plan(
 @config_option
 @select_options
 @click.option("--once", is_flag=True, help="Do what is due now, then exit.")
-@click.option("--dry-run", is_flag=True, help="Count only; change nothing (like `plan`).")
+@click.option("--dry-run", is_flag=True, help="With --once: count only, change nothing.")
 @click.pass_obj
 def run(
     ctx: Ctx,
@@ -218,18 +217,29 @@ def run(
     once: bool,
     dry_run: bool,
 ) -> None:
-    """Run the retention rules: with --once now, otherwise as a daemon on each schedule."""
+    """Run the retention rules: with --once now, otherwise as a daemon on each schedule.
+
+    The daemon runs each customer × product on its schedule (default daily at 02:00
+    Europe/Amsterdam; a product mapping or customer file may set its own), serves
+    /metrics, /healthz and /readyz on RETENTION_HTTP_PORT, reloads the configuration on
+    SIGHUP (an invalid one is refused and the old one stays), and stops cleanly on
+    SIGTERM or SIGINT: the batch in flight finishes, then the process exits 0 (1 if runs
+    were still busy after RETENTION_STOP_GRACE_SECONDS, default 20). A second signal
+    exits at once.
+    """
     from worker.audit import AuditTrail
     from worker.state import StateStore
 
-    if not once:
-        fail("the daemon needs --once for now: `retention-worker run --once`", ExitCode.BAD_CONFIG)
-    sel = PairSelection(customer, product)
-    config = _checked_config(ctx, config_dir, sel)
     try:
         pepper = ctx.settings.require_pepper()
     except SettingsError as exc:
         fail(str(exc))
+    if not once:
+        if customer or product or dry_run:
+            fail("--customer, --product and --dry-run go with --once")
+        _daemon(ctx, config_dir)
+    sel = PairSelection(customer, product)
+    config = _checked_config(ctx, config_dir, sel)
     store = StateStore(ctx.settings.state_url)
     try:
         store.check()
@@ -244,6 +254,18 @@ def run(
         store.close()
     click.echo(format_changes(reports))
     sys.exit(_exit_for(reports, config))
+
+
+def _daemon(ctx: Ctx, config_dir: Path | None) -> NoReturn:
+    from worker.daemon import Daemon
+
+    try:
+        daemon = Daemon(ctx.settings, ctx.env, config_dir or ctx.settings.config_dir)
+        daemon.install_signal_handlers()
+        code = daemon.serve()
+    except (RetentionError, OSError) as exc:
+        fail(str(exc), ExitCode.RUN_FAILED)
+    sys.exit(code)
 
 
 @main.command()
@@ -315,7 +337,3 @@ def demo(ctx: Ctx, folder: Path, reset: bool, config_dir: Path | None) -> None:
     except (ConfigError, RetentionError) as exc:
         fail(str(exc), ExitCode.RUN_FAILED)
     sys.exit(code)
-
-
-def _log() -> Any:
-    return structlog.get_logger("worker.cli")

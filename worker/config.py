@@ -308,6 +308,8 @@ class ProductMapping(Model):
     rules: tuple[Rule, ...]
     schedule: Schedule = Schedule()
     batch_size: int = Field(default=500, ge=1, le=50_000)
+    # Seconds to wait between batches, to spare a busy database; a stop cuts it short.
+    batch_pause: float = Field(default=0.0, ge=0.0, le=60.0)
 
     @model_validator(mode="after")
     def _database_matches_tenancy(self) -> ProductMapping:

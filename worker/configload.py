@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -28,6 +28,7 @@ from worker.config import (
     Stage,
     Subject,
 )
+from worker.cron import cron_trigger
 from worker.errors import ConfigError, ConfigProblem
 from worker.periods import Period
 
@@ -43,8 +44,6 @@ class Config:
     products: Mapping[str, ProductMapping]
     customers: Mapping[str, Customer]
     problems: tuple[ConfigProblem, ...] = ()
-    # customer → product → problems that stop that pair (or "*" for the whole customer)
-    blocked: Mapping[str, Mapping[str, tuple[ConfigProblem, ...]]] = field(default_factory=dict)
 
     def pairs(self) -> Iterator[tuple[Customer, ProductMapping]]:
         """Every runnable customer × product, in a stable order."""
@@ -196,25 +195,19 @@ def load_config(directory: Path | str) -> Config:
             product_docs[mapping.product] = pdoc
             del set_aside[file.stem]
 
-    customers: dict[str, Customer] = {}
-    blocked: dict[str, dict[str, tuple[ConfigProblem, ...]]] = {}
-    seen_tenants: dict[tuple[str, str], str] = {}
-    seen_urls: dict[str, str] = {}
+    parsed: list[tuple[Customer, _Doc]] = []
     for file in sorted((root / "customers").glob("*.yaml")):
         cdoc = _read_yaml(file, problems)
         customer = _parse(Customer, cdoc, problems) if cdoc else None
         if customer is None or cdoc is None:
-            blocked.setdefault(file.stem, {})["*"] = tuple(problems.items[-1:])
             continue
         before = len(problems.items)
         _check_customer(customer, cdoc, catalogue, products, problems, set_aside)
-        _check_unique(customer, cdoc, products, seen_tenants, seen_urls, problems)
-        found = tuple(problems.items[before:])
-        if found:
-            blocked.setdefault(customer.customer, {})["*"] = found
-        else:
-            customers[customer.customer] = customer
-    return Config(root, catalogue, products, customers, tuple(problems.items), blocked)
+        if len(problems.items) == before:
+            parsed.append((customer, cdoc))
+    clashing = _check_unique(parsed, products, problems)
+    customers = {c.customer: c for c, _ in parsed if c.customer not in clashing}
+    return Config(root, catalogue, products, customers, tuple(problems.items))
 
 
 _EMPTY_CATALOGUE = Catalogue(kinds={}, categories={}, products={})
@@ -408,10 +401,8 @@ def applicable_floors(rule: Rule, stage: Stage, subject: Subject, cat: Catalogue
 
 
 def _check_schedule(cron: str, timezone: str, path: tuple[str | int, ...], add: Any) -> None:
-    from apscheduler.triggers.cron import CronTrigger
-
     try:
-        tz = ZoneInfo(timezone)
+        ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         add(
             (*path, "timezone"),
@@ -419,7 +410,7 @@ def _check_schedule(cron: str, timezone: str, path: tuple[str | int, ...], add: 
         )
         return
     try:
-        CronTrigger.from_crontab(cron, timezone=tz)
+        cron_trigger(cron, timezone)
     except ValueError as exc:
         add(
             (*path, "cron"),
@@ -456,7 +447,7 @@ def _check_customer(
         base: tuple[str | int, ...] = ("products", pname)
         mapping = products.get(pname)
         if mapping is None and pname in set_aside:
-            add(base, f"{pname} is set aside: fix the problems in {set_aside[pname]} first")
+            # Its own file's problems are reported; this customer's other products still run.
             continue
         if mapping is None:
             known = ", ".join(sorted(products)) or "(none)"
@@ -561,38 +552,44 @@ def _in_unit(period: Period, unit: Any) -> str:
 
 
 def _check_unique(
-    customer: Customer,
-    doc: _Doc,
+    parsed: list[tuple[Customer, _Doc]],
     products: Mapping[str, ProductMapping],
-    seen_tenants: dict[tuple[str, str], str],
-    seen_urls: dict[str, str],
     problems: _Problems,
-) -> None:
-    """Two customers must never share a tenant id or a database: each would see the other."""
-    for pname, chosen in customer.products.items():
-        if pname not in products:
+) -> set[str]:
+    """Two customers must never share a tenant id or a database: each would see the other's
+    data. Every claimant of a shared one is set aside, since nobody can tell which is right.
+    Returns the customers set aside."""
+    claims: dict[tuple[str, ...], list[tuple[Customer, _Doc, tuple[str, ...]]]] = {}
+    for customer, doc in parsed:
+        for pname, chosen in customer.products.items():
+            if pname not in products:
+                continue
+            if chosen.tenant is not None:
+                claims.setdefault(("tenant", pname, str(chosen.tenant)), []).append(
+                    (customer, doc, ("products", pname, "tenant"))
+                )
+            if chosen.database is not None:
+                claims.setdefault(("database", chosen.database.url_env), []).append(
+                    (customer, doc, ("products", pname, "database", "url_env"))
+                )
+    clashing: set[str] = set()
+    for claim, owners in claims.items():
+        if len(owners) < 2:
             continue
-        if chosen.tenant is not None:
-            key = (pname, str(chosen.tenant))
-            other = seen_tenants.setdefault(key, customer.customer)
-            if other != customer.customer:
-                tpath = ("products", pname, "tenant")
-                problems.add(
-                    doc.file,
-                    ".".join(tpath),
-                    f"tenant {chosen.tenant!r} of {pname} "
-                    f"already belongs to customer {other!r}; each customer needs its "
-                    "own tenant",
-                    _line(doc.node, tpath),
-                )
-        if chosen.database is not None:
-            other = seen_urls.setdefault(chosen.database.url_env, customer.customer)
-            if other != customer.customer:
-                path = ("products", pname, "database", "url_env")
-                problems.add(
-                    doc.file,
-                    ".".join(path),
-                    f"{chosen.database.url_env} is already "
-                    f"the database of customer {other!r}; each customer needs its own",
-                    _line(doc.node, path),
-                )
+        names = sorted(c.customer for c, _, _ in owners)
+        what = (
+            f"tenant {claim[2]!r} of {claim[1]}"
+            if claim[0] == "tenant"
+            else f"database variable {claim[1]}"
+        )
+        for customer, doc, path in owners:
+            others = ", ".join(n for n in names if n != customer.customer)
+            problems.add(
+                doc.file,
+                ".".join(path),
+                f"{what} is also claimed by {others}; each customer needs its own, so all "
+                "of them are set aside until it is fixed",
+                _line(doc.node, path),
+            )
+            clashing.add(customer.customer)
+    return clashing

@@ -352,6 +352,8 @@ class Runner:
             for table, count in rows.items():
                 plan.changed[table] = plan.changed.get(table, 0) + count
             after = keys[-1]
+            if mapping.batch_pause:
+                self.stop.wait(mapping.batch_pause)
 
 
 class UnexpectedRunError(RetentionError):

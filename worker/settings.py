@@ -101,7 +101,8 @@ def load_env_file(path: Path, env: MutableMapping[str, str] | None = None) -> No
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise SettingsError(f"cannot read the env file {path} ({exc.strerror})") from exc
+        hint = "; `make demo` writes the demo's" if path.name == "demo.env" else ""
+        raise SettingsError(f"cannot read the env file {path} ({exc.strerror}){hint}") from exc
     for number, line in enumerate(lines, 1):
         text = line.strip()
         if not text or text.startswith("#"):

@@ -1,0 +1,77 @@
+"""Loading configuration: a broken file sets aside only what it describes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from tests.support import REPO
+from worker.configload import load_config
+
+
+def _copy(tmp_path: Path) -> Path:
+    target = tmp_path / "config"
+    shutil.copytree(REPO / "config", target)
+    return target
+
+
+def test_shipped_configuration_is_valid() -> None:
+    """The shipped configuration loads without a single problem."""
+    config = load_config(REPO / "config")
+    assert config.problems == ()
+    assert sorted(config.customers) == ["bso-de-vlinder", "kdv-zonnestraal"]
+    assert len(list(config.pairs())) == 4
+
+
+def test_broken_product_mapping_leaves_other_products_of_its_customers_running(
+    tmp_path: Path,
+) -> None:
+    """A product file with a problem stops that product only; its customers' others still run."""
+    config_dir = _copy(tmp_path)
+    flexkids = config_dir / "products" / "flexkids.yaml"
+    flexkids.write_text(flexkids.read_text().replace("full_name: name", "full_name: nam"))
+    config = load_config(config_dir)
+    assert str(config.problems[0]).startswith("config/products/flexkids.yaml")
+    assert len(config.problems) == 1
+    assert sorted((c.customer, p.product) for c, p in config.pairs()) == [
+        ("bso-de-vlinder", "konnect"),
+        ("kdv-zonnestraal", "konnect"),
+    ]
+
+
+def test_broken_customer_file_stops_that_customer_only(tmp_path: Path) -> None:
+    """A customer file with a problem sets that customer aside; the other customer runs."""
+    config_dir = _copy(tmp_path)
+    vlinder = config_dir / "customers" / "bso-de-vlinder.yaml"
+    vlinder.write_text(vlinder.read_text().replace("child_months: 12", "child_months: 0"))
+    config = load_config(config_dir)
+    assert len(config.problems) == 1
+    assert "products.flexkids.settings.child_months" in str(config.problems[0])
+    assert {c.customer for c, _ in config.pairs()} == {"kdv-zonnestraal"}
+
+
+def test_two_customers_may_not_share_a_tenant(tmp_path: Path) -> None:
+    """A tenant id claimed by two customers sets both aside: each would see the other's data."""
+    config_dir = _copy(tmp_path)
+    vlinder = config_dir / "customers" / "bso-de-vlinder.yaml"
+    vlinder.write_text(vlinder.read_text().replace("tenant: 2077", "tenant: 1042"))
+    config = load_config(config_dir)
+    assert len(config.problems) == 2
+    assert all("tenant '1042' of flexkids is also claimed by" in str(p) for p in config.problems)
+    assert list(config.pairs()) == []
+
+
+def test_mapping_outside_annex_a_is_refused(tmp_path: Path) -> None:
+    """A column whose category Annex A does not list for that kind of person fails to load."""
+    config_dir = _copy(tmp_path)
+    konnect = config_dir / "products" / "konnect.yaml"
+    # Annex A.4 lists no BSN for staff in Konnect.
+    konnect.write_text(
+        konnect.read_text().replace(
+            "columns: {display_name: name, phone: phone, email: email, avatar_file: photo}",
+            "columns: {display_name: name, phone: phone, email: email, avatar_file: bsn}",
+        )
+    )
+    config = load_config(config_dir)
+    assert any("processing outside the agreement" in str(p) for p in config.problems)
+    assert "konnect" not in config.products
