@@ -1,0 +1,226 @@
+"""The long-running worker: schedule, HTTP probes and metrics, reload on SIGHUP, clean stop.
+
+Signals: SIGTERM or SIGINT asks for a stop. No new batch starts; the batch in flight
+commits (or rolls back); each run in progress is recorded as interrupted; the process
+exits 0 once they are done, or 1 when they are not done within the grace period. A second
+signal exits at once. SIGHUP reloads the configuration: a new configuration takes effect
+only when it is valid; otherwise the old one stays and `retention_config_valid` drops to 0.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+
+import structlog
+
+from worker.app import build_runner, run_pairs, utc_now
+from worker.audit import AuditTrail
+from worker.configload import Config, load_config
+from worker.errors import ExitCode, RetentionError
+from worker.events import ConfigLoaded, EventBus
+from worker.http import HealthServer
+from worker.logging import LogSubscriber
+from worker.metrics import Metrics
+from worker.run import Clock
+from worker.scheduler import build_scheduler, sync_jobs
+from worker.settings import Settings
+from worker.state import StateStore
+
+log = structlog.get_logger("worker.daemon")
+
+HEARTBEAT_SECONDS = 1.0
+HEALTHY_WITHIN_SECONDS = 30.0
+
+
+class Daemon:
+    """Owns the scheduler, the HTTP server and the state store for the process's lifetime."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        env: Mapping[str, str],
+        config_dir: Path,
+        *,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.env = env
+        self.config_dir = config_dir
+        self.clock = clock
+        self.pepper = settings.require_pepper()
+        self.metrics = Metrics()
+        self.state = StateStore(settings.state_url)
+        self.stop = threading.Event()
+        self.config: Config | None = None
+        self._wake = threading.Event()
+        self._reload = threading.Event()
+        self._signals = 0
+        self._heartbeat = time.monotonic()
+        self._active = 0
+        self._active_lock = threading.Condition()
+        self.scheduler = build_scheduler()
+        self.bus = EventBus()
+        self.bus.subscribe(AuditTrail(self.state, clock), required=True)
+        self.bus.subscribe(self.metrics)
+        self.bus.subscribe(LogSubscriber())
+        self.bus.on_error = lambda sub, event, exc: log.error(
+            "subscriber.failed",
+            subscriber=type(sub).__name__,
+            event_name=event.name,
+            error=str(exc),
+        )
+        self.http = HealthServer(
+            settings.http_host, settings.http_port, self.metrics, self.healthy, self.ready
+        )
+
+    # --- probes ----------------------------------------------------------------------
+
+    def healthy(self) -> bool:
+        """The process and its scheduler loop are alive."""
+        fresh = time.monotonic() - self._heartbeat < HEALTHY_WITHIN_SECONDS
+        return bool(self.scheduler.running) and fresh
+
+    def ready(self) -> tuple[bool, str]:
+        """Configuration loaded and the state database reachable."""
+        if self.config is None:
+            return False, "configuration not loaded"
+        if self.stop.is_set():
+            return False, "stopping"
+        try:
+            self.state.ping()
+        except RetentionError as exc:
+            return False, f"state database unreachable: {exc}"
+        return True, "ready"
+
+    # --- configuration ---------------------------------------------------------------
+
+    def load(self) -> bool:
+        """Load (or reload) the configuration; an invalid one never replaces a valid one."""
+        config = load_config(self.config_dir)
+        if config.problems and self.config is not None:
+            for problem in config.problems:
+                log.error("config.problem", problem=str(problem))
+            log.error(
+                "config.reload_rejected",
+                problems=len(config.problems),
+                detail="the previous configuration stays in force",
+            )
+            self.bus.publish(ConfigLoaded(valid=False, problems=len(config.problems)))
+            return False
+        for problem in config.problems:
+            log.error("config.problem", problem=str(problem))
+        self.config = config
+        jobs = sync_jobs(self.scheduler, config, self.run_job)
+        for ident, schedule in sorted(jobs.items()):
+            log.info("job.scheduled", job=ident, cron=schedule.cron, timezone=schedule.timezone)
+        self.bus.publish(ConfigLoaded(valid=not config.problems, problems=len(config.problems)))
+        return not config.problems
+
+    # --- jobs ------------------------------------------------------------------------
+
+    @contextmanager
+    def _tracked(self) -> Iterator[None]:
+        with self._active_lock:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._active_lock:
+                self._active -= 1
+                self._active_lock.notify_all()
+
+    def run_job(self, customer: str, product: str) -> None:
+        """A scheduled tick: the same run as `run --once`, for one customer × product."""
+        if self.stop.is_set():
+            return
+        with self._tracked():
+            config = self.config
+            if config is None:
+                return
+            pairs = [
+                (c, p) for c, p in config.pairs() if c.customer == customer and p.product == product
+            ]
+            runner = build_runner(
+                config, self.env, self.bus, pepper=self.pepper, clock=self.clock, stop=self.stop
+            )
+            try:
+                run_pairs(runner, pairs, self.clock(), dry_run=False)
+            except Exception:
+                log.exception("job.crashed", job=f"{customer}/{product}")
+
+    # --- lifetime --------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            self._reload.set()
+            self._wake.set()
+            return
+        self._signals += 1
+        if self._signals > 1:
+            os.write(
+                2,
+                b'{"event": "daemon.killed", "level": "error", '
+                b'"detail": "second signal: exiting at once"}\n',
+            )
+            os._exit(128 + signum)
+        self.stop.set()
+        self._wake.set()
+
+    def install_signal_handlers(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
+
+    def serve(self) -> int:
+        """Run until stopped; the exit code says whether the stop was clean."""
+        self.state.check()
+        self.load()
+        self.http.start()
+        self.scheduler.start()
+        log.info(
+            "daemon.started",
+            http_port=self.http.port,
+            jobs=len(self.scheduler.get_jobs()),
+            grace_seconds=self.settings.stop_grace_seconds,
+        )
+        try:
+            while not self.stop.is_set():
+                self._heartbeat = time.monotonic()
+                self._wake.wait(HEARTBEAT_SECONDS)
+                self._wake.clear()
+                if self._reload.is_set():
+                    self._reload.clear()
+                    log.info("config.reload_requested")
+                    self.load()
+        finally:
+            code = self._shutdown()
+        return code
+
+    def _shutdown(self) -> int:
+        log.info("daemon.stopping", runs_in_progress=self._active)
+        self.stop.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        deadline = time.monotonic() + self.settings.stop_grace_seconds
+        with self._active_lock:
+            while self._active and time.monotonic() < deadline:
+                self._active_lock.wait(timeout=max(0.0, deadline - time.monotonic()))
+            unfinished = self._active
+        self.http.stop()
+        if unfinished:
+            log.error(
+                "daemon.stopped",
+                clean=False,
+                runs_unfinished=unfinished,
+                detail="grace period over; a batch in flight is rolled back by its database",
+            )
+            return int(ExitCode.RUN_FAILED)
+        self.state.close()
+        log.info("daemon.stopped", clean=True)
+        return int(ExitCode.OK)
