@@ -21,8 +21,8 @@ from connectors.base import ColumnMask, Mask
 
 PSEUDONYM_PREFIX = "anon-"
 PSEUDONYM_HEX = 20
-_PSEUDONYM_RE = re.compile(rf"^{PSEUDONYM_PREFIX}[0-9a-f]{{{PSEUDONYM_HEX}}}$")
-_DIGITS_RE = re.compile(r"\D+")
+_PSEUDONYM_RE = re.compile(rf"{PSEUDONYM_PREFIX}[0-9a-f]{{{PSEUDONYM_HEX}}}")
+_DIGITS_RE = re.compile(r"[^0-9]+")
 POSTCODE_DIGITS = 4
 
 
@@ -33,7 +33,7 @@ def keyed_hash(value: str, pepper: bytes) -> str:
 
 
 def is_pseudonym(value: str) -> bool:
-    return _PSEUDONYM_RE.match(value) is not None
+    return _PSEUDONYM_RE.fullmatch(value) is not None
 
 
 def mask_value(mask: ColumnMask, value: Any, pepper: bytes) -> Any:
@@ -47,7 +47,9 @@ def mask_value(mask: ColumnMask, value: Any, pepper: bytes) -> Any:
     if mask.mask is Mask.YEAR:
         return _year(value)
     if mask.mask is Mask.POSTCODE_DIGITS:
-        return _DIGITS_RE.sub("", str(value))[:POSTCODE_DIGITS] or None
+        text = str(value)
+        digits = _DIGITS_RE.sub("", text)[:POSTCODE_DIGITS]
+        return text if digits == text else (digits or None)
     if mask.mask is Mask.KEYED_HASH:
         text = str(value)
         return text if is_pseudonym(text) else keyed_hash(text, pepper)
@@ -77,8 +79,33 @@ def done_clause(mask: ColumnMask, column: sa.ColumnElement[Any]) -> ColumnElemen
             sa.and_(sa.extract("month", column) == 1, sa.extract("day", column) == 1),
         )
     if mask.mask is Mask.POSTCODE_DIGITS:
-        return sa.or_(column.is_(None), sa.func.length(column) <= POSTCODE_DIGITS)
+        # Done when at most four characters, all digits: strip the digits, nothing is left.
+        stripped: sa.ColumnElement[Any] = column
+        for digit in "0123456789":
+            stripped = sa.func.replace(stripped, digit, "")
+        return sa.or_(
+            column.is_(None),
+            sa.and_(sa.func.length(column) <= POSTCODE_DIGITS, sa.func.length(stripped) == 0),
+        )
     if mask.mask is Mask.KEYED_HASH:
-        pattern = PSEUDONYM_PREFIX + "_" * PSEUDONYM_HEX
-        return sa.or_(column.is_(None), column.like(pattern))
+        return sa.or_(column.is_(None), _pseudonym_clause(column))
     raise ValueError(f"unknown mask {mask.mask!r}")
+
+
+def _pseudonym_clause(column: sa.ColumnElement[Any]) -> ColumnElement[bool]:
+    """SQL for `is_pseudonym`: a value merely shaped like one (an e-mail) is not done.
+
+    LIKE fixes the length in characters; REPLACE, case-sensitive everywhere unlike LIKE and
+    `=`, checks the prefix and that only lowercase hex digits follow; LENGTH(...) = 0, not
+    = '', because MariaDB's comparison ignores trailing spaces.
+    """
+    size = len(PSEUDONYM_PREFIX)
+    head = sa.func.replace(sa.func.substr(column, 1, size), PSEUDONYM_PREFIX, "")
+    rest: ColumnElement[Any] = sa.func.substr(column, size + 1)
+    for digit in "0123456789abcdef":
+        rest = sa.func.replace(rest, digit, "")
+    return sa.and_(
+        column.like(PSEUDONYM_PREFIX + "_" * PSEUDONYM_HEX),
+        sa.func.length(head) == 0,
+        sa.func.length(rest) == 0,
+    )

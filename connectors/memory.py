@@ -55,7 +55,19 @@ class MemoryConnector(Connector):
 
     def verify(self, tables: Sequence[Table]) -> list[Problem]:
         problems: list[Problem] = []
-        for spec in tables:
+        pending = list(tables)
+        while pending:
+            spec = pending.pop(0)
+            # Dependents are checked like tables (for the columns that reference the parent).
+            pending += [
+                Table(
+                    d.table,
+                    key=(),
+                    columns=(*d.columns, *(c for c, _ in d.references)),
+                    dependents=d.dependents,
+                )
+                for d in spec.dependents
+            ]
             rows = self.tables.get(spec.name)
             if rows is None:
                 problems.append(Problem(spec.name, None, "table is missing from the database"))
@@ -66,6 +78,10 @@ class MemoryConnector(Connector):
             for column in dict.fromkeys(wanted):
                 if rows and column not in columns:
                     problems.append(Problem(spec.name, column, "column is missing from the table"))
+            for column in spec.dates:
+                if any(not isinstance(r.get(column), dt.date | None) for r in rows):
+                    message = "a time basis must be a DATE or TIMESTAMP column"
+                    problems.append(Problem(spec.name, column, message))
         return problems
 
     def _matches(self, row: Row, target: Target) -> bool:
@@ -171,7 +187,7 @@ def _done(mask: ColumnMask, value: Any) -> bool:
     if mask.mask is Mask.YEAR:
         return bool(value.month == 1 and value.day == 1)
     if mask.mask is Mask.POSTCODE_DIGITS:
-        return len(str(value)) <= 4
+        return len(str(value)) <= 4 and all(c in "0123456789" for c in str(value))
     if mask.mask is Mask.KEYED_HASH:
         return is_pseudonym(str(value))
     return False

@@ -11,7 +11,15 @@ import enum
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from worker.periods import Period, Unit
 
@@ -19,8 +27,8 @@ _ID_RE = r"^[a-z0-9][a-z0-9_.-]*$"
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 _ENV_RE = r"^[A-Z_][A-Z0-9_]*$"
 
-# Customer settings beyond this are a typo, not a policy: 50 years.
-ABSURD_MONTHS = 600
+# A customer setting beyond 50 years is a typo, not a policy.
+ABSURD = {Unit.DAYS: 18_262, Unit.MONTHS: 600, Unit.YEARS: 50}
 
 
 class Model(BaseModel):
@@ -184,16 +192,53 @@ class SettingPeriod(Model):
     default: int = Field(ge=0)
     unit: Unit = Unit.MONTHS
     min: int = Field(default=1, ge=0)
-    max: int = Field(default=ABSURD_MONTHS, ge=1)
+    max: int | None = Field(default=None, ge=1)
+
+    @property
+    def upper(self) -> int:
+        """The largest value a customer may set: `max`, or 50 years in the unit."""
+        return self.max if self.max is not None else ABSURD[self.unit]
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SettingPeriod:
+        if self.min > self.upper:
+            raise ValueError(f"min {self.min} is above max {self.upper}; swap or correct them")
+        if not self.min <= self.default <= self.upper:
+            raise ValueError(
+                f"default {self.default} is outside min {self.min} .. max {self.upper}; "
+                "customers without the setting would get it"
+            )
+        return self
 
 
 PeriodSpec = Period | SettingPeriod
 
 
 def _period_spec(value: Any) -> Any:
+    """ "24m" → Period; {setting: …} → SettingPeriod, with one clear message per problem."""
+    if value is None:
+        raise ValueError(
+            "a period is required: write e.g. 90d, 24m or 7y, or "
+            "{setting: NAME, default: N, unit: months} for a customer setting"
+        )
     if isinstance(value, str):
         return Period.parse(value)
+    if isinstance(value, dict):
+        try:
+            return SettingPeriod.model_validate(value)
+        except ValidationError as exc:
+            raise ValueError(
+                "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or 'period'}: "
+                    f"{'unknown field' if e['type'] == 'extra_forbidden' else e['msg']}"
+                    for e in exc.errors()
+                )
+            ) from None
     return value
+
+
+def _optional_period_spec(value: Any) -> Any:
+    return None if value is None else _period_spec(value)
 
 
 class Stage(Model):
@@ -229,7 +274,7 @@ class After(Model):
     customer_date: str | None = None
     period: PeriodSpec | None = None
 
-    _parse_period = field_validator("period", mode="before")(_period_spec)
+    _parse_period = field_validator("period", mode="before")(_optional_period_spec)
 
     @model_validator(mode="after")
     def _one_basis(self) -> After:
@@ -265,7 +310,14 @@ class Rule(Model):
     @classmethod
     def _normalise(cls, data: Any) -> Any:
         """A single-stage rule becomes one unnamed stage, so later code sees one shape."""
-        if not isinstance(data, dict) or "stages" in data:
+        if not isinstance(data, dict):
+            return data
+        if "stages" in data:
+            after = data.get("after")
+            if "action" in data or "with" in data:
+                raise ValueError("a phased rule sets `action` and `with` in each stage")
+            if isinstance(after, dict) and "period" in after:
+                raise ValueError("a phased rule sets `period` in each stage, not under `after`")
             return data
         after = data.get("after")
         if isinstance(after, dict) and "action" in data:

@@ -137,13 +137,36 @@ def _parse(model: type[M], doc: _Doc, problems: _Problems) -> M | None:
     try:
         return model.model_validate(doc.data)
     except ValidationError as exc:
+        seen: set[tuple[str, str]] = set()
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if not str(p).startswith(("function-", "tagged-")))
-            loc = tuple(p for p in loc if p not in ("Period", "SettingPeriod"))
+            loc = _as_written(doc.data, tuple(p for p in loc if p not in _UNION_MEMBERS))
             path = ".".join(str(p) for p in loc) or "(top level)"
             message = _explain(err)
-            problems.add(doc.file, path, message, _line(doc.node, loc))
+            if (path, message) not in seen:
+                seen.add((path, message))
+                problems.add(doc.file, path, message, _line(doc.node, loc))
         return None
+
+
+_UNION_MEMBERS = ("Period", "SettingPeriod", "str", "int")
+
+
+def _as_written(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Map a path inside a single-stage rule's implied stage back to where the file has it."""
+    if len(loc) < 5 or loc[0] != "rules" or loc[2] != "stages" or loc[3] != 0:
+        return loc
+    rules = data.get("rules") if isinstance(data, dict) else None
+    index = loc[1]
+    if not isinstance(rules, list) or not isinstance(index, int) or index >= len(rules):
+        return loc
+    rule = rules[index]
+    if not isinstance(rule, dict) or "stages" in rule:
+        return loc
+    field, rest = loc[4], loc[5:]
+    if field == "period":
+        return ("rules", index, "after", "period", *rest)
+    return ("rules", index, field, *rest)
 
 
 def _explain(err: Any) -> str:
@@ -414,8 +437,8 @@ def _check_schedule(cron: str, timezone: str, path: tuple[str | int, ...], add: 
     except ValueError as exc:
         add(
             (*path, "cron"),
-            f"{cron!r} is not a crontab line ({exc}); write five fields, "
-            "for example '0 2 * * *' for daily at 02:00",
+            f"{cron!r} is not a crontab line ({exc}); write five fields (minute hour day "
+            "month weekday), e.g. '0 2 * * *' for daily at 02:00, or six with seconds first",
         )
 
 
@@ -514,15 +537,15 @@ def _check_settings(
                 add(
                     path,
                     f"{value} {spec.unit} is below the minimum of {spec.min} for rule "
-                    f"{rule.stage_id(stage)}; set a whole number from {spec.min} to {spec.max}",
+                    f"{rule.stage_id(stage)}; set a whole number from {spec.min} to {spec.upper}",
                 )
                 break
-            if value > spec.max:
+            if value > spec.upper:
                 add(
                     path,
-                    f"{value} {spec.unit} is more than the maximum of {spec.max} for rule "
+                    f"{value} {spec.unit} is more than the maximum of {spec.upper} for rule "
                     f"{rule.stage_id(stage)}: an absurd period is taken for a typo; set a whole "
-                    f"number from {spec.min} to {spec.max}",
+                    f"number from {spec.min} to {spec.upper}",
                 )
                 break
             subject = mapping.subjects[rule.subject]

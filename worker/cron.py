@@ -30,10 +30,7 @@ def cron_trigger(expr: str, timezone: str) -> CronTrigger:
     elif len(fields) == 6:
         second, fields = fields[0], fields[1:]
     else:
-        raise ValueError(
-            f"{len(fields)} fields; write five (minute hour day month weekday), "
-            "or six with seconds first"
-        )
+        raise ValueError(f"{len(fields)} fields instead of five or six")
     minute, hour, day, month, weekday = fields
     return CronTrigger(
         second=second,
