@@ -128,13 +128,16 @@ def _payload(event: Audited) -> dict[str, Any]:
                 "key_hashes": list(event.key_hashes),
             }
         case BatchApplied():
-            return {
+            applied: dict[str, Any] = {
                 "table": event.table,
                 "batch": event.batch,
                 "rows": {t: int(n) for t, n in event.rows.items()},
                 "total": event.total,
                 "categories": sorted(event.categories),
             }
+            if event.gone_from_backups_by is not None:
+                applied["gone_from_backups_by"] = event.gone_from_backups_by.isoformat()
+            return applied
         case BatchFailed():
             return {"table": event.table, "batch": event.batch, "error": error_class(event.error)}
         case RunFinished():

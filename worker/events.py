@@ -81,6 +81,8 @@ class BatchApplied:
     rows: Mapping[str, int]
     categories: tuple[str, ...]
     duration_seconds: float
+    # The day the last backup holding these rows expires (Annex D.5): gone for good.
+    gone_from_backups_by: dt.date | None = None
     name = "batch.applied"
 
     @property

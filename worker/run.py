@@ -47,6 +47,7 @@ from worker.events import (
     RunStarted,
 )
 from worker.logging import bind_run
+from worker.periods import add_period
 from worker.policy import EffectiveRule, effective_rules, overdue_seconds, rule_cutoff
 from worker.targets import tables_for, target_for
 
@@ -74,6 +75,7 @@ class RulePlan:
     period: str
     source: str
     cutoff: dt.date
+    today: dt.date  # the customer's calendar date the cutoff was computed for
     eligible: int
     lag_seconds: float
     changed: dict[str, int] = field(default_factory=dict)
@@ -250,6 +252,7 @@ class Runner:
             period=str(rule.period),
             source=str(rule.source),
             cutoff=cutoff.date,
+            today=cutoff.today,
             eligible=backlog.count,
             lag_seconds=self._lag(rule, backlog.oldest, backlog.count, now, customer.timezone),
         )
@@ -307,6 +310,8 @@ class Runner:
     ) -> None:
         change = Change(str(rule.action))
         categories = tuple(sorted(categories_touched(rule.stage, rule.subject)))
+        backups = self.catalogue.products[mapping.product].backup_retention
+        gone_by = add_period(plan.today, backups)
         size = self.batch_size or mapping.batch_size
         after: Key | None = None
         batch = 0
@@ -344,6 +349,7 @@ class Runner:
                     batch=batch,
                     rows=dict(rows),
                     categories=categories,
+                    gone_from_backups_by=gone_by,
                     duration_seconds=time.monotonic() - started,
                     **common,
                     **names,

@@ -124,6 +124,8 @@ def test_transient_error_in_a_batch_is_retried_and_counts_stay_exact() -> None:
     assert sorted(r["id"] for r in db.tables["invoice"]) == [8, 9]
     applied = [e for e in events if isinstance(e, BatchApplied)]
     assert sum(e.total for e in applied) == 7
+    # Annex D.5: backups are kept 14 days, so these rows are gone for good on 12 December.
+    assert {e.gone_from_backups_by for e in applied} == {dt.date(2026, 12, 12)}
     assert calls["n"] == 4  # three batches, one of them twice
 
 
