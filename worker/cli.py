@@ -181,7 +181,8 @@ def _exit_for(reports: list[Any], config: Config) -> ExitCode:
     "--at",
     "at",
     metavar="WHEN",
-    help="Evaluate as of this ISO date-time (default: now), e.g. to preview next month's backlog.",
+    help="Evaluate as of this ISO date-time (default: now; without an offset it is UTC), "
+    "e.g. 2027-01-01T12:00+01:00 to preview that day's backlog.",
 )
 @click.pass_obj
 def plan(
@@ -265,6 +266,13 @@ def _daemon(ctx: Ctx, config_dir: Path | None) -> NoReturn:
         code = daemon.serve()
     except (RetentionError, OSError) as exc:
         fail(str(exc), ExitCode.RUN_FAILED)
+    if code != ExitCode.OK:
+        # Runs still busy after the grace period sit in the scheduler's worker threads,
+        # which a normal exit waits for (forever, on a stuck query): leave at once, and
+        # their databases roll back the batch in flight.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)
 
 

@@ -476,6 +476,13 @@ def _check_customer(
             known = ", ".join(sorted(products)) or "(none)"
             add(base, f"unknown product {pname!r}; this configuration maps {known}")
             continue
+        shared = {m.database.url_env: n for n, m in products.items() if m.database is not None}
+        if chosen.database is not None and chosen.database.url_env in shared:
+            add(
+                (*base, "database", "url_env"),
+                f"{chosen.database.url_env} is the shared database of "
+                f"{shared[chosen.database.url_env]}; name this customer's own variable",
+            )
         if mapping.tenancy.per_customer:
             if chosen.database is None:
                 add(

@@ -75,3 +75,15 @@ def test_mapping_outside_annex_a_is_refused(tmp_path: Path) -> None:
     config = load_config(config_dir)
     assert any("processing outside the agreement" in str(p) for p in config.problems)
     assert "konnect" not in config.products
+
+
+def test_a_customer_may_not_name_a_shared_database_as_its_own(tmp_path: Path) -> None:
+    """A per-customer database variable that is a shared product's variable is refused."""
+    config_dir = _copy(tmp_path)
+    kdv = config_dir / "customers" / "kdv-zonnestraal.yaml"
+    kdv.write_text(
+        kdv.read_text().replace("KONNECT_ZONNESTRAAL_DATABASE_URL", "FLEXKIDS_DATABASE_URL")
+    )
+    config = load_config(config_dir)
+    assert any("is the shared database of flexkids" in str(p) for p in config.problems)
+    assert "kdv-zonnestraal" not in config.customers
