@@ -27,7 +27,10 @@ def describe(exc: BaseException) -> str:
     """A value-free description of a driver error."""
     orig = getattr(exc, "orig", None) or exc
     code = _code(orig)
-    first = (str(orig).strip().splitlines() or [""])[0]
+    args: tuple[object, ...] = tuple(getattr(orig, "args", ()))
+    # pymysql keeps (code, message): its str() quotes the whole message.
+    text = args[1] if len(args) >= 2 and isinstance(args[1], str) else str(orig)
+    first = (text.strip().splitlines() or [""])[0]
     first = _QUOTED.sub("?", first)[:200]
     label = type(orig).__name__
     return f"{label}{f' [{code}]' if code else ''}: {first}" if first else label

@@ -54,7 +54,11 @@ class SqlConnector(Connector):
             return
         with wrap_errors(f"cannot open {self.safe_url}"):
             self._engine = sa.create_engine(self._url, pool_pre_ping=True, **self._engine_options)
-        self.ping()
+        try:
+            self.ping()
+        except ConnectorError:
+            self.close()  # else the next open() would return early, as if connected
+            raise
 
     def close(self) -> None:
         if self._engine is not None:
