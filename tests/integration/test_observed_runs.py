@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests import dbs
-from tests.integration.test_rules import flexkids_row
+from tests.rows import flexkids_row
 from tests.support import NOW, PEPPER, REPO, insert, repo_config
 from worker.app import build_runner, run_pairs
 from worker.audit import AuditTrail, verify
