@@ -65,8 +65,12 @@ def test_metrics_after_a_run_equal_what_the_run_did(
     bus.subscribe(metrics)
     runner = build_runner(config, product_dbs, bus, pepper=PEPPER, clock=lambda: NOW)
     pairs = [(c, p) for c, p in config.pairs() if c.customer == KDV and p.product == "flexkids"]
-    labels = {"customer": KDV, "product": "flexkids", "rule": "flexkids.invoice.fiscal",
-              "action": "delete"}
+    labels = {
+        "customer": KDV,
+        "product": "flexkids",
+        "rule": "flexkids.invoice.fiscal",
+        "action": "delete",
+    }
     with HealthServer("127.0.0.1", 0, metrics, lambda: True, lambda: (True, "ready")) as http:
         base = f"http://127.0.0.1:{http.port}"
         planned = run_pairs(runner, pairs, NOW, dry_run=True)
@@ -86,15 +90,22 @@ def test_metrics_after_a_run_equal_what_the_run_did(
     assert _sample(after, "retention_rows_processed_total", **labels) == 8
     assert _sample(after, "retention_rows_eligible", **labels) == 0
     assert _sample(after, "retention_compliance_lag_seconds", **labels) == 0
-    assert _sample(after, "retention_runs_total", customer=KDV, product="flexkids",
-                   outcome="succeeded") == 2  # the plan and the run
-    assert _sample(after, "retention_last_success_timestamp_seconds", customer=KDV,
-                   product="flexkids") == NOW.timestamp()
+    assert (
+        _sample(
+            after, "retention_runs_total", customer=KDV, product="flexkids", outcome="succeeded"
+        )
+        == 2
+    )  # the plan and the run
+    assert (
+        _sample(after, "retention_last_success_timestamp_seconds", customer=KDV, product="flexkids")
+        == NOW.timestamp()
+    )
     promtool = shutil.which("promtool")
     if promtool is None:
         dbs.unavailable("promtool is not installed (apt-get install prometheus)")
-    check = subprocess.run([promtool, "check", "metrics"], input=after, capture_output=True,
-                           text=True, check=False)
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=after, capture_output=True, text=True, check=False
+    )
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -104,8 +115,13 @@ def test_readyz_answers_503_when_the_state_database_is_down(
     """/healthz and /readyz answer 200 when healthy; /readyz 503 once the state DB is gone."""
     with dbs.postgres_database(pg_server_url) as state_url:
         StateStore(state_url).migrate()
-        settings = Settings(config_dir=REPO / "config", state_url=state_url,
-                            http_host="127.0.0.1", http_port=0, pepper=PEPPER)
+        settings = Settings(
+            config_dir=REPO / "config",
+            state_url=state_url,
+            http_host="127.0.0.1",
+            http_port=0,
+            pepper=PEPPER,
+        )
         daemon = Daemon(settings, {}, REPO / "config", clock=lambda: NOW)
         daemon.load()
         daemon.scheduler.start()
@@ -141,12 +157,20 @@ def test_a_connection_killed_mid_batch_is_retried_and_counts_stay_exact(
         # A statement trigger that kills its own connection on the second DELETE, once:
         # sequences are not rolled back, so the retry of that batch goes through.
         conn.execute(sa.text("CREATE SEQUENCE kill_switch"))
-        conn.execute(sa.text(
-            "CREATE FUNCTION kill_once() RETURNS trigger AS $$ BEGIN "
-            "IF nextval('kill_switch') = 2 THEN PERFORM pg_terminate_backend(pg_backend_pid()); "
-            "END IF; RETURN NULL; END $$ LANGUAGE plpgsql"))
-        conn.execute(sa.text("CREATE TRIGGER kill_once BEFORE DELETE ON invoice "
-                             "FOR EACH STATEMENT EXECUTE FUNCTION kill_once()"))
+        conn.execute(
+            sa.text(
+                "CREATE FUNCTION kill_once() RETURNS trigger AS $$ BEGIN "
+                "IF nextval('kill_switch') = 2 THEN "
+                "PERFORM pg_terminate_backend(pg_backend_pid()); "
+                "END IF; RETURN NULL; END $$ LANGUAGE plpgsql"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "CREATE TRIGGER kill_once BEFORE DELETE ON invoice "
+                "FOR EACH STATEMENT EXECUTE FUNCTION kill_once()"
+            )
+        )
     config = repo_config()
     events: list[Any] = []
     bus = EventBus()
