@@ -9,6 +9,7 @@ only when it is valid; otherwise the old one stays and `retention_config_valid` 
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import threading
@@ -117,11 +118,21 @@ class Daemon:
         for problem in config.problems:
             log.error("config.problem", problem=str(problem))
         self.config = config
-        jobs = sync_jobs(self.scheduler, config, self.run_job)
+        jobs = sync_jobs(
+            self.scheduler, config, self.run_job, now=self.clock(), last_started=self._last_started
+        )
         for ident, schedule in sorted(jobs.items()):
             log.info("job.scheduled", job=ident, cron=schedule.cron, timezone=schedule.timezone)
         self.bus.publish(ConfigLoaded(valid=not config.problems, problems=len(config.problems)))
         return not config.problems
+
+    def _last_started(self, customer: str, product: str) -> dt.datetime | None:
+        try:
+            return self.state.last_started(customer, product)
+        except RetentionError as exc:
+            log.warning("state.unreadable", error=str(exc), detail="no catch-up run")
+            # Unknown: assume served, so a flaky state database never causes extra runs.
+            return self.clock()
 
     # --- jobs ------------------------------------------------------------------------
 

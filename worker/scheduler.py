@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from worker.config import Customer, ProductMapping, Schedule
 from worker.configload import Config
@@ -21,6 +23,7 @@ MISFIRE_GRACE_SECONDS = 6 * 3600
 MAX_PARALLEL_RUNS = 4
 
 Job = Callable[[str, str], None]
+LastStarted = Callable[[str, str], dt.datetime | None]
 
 
 def build_scheduler() -> BackgroundScheduler:
@@ -45,20 +48,54 @@ def job_id(customer: str, product: str) -> str:
     return f"{customer}/{product}"
 
 
-def sync_jobs(scheduler: BackgroundScheduler, config: Config, job: Job) -> dict[str, Schedule]:
-    """Make the scheduler's jobs exactly the configuration's pairs; returns id → schedule."""
+def missed_tick(
+    trigger: CronTrigger, now: dt.datetime, last_started: dt.datetime | None
+) -> dt.datetime | None:
+    """The latest tick within the misfire grace time that no run has started since.
+
+    A worker that was down at 02:00 and starts at 02:05 still owes that night's run.
+    """
+    latest: dt.datetime | None = None
+    tick = trigger.get_next_fire_time(None, now - dt.timedelta(seconds=MISFIRE_GRACE_SECONDS))
+    while tick is not None and tick <= now:
+        latest = tick
+        tick = trigger.get_next_fire_time(tick, tick + dt.timedelta(microseconds=1))
+    if latest is None or (last_started is not None and last_started >= latest):
+        return None
+    return latest
+
+
+def sync_jobs(
+    scheduler: BackgroundScheduler,
+    config: Config,
+    job: Job,
+    *,
+    now: dt.datetime,
+    last_started: LastStarted,
+) -> dict[str, Schedule]:
+    """Make the scheduler's jobs exactly the configuration's pairs; returns id → schedule.
+
+    A new job whose latest tick passed unserved (within the misfire grace time) runs now.
+    """
     wanted: dict[str, Schedule] = {}
+    known = {j.id for j in scheduler.get_jobs()}
     for customer, mapping in config.pairs():
         ident = job_id(customer.customer, mapping.product)
         schedule = schedule_for(customer, mapping)
         wanted[ident] = schedule
+        trigger = cron_trigger(schedule.cron, schedule.timezone)
+        owed = None
+        if ident not in known:
+            owed = missed_tick(trigger, now, last_started(customer.customer, mapping.product))
+        extra: dict[str, Any] = {"next_run_time": now} if owed is not None else {}
         scheduler.add_job(
             job,
-            trigger=cron_trigger(schedule.cron, schedule.timezone),
+            trigger=trigger,
             args=(customer.customer, mapping.product),
             id=ident,
             name=ident,
             replace_existing=True,
+            **extra,
         )
     for existing in scheduler.get_jobs():
         if existing.id not in wanted:

@@ -235,6 +235,15 @@ class StateStore:
             for r in rows
         ]
 
+    def last_started(self, customer: str, product: str) -> dt.datetime | None:
+        """When the newest real (not dry) run of a customer × product started, if any."""
+        query = select(func.max(runs.c.started_at)).where(
+            runs.c.customer == customer, runs.c.product == product, runs.c.dry_run.is_(False)
+        )
+        with self._errors("reading the last run"), self._engine.connect() as conn:
+            found = conn.execute(query).scalar_one_or_none()
+        return utc(found) if found is not None else None
+
     # -- audit trail ---------------------------------------------------------------------
 
     def append_audit(self, entry: AuditEntry, seal: Seal) -> AuditRecord:
