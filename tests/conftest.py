@@ -13,11 +13,13 @@ throwaway PostgreSQL and the environment overrides are described in ``tests/dbs.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from tests import dbs
+from tests.support import product_env, schemas
 
 _PG_FIXTURES = {"pg_server_url", "pg_url"}
 _MARIADB_FIXTURES = {"mariadb_server_url", "mariadb_url"}
@@ -79,3 +81,14 @@ def any_db_url(request: pytest.FixtureRequest) -> str:
     url = request.getfixturevalue(fixture[request.param])
     assert isinstance(url, str)
     return url
+
+
+@pytest.fixture
+def product_dbs(pg_server_url: str) -> Iterator[dict[str, str]]:
+    """Three fresh PostgreSQL databases with the reference schemas: the shared FlexKids
+    database and one Konnect database per customer, as an environment mapping."""
+    with ExitStack() as stack:
+        urls = [stack.enter_context(dbs.postgres_database(pg_server_url)) for _ in range(3)]
+        env = product_env(*urls)
+        schemas(env)
+        yield env

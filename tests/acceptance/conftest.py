@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests import dbs
 from tests.acceptance.harness import Worker, cli, env_without, free_port, worker_argv
-from tests.support import REPO, product_env, schemas
+from tests.support import REPO
 
 EVERY_TWO_SECONDS = "*/2 * * * * *"
 BATCH_SIZE = 25
@@ -43,16 +41,6 @@ def set_schedule(config_dir: Path, customer: str, product: str, cron: str) -> No
     data = read_yaml(path)
     data["products"][product]["schedule"] = {"cron": cron, "timezone": "Europe/Amsterdam"}
     write_yaml(path, data)
-
-
-@pytest.fixture
-def product_dbs(pg_server_url: str) -> Iterator[dict[str, str]]:
-    """Three fresh PostgreSQL databases with the reference schemas, as an environment."""
-    with ExitStack() as stack:
-        urls = [stack.enter_context(dbs.postgres_database(pg_server_url)) for _ in range(3)]
-        env = product_env(*urls)
-        schemas(env)
-        yield env
 
 
 @pytest.fixture
