@@ -1,0 +1,6 @@
+"""`python -m bench`: run the delete-throughput benchmark (see bench/README.md)."""
+
+from bench.cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())
