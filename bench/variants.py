@@ -136,8 +136,9 @@ def worker(
         bus = EventBus()
         bus.subscribe(AuditTrail(state, _clock), required=True)
         env = {url_variable(setup.customer, setup.mapping): url}
-        runner = build_runner(setup.config, env, bus, pepper=PEPPER, clock=_clock)
-        runner.batch_size = batch_size  # the Runner's override of the mapping's batch_size
+        runner = build_runner(
+            setup.config, env, bus, pepper=PEPPER, clock=_clock, batch_size=batch_size
+        )
         pairs = [(setup.customer, setup.mapping)]
         gc.collect()
         peak: int | None = None

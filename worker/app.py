@@ -86,7 +86,9 @@ def build_runner(
     pepper: bytes,
     clock: Clock = utc_now,
     stop: threading.Event | None = None,
+    batch_size: int | None = None,
 ) -> Runner:
+    """A Runner over the environment's databases; `batch_size` overrides the mappings'."""
     return Runner(
         config.catalogue,
         bus,
@@ -94,6 +96,7 @@ def build_runner(
         pepper=pepper,
         clock=clock,
         stop=stop,
+        batch_size=batch_size,
     )
 
 

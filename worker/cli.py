@@ -21,6 +21,7 @@ from worker.errors import ConfigError, ExitCode, RetentionError, SettingsError
 from worker.events import EventBus, Outcome
 from worker.logging import LogSubscriber, configure_logging
 from worker.report import format_changes, format_plan
+from worker.run import RunReport
 from worker.settings import Settings, load_env_file, mask_url
 
 EXIT_CODES_HELP = (
@@ -163,7 +164,7 @@ def _checked_config(ctx: Ctx, config_dir: Path | None, sel: PairSelection) -> Co
     return config
 
 
-def _exit_for(reports: list[Any], config: Config) -> ExitCode:
+def _exit_for(reports: list[RunReport], config: Config) -> ExitCode:
     if any(r.outcome is Outcome.FAILED for r in reports):
         return ExitCode.RUN_FAILED
     if config.problems:

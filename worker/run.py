@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import structlog
@@ -263,11 +263,9 @@ class Runner:
             return
         self._batches(connector, customer, mapping, rule, target, plan, names)
         remaining = self._retry(connector.backlog, target)
-        plan_after = RulePlan(**{**plan.__dict__, "eligible": remaining.count})
-        plan_after.lag_seconds = self._lag(
-            rule, remaining.oldest, remaining.count, now, customer.timezone
-        )
-        self._evaluated(plan_after, names)
+        lag = self._lag(rule, remaining.oldest, remaining.count, now, customer.timezone)
+        # The backlog left behind, so the eligible and lag gauges show what is still owed.
+        self._evaluated(replace(plan, eligible=remaining.count, lag_seconds=lag), names)
 
     def _evaluated(self, plan: RulePlan, names: Mapping[str, str]) -> None:
         self.bus.publish(

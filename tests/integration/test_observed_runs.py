@@ -176,8 +176,7 @@ def test_a_connection_killed_mid_batch_is_retried_and_counts_stay_exact(
     bus = EventBus()
     bus.subscribe(AuditTrail(state, lambda: NOW), required=True)
     bus.subscribe(events.append)
-    runner = build_runner(config, product_dbs, bus, pepper=PEPPER, clock=lambda: NOW)
-    runner.batch_size = 4
+    runner = build_runner(config, product_dbs, bus, pepper=PEPPER, clock=lambda: NOW, batch_size=4)
     runner.retry_sleep = lambda _s: None
     pairs = [(c, p) for c, p in config.pairs() if c.customer == KDV and p.product == "flexkids"]
 
