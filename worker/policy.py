@@ -23,7 +23,6 @@ from worker.config import (
     Stage,
     Subject,
 )
-from worker.configload import applicable_floors
 from worker.periods import Period, add_period, cutoff, local_today, start_of_day
 
 
@@ -151,3 +150,25 @@ def overdue_seconds(
         basis_day = oldest_basis
     due = start_of_day(add_period(basis_day, period) + dt.timedelta(days=1), tz)
     return max(0.0, (now - due).total_seconds())
+
+
+def categories_touched(stage: Stage, subject: Subject) -> set[str]:
+    """The categories a stage changes: anonymise its columns, delete everything."""
+    if stage.action is Action.ANONYMISE:
+        return {subject.columns[c] for c in stage.with_ if c in subject.columns}
+    found = set(subject.columns.values())
+    pending = list(subject.dependents)
+    while pending:
+        dep = pending.pop()
+        found.update(dep.columns.values())
+        pending.extend(dep.dependents)
+    return found
+
+
+def applicable_floors(rule: Rule, stage: Stage, subject: Subject, cat: Catalogue) -> list[str]:
+    """Floors that bind a stage: named on the rule, or covering a category it touches."""
+    touched = categories_touched(stage, subject)
+    names = [n for n, f in cat.floors.items() if touched & set(f.applies_to)]
+    if rule.floor is not None and rule.floor in cat.floors and rule.floor not in names:
+        names.append(rule.floor)
+    return sorted(names)

@@ -33,7 +33,6 @@ from tenacity import (
 
 from connectors.base import Change, Connector, ConnectorError, Key, Target
 from worker.config import Catalogue, Customer, ProductMapping
-from worker.configload import categories_touched
 from worker.errors import RetentionError
 from worker.events import (
     BatchApplied,
@@ -48,7 +47,13 @@ from worker.events import (
 )
 from worker.logging import bind_run
 from worker.periods import add_period
-from worker.policy import EffectiveRule, effective_rules, overdue_seconds, rule_cutoff
+from worker.policy import (
+    EffectiveRule,
+    categories_touched,
+    effective_rules,
+    overdue_seconds,
+    rule_cutoff,
+)
 from worker.targets import tables_for, target_for
 
 T = TypeVar("T")
