@@ -221,8 +221,8 @@ def run(
 ) -> None:
     """Run the retention rules: with --once now, otherwise as a daemon on each schedule.
 
-    The daemon runs each customer × product on its schedule (default daily at 02:00
-    Europe/Amsterdam; a product mapping or customer file may set its own), serves
+    The daemon runs each customer × product on its schedule (default daily at 02:00 in
+    the customer's time zone; a product mapping or customer file may set its own), serves
     /metrics, /healthz and /readyz on RETENTION_HTTP_PORT, reloads the configuration on
     SIGHUP (an invalid one is refused and the old one stays), and stops cleanly on
     SIGTERM or SIGINT: the batch in flight finishes, then the process exits 0 (1 if runs

@@ -345,10 +345,13 @@ class Rule(Model):
 
 
 class Schedule(Model):
-    """When a customer × product runs: a crontab line in a time zone."""
+    """When a customer × product runs: a crontab line in a time zone.
+
+    Without a time zone, the line is read in the customer's own time zone.
+    """
 
     cron: str = "0 2 * * *"
-    timezone: str = "Europe/Amsterdam"
+    timezone: str | None = None
 
 
 class ProductMapping(Model):

@@ -189,7 +189,8 @@ def _check_rule(
             previous = stage.period
 
 
-def _check_schedule(cron: str, timezone: str, path: tuple[str | int, ...], add: Any) -> None:
+def _check_schedule(cron: str, timezone: str | None, path: tuple[str | int, ...], add: Any) -> None:
+    timezone = timezone or "UTC"  # no zone of its own: the customer's, checked on its own
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -291,9 +292,8 @@ def _check_settings(
         if rule.after.customer_date:
             date_names.add(rule.after.customer_date)
         for stage in rule.stages:
-            for spec in (stage.period,):
-                if isinstance(spec, SettingPeriod):
-                    uses.setdefault(spec.setting, []).append((rule, stage))
+            if isinstance(stage.period, SettingPeriod):
+                uses.setdefault(stage.period.setting, []).append((rule, stage))
     for name, value in settings.items():
         path = (*base, "settings", name)
         if name not in uses:
@@ -339,6 +339,39 @@ def _check_settings(
                 f"unknown date {name!r}; {mapping.product} rules read "
                 f"{', '.join(sorted(date_names)) or 'no customer dates'}",
             )
+    _check_stage_order(settings, mapping, base, add)
+
+
+def _check_stage_order(
+    settings: Mapping[str, int], mapping: ProductMapping, base: tuple[str | int, ...], add: Any
+) -> None:
+    """With this customer's settings, each stage of a phased rule comes after the one before."""
+    for rule in mapping.rules:
+        previous: tuple[Stage, Period] | None = None
+        for stage in rule.stages:
+            spec = stage.period
+            if isinstance(spec, SettingPeriod):
+                value = settings.get(spec.setting, spec.default)
+                if not spec.min <= value <= spec.upper:
+                    break  # already reported as out of range
+                period = Period(value, spec.unit)
+            else:
+                period = spec
+            if previous is not None and not period.at_least(previous[1]):
+                earlier, shorter = previous
+                names = [
+                    s.period.setting
+                    for s in (stage, earlier)
+                    if isinstance(s.period, SettingPeriod)
+                ]
+                path = (*base, "settings", names[0]) if names else base
+                add(
+                    path,
+                    f"stage {stage.stage!r} of rule {rule.id} would come at {period}, before "
+                    f"stage {earlier.stage!r} at {shorter}; stages must come in order: set "
+                    "a longer period for the later stage",
+                )
+            previous = (stage, period)
 
 
 def _in_unit(period: Period, unit: Any) -> str:

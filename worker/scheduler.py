@@ -39,9 +39,11 @@ def build_scheduler() -> BackgroundScheduler:
 
 
 def schedule_for(customer: Customer, mapping: ProductMapping) -> Schedule:
-    """The customer's own schedule for the product when it sets one, else the product's."""
+    """The customer's own schedule for the product when it sets one, else the product's;
+    a schedule without a time zone runs in the customer's."""
     own = customer.products[mapping.product].schedule
-    return own if own is not None else mapping.schedule
+    chosen = own if own is not None else mapping.schedule
+    return Schedule(cron=chosen.cron, timezone=chosen.timezone or customer.timezone)
 
 
 def job_id(customer: str, product: str) -> str:
@@ -83,7 +85,7 @@ def sync_jobs(
         ident = job_id(customer.customer, mapping.product)
         schedule = schedule_for(customer, mapping)
         wanted[ident] = schedule
-        trigger = cron_trigger(schedule.cron, schedule.timezone)
+        trigger = cron_trigger(schedule.cron, schedule.timezone or customer.timezone)
         owed = None
         if ident not in known:
             owed = missed_tick(trigger, now, last_started(customer.customer, mapping.product))

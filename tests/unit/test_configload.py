@@ -87,3 +87,39 @@ def test_a_customer_may_not_name_a_shared_database_as_its_own(tmp_path: Path) ->
     config = load_config(config_dir)
     assert any("is the shared database of flexkids" in str(p) for p in config.problems)
     assert "kdv-zonnestraal" not in config.customers
+
+
+def test_a_setting_that_puts_a_later_stage_first_is_refused(tmp_path: Path) -> None:
+    """child_months below the one-month health stage would delete before it anonymises."""
+    config_dir = _copy(tmp_path)
+    flexkids = config_dir / "products" / "flexkids.yaml"
+    flexkids.write_text(
+        flexkids.read_text().replace("period: 1m\n", "period: 6m\n")  # the health stage
+    )
+    vlinder = config_dir / "customers" / "bso-de-vlinder.yaml"
+    vlinder.write_text(vlinder.read_text().replace("child_months: 12", "child_months: 3"))
+    config = load_config(config_dir)
+    assert len(config.problems) == 1
+    problem = str(config.problems[0])
+    assert "products.flexkids.settings.child_months" in problem
+    assert "stage 'remove' of rule flexkids.child.deregistered would come at 3m" in problem
+    assert "kdv-zonnestraal" in config.customers
+
+
+def test_a_schedule_without_time_zone_runs_in_the_customers(tmp_path: Path) -> None:
+    """The default schedule, and one without a time zone, are read in the customer's zone."""
+    from worker.scheduler import schedule_for
+
+    config_dir = _copy(tmp_path)
+    vlinder = config_dir / "customers" / "bso-de-vlinder.yaml"
+    vlinder.write_text(
+        vlinder.read_text()
+        .replace("timezone: Europe/Amsterdam", "timezone: America/Curacao")
+        .replace("settings: {months: 6}", "settings: {months: 6}\n    schedule: {cron: 0 3 * * *}")
+    )
+    config = load_config(config_dir)
+    assert config.problems == ()
+    customer = config.customers["bso-de-vlinder"]
+    assert schedule_for(customer, config.products["flexkids"]).timezone == "America/Curacao"
+    konnect = schedule_for(customer, config.products["konnect"])
+    assert (konnect.cron, konnect.timezone) == ("0 3 * * *", "America/Curacao")
