@@ -198,17 +198,21 @@ class Runner:
         finally:
             if connector is not None:
                 connector.close()
-        self.bus.publish(
-            RunFinished(
-                outcome=report.outcome,
-                at=self.clock(),
-                duration_seconds=time.monotonic() - started,
-                processed={(r.rule, r.action): dict(r.changed) for r in report.rules},
-                error=report.error,
-                dry_run=dry_run,
-                **names,
+        try:
+            self.bus.publish(
+                RunFinished(
+                    outcome=report.outcome,
+                    at=self.clock(),
+                    duration_seconds=time.monotonic() - started,
+                    processed={(r.rule, r.action): dict(r.changed) for r in report.rules},
+                    error=report.error,
+                    dry_run=dry_run,
+                    **names,
+                )
             )
-        )
+        except RetentionError as exc:  # the trail could not record the end: say so, go on
+            report.outcome = Outcome.FAILED
+            report.error = f"{report.error}; {exc}" if report.error else str(exc)
         if unexpected is not None:
             raise UnexpectedRunError(report) from unexpected
         return report

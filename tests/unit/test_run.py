@@ -204,3 +204,19 @@ def test_dry_run_counts_and_changes_nothing() -> None:
     assert report.changed == 0
     assert len(fleet(*pair(VL, "flexkids")).tables["invoice"]) == 7
     assert not [e for e in events if isinstance(e, BatchIntent)]
+
+
+def test_a_state_database_that_fails_fails_the_pair_and_the_next_pair_still_runs() -> None:
+    """When the audit trail cannot be written at all, each pair fails on its own; none crash."""
+    fleet = Fleet({(VL, "flexkids"): {"invoice": invoices(2077, 2, 0, 1)}})
+    events: list[Event] = []
+    run = runner(fleet, events)
+
+    def state_down(_event: Event) -> None:
+        raise AuditWriteError("could not write to the audit trail: state database is down")
+
+    run.bus.subscribe(state_down, required=True)
+    reports = run_pairs(run, [pair(VL, "flexkids"), pair(KDV, "flexkids")], NOW, dry_run=False)
+    assert [r.outcome for r in reports] == [Outcome.FAILED, Outcome.FAILED]
+    assert all("state database is down" in (r.error or "") for r in reports)
+    assert len(fleet(*pair(VL, "flexkids")).tables["invoice"]) == 2
