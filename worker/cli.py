@@ -67,10 +67,11 @@ def main(ctx: click.Context, env_file: Path | None) -> None:
     """Find personal data past its retention period; anonymise or delete it; prove it.
 
     Settings come from the environment: RETENTION_CONFIG_DIR, RETENTION_STATE_URL,
-    RETENTION_PEPPER (or RETENTION_PEPPER_FILE), RETENTION_HTTP_PORT,
-    RETENTION_LOG_LEVEL, RETENTION_LOG_FORMAT (json|console|auto). Each product mapping
-    (or customer, for one-database-per-customer products) names the variable holding its
-    database URL. See docs/configuration.md.
+    RETENTION_PEPPER (or RETENTION_PEPPER_FILE), RETENTION_HTTP_HOST,
+    RETENTION_HTTP_PORT, RETENTION_LOG_LEVEL, RETENTION_LOG_FORMAT (json|console|auto),
+    RETENTION_STOP_GRACE_SECONDS. Each product mapping (or customer, for
+    one-database-per-customer products) names the variable holding its database URL.
+    See docs/configuration.md and docs/operations.md.
     """
     if env_file is not None:
         try:
