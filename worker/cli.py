@@ -134,7 +134,7 @@ def validate(ctx: Ctx, config_dir: Path | None, offline: bool) -> None:
         sys.exit(ExitCode.BAD_CONFIG)
     if live.unreachable:
         sys.exit(ExitCode.RUN_FAILED)
-    click.echo(f"{live.checked} database mapping(s) match their live schema.")
+    click.echo(f"{live.checked} database(s) match their mapping.")
 
 
 def _parse_at(value: str | None) -> dt.datetime:

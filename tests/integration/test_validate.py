@@ -104,7 +104,7 @@ def test_shipped_config_is_valid_against_live_databases(
     done = run_process(config_dir, product_dbs)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "files valid" in done.stdout
-    assert "4 database mapping(s) match their live schema" in done.stdout
+    assert "3 database(s) match their mapping" in done.stdout
 
 
 def test_shipped_config_is_valid_offline_without_databases(config_dir: Path) -> None:
@@ -205,7 +205,10 @@ def test_table_missing_from_live_database(config_dir: Path, product_dbs: dict[st
     execute(product_dbs["FLEXKIDS_DATABASE_URL"], "DROP TABLE invoice CASCADE")
     code, out = validate(config_dir, product_dbs)
     assert code == 2, out
-    assert f"{FLEXKIDS}: subjects.invoice: invoice: table is missing" in out
+    line = _line_of(config_dir / "products/flexkids.yaml", "    table: invoice")
+    assert f"{FLEXKIDS}: subjects.invoice.table (line {line}): invoice: table is missing" in out
+    assert "the database of flexkids (shared)" in out
+    assert out.count("invoice: table is missing") == 1  # one shared database, checked once
     assert "FLEXKIDS_DATABASE_URL" in out
     assert "create it there or correct the mapping" in out
 
@@ -215,7 +218,11 @@ def test_column_missing_from_live_database(config_dir: Path, product_dbs: dict[s
     execute(product_dbs["FLEXKIDS_DATABASE_URL"], "ALTER TABLE parent DROP COLUMN bsn")
     code, out = validate(config_dir, product_dbs)
     assert code == 2, out
-    assert f"{FLEXKIDS}: subjects.parent: parent.bsn: column is missing" in out
+    line = _line_of(config_dir / "products/flexkids.yaml", "      bsn: bsn", after="  parent:")
+    assert (
+        f"{FLEXKIDS}: subjects.parent.columns.bsn (line {line}): parent.bsn: column is missing"
+        in out
+    )
     assert "create it there or correct the mapping" in out
 
 
@@ -223,7 +230,8 @@ def test_unset_database_variable(config_dir: Path, product_dbs: dict[str, str]) 
     """A customer whose product database variable is unset exits 2 naming the variable."""
     code, out = validate(config_dir, {**product_dbs, "KONNECT_DE_VLINDER_DATABASE_URL": None})
     assert code == 2, out
-    assert f"{VLINDER}: products.konnect: set KONNECT_DE_VLINDER_DATABASE_URL" in out
+    assert f"{VLINDER}: products.konnect.database.url_env (line " in out
+    assert "set KONNECT_DE_VLINDER_DATABASE_URL (or KONNECT_DE_VLINDER_DATABASE_URL_FILE)" in out
 
 
 def test_unreachable_database_masks_password(config_dir: Path, product_dbs: dict[str, str]) -> None:
@@ -231,6 +239,13 @@ def test_unreachable_database_masks_password(config_dir: Path, product_dbs: dict
     done = run_process(config_dir, {**product_dbs, "FLEXKIDS_DATABASE_URL": UNREACHABLE})
     out = done.stdout + done.stderr
     assert done.returncode == 1, out
-    assert "unreachable: kdv-zonnestraal × flexkids" in out
+    assert "unreachable: flexkids (shared)" in out
     assert "postgres:***@127.0.0.1:1/flexkids" in out
     assert PASSWORD not in out
+
+
+def _line_of(file: Path, text: str, after: str | None = None) -> int:
+    """The 1-based line of the first line equal to `text` (after the line `after`)."""
+    lines = file.read_text().splitlines()
+    start = lines.index(after) if after is not None else 0
+    return lines.index(text, start) + 1
