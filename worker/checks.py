@@ -14,7 +14,7 @@ from pathlib import Path
 from connectors.base import Connector, ConnectorError, Problem
 from worker.app import ConnectorFactory, url_variable
 from worker.config import Customer, ProductMapping, Subject
-from worker.configfiles import Problems, line_of, read_yaml
+from worker.configfiles import Doc, Problems, read_yaml
 from worker.configload import Config
 from worker.errors import ConfigProblem
 from worker.targets import table_for
@@ -34,6 +34,18 @@ def check_live(config: Config, env: Mapping[str, str]) -> LiveResult:
     """Open every product database once and compare it with its mapping."""
     result = LiveResult()
     found = Problems(config.directory)
+    docs: dict[Path, Doc | None] = {}
+
+    def at(file: Path, path: Path_, message: str) -> None:
+        """Report at `path` in `file`, reading each file once for line numbers."""
+        if file not in docs:
+            docs[file] = read_yaml(file, Problems(config.directory))
+        doc = docs[file]
+        if doc is None:
+            found.add(file, ".".join(str(p) for p in path), message)
+        else:
+            found.at(doc, path, message)
+
     factory = ConnectorFactory(env, pepper=b"validate-only")
     groups: dict[tuple[str, str], list[Customer]] = {}
     for customer, mapping in config.pairs():
@@ -46,18 +58,17 @@ def check_live(config: Config, env: Mapping[str, str]) -> LiveResult:
             connector = factory(customers[0], mapping)
         except ConnectorError as exc:
             file, path = _variable_place(config.directory, mapping, customers[0])
-            found.add(file, ".".join(map(str, path)), str(exc), _line(file, path))
+            at(file, path, str(exc))
             continue
         try:
             connector.open()
             for problem, path in _compare(connector, mapping):
                 if problem.fatal:
-                    found.add(
+                    at(
                         _product_file(config.directory, mapping),
-                        ".".join(str(p) for p in path),
+                        path,
                         f"{problem} in the database of {who} ({variable}); create it there "
                         "or correct the mapping",
-                        _line(_product_file(config.directory, mapping), path),
                     )
                 else:
                     result.warnings.append(f"{product}: {problem} ({who})")
@@ -107,11 +118,6 @@ def _path(name: str, subject: Subject, mapping: ProductMapping, problem: Problem
 
 def _product_file(directory: Path, mapping: ProductMapping) -> Path:
     return directory / "products" / f"{mapping.product}.yaml"
-
-
-def _line(file: Path, path: Path_) -> int | None:
-    doc = read_yaml(file, Problems(file.parent))
-    return line_of(doc.node, path) if doc is not None else None
 
 
 def _variable_place(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,15 +19,14 @@ from worker.config import (
     SettingPeriod,
     Stage,
 )
-from worker.configfiles import Doc, Problems, line_of
+from worker.configfiles import Doc, Problems
 from worker.cron import cron_trigger
 from worker.periods import Period
 from worker.policy import applicable_floors
 
 
 def check_catalogue(cat: Catalogue, doc: Doc, problems: Problems) -> None:
-    def add(path: tuple[str | int, ...], message: str) -> None:
-        problems.add(doc.file, ".".join(str(p) for p in path), message, line_of(doc.node, path))
+    add = partial(problems.at, doc)
 
     for pname, product in cat.products.items():
         for kind, categories in product.processes.items():
@@ -56,8 +56,7 @@ def check_product(
     rule_owner: dict[str, Path],
     problems: Problems,
 ) -> None:
-    def add(path: tuple[str | int, ...], message: str) -> None:
-        problems.add(doc.file, ".".join(str(p) for p in path), message, line_of(doc.node, path))
+    add = partial(problems.at, doc)
 
     if mapping.product != doc.file.stem:
         add(
@@ -217,8 +216,7 @@ def check_customer(
     problems: Problems,
     set_aside: set[str],
 ) -> None:
-    def add(path: tuple[str | int, ...], message: str) -> None:
-        problems.add(doc.file, ".".join(str(p) for p in path), message, line_of(doc.node, path))
+    add = partial(problems.at, doc)
 
     if customer.customer != doc.file.stem:
         add(
@@ -413,12 +411,11 @@ def check_unique(
         )
         for customer, doc, path in owners:
             others = ", ".join(n for n in names if n != customer.customer)
-            problems.add(
-                doc.file,
-                ".".join(path),
+            problems.at(
+                doc,
+                path,
                 f"{what} is also claimed by {others}; each customer needs its own, so all "
                 "of them are set aside until it is fixed",
-                line_of(doc.node, path),
             )
             clashing.add(customer.customer)
     return clashing

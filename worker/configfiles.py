@@ -29,6 +29,10 @@ class Problems:
         self.items.append(problem)
         return problem
 
+    def at(self, doc: Doc, path: tuple[str | int, ...], message: str) -> ConfigProblem:
+        """A problem at `path` inside a read file, with the line of that path."""
+        return self.add(doc.file, ".".join(str(p) for p in path), message, line_of(doc.node, path))
+
 
 def display(file: Path, root: Path) -> str:
     try:
