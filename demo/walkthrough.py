@@ -95,7 +95,7 @@ def walkthrough(folder: Path, config_dir: Path, *, reset: bool, echo: Echo) -> i
         configure_logging("WARNING", "console")
     now = utc_now()
 
-    store = StateStore(settings.state_url)
+    store = StateStore(settings.state_url, retry=settings.retry_policy())
     try:
         store.migrate()
         if fresh:
@@ -108,14 +108,18 @@ def walkthrough(folder: Path, config_dir: Path, *, reset: bool, echo: Echo) -> i
         echo("\n== Plan (dry run: nothing is changed)")
         bus = EventBus()
         bus.subscribe(LogSubscriber())
-        planner = build_runner(config, env, bus, pepper=settings.require_pepper())
-        echo(format_plan(run_pairs(planner, pairs, now, dry_run=True), "table"))
+        planner = build_runner(
+            config, env, bus, pepper=settings.require_pepper(), retry=settings.retry_policy()
+        )
+        echo(format_plan(run_pairs(planner, pairs, now, dry_run=True), "table", now))
 
         echo("\n== Run once")
         bus = EventBus()
         bus.subscribe(AuditTrail(store, utc_now), required=True)
         bus.subscribe(LogSubscriber())
-        runner = build_runner(config, env, bus, pepper=settings.require_pepper())
+        runner = build_runner(
+            config, env, bus, pepper=settings.require_pepper(), retry=settings.retry_policy()
+        )
         reports = run_pairs(runner, pairs, now, dry_run=False)
         echo(format_changes(reports))
 

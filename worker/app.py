@@ -18,6 +18,7 @@ from worker.config import Customer, ProductMapping
 from worker.configload import Config
 from worker.errors import SettingsError
 from worker.events import EventBus
+from worker.retry import RetryPolicy
 from worker.run import Clock, Runner, RunReport, UnexpectedRunError
 from worker.settings import read_secret
 
@@ -87,8 +88,12 @@ def build_runner(
     clock: Clock = utc_now,
     stop: threading.Event | None = None,
     batch_size: int | None = None,
+    retry: RetryPolicy | None = None,
 ) -> Runner:
-    """A Runner over the environment's databases; `batch_size` overrides the mappings'."""
+    """A Runner over the environment's databases; `batch_size` overrides the mappings'.
+
+    `retry` defaults to 60 s of retries of transient errors (see `worker.retry`).
+    """
     return Runner(
         config.catalogue,
         bus,
@@ -97,6 +102,7 @@ def build_runner(
         clock=clock,
         stop=stop,
         batch_size=batch_size,
+        retry=retry,
     )
 
 

@@ -20,7 +20,8 @@ from worker.configload import Config, load_config
 from worker.errors import ConfigError, ExitCode, RetentionError, SettingsError
 from worker.events import EventBus, Outcome
 from worker.logging import LogSubscriber, configure_logging
-from worker.report import format_changes, format_plan
+from worker.progress import Progress
+from worker.report import format_changes, format_plan, set_aside
 from worker.run import RunReport
 from worker.settings import Settings, load_env_file, mask_url
 
@@ -69,8 +70,9 @@ def main(ctx: click.Context, env_file: Path | None) -> None:
     Settings come from the environment: RETENTION_CONFIG_DIR, RETENTION_STATE_URL,
     RETENTION_PEPPER (or RETENTION_PEPPER_FILE), RETENTION_HTTP_HOST,
     RETENTION_HTTP_PORT, RETENTION_LOG_LEVEL, RETENTION_LOG_FORMAT (json|console|auto),
-    RETENTION_STOP_GRACE_SECONDS. Each product mapping (or customer, for
-    one-database-per-customer products) names the variable holding its database URL.
+    RETENTION_STOP_GRACE_SECONDS, RETENTION_RETRY_BUDGET_SECONDS. Each product mapping
+    (or customer, for one-database-per-customer products) names the variable holding its
+    database URL.
     See docs/configuration.md and docs/operations.md.
     """
     if env_file is not None:
@@ -200,9 +202,16 @@ def plan(
     config = _checked_config(ctx, config_dir, sel)
     bus = EventBus()
     bus.subscribe(LogSubscriber())
-    runner = build_runner(config, ctx.env, bus, pepper=b"plan-computes-no-hashes")
-    reports = run_pairs(runner, sel.pick(config), _parse_at(at), dry_run=True)
-    click.echo(format_plan(reports, fmt))
+    runner = build_runner(
+        config,
+        ctx.env,
+        bus,
+        pepper=b"plan-computes-no-hashes",
+        retry=ctx.settings.retry_policy(),
+    )
+    when = _parse_at(at)
+    reports = run_pairs(runner, sel.pick(config), when, dry_run=True)
+    click.echo(format_plan(reports, fmt, when, set_aside(config.problems)))
     sys.exit(_exit_for(reports, config))
 
 
@@ -221,6 +230,13 @@ def run(
     dry_run: bool,
 ) -> None:
     """Run the retention rules: with --once now, otherwise as a daemon on each schedule.
+
+    With --once, every customer × product due is run in turn; one pair's failure never
+    stops the next. On a terminal, progress per pair and rule (rows done of eligible) goes
+    to stderr. The summary lists what changed per product, table and action, then each
+    pair's outcome with its eligible and changed rows (and the error of a failed pair), and
+    the configuration files set aside. Transient database errors (a lost connection, a
+    failover) are retried for RETENTION_RETRY_BUDGET_SECONDS (default 60).
 
     The daemon runs each customer × product on its schedule (default daily at 02:00 in
     the customer's time zone; a product mapping or customer file may set its own), serves
@@ -243,19 +259,23 @@ def run(
         _daemon(ctx, config_dir)
     sel = PairSelection(customer, product)
     config = _checked_config(ctx, config_dir, sel)
-    store = StateStore(ctx.settings.state_url)
+    store = StateStore(ctx.settings.state_url, retry=ctx.settings.retry_policy())
     try:
         store.check()
         bus = EventBus()
         bus.subscribe(AuditTrail(store, utc_now), required=True)
         bus.subscribe(LogSubscriber())
-        runner = build_runner(config, ctx.env, bus, pepper=pepper)
+        if sys.stderr.isatty():
+            bus.subscribe(Progress(sys.stderr))
+        runner = build_runner(
+            config, ctx.env, bus, pepper=pepper, retry=ctx.settings.retry_policy()
+        )
         reports = run_pairs(runner, sel.pick(config), utc_now(), dry_run=dry_run)
     except RetentionError as exc:
         fail(str(exc), ExitCode.RUN_FAILED)
     finally:
         store.close()
-    click.echo(format_changes(reports))
+    click.echo(format_changes(reports, set_aside(config.problems)))
     sys.exit(_exit_for(reports, config))
 
 
@@ -284,7 +304,7 @@ def migrate(ctx: Ctx) -> None:
     """Create or upgrade the worker's own state database (runs and the audit trail)."""
     from worker.state import StateStore
 
-    store = StateStore(ctx.settings.state_url)
+    store = StateStore(ctx.settings.state_url, retry=ctx.settings.retry_policy())
     try:
         store.migrate()
     except RetentionError as exc:
@@ -306,7 +326,7 @@ def audit_verify(ctx: Ctx) -> None:
     from worker.audit import verify
     from worker.state import StateStore
 
-    store = StateStore(ctx.settings.state_url)
+    store = StateStore(ctx.settings.state_url, retry=ctx.settings.retry_policy())
     try:
         store.check()
         result = verify(store)

@@ -57,7 +57,7 @@ class Daemon:
         self.clock = clock
         self.pepper = settings.require_pepper()
         self.metrics = Metrics()
-        self.state = StateStore(settings.state_url)
+        self.state = StateStore(settings.state_url, retry=settings.retry_policy())
         self.stop = threading.Event()
         self.config: Config | None = None
         self._wake = threading.Event()
@@ -159,7 +159,13 @@ class Daemon:
                 (c, p) for c, p in config.pairs() if c.customer == customer and p.product == product
             ]
             runner = build_runner(
-                config, self.env, self.bus, pepper=self.pepper, clock=self.clock, stop=self.stop
+                config,
+                self.env,
+                self.bus,
+                pepper=self.pepper,
+                clock=self.clock,
+                stop=self.stop,
+                retry=self.settings.retry_policy(),
             )
             try:
                 run_pairs(runner, pairs, self.clock(), dry_run=False)

@@ -52,7 +52,11 @@ class SettingsError(RetentionError):
 
 
 class StateError(RetentionError):
-    """The state database failed."""
+    """The state database failed. `transient` says whether a retry may cure it."""
+
+    def __init__(self, message: str | None = None, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class AuditWriteError(StateError):

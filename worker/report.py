@@ -1,13 +1,60 @@
-"""Printing run reports: the plan table, the JSON form, and what changed."""
+"""What `plan` and `run --once` print: per pair, what was eligible, what changed, what failed.
+
+Every summary is honest about each customer × product: a failed pair or a dry run is never
+summed up as "nothing was past its retention period", and pairs set aside by configuration
+problems are listed with the problems. `plan --format json` prints one document of one shape:
+
+    {"at": ISO instant (UTC), "dry_run": true,
+     "totals": {"pairs", "succeeded", "failed", "interrupted", "set_aside", "eligible"},
+     "pairs": [{"customer", "product", "outcome", "error", "eligible",
+                "rules": [{"rule", "action", "table", "period", "source", "cutoff",
+                           "eligible"}]}],
+     "set_aside": [{"file", "customer", "product", "problems": [text, ...]}]}
+
+`outcome` is succeeded, failed or interrupted; `customer` or `product` of a set-aside entry is
+null when the problem is in the other kind of file (a product file sets that product aside for
+every customer).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
+from worker.errors import ConfigProblem
 from worker.events import Outcome
 from worker.run import RunReport
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """A configuration file whose problems keep a customer or a product from running."""
+
+    file: str
+    customer: str | None
+    product: str | None
+    problems: tuple[str, ...]
+
+
+def set_aside(problems: Sequence[ConfigProblem]) -> list[SetAside]:
+    """Group configuration problems by file: a customer file sets that customer aside, a
+    product file that product, the catalogue everything."""
+    by_file: dict[str, list[str]] = {}
+    for problem in problems:
+        where = f"{problem.path}: {problem.message}" if problem.path else problem.message
+        by_file.setdefault(problem.file, []).append(where)
+    found: list[SetAside] = []
+    for file, texts in by_file.items():
+        path = PurePath(file)
+        folder = path.parent.name
+        customer = path.stem if folder == "customers" else None
+        product = path.stem if folder == "products" else None
+        found.append(SetAside(file, customer, product, tuple(texts)))
+    return found
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -30,60 +77,119 @@ def _is_number(text: str) -> bool:
     return text.replace(".", "", 1).isdigit()
 
 
-def plan_rows(reports: Sequence[RunReport]) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for report in reports:
-        if report.outcome is Outcome.FAILED:
-            rows.append(
-                {"customer": report.customer, "product": report.product, "error": report.error}
-            )
-            continue
-        for plan in report.rules:
-            rows.append(
+def _eligible(report: RunReport) -> int:
+    return sum(plan.eligible for plan in report.rules)
+
+
+def _pair_line(report: RunReport) -> str:
+    """One line per pair: outcome, eligible rows, rows changed (or would change), error."""
+    outcome = str(report.outcome).upper() if report.outcome is not Outcome.SUCCEEDED else "ok"
+    figures = f"{_eligible(report)} row(s) eligible"
+    if not report.dry_run:
+        figures += f", {report.changed} row(s) changed"
+    note = f": {report.error}" if report.error else ""
+    return f"  {report.customer} × {report.product}: {outcome}; {figures}{note}"
+
+
+def _set_aside_lines(entries: Sequence[SetAside]) -> list[str]:
+    lines: list[str] = []
+    for entry in entries:
+        who = (
+            f"customer {entry.customer}"
+            if entry.customer
+            else f"product {entry.product} (every customer)"
+            if entry.product
+            else "everything"
+        )
+        lines.append(f"  SET ASIDE {who}: {len(entry.problems)} problem(s) in {entry.file}")
+    return lines
+
+
+def plan_document(
+    reports: Sequence[RunReport], at: dt.datetime, entries: Sequence[SetAside] = ()
+) -> dict[str, Any]:
+    """The JSON form of a plan (shape in the module docstring)."""
+    pairs = [
+        {
+            "customer": r.customer,
+            "product": r.product,
+            "outcome": str(r.outcome),
+            "error": r.error,
+            "eligible": _eligible(r),
+            "rules": [
                 {
-                    "customer": report.customer,
-                    "product": report.product,
-                    "rule": plan.rule,
-                    "action": plan.action,
-                    "table": plan.table,
-                    "period": plan.period,
-                    "source": plan.source,
-                    "cutoff": plan.cutoff.isoformat(),
-                    "eligible": plan.eligible,
+                    "rule": p.rule,
+                    "action": p.action,
+                    "table": p.table,
+                    "period": p.period,
+                    "source": p.source,
+                    "cutoff": p.cutoff.isoformat(),
+                    "eligible": p.eligible,
                 }
-            )
-    return rows
-
-
-def format_plan(reports: Sequence[RunReport], fmt: str) -> str:
-    rows = plan_rows(reports)
-    if fmt == "json":
-        return json.dumps(rows, indent=2)
-    ok = [r for r in rows if "error" not in r]
-    text = _table(
-        ["customer", "product", "rule", "action", "period", "cutoff", "eligible"],
-        [
-            [
-                r["customer"],
-                r["product"],
-                r["rule"],
-                r["action"],
-                r["period"],
-                r["cutoff"],
-                r["eligible"],
-            ]
-            for r in ok
-        ],
-    )
-    failed = [
-        f"FAILED {r['customer']} × {r['product']}: {r['error']}" for r in rows if "error" in r
+                for p in r.rules
+            ],
+        }
+        for r in reports
     ]
-    total = sum(r["eligible"] for r in ok)
-    return "\n".join([text, *failed, f"{total} row(s) eligible now; nothing was changed."])
+    totals = {
+        "pairs": len(reports),
+        "succeeded": sum(r.outcome is Outcome.SUCCEEDED for r in reports),
+        "failed": sum(r.outcome is Outcome.FAILED for r in reports),
+        "interrupted": sum(r.outcome is Outcome.INTERRUPTED for r in reports),
+        "set_aside": len(entries),
+        "eligible": sum(_eligible(r) for r in reports),
+    }
+    return {
+        "at": at.astimezone(dt.UTC).isoformat(),
+        "dry_run": True,
+        "totals": totals,
+        "pairs": pairs,
+        "set_aside": [
+            {
+                "file": e.file,
+                "customer": e.customer,
+                "product": e.product,
+                "problems": list(e.problems),
+            }
+            for e in entries
+        ],
+    }
 
 
-def format_changes(reports: Sequence[RunReport]) -> str:
-    """What a run changed, per product, table and action; and each pair's outcome."""
+def format_plan(
+    reports: Sequence[RunReport],
+    fmt: str,
+    at: dt.datetime,
+    entries: Sequence[SetAside] = (),
+) -> str:
+    """The plan as a table per rule, then one line per pair (or one JSON document)."""
+    if fmt == "json":
+        return json.dumps(plan_document(reports, at, entries), indent=2)
+    rows = [
+        [r.customer, r.product, p.rule, p.action, p.period, p.cutoff.isoformat(), p.eligible]
+        for r in reports
+        for p in r.rules
+    ]
+    lines = []
+    if rows:
+        lines.append(
+            _table(["customer", "product", "rule", "action", "period", "cutoff", "eligible"], rows)
+        )
+    lines.append(f"Plan as of {at.astimezone(dt.UTC).isoformat()} (nothing is changed):")
+    lines += [_pair_line(r) for r in reports]
+    lines += _set_aside_lines(entries)
+    total = sum(_eligible(r) for r in reports)
+    failed = sum(r.outcome is not Outcome.SUCCEEDED for r in reports)
+    summary = f"{total} row(s) eligible now in {len(reports) - failed} pair(s)"
+    if failed or entries:
+        summary += f"; {failed} pair(s) could not be counted, {len(entries)} file(s) set aside"
+    lines.append(summary + "; nothing was changed.")
+    return "\n".join(lines)
+
+
+def format_changes(reports: Sequence[RunReport], entries: Sequence[SetAside] = ()) -> str:
+    """What a run changed, per product, table and action; then each pair's outcome."""
+    dry = any(r.dry_run for r in reports)
     totals: dict[tuple[str, str, str], int] = {}
     for report in reports:
         for plan in report.rules:
@@ -96,12 +202,18 @@ def format_changes(reports: Sequence[RunReport]) -> str:
         lines.append(
             _table(["product", "table", "action", "rows"], [[*k, v] for k, v in changed.items()])
         )
-    else:
-        lines.append("Nothing changed: no data was past its retention period.")
-    for report in reports:
-        note = f" ({report.error})" if report.error else ""
+    lines.append("Dry run: nothing was changed." if dry else "Per customer × product:")
+    lines += [_pair_line(r) for r in reports]
+    lines += _set_aside_lines(entries)
+    failed = [r for r in reports if r.outcome is not Outcome.SUCCEEDED]
+    eligible = sum(_eligible(r) for r in reports)
+    if dry:
+        lines.append(f"{eligible} row(s) eligible; a run without --dry-run would change them.")
+    elif failed or entries:
         lines.append(
-            f"{report.customer} × {report.product}: {report.outcome}, "
-            f"{report.changed} row(s) changed{note}"
+            f"{sum(r.changed for r in reports)} row(s) changed; {len(failed)} pair(s) did not "
+            f"finish and {len(entries)} file(s) were set aside: see above."
         )
+    elif not changed and eligible == 0:
+        lines.append("Nothing changed: no data was past its retention period.")
     return "\n".join(lines)

@@ -23,13 +23,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import structlog
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 
 from connectors.base import Change, Connector, ConnectorError, Key, Target
 from worker.config import Catalogue, Customer, ProductMapping
@@ -54,6 +47,7 @@ from worker.policy import (
     overdue_seconds,
     rule_cutoff,
 )
+from worker.retry import RetryPolicy
 from worker.targets import tables_for, target_for
 
 T = TypeVar("T")
@@ -111,14 +105,8 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, ConnectorError) and exc.transient
 
 
-def _log_retry(state: RetryCallState) -> None:
-    error = state.outcome.exception() if state.outcome else None
-    log.warning(
-        "db.retry",
-        attempt=state.attempt_number,
-        wait_seconds=round(state.upcoming_sleep, 2),
-        error=str(error),
-    )
+def _log_retry(attempt: int, wait: float, error: BaseException) -> None:
+    log.warning("db.retry", attempt=attempt, wait_seconds=round(wait, 2), error=str(error))
 
 
 class Runner:
@@ -133,8 +121,7 @@ class Runner:
         pepper: bytes,
         clock: Clock,
         stop: threading.Event | None = None,
-        retry_attempts: int = 5,
-        retry_sleep: Callable[[float], None] = time.sleep,
+        retry: RetryPolicy | None = None,
         batch_size: int | None = None,
     ) -> None:
         self.catalogue = catalogue
@@ -143,21 +130,12 @@ class Runner:
         self.pepper = pepper
         self.clock = clock
         self.stop = stop or threading.Event()
-        self.retry_attempts = retry_attempts
-        self.retry_sleep = retry_sleep
+        self.retry = retry or RetryPolicy()
         self.batch_size = batch_size
 
     def _retry(self, fn: Callable[..., T], *args: Any) -> T:
-        """Call `fn`, retrying transient database errors with backoff and jitter."""
-        retrying = Retrying(
-            retry=retry_if_exception(_transient),
-            wait=wait_random_exponential(multiplier=0.2, max=5),
-            stop=stop_after_attempt(self.retry_attempts),
-            sleep=self.retry_sleep,
-            before_sleep=_log_retry,
-            reraise=True,
-        )
-        return retrying(fn, *args)
+        """Call `fn`, retrying transient database errors within the retry budget."""
+        return self.retry.call(fn, *args, transient=_transient, on_retry=_log_retry)
 
     def run(
         self, customer: Customer, mapping: ProductMapping, now: dt.datetime, *, dry_run: bool

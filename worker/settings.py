@@ -13,6 +13,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from worker.errors import SettingsError
+from worker.retry import RetryPolicy
 
 DEFAULT_STATE_URL = "sqlite:///.retention/state.db"
 MIN_PEPPER_BYTES = 16
@@ -52,6 +53,8 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "auto"
     stop_grace_seconds: float = 20.0
+    # Seconds to keep retrying transient database errors (a failover); 0 turns retries off.
+    retry_budget_seconds: float = 60.0
     pepper: bytes = field(default=b"", repr=False)
 
     @classmethod
@@ -69,8 +72,13 @@ class Settings:
             log_level=env.get("RETENTION_LOG_LEVEL", "INFO").upper(),
             log_format=fmt,
             stop_grace_seconds=float(_int(env, "RETENTION_STOP_GRACE_SECONDS", 20, 1, 3600)),
+            retry_budget_seconds=float(_int(env, "RETENTION_RETRY_BUDGET_SECONDS", 60, 0, 3600)),
             pepper=pepper.encode("utf-8"),
         )
+
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy for transient errors of product and state databases."""
+        return RetryPolicy(budget_seconds=self.retry_budget_seconds)
 
     def require_pepper(self) -> bytes:
         if len(self.pepper) < MIN_PEPPER_BYTES:

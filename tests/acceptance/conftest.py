@@ -102,6 +102,8 @@ def setup(
             "RETENTION_HTTP_PORT": str(port),
             "RETENTION_PEPPER": PEPPER,
             "RETENTION_STATE_URL": state_url,
+            # An unreachable database fails its pair after 2 s of retries, not 60.
+            "RETENTION_RETRY_BUDGET_SECONDS": "2",
         }
         migrated = cli(["migrate"], env)
         assert migrated.returncode == 0, migrated.stderr

@@ -22,6 +22,7 @@ from worker.daemon import Daemon
 from worker.events import BatchApplied, BatchIntent, EventBus, Outcome
 from worker.http import HealthServer
 from worker.metrics import Metrics
+from worker.retry import RetryPolicy
 from worker.settings import Settings
 from worker.state import StateStore
 
@@ -177,7 +178,7 @@ def test_a_connection_killed_mid_batch_is_retried_and_counts_stay_exact(
     bus.subscribe(AuditTrail(state, lambda: NOW), required=True)
     bus.subscribe(events.append)
     runner = build_runner(config, product_dbs, bus, pepper=PEPPER, clock=lambda: NOW, batch_size=4)
-    runner.retry_sleep = lambda _s: None
+    runner.retry = RetryPolicy(sleep=lambda _s: None)
     pairs = [(c, p) for c, p in config.pairs() if c.customer == KDV and p.product == "flexkids"]
 
     report = run_pairs(runner, pairs, NOW, dry_run=False)[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -11,6 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -30,6 +32,7 @@ from worker.events import (
     RunFinished,
     RunStarted,
 )
+from worker.retry import RetryPolicy
 from worker.state import ZERO_HASH, StateStore
 from worker.state.models import metadata
 
@@ -512,3 +515,34 @@ def test_record_hash_depends_on_every_field() -> None:
     for field, value in changes.items():
         assert record_hash(ZERO_HASH, **{**base, field: value}) != reference, field  # type: ignore[arg-type]
     assert record_hash("1" * 64, **base) != reference  # type: ignore[arg-type]
+
+
+def test_an_append_whose_reply_was_lost_is_not_written_twice(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first attempt commits, then its reply is lost (a transient error): the retry finds
+    the record in the trail and returns it; the trail holds each event once and verifies."""
+    store._retry = RetryPolicy(sleep=lambda _s: None)
+    original = store._write
+    lost = {"left": 2}  # the reply of the 2nd and 3rd writes is lost
+
+    @contextlib.contextmanager
+    def write_then_lose_reply(doing: str) -> Iterator[Any]:
+        with original(doing) as conn:
+            yield conn
+        if lost["left"] and "audit" in doing:
+            lost["left"] -= 1
+            raise StateError("connection lost after COMMIT", transient=True)
+
+    monkeypatch.setattr(store, "_write", write_then_lose_reply)
+    events = run_events("c" * 32)
+    record(store, events)
+    assert lost["left"] == 0
+    kinds = [row[1] for row in rows_of(store)]
+    assert kinds == [e.name for e in events]
+    assert verify(store).ok
+
+
+def rows_of(store: StateStore) -> list[tuple[object, ...]]:
+    with store.audit_snapshot() as (_head, records):
+        return [(r.seq, r.kind) for r in records]

@@ -13,6 +13,7 @@ from worker.app import run_pairs
 from worker.config import Customer, ProductMapping
 from worker.errors import AuditWriteError
 from worker.events import BatchApplied, BatchIntent, Event, EventBus, Outcome, RunFinished
+from worker.retry import RetryPolicy
 from worker.run import Runner
 
 PEPPER = b"unit-test-pepper-0123456789"
@@ -74,8 +75,7 @@ def runner(fleet: Fleet, events: list[Event], **kwargs: Any) -> Runner:
         fleet,
         pepper=PEPPER,
         clock=lambda: NOW,
-        retry_sleep=lambda _s: None,
-        **kwargs,
+        **{"retry": RetryPolicy(sleep=lambda _s: None), **kwargs},
     )
 
 
@@ -90,7 +90,7 @@ def test_one_broken_database_fails_only_its_own_pair() -> None:
     fleet.broken.add((KDV, "konnect"))
     events: list[Event] = []
     reports = run_pairs(
-        runner(fleet, events, retry_attempts=2),
+        runner(fleet, events, retry=RetryPolicy(max_attempts=2, sleep=lambda _s: None)),
         [pair(KDV, "konnect"), pair(VL, "flexkids")],
         NOW,
         dry_run=False,

@@ -1,7 +1,12 @@
 """StateStore: the worker's own database (SQLite for a laptop, PostgreSQL in production).
 
 Every driver error leaves this module as a StateError whose message names the database by
-its URL with the password masked, and whose `__cause__` is the original error.
+its URL with the password masked, and whose `__cause__` is the original error. Transient errors
+(a lost connection, a failover, a deadlock) are retried within the retry budget
+(`worker.retry.RetryPolicy`, RETENTION_RETRY_BUDGET_SECONDS); every write is safe to repeat,
+because a write whose commit was acknowledged but whose reply was lost must not be done twice:
+a run's start is inserted only once, and an audit record already in the trail (same run, kind,
+time and payload) is not appended again.
 
 Audit appends are serialised on the `audit_head` row: `SELECT ... FOR UPDATE` on PostgreSQL
 (several replicas), a process-wide lock plus `BEGIN IMMEDIATE` on SQLite. The store knows
@@ -17,8 +22,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import structlog
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -29,7 +35,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from connectors.errors import is_transient
 from worker.errors import StateError
+from worker.retry import RetryPolicy
 from worker.state.models import audit_events, audit_head, runs
 from worker.state.records import AuditEntry, AuditHead, AuditRecord, RunRecord
 
@@ -39,6 +47,9 @@ _MIGRATE_LOCK_KEY = 0x52_45_54_45_4E_54  # pg_advisory_xact_lock key: ASCII "RET
 _SQLITE_WRITE_LOCK = threading.Lock()  # one SQLite writer per process; the file lock does the rest
 _BEGIN_OPTION = "retention_sqlite_begin"
 
+
+T = TypeVar("T")
+log = structlog.get_logger("worker.state")
 
 Seal = Callable[[int, str], str]
 """Given the new record's seq and the previous hash, return the new record's hash."""
@@ -67,7 +78,8 @@ def _describe(exc: BaseException) -> str:
 class StateStore:
     """The worker's state database: runs, the audit trail, and its schema migrations."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, retry: RetryPolicy | None = None) -> None:
+        self._retry = retry if retry is not None else RetryPolicy()
         try:
             parsed = make_url(url)
         except (ArgumentError, ValueError):
@@ -110,8 +122,23 @@ class StateStore:
             raise
         except (SQLAlchemyError, CommandError, OSError) as exc:
             raise StateError(
-                f"the state database {self.url} failed while {doing}: {_describe(exc)}"
+                f"the state database {self.url} failed while {doing}: {_describe(exc)}",
+                transient=isinstance(exc, SQLAlchemyError) and is_transient(exc),
             ) from exc
+
+    def _retrying(self, fn: Callable[[], T]) -> T:
+        """Run `fn` (one whole transaction), again on transient errors within the budget."""
+
+        def on_retry(attempt: int, wait: float, error: BaseException) -> None:
+            log.warning(
+                "state.retry", attempt=attempt, wait_seconds=round(wait, 2), error=str(error)
+            )
+
+        return self._retry.call(
+            fn,
+            transient=lambda exc: isinstance(exc, StateError) and exc.transient,
+            on_retry=on_retry,
+        )
 
     @contextmanager
     def _write(self, doing: str) -> Iterator[Connection]:
@@ -137,18 +164,28 @@ class StateStore:
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision. Idempotent; safe on every start."""
-        with self._write("migrating the schema") as conn:
-            if self._postgres:
-                # Replicas starting together: the second waits, then finds nothing to do.
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATE_LOCK_KEY})
-            command.upgrade(self._alembic_config(conn), "head")
+
+        def write() -> None:
+            with self._write("migrating the schema") as conn:
+                if self._postgres:
+                    # Replicas starting together: the second waits, then finds nothing to do.
+                    conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATE_LOCK_KEY}
+                    )
+                command.upgrade(self._alembic_config(conn), "head")
+
+        self._retrying(write)
 
     def check(self) -> None:
         """Raise StateError unless the schema is exactly at the revision this worker needs."""
         scripts = ScriptDirectory.from_config(self._alembic_config())
         wanted = set(scripts.get_heads())
-        with self._errors("reading the schema revision"), self._engine.connect() as conn:
-            current = set(MigrationContext.configure(conn).get_current_heads())
+
+        def read() -> set[str]:
+            with self._errors("reading the schema revision"), self._engine.connect() as conn:
+                return set(MigrationContext.configure(conn).get_current_heads())
+
+        current = self._retrying(read)
         if current == wanted:
             return
         if not current:
@@ -181,6 +218,7 @@ class StateStore:
     def start_run(
         self, run_id: str, customer: str, product: str, at: dt.datetime, dry_run: bool
     ) -> None:
+        """Record that a run started (once, even when a retry repeats the call)."""
         values = {
             "run_id": run_id,
             "customer": customer,
@@ -189,8 +227,14 @@ class StateStore:
             "dry_run": dry_run,
             "rows_changed": 0,
         }
-        with self._write(f"recording the start of run {run_id}") as conn:
-            conn.execute(runs.insert().values(values))
+
+        def write() -> None:
+            with self._write(f"recording the start of run {run_id}") as conn:
+                exists = conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id))
+                if exists.first() is None:
+                    conn.execute(runs.insert().values(values))
+
+        self._retrying(write)
 
     def finish_run(
         self,
@@ -200,28 +244,39 @@ class StateStore:
         rows_changed: int,
         error: str | None,
     ) -> None:
+        """Record a run's outcome; StateError when the run was never started."""
         outcome = str(outcome)
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}, got {outcome!r}")
-        with self._write(f"recording the end of run {run_id}") as conn:
-            result = conn.execute(
-                runs.update()
-                .where(runs.c.run_id == run_id)
-                .values(
-                    outcome=outcome,
-                    finished_at=_aware(at, "finished_at"),
-                    rows_changed=rows_changed,
-                    error=error,
+
+        def write() -> None:
+            with self._write(f"recording the end of run {run_id}") as conn:
+                result = conn.execute(
+                    runs.update()
+                    .where(runs.c.run_id == run_id)
+                    .values(
+                        outcome=outcome,
+                        finished_at=_aware(at, "finished_at"),
+                        rows_changed=rows_changed,
+                        error=error,
+                    )
                 )
-            )
-            if result.rowcount != 1:
-                raise StateError(f"run {run_id} was never started in {self.url}; cannot finish it")
+                if result.rowcount != 1:
+                    raise StateError(
+                        f"run {run_id} was never started in {self.url}; cannot finish it"
+                    )
+
+        self._retrying(write)
 
     def recent_runs(self, limit: int = 20) -> list[RunRecord]:
         """The newest runs first."""
         query = select(runs).order_by(runs.c.started_at.desc(), runs.c.run_id.desc()).limit(limit)
-        with self._errors("listing recent runs"), self._engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
+
+        def read() -> Any:
+            with self._errors("listing recent runs"), self._engine.connect() as conn:
+                return conn.execute(query).mappings().all()
+
+        rows = self._retrying(read)
         return [
             RunRecord(
                 **{
@@ -240,37 +295,66 @@ class StateStore:
         query = select(func.max(runs.c.started_at)).where(
             runs.c.customer == customer, runs.c.product == product, runs.c.dry_run.is_(False)
         )
-        with self._errors("reading the last run"), self._engine.connect() as conn:
-            found = conn.execute(query).scalar_one_or_none()
+
+        def read() -> Any:
+            with self._errors("reading the last run"), self._engine.connect() as conn:
+                return conn.execute(query).scalar_one_or_none()
+
+        found = self._retrying(read)
         return utc(found) if found is not None else None
 
     # -- audit trail ---------------------------------------------------------------------
 
     def append_audit(self, entry: AuditEntry, seal: Seal) -> AuditRecord:
-        """Append one record after the head, atomically with moving the head."""
+        """Append one record after the head, atomically with moving the head.
+
+        Retried on transient errors; a record whose first attempt did commit (its reply was
+        lost) is found by its run, kind, time and payload and returned, not appended twice.
+        """
         at = _aware(entry.at, "the audit record's time")
         doing = f"appending {entry.kind} of run {entry.run_id} to the audit trail"
-        with self._write(doing) as conn:
-            head = conn.execute(
-                select(audit_head.c.seq, audit_head.c.hash)
-                .where(audit_head.c.id == 1)
-                .with_for_update()  # SQLite ignores it: BEGIN IMMEDIATE already holds the lock
-            ).one_or_none()
-            if head is None:
-                raise StateError(
-                    f"the audit head row is missing in {self.url}; run `retention-worker migrate`"
-                    " (if the trail has events, this is tampering: run `retention-worker audit"
-                    " verify`)"
-                )
-            seq, prev_hash = int(head.seq) + 1, str(head.hash)
-            fields = {**asdict(entry), "at": at, "seq": seq, "prev_hash": prev_hash}
-            record = AuditRecord(**fields, hash=seal(seq, prev_hash))
-            conn.execute(audit_events.insert().values(asdict(record)))
-            conn.execute(
-                audit_head.update()
-                .where(audit_head.c.id == 1)
-                .values(seq=record.seq, hash=record.hash)
+
+        def write() -> AuditRecord:
+            with self._write(doing) as conn:
+                return self._append(conn, entry, at, seal)
+
+        return self._retrying(write)
+
+    def _append(
+        self, conn: Connection, entry: AuditEntry, at: dt.datetime, seal: Seal
+    ) -> AuditRecord:
+        head = conn.execute(
+            select(audit_head.c.seq, audit_head.c.hash)
+            .where(audit_head.c.id == 1)
+            .with_for_update()  # SQLite ignores it: BEGIN IMMEDIATE already holds the lock
+        ).one_or_none()
+        if head is None:
+            raise StateError(
+                f"the audit head row is missing in {self.url}; run `retention-worker migrate`"
+                " (if the trail has events, this is tampering: run `retention-worker audit"
+                " verify`)"
             )
+        same = (
+            conn.execute(
+                select(audit_events).where(
+                    audit_events.c.run_id == entry.run_id,
+                    audit_events.c.kind == entry.kind,
+                    audit_events.c.at == at,
+                    audit_events.c.payload == entry.payload,
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if same is not None:  # an earlier attempt committed; its reply was lost
+            return AuditRecord(**{**same, "seq": int(same["seq"]), "at": utc(same["at"])})
+        seq, prev_hash = int(head.seq) + 1, str(head.hash)
+        fields = {**asdict(entry), "at": at, "seq": seq, "prev_hash": prev_hash}
+        record = AuditRecord(**fields, hash=seal(seq, prev_hash))
+        conn.execute(audit_events.insert().values(asdict(record)))
+        conn.execute(
+            audit_head.update().where(audit_head.c.id == 1).values(seq=record.seq, hash=record.hash)
+        )
         return record
 
     @contextmanager

@@ -1,0 +1,174 @@
+"""What plan and run print: honest per pair, one JSON shape, progress on a terminal."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+
+from worker.errors import ConfigProblem
+from worker.events import BatchApplied, Outcome, RuleEvaluated, RunFinished
+from worker.progress import Progress
+from worker.report import format_changes, format_plan, plan_document, set_aside
+from worker.run import RulePlan, RunReport
+
+AT = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
+NOTHING = "Nothing changed: no data was past its retention period."
+
+
+def rule(eligible: int, changed: dict[str, int] | None = None) -> RulePlan:
+    return RulePlan(
+        rule="flexkids.invoice.fiscal",
+        action="delete",
+        table="invoice",
+        period="7y",
+        source="fixed",
+        cutoff=dt.date(2019, 11, 28),
+        today=dt.date(2026, 11, 28),
+        eligible=eligible,
+        lag_seconds=0.0,
+        changed=changed or {},
+    )
+
+
+def report(
+    customer: str,
+    outcome: Outcome = Outcome.SUCCEEDED,
+    *,
+    dry: bool = False,
+    rules: list[RulePlan] | None = None,
+    error: str | None = None,
+) -> RunReport:
+    return RunReport("r" + customer, customer, "flexkids", outcome, dry, rules or [], error)
+
+
+PROBLEMS = [
+    ConfigProblem("config/customers/kdv-a.yaml", "products.flexkids.tenant (line 4)", "bad"),
+    ConfigProblem("config/customers/kdv-a.yaml", "timezone (line 2)", "unknown"),
+    ConfigProblem("config/products/konnect.yaml", "rules.0.id (line 9)", "duplicate"),
+]
+
+
+def test_a_failed_pair_is_never_summed_up_as_nothing_to_do() -> None:
+    """A pair that failed before counting anything: its error is printed, not "nothing"."""
+    text = format_changes(
+        [report("kdv-a", Outcome.FAILED, error="cannot reach postgresql://u:***@db/x")]
+    )
+    assert NOTHING not in text
+    assert "kdv-a × flexkids: FAILED; 0 row(s) eligible, 0 row(s) changed: cannot reach" in text
+    assert "1 pair(s) did not finish" in text
+
+
+def test_a_dry_run_says_what_is_eligible_and_that_nothing_changed() -> None:
+    """--dry-run: the eligible rows per pair, and never "no data was past its period"."""
+    text = format_changes([report("kdv-a", dry=True, rules=[rule(12)])])
+    assert NOTHING not in text
+    assert "Dry run: nothing was changed." in text
+    assert "kdv-a × flexkids: ok; 12 row(s) eligible" in text
+    assert "12 row(s) eligible; a run without --dry-run would change them." in text
+
+
+def test_nothing_to_do_only_when_every_pair_succeeded_with_nothing_eligible() -> None:
+    """The "nothing changed" line needs every pair run, nothing eligible and nothing set aside."""
+    assert NOTHING in format_changes([report("kdv-a", rules=[rule(0)])])
+    assert NOTHING not in format_changes([report("kdv-a", rules=[rule(0)])], set_aside(PROBLEMS))
+    assert NOTHING not in format_changes(
+        [report("kdv-a", rules=[rule(0)]), report("kdv-b", Outcome.INTERRUPTED)]
+    )
+
+
+def test_a_run_reports_changes_per_table_and_per_pair() -> None:
+    """Rows changed per product, table and action, then eligible and changed per pair."""
+    text = format_changes([report("kdv-a", rules=[rule(3, {"invoice": 3, "invoice_line": 7})])])
+    assert "flexkids  invoice_line  delete     7" in text
+    assert "kdv-a × flexkids: ok; 3 row(s) eligible, 10 row(s) changed" in text
+
+
+def test_the_json_plan_is_one_document_of_one_shape() -> None:
+    """Instant, totals and every pair — failed and set-aside ones with their reasons."""
+    reports = [
+        report("kdv-a", rules=[rule(5)]),
+        report("kdv-b", Outcome.FAILED, error="timeout"),
+    ]
+    doc = json.loads(format_plan(reports, "json", AT, set_aside(PROBLEMS)))
+    assert doc == plan_document(reports, AT, set_aside(PROBLEMS))
+    assert doc["at"] == "2026-11-28T12:00:00+00:00"
+    assert doc["totals"] == {
+        "pairs": 2,
+        "succeeded": 1,
+        "failed": 1,
+        "interrupted": 0,
+        "set_aside": 2,
+        "eligible": 5,
+    }
+    assert [(p["customer"], p["outcome"], p["error"]) for p in doc["pairs"]] == [
+        ("kdv-a", "succeeded", None),
+        ("kdv-b", "failed", "timeout"),
+    ]
+    assert doc["pairs"][0]["rules"][0]["cutoff"] == "2019-11-28"
+    assert doc["set_aside"] == [
+        {
+            "file": "config/customers/kdv-a.yaml",
+            "customer": "kdv-a",
+            "product": None,
+            "problems": ["products.flexkids.tenant (line 4): bad", "timezone (line 2): unknown"],
+        },
+        {
+            "file": "config/products/konnect.yaml",
+            "customer": None,
+            "product": "konnect",
+            "problems": ["rules.0.id (line 9): duplicate"],
+        },
+    ]
+    empty = json.loads(format_plan([], "json", AT))
+    assert set(empty) == set(doc)
+
+
+def test_the_plan_table_lists_failed_and_set_aside_pairs() -> None:
+    """The table form names every pair, the failed one with its error, and set-aside files."""
+    text = format_plan(
+        [
+            report("kdv-a", dry=True, rules=[rule(5)]),
+            report("kdv-b", Outcome.FAILED, dry=True, error="timeout"),
+        ],
+        "table",
+        AT,
+        set_aside(PROBLEMS),
+    )
+    assert "kdv-b × flexkids: FAILED; 0 row(s) eligible: timeout" in text
+    assert "SET ASIDE customer kdv-a: 2 problem(s) in config/customers/kdv-a.yaml" in text
+    assert "SET ASIDE product konnect (every customer)" in text
+    assert text.endswith(
+        "5 row(s) eligible now in 1 pair(s); 1 pair(s) could not be counted, "
+        "1 file(s) set aside; nothing was changed.".replace("1 file(s)", "2 file(s)")
+    )
+
+
+def test_progress_shows_rows_done_of_eligible_per_rule() -> None:
+    """Each batch rewrites the rule's line; a rule's last batch ends the line."""
+    stream = io.StringIO()
+    progress = Progress(stream)
+    names = {"run_id": "r1", "customer": "kdv-a", "product": "flexkids"}
+    common = {**names, "rule": "flexkids.invoice.fiscal", "action": "delete", "table": "invoice"}
+    evaluated = RuleEvaluated(
+        **common,
+        eligible=5,
+        lag_seconds=0.0,
+        cutoff=dt.date(2019, 11, 28),
+        period="7y",
+        source="fixed",
+    )
+    progress(evaluated)
+    for batch, rows in enumerate(({"invoice": 3, "invoice_line": 9}, {"invoice": 2}), 1):
+        progress(
+            BatchApplied(
+                **common, batch=batch, rows=rows, categories=("bank",), duration_seconds=0.1
+            )
+        )
+    progress(evaluated)  # the backlog left behind is evaluated again: no new line
+    progress(RunFinished(**names, outcome=Outcome.SUCCEEDED, at=AT, duration_seconds=1.0))
+    assert stream.getvalue() == (
+        "\rkdv-a × flexkids  flexkids.invoice.fiscal: 0/5 row(s)"
+        "\rkdv-a × flexkids  flexkids.invoice.fiscal: 3/5 row(s)"
+        "\rkdv-a × flexkids  flexkids.invoice.fiscal: 5/5 row(s)\n"
+    )
