@@ -12,9 +12,6 @@ it simply selects what is still expired.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
-import json
 import threading
 import time
 import uuid
@@ -38,6 +35,7 @@ from worker.events import (
     RunFinished,
     RunStarted,
 )
+from worker.keys import KeyHasher
 from worker.logging import bind_run
 from worker.periods import add_period
 from worker.policy import (
@@ -93,12 +91,6 @@ class RunReport:
     @property
     def changed(self) -> int:
         return sum(sum(r.changed.values()) for r in self.rules)
-
-
-def key_hash(pepper: bytes, customer: str, product: str, table: str, key: Key) -> str:
-    """A keyed hash of one record key: lets an auditor match a key without storing it."""
-    text = json.dumps([customer, product, table, list(key)], default=str, separators=(",", ":"))
-    return hmac.new(pepper, text.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def _transient(exc: BaseException) -> bool:
@@ -298,6 +290,7 @@ class Runner:
         backups = self.catalogue.products[mapping.product].backup_retention
         gone_by = add_period(plan.today, backups)
         size = self.batch_size or mapping.batch_size
+        hasher = KeyHasher(self.pepper, customer.customer, mapping.product, target.table.name)
         after: Key | None = None
         batch = 0
         while True:
@@ -307,10 +300,7 @@ class Runner:
             if not keys:
                 return
             batch += 1
-            hashes = tuple(
-                key_hash(self.pepper, customer.customer, mapping.product, target.table.name, k)
-                for k in keys
-            )
+            hashes = tuple(hasher(k) for k in keys)
             common = {"rule": rule.id, "action": str(change), "table": target.table.name}
             self.bus.publish(
                 BatchIntent(batch=batch, key_hashes=hashes, cutoff=plan.cutoff, **common, **names)
