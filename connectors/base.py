@@ -149,6 +149,11 @@ class Connector(abc.ABC):
         """Count the expired rows of a target (nothing is changed)."""
 
     @abc.abstractmethod
+    def count_rows(self, target: Target) -> int:
+        """Count the target tenant's rows in the target's table, expired or not (for the
+        blast-radius breaker's share)."""
+
+    @abc.abstractmethod
     def select_expired(self, target: Target, after: Key | None, limit: int) -> list[Key]:
         """Up to `limit` expired keys greater than `after`, in key order (keyset paging)."""
 

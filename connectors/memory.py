@@ -106,6 +106,12 @@ class MemoryConnector(Connector):
         oldest = min((r[basis] for r in rows), default=None) if basis else None
         return Backlog(len(rows), oldest)
 
+    def count_rows(self, target: Target) -> int:
+        self._maybe_fail()
+        column = target.table.tenant_column
+        rows = self.tables[target.table.name]
+        return sum(1 for r in rows if column is None or r.get(column) == target.tenant)
+
     def select_expired(self, target: Target, after: Key | None, limit: int) -> list[Key]:
         self._maybe_fail()
         keys = sorted(

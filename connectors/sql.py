@@ -205,6 +205,17 @@ class SqlConnector(Connector):
             count, first = conn.execute(query).one()
         return Backlog(int(count), _as_date(first))
 
+    def count_rows(self, target: Target) -> int:
+        table = self._table(target.table.name)
+        query = sa.select(sa.func.count()).select_from(table)
+        if target.table.tenant_column is not None:
+            query = query.where(table.c[target.table.tenant_column] == target.tenant)
+        with (
+            wrap_errors(f"cannot count the rows of {table.name}"),
+            self.engine.connect() as conn,
+        ):
+            return int(conn.execute(query).scalar_one())
+
     def select_expired(self, target: Target, after: Key | None, limit: int) -> list[Key]:
         table = self._table(target.table.name)
         keys = self._key_cols(table, target)

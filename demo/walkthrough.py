@@ -19,8 +19,16 @@ from pathlib import Path
 
 from demo.generator import seed
 from demo.schemas import create_schema
-from worker.app import PairSelection, build_runner, database_url, run_pairs, url_variable, utc_now
-from worker.audit import AuditTrail, verify
+from worker.app import (
+    PairSelection,
+    build_runner,
+    database_url,
+    run_pairs,
+    subscribe_state,
+    url_variable,
+    utc_now,
+)
+from worker.audit import verify
 from worker.configload import Config, load_config
 from worker.errors import ExitCode
 from worker.events import EventBus, Outcome
@@ -109,16 +117,26 @@ def walkthrough(folder: Path, config_dir: Path, *, reset: bool, echo: Echo) -> i
         bus = EventBus()
         bus.subscribe(LogSubscriber())
         planner = build_runner(
-            config, env, bus, pepper=settings.require_pepper(), retry=settings.retry_policy()
+            config,
+            env,
+            bus,
+            pepper=settings.require_pepper(),
+            retry=settings.retry_policy(),
+            store=store,
         )
         echo(format_plan(run_pairs(planner, pairs, now, dry_run=True), "table", now))
 
         echo("\n== Run once")
         bus = EventBus()
-        bus.subscribe(AuditTrail(store, utc_now), required=True)
+        subscribe_state(bus, store)
         bus.subscribe(LogSubscriber())
         runner = build_runner(
-            config, env, bus, pepper=settings.require_pepper(), retry=settings.retry_policy()
+            config,
+            env,
+            bus,
+            pepper=settings.require_pepper(),
+            retry=settings.retry_policy(),
+            store=store,
         )
         reports = run_pairs(runner, pairs, now, dry_run=False)
         echo(format_changes(reports))

@@ -14,13 +14,16 @@ import structlog
 
 from connectors.base import Connector, ConnectorError
 from connectors.registry import make_connector
+from worker.audit import AuditTrail
 from worker.config import Customer, ProductMapping
 from worker.configload import Config
 from worker.errors import SettingsError
 from worker.events import EventBus
+from worker.gate import Gatekeeper, HistoryRecorder
 from worker.retry import RetryPolicy
 from worker.run import Clock, Runner, RunReport, UnexpectedRunError
 from worker.settings import read_secret
+from worker.state import StateStore
 
 log = structlog.get_logger("worker")
 
@@ -89,10 +92,13 @@ def build_runner(
     stop: threading.Event | None = None,
     batch_size: int | None = None,
     retry: RetryPolicy | None = None,
+    store: StateStore | None = None,
 ) -> Runner:
     """A Runner over the environment's databases; `batch_size` overrides the mappings'.
 
-    `retry` defaults to 60 s of retries of transient errors (see `worker.retry`).
+    `retry` defaults to 60 s of retries of transient errors (see `worker.retry`). `store`
+    holds the legal holds, approvals and rule history the run obeys; only a dry run may go
+    without one (nothing is then held or approved).
     """
     return Runner(
         config.catalogue,
@@ -103,7 +109,15 @@ def build_runner(
         stop=stop,
         batch_size=batch_size,
         retry=retry,
+        gatekeeper=Gatekeeper(store, bus, clock),
     )
+
+
+def subscribe_state(bus: EventBus, store: StateStore, clock: Clock = utc_now) -> None:
+    """Subscribe what writes a real run to the state database: the audit trail (required:
+    no batch without its intent) and the rule history the breaker reads."""
+    bus.subscribe(AuditTrail(store, clock), required=True)
+    bus.subscribe(HistoryRecorder(store))
 
 
 def run_pairs(

@@ -30,17 +30,38 @@ from typing import Any
 
 from worker.errors import AuditWriteError, StateError
 from worker.events import (
+    ApprovalChanged,
     BatchApplied,
     BatchFailed,
     BatchIntent,
     Event,
+    HoldChanged,
+    RuleGated,
     RunFinished,
     RunStarted,
 )
 from worker.state import ZERO_HASH, AuditEntry, AuditRecord, StateStore
 
-_AUDITED = (RunStarted, BatchIntent, BatchApplied, BatchFailed, RunFinished)
-Audited = RunStarted | BatchIntent | BatchApplied | BatchFailed | RunFinished
+_AUDITED = (
+    RunStarted,
+    BatchIntent,
+    BatchApplied,
+    BatchFailed,
+    RunFinished,
+    RuleGated,
+    HoldChanged,
+    ApprovalChanged,
+)
+Audited = (
+    RunStarted
+    | BatchIntent
+    | BatchApplied
+    | BatchFailed
+    | RunFinished
+    | RuleGated
+    | HoldChanged
+    | ApprovalChanged
+)
 _KEY_HASH = re.compile(r"[0-9a-f]{16,128}")
 _ERROR_CLASS = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
@@ -112,14 +133,10 @@ def _payload(event: Audited) -> dict[str, Any]:
         case RunStarted():
             return {"dry_run": event.dry_run}
         case BatchIntent():
-            bad = sum(1 for h in event.key_hashes if not _KEY_HASH.fullmatch(h))
-            if bad:
-                # Refuse rather than risk storing raw record keys in the evidence.
-                raise AuditWriteError(
-                    f"batch.intent of run {event.run_id} (rule {event.rule}, batch {event.batch}):"
-                    f" {bad} of {len(event.key_hashes)} key hashes are not lowercase hex keyed"
-                    " hashes; nothing was written and the batch must not be applied"
-                )
+            _only_hashes(
+                event.key_hashes,
+                f"batch.intent of run {event.run_id} (rule {event.rule}, batch {event.batch})",
+            )
             return {
                 "table": event.table,
                 "batch": event.batch,
@@ -137,9 +154,47 @@ def _payload(event: Audited) -> dict[str, Any]:
             }
             if event.gone_from_backups_by is not None:
                 applied["gone_from_backups_by"] = event.gone_from_backups_by.isoformat()
+            if event.held:
+                _only_hashes(event.held, f"batch.applied of run {event.run_id}")
+                applied["held"] = list(event.held)
             return applied
         case BatchFailed():
             return {"table": event.table, "batch": event.batch, "error": error_class(event.error)}
+        case RuleGated():
+            return {
+                "table": event.table,
+                "gate": event.gate,
+                "why": event.why,
+                "eligible": event.eligible,
+                "reasons": list(event.reasons),
+                "approval_id": event.approval_id,
+                "hold_ids": list(event.hold_ids),
+            }
+        case HoldChanged():
+            if event.key_hash is not None:
+                _only_hashes((event.key_hash,), f"hold.{event.change} {event.hold_id}")
+            return {
+                "hold_id": event.hold_id,
+                "scope": event.scope,
+                "matter": event.matter,
+                "by": event.by,
+                "reason_sha256": event.reason_sha256,
+                "table": event.table,
+                "key_hash": event.key_hash,
+            }
+        case ApprovalChanged():
+            return {
+                "approval_id": event.approval_id,
+                "status": event.status,
+                "why": event.why,
+                "eligible": event.eligible,
+                "cutoff": event.cutoff.isoformat(),
+                "bound": event.bound,
+                "by": event.by,
+                "reason_sha256": event.reason_sha256,
+                "approvers": event.approvers,
+                "approvers_needed": event.approvers_needed,
+            }
         case RunFinished():
             return {
                 "outcome": str(event.outcome),
@@ -148,6 +203,16 @@ def _payload(event: Audited) -> dict[str, Any]:
                 "processed": _processed(event.processed),
                 "error": error_class(event.error),
             }
+
+
+def _only_hashes(hashes: tuple[str, ...], what: str) -> None:
+    """Refuse rather than risk storing raw record keys in the evidence."""
+    bad = sum(1 for h in hashes if not _KEY_HASH.fullmatch(h))
+    if bad:
+        raise AuditWriteError(
+            f"{what}: {bad} of {len(hashes)} key hashes are not lowercase hex keyed hashes;"
+            " nothing was written and the batch must not be applied"
+        )
 
 
 def _rows_changed(event: RunFinished) -> int:

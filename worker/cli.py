@@ -8,14 +8,14 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from worker.app import PairSelection, build_runner, run_pairs, utc_now
+from worker.app import PairSelection, build_runner, run_pairs, subscribe_state, utc_now
+from worker.cli_common import EXIT_CODES_HELP, Ctx, config_option, fail, select_options
+from worker.cli_decisions import COMMANDS
 from worker.configload import Config, load_config
 from worker.errors import ConfigError, ExitCode, RetentionError, SettingsError
 from worker.events import EventBus, Outcome
@@ -25,35 +25,8 @@ from worker.report import format_changes, format_plan, set_aside
 from worker.run import RunReport
 from worker.settings import Settings, load_env_file, mask_url
 
-EXIT_CODES_HELP = (
-    "Exit codes: 0 ok; 1 a run failed; 2 bad configuration or usage; 3 awaiting approval."
-)
-
-
-@dataclass
-class Ctx:
-    env: dict[str, str]
-    settings: Settings
-
-
-def fail(message: str, code: ExitCode = ExitCode.BAD_CONFIG) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def config_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--config",
-        "config_dir",
-        type=click.Path(path_type=Path, file_okay=False),
-        default=None,
-        help="Configuration directory (default: $RETENTION_CONFIG_DIR or ./config).",
-    )(fn)
-
-
-def select_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--product", metavar="P", help="Only this product.")(fn)
-    return click.option("--customer", metavar="C", help="Only this customer.")(fn)
+if TYPE_CHECKING:
+    from worker.state import StateStore
 
 
 @click.group(epilog=EXIT_CODES_HELP)
@@ -167,11 +140,32 @@ def _checked_config(ctx: Ctx, config_dir: Path | None, sel: PairSelection) -> Co
     return config
 
 
+def _state_for_reading(ctx: Ctx) -> StateStore | None:
+    """The state database for a dry run's holds and approvals; None (with a warning on
+    stderr) when it is missing or not migrated, since counting changes nothing."""
+    from worker.state import StateStore
+
+    store = StateStore(ctx.settings.state_url, retry=ctx.settings.retry_policy())
+    try:
+        store.check()
+    except RetentionError as exc:
+        store.close()
+        click.echo(
+            f"warning: {exc}; legal holds and approvals are not taken into account", err=True
+        )
+        return None
+    return store
+
+
 def _exit_for(reports: list[RunReport], config: Config) -> ExitCode:
+    """1 when a pair failed, else 2 when files were set aside, else 3 when a rule waits for
+    approval (a real run: a dry run only counts), else 0."""
     if any(r.outcome is Outcome.FAILED for r in reports):
         return ExitCode.RUN_FAILED
     if config.problems:
         return ExitCode.BAD_CONFIG
+    if any(r.awaiting and not r.dry_run for r in reports):
+        return ExitCode.AWAITING_APPROVAL
     return ExitCode.OK
 
 
@@ -202,15 +196,26 @@ def plan(
     config = _checked_config(ctx, config_dir, sel)
     bus = EventBus()
     bus.subscribe(LogSubscriber())
+    store = _state_for_reading(ctx)
+    if store is not None and not ctx.settings.pepper:
+        click.echo(
+            "warning: RETENTION_PEPPER is not set; holds on single records cannot be matched",
+            err=True,
+        )
     runner = build_runner(
         config,
         ctx.env,
         bus,
-        pepper=b"plan-computes-no-hashes",
+        pepper=ctx.settings.pepper or b"plan-without-a-pepper",
         retry=ctx.settings.retry_policy(),
+        store=store,
     )
     when = _parse_at(at)
-    reports = run_pairs(runner, sel.pick(config), when, dry_run=True)
+    try:
+        reports = run_pairs(runner, sel.pick(config), when, dry_run=True)
+    finally:
+        if store is not None:
+            store.close()
     click.echo(format_plan(reports, fmt, when, set_aside(config.problems)))
     sys.exit(_exit_for(reports, config))
 
@@ -246,7 +251,6 @@ def run(
     were still busy after RETENTION_STOP_GRACE_SECONDS, default 20). A second signal
     exits at once.
     """
-    from worker.audit import AuditTrail
     from worker.state import StateStore
 
     try:
@@ -263,12 +267,12 @@ def run(
     try:
         store.check()
         bus = EventBus()
-        bus.subscribe(AuditTrail(store, utc_now), required=True)
+        subscribe_state(bus, store)
         bus.subscribe(LogSubscriber())
         if sys.stderr.isatty():
             bus.subscribe(Progress(sys.stderr))
         runner = build_runner(
-            config, ctx.env, bus, pepper=pepper, retry=ctx.settings.retry_policy()
+            config, ctx.env, bus, pepper=pepper, retry=ctx.settings.retry_policy(), store=store
         )
         reports = run_pairs(runner, sel.pick(config), utc_now(), dry_run=dry_run)
     except RetentionError as exc:
@@ -367,3 +371,7 @@ def demo(ctx: Ctx, folder: Path, reset: bool, config_dir: Path | None) -> None:
     except (ConfigError, RetentionError) as exc:
         fail(str(exc), ExitCode.RUN_FAILED)
     sys.exit(code)
+
+
+for _command in COMMANDS:
+    main.add_command(_command)

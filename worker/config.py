@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from worker.breaker import BreakerLimits
 from worker.periods import Period, Unit
 
 _ID_RE = r"^[a-z0-9][a-z0-9_.-]*$"
@@ -286,6 +287,30 @@ class After(Model):
         return self
 
 
+class ApprovalPolicy(Model):
+    """Whether a person must approve a rule's changes, and how many people.
+
+    `required`: the rule never runs by itself; each run's eligible rows wait for
+    `retention-worker approve` (Annex A.7: CPMLive's audit and workflow logs are deleted by
+    hand only). `four_eyes`: an approval (of a flagged rule or of a tripped breaker) needs two
+    different approvers. Written `approval: required` for short.
+    """
+
+    required: bool = False
+    four_eyes: bool = False
+
+
+def _approval(value: Any) -> Any:
+    if value == "required":
+        return {"required": True}
+    if isinstance(value, str):
+        raise ValueError(  # noqa: TRY004  (pydantic reports ValueError as a located problem)
+            f"{value!r} is not an approval setting; write `approval: required` or "
+            "`approval: {required: true, four_eyes: true}`"
+        )
+    return value
+
+
 class Rule(Model):
     """When and what: single-stage (period + action) or phased (`stages`)."""
 
@@ -298,6 +323,10 @@ class Rule(Model):
     with_: dict[str, Masking] = Field(default={}, alias="with")
     stages: tuple[Stage, ...] = ()
     floor: str | None = None
+    approval: ApprovalPolicy = ApprovalPolicy()
+    breaker: BreakerLimits | None = None
+
+    _parse_approval = field_validator("approval", mode="before")(_approval)
 
     @field_validator("with_", mode="before")
     @classmethod
@@ -365,6 +394,12 @@ class ProductMapping(Model):
     batch_size: int = Field(default=500, ge=1, le=50_000)
     # Seconds to wait between batches, to spare a busy database; a stop cuts it short.
     batch_pause: float = Field(default=0.0, ge=0.0, le=60.0)
+    # Blast-radius breaker limits for every rule of the product (worker/breaker.py).
+    breaker: BreakerLimits | None = None
+    # `approval: {four_eyes: true}` asks two approvers for every approval of the product.
+    approval: ApprovalPolicy = ApprovalPolicy()
+
+    _parse_approval = field_validator("approval", mode="before")(_approval)
 
     @model_validator(mode="after")
     def _database_matches_tenancy(self) -> ProductMapping:
@@ -387,6 +422,8 @@ class CustomerProduct(Model):
     settings: dict[str, StrictInt] = {}
     dates: dict[str, dt.date] = {}
     schedule: Schedule | None = None
+    # The customer's own breaker limits for this product's rules (override the mapping's).
+    breaker: BreakerLimits | None = None
 
 
 class Customer(Model):

@@ -21,8 +21,7 @@ from types import FrameType
 
 import structlog
 
-from worker.app import build_runner, run_pairs, utc_now
-from worker.audit import AuditTrail
+from worker.app import build_runner, run_pairs, subscribe_state, utc_now
 from worker.configload import Config, load_config
 from worker.errors import ExitCode, RetentionError
 from worker.events import ConfigLoaded, EventBus
@@ -68,7 +67,7 @@ class Daemon:
         self._active_lock = threading.Condition()
         self.scheduler = build_scheduler()
         self.bus = EventBus()
-        self.bus.subscribe(AuditTrail(self.state, clock), required=True)
+        subscribe_state(self.bus, self.state, clock)
         self.bus.subscribe(self.metrics)
         self.bus.subscribe(LogSubscriber())
         self.bus.on_error = lambda sub, event, exc: log.error(
@@ -166,6 +165,7 @@ class Daemon:
                 clock=self.clock,
                 stop=self.stop,
                 retry=self.settings.retry_policy(),
+                store=self.state,
             )
             try:
                 run_pairs(runner, pairs, self.clock(), dry_run=False)

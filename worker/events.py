@@ -50,7 +50,35 @@ class RuleEvaluated:
     cutoff: dt.date
     period: str
     source: str
+    # Eligible rows kept because a legal hold covers them (included in `eligible`).
+    held: int = 0
+    # "" (runs), "held", "awaiting_approval", or "approved" (runs under an approval).
+    gate: str = ""
     name = "rule.evaluated"
+
+
+@dataclass(frozen=True)
+class RuleGated:
+    """A rule changed nothing in this run: a legal hold stops it, or it waits for approval.
+
+    `why` is `hold`, `flagged` (approval: required), `breaker` or `exceeds_approval`;
+    `reasons` say what tripped in words; `since` is when the approval request was opened.
+    """
+
+    run_id: str
+    customer: str
+    product: str
+    rule: str
+    action: str
+    table: str
+    gate: str  # held | awaiting_approval
+    why: str
+    eligible: int
+    reasons: tuple[str, ...] = ()
+    approval_id: str | None = None
+    hold_ids: tuple[str, ...] = ()
+    since: dt.datetime | None = None
+    name = "rule.gated"
 
 
 @dataclass(frozen=True)
@@ -83,6 +111,9 @@ class BatchApplied:
     duration_seconds: float
     # The day the last backup holding these rows expires (Annex D.5): gone for good.
     gone_from_backups_by: dt.date | None = None
+    # Keyed hashes of intended keys left unchanged: a legal hold was found on them in the
+    # batch's own re-check.
+    held: tuple[str, ...] = ()
     name = "batch.applied"
 
     @property
@@ -122,6 +153,57 @@ class RunFinished:
 
 
 @dataclass(frozen=True)
+class HoldChanged:
+    """A legal hold was placed or released (`retention-worker holds add | release`).
+
+    `run_id` names the command's own action (no run); `product` is "*" for a hold on a
+    whole customer. `reason_sha256` binds the ledger's reason text without copying it.
+    """
+
+    run_id: str
+    customer: str
+    product: str
+    hold_id: str
+    change: str  # placed | released
+    scope: str  # customer | product | rule | record
+    matter: str
+    by: str
+    reason_sha256: str
+    rule: str | None = None
+    table: str | None = None
+    key_hash: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"hold.{self.change}"
+
+
+@dataclass(frozen=True)
+class ApprovalChanged:
+    """An approval request was opened, decided (approve/reject) or closed (used/superseded)."""
+
+    run_id: str
+    customer: str
+    product: str
+    rule: str
+    approval_id: str
+    change: str  # requested | approved | rejected | used | superseded
+    status: str  # the request's status after the change
+    why: str
+    eligible: int
+    cutoff: dt.date
+    bound: int
+    by: str | None = None
+    reason_sha256: str | None = None
+    approvers: int = 0
+    approvers_needed: int = 1
+
+    @property
+    def name(self) -> str:
+        return f"approval.{self.change}"
+
+
+@dataclass(frozen=True)
 class ConnectorStatus:
     customer: str
     product: str
@@ -139,10 +221,13 @@ class ConfigLoaded:
 Event = Union[  # noqa: UP007  (a runtime alias used in isinstance-free dispatch)
     RunStarted,
     RuleEvaluated,
+    RuleGated,
     BatchIntent,
     BatchApplied,
     BatchFailed,
     RunFinished,
+    HoldChanged,
+    ApprovalChanged,
     ConnectorStatus,
     ConfigLoaded,
 ]

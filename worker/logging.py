@@ -23,14 +23,17 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from worker.events import (
+    ApprovalChanged,
     BatchApplied,
     BatchFailed,
     BatchIntent,
     ConfigLoaded,
     ConnectorStatus,
     Event,
+    HoldChanged,
     Outcome,
     RuleEvaluated,
+    RuleGated,
     RunFinished,
     RunStarted,
 )
@@ -191,7 +194,15 @@ class LogSubscriber:
 
 
 def _run_fields(
-    event: RunStarted | RuleEvaluated | BatchIntent | BatchApplied | BatchFailed | RunFinished,
+    event: RunStarted
+    | RuleEvaluated
+    | RuleGated
+    | BatchIntent
+    | BatchApplied
+    | BatchFailed
+    | RunFinished
+    | HoldChanged
+    | ApprovalChanged,
 ) -> dict[str, Any]:
     return {"run_id": event.run_id, "customer": event.customer, "product": event.product}
 
@@ -212,6 +223,45 @@ def _describe(event: Event) -> tuple[int, dict[str, Any]]:
                 "cutoff": event.cutoff.isoformat(),
                 "period": event.period,
                 "source": event.source,
+                "held": event.held,
+                "gate": event.gate,
+            }
+        case RuleGated():
+            return logging.WARNING, {
+                **_run_fields(event),
+                "rule": event.rule,
+                "action": event.action,
+                "table": event.table,
+                "gate": event.gate,
+                "why": event.why,
+                "eligible": event.eligible,
+                "reasons": list(event.reasons),
+                "approval_id": event.approval_id,
+                "hold_ids": list(event.hold_ids),
+            }
+        case HoldChanged():
+            return logging.INFO, {
+                **_run_fields(event),
+                "hold_id": event.hold_id,
+                "scope": event.scope,
+                "matter": event.matter,
+                "by": event.by,
+                "rule": event.rule,
+                "table": event.table,
+            }
+        case ApprovalChanged():
+            level = logging.WARNING if event.change == "requested" else logging.INFO
+            return level, {
+                **_run_fields(event),
+                "rule": event.rule,
+                "approval_id": event.approval_id,
+                "status": event.status,
+                "why": event.why,
+                "eligible": event.eligible,
+                "cutoff": event.cutoff.isoformat(),
+                "by": event.by,
+                "approvers": event.approvers,
+                "approvers_needed": event.approvers_needed,
             }
         case BatchIntent():
             return logging.DEBUG, {
@@ -234,6 +284,7 @@ def _describe(event: Event) -> tuple[int, dict[str, Any]]:
                 "rows_total": event.total,
                 "categories": list(event.categories),
                 "duration_seconds": event.duration_seconds,
+                "held": len(event.held),
             }
         case BatchFailed():
             return logging.WARNING, {

@@ -31,6 +31,7 @@ from worker.events import (
     Event,
     Outcome,
     RuleEvaluated,
+    RuleGated,
     RunFinished,
     RunStarted,
 )
@@ -43,6 +44,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 RULE_LABELS = ("product", "customer", "rule", "action")
 RUN_LABELS = ("product", "customer", "outcome")
 TARGET_LABELS = ("product", "customer")
+PENDING_LABELS = ("product", "customer", "rule")
 
 # A batch is one small transaction: milliseconds to a few seconds, a minute at worst.
 BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -122,6 +124,24 @@ class Metrics:
             TARGET_LABELS,
             registry=r,
         )
+        self.rows_held = Gauge(
+            "retention_rows_held",
+            "Eligible rows kept because a legal hold covers them, at the last complete run.",
+            TARGET_LABELS,
+            registry=r,
+        )
+        self.awaiting_approval = Gauge(
+            "retention_runs_awaiting_approval",
+            "Rules of this customer and product waiting for a person's approval.",
+            TARGET_LABELS,
+            registry=r,
+        )
+        self.pending_since = Gauge(
+            "retention_approval_pending_since_timestamp_seconds",
+            "Unix time since which a rule has waited for approval.",
+            PENDING_LABELS,
+            registry=r,
+        )
         # Runs of different customers may finish on different scheduler threads at once.
         self._lock = threading.Lock()
         self._dry_runs: set[str] = set()
@@ -129,6 +149,11 @@ class Metrics:
         # run in progress has evaluated, to drop the series of rules that no longer exist.
         self._known_rules: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._evaluated: dict[str, set[tuple[str, str]]] = {}
+        # run_id → rule → rows held / awaiting-approval since (unix time); (product,
+        # customer) → rules with a pending-since series.
+        self._held: dict[str, dict[str, int]] = {}
+        self._awaiting: dict[str, dict[str, float]] = {}
+        self._pending: dict[tuple[str, str], set[str]] = {}
 
     def __call__(self, event: Event) -> None:
         """Update the metrics from one run event; other events are ignored."""
@@ -143,6 +168,11 @@ class Metrics:
                 self._evaluated[event.run_id] = set()
             case RuleEvaluated():
                 self._rule_evaluated(event)
+                # Held rows are fixed when the rule is gated; a re-evaluation repeats them.
+                self._held.setdefault(event.run_id, {}).setdefault(event.rule, event.held)
+            case RuleGated() if event.gate == "awaiting_approval":
+                since = event.since.timestamp() if event.since is not None else 0.0
+                self._awaiting.setdefault(event.run_id, {})[event.rule] = since
             case BatchApplied():
                 if event.run_id in self._dry_runs:
                     return
@@ -184,6 +214,8 @@ class Metrics:
         dry = event.dry_run or event.run_id in self._dry_runs
         self._dry_runs.discard(event.run_id)
         evaluated = self._evaluated.pop(event.run_id, None)
+        held = self._held.pop(event.run_id, {})
+        awaiting = self._awaiting.pop(event.run_id, {})
         outcome = Outcome(event.outcome).value
         self.runs.labels(event.product, event.customer, outcome).inc()
         self.run_duration.labels(event.product, event.customer, outcome).observe(
@@ -192,8 +224,22 @@ class Metrics:
         if outcome != Outcome.SUCCEEDED or dry:
             return
         self.last_success.labels(event.product, event.customer).set(event.at.timestamp())
+        self._gates(event.product, event.customer, held, awaiting)
         if evaluated is not None:
             self._drop_stale_rules(event.product, event.customer, evaluated)
+
+    def _gates(
+        self, product: str, customer: str, held: dict[str, int], awaiting: dict[str, float]
+    ) -> None:
+        """Rows held and rules awaiting approval as a complete run left them."""
+        self.rows_held.labels(product, customer).set(sum(held.values()))
+        self.awaiting_approval.labels(product, customer).set(len(awaiting))
+        for rule, since in awaiting.items():
+            self.pending_since.labels(product, customer, rule).set(since)
+        before = self._pending.get((product, customer), set())
+        for rule in before - set(awaiting):
+            self.pending_since.remove(product, customer, rule)
+        self._pending[(product, customer)] = set(awaiting)
 
     def _drop_stale_rules(
         self, product: str, customer: str, evaluated: set[tuple[str, str]]

@@ -1,7 +1,8 @@
 """Which rules apply to a customer × product, with what period, and where the cutoff lies.
 
-Pure: no I/O, and the time is always passed in. Precedence, strongest first:
-a legal floor, then the customer's setting, then the mapping's default.
+Pure: no I/O, and the time is always passed in. Precedence, strongest first: a legal hold
+(checked by the run, worker/gate.py), then a legal floor, then the customer's setting, then
+the mapping's default.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import enum
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from worker.breaker import DEFAULT_LIMITS, Limits, resolve
 from worker.config import (
     Action,
     Catalogue,
@@ -51,6 +53,12 @@ class EffectiveRule:
     basis_column: str | None
     customer_date: str | None
     customer_date_value: dt.date | None
+    # The blast-radius breaker's limits (defaults < product < rule < customer).
+    limits: Limits = DEFAULT_LIMITS
+    # A person approves every run of this rule (`approval: required`).
+    approval_required: bool = False
+    # Distinct approvers an approval of this rule needs: 2 with four-eyes.
+    approvers_needed: int = 1
 
     @property
     def action(self) -> Action:
@@ -89,6 +97,11 @@ def effective_rules(
                     basis_column=subject.dates[rule.after.date] if rule.after.date else None,
                     customer_date=date_name,
                     customer_date_value=chosen.dates.get(date_name) if date_name else None,
+                    limits=resolve(mapping.breaker, rule.breaker, chosen.breaker),
+                    approval_required=rule.approval.required,
+                    approvers_needed=2
+                    if rule.approval.four_eyes or mapping.approval.four_eyes
+                    else 1,
                 )
             )
     return tuple(found)
@@ -119,9 +132,15 @@ class Cutoff:
 
 
 def rule_cutoff(rule: EffectiveRule, now: dt.datetime, timezone: str) -> Cutoff:
+    """The cutoff of `rule` at the instant `now`, for a customer in `timezone`."""
     tz = ZoneInfo(timezone)
     today = local_today(now, tz)
-    day = cutoff(today, rule.period)
+    return cutoff_on(rule, today, cutoff(today, rule.period), timezone)
+
+
+def cutoff_on(rule: EffectiveRule, today: dt.date, day: dt.date, timezone: str) -> Cutoff:
+    """A cutoff at the given `day` (an approval's, which may be earlier than today's)."""
+    tz = ZoneInfo(timezone)
     everything: bool | None = None
     if rule.customer_date is not None:
         value = rule.customer_date_value

@@ -57,7 +57,8 @@ def set_aside(problems: Sequence[ConfigProblem]) -> list[SetAside]:
     return found
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Rows under headers in aligned columns (numbers right-aligned), for people."""
     cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     numeric = [all(_is_number(row[i]) for row in cells[1:]) for i in range(len(headers))]
@@ -82,13 +83,32 @@ def _eligible(report: RunReport) -> int:
 
 
 def _pair_line(report: RunReport) -> str:
-    """One line per pair: outcome, eligible rows, rows changed (or would change), error."""
+    """One line per pair: outcome, eligible rows, rows changed (or would change), rows held,
+    rules waiting for approval, error."""
     outcome = str(report.outcome).upper() if report.outcome is not Outcome.SUCCEEDED else "ok"
     figures = f"{_eligible(report)} row(s) eligible"
     if not report.dry_run:
         figures += f", {report.changed} row(s) changed"
+    if report.held:
+        figures += f", {report.held} held"
+    if report.awaiting:
+        verb = "would wait" if report.dry_run else "wait"
+        figures += f", {len(report.awaiting)} rule(s) {verb} for approval"
     note = f": {report.error}" if report.error else ""
-    return f"  {report.customer} × {report.product}: {outcome}; {figures}{note}"
+    lines = [f"  {report.customer} × {report.product}: {outcome}; {figures}{note}"]
+    for plan in report.rules:
+        if plan.gate in ("held", "awaiting_approval"):
+            ident = f" ({plan.approval_id})" if plan.approval_id else ""
+            lines.append(
+                f"    {plan.rule}: {_gate_text(plan.gate)}{ident}: {'; '.join(plan.reasons)}"
+            )
+    return "\n".join(lines)
+
+
+def _gate_text(gate: str) -> str:
+    return {"held": "held", "awaiting_approval": "awaits approval", "approved": "approved"}.get(
+        gate, gate
+    )
 
 
 def _set_aside_lines(entries: Sequence[SetAside]) -> list[str]:
@@ -125,6 +145,11 @@ def plan_document(
                     "source": p.source,
                     "cutoff": p.cutoff.isoformat(),
                     "eligible": p.eligible,
+                    "held": p.held,
+                    "gate": p.gate,
+                    "why": p.why,
+                    "reasons": list(p.reasons),
+                    "approval_id": p.approval_id,
                 }
                 for p in r.rules
             ],
@@ -138,6 +163,8 @@ def plan_document(
         "interrupted": sum(r.outcome is Outcome.INTERRUPTED for r in reports),
         "set_aside": len(entries),
         "eligible": sum(_eligible(r) for r in reports),
+        "held": sum(r.held for r in reports),
+        "awaiting_approval": sum(len(r.awaiting) for r in reports),
     }
     return {
         "at": at.astimezone(dt.UTC).isoformat(),
@@ -166,15 +193,23 @@ def format_plan(
     if fmt == "json":
         return json.dumps(plan_document(reports, at, entries), indent=2)
     rows = [
-        [r.customer, r.product, p.rule, p.action, p.period, p.cutoff.isoformat(), p.eligible]
+        [
+            r.customer,
+            r.product,
+            p.rule,
+            p.action,
+            p.period,
+            p.cutoff.isoformat(),
+            p.eligible,
+            _gate_text(p.gate) if p.gate else "",
+        ]
         for r in reports
         for p in r.rules
     ]
     lines = []
     if rows:
-        lines.append(
-            _table(["customer", "product", "rule", "action", "period", "cutoff", "eligible"], rows)
-        )
+        headers = ["customer", "product", "rule", "action", "period", "cutoff", "eligible"]
+        lines.append(render_table([*headers, "gate"], rows))
     lines.append(f"Plan as of {at.astimezone(dt.UTC).isoformat()} (nothing is changed):")
     lines += [_pair_line(r) for r in reports]
     lines += _set_aside_lines(entries)
@@ -200,7 +235,9 @@ def format_changes(reports: Sequence[RunReport], entries: Sequence[SetAside] = (
     changed = {k: v for k, v in sorted(totals.items()) if v}
     if changed:
         lines.append(
-            _table(["product", "table", "action", "rows"], [[*k, v] for k, v in changed.items()])
+            render_table(
+                ["product", "table", "action", "rows"], [[*k, v] for k, v in changed.items()]
+            )
         )
     lines.append("Dry run: nothing was changed." if dry else "Per customer × product:")
     lines += [_pair_line(r) for r in reports]
@@ -216,4 +253,9 @@ def format_changes(reports: Sequence[RunReport], entries: Sequence[SetAside] = (
         )
     elif not changed and eligible == 0:
         lines.append("Nothing changed: no data was past its retention period.")
+    waiting = sum(len(r.awaiting) for r in reports)
+    if waiting and not dry:
+        lines.append(
+            f"{waiting} rule(s) wait for a person's approval: `retention-worker approvals list`."
+        )
     return "\n".join(lines)

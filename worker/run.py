@@ -32,15 +32,19 @@ from worker.events import (
     EventBus,
     Outcome,
     RuleEvaluated,
+    RuleGated,
     RunFinished,
     RunStarted,
 )
+from worker.gate import Gatekeeper, held_by
+from worker.holds import ActiveHolds
 from worker.keys import KeyHasher
 from worker.logging import bind_run
 from worker.periods import add_period
 from worker.policy import (
     EffectiveRule,
     categories_touched,
+    cutoff_on,
     effective_rules,
     overdue_seconds,
     rule_cutoff,
@@ -76,6 +80,13 @@ class RulePlan:
     eligible: int
     lag_seconds: float
     changed: dict[str, int] = field(default_factory=dict)
+    # Eligible rows a legal hold keeps (part of `eligible`).
+    held: int = 0
+    # "" (ran), "approved" (ran under an approval), "held", "awaiting_approval".
+    gate: str = ""
+    why: str = ""  # hold | flagged | breaker | exceeds_approval
+    reasons: tuple[str, ...] = ()
+    approval_id: str | None = None
 
 
 @dataclass
@@ -91,6 +102,16 @@ class RunReport:
     @property
     def changed(self) -> int:
         return sum(sum(r.changed.values()) for r in self.rules)
+
+    @property
+    def awaiting(self) -> list[RulePlan]:
+        """Rules that changed nothing because they wait for a person's approval."""
+        return [r for r in self.rules if r.gate == "awaiting_approval"]
+
+    @property
+    def held(self) -> int:
+        """Eligible rows kept by legal holds."""
+        return sum(r.held for r in self.rules)
 
 
 def _transient(exc: BaseException) -> bool:
@@ -115,6 +136,7 @@ class Runner:
         stop: threading.Event | None = None,
         retry: RetryPolicy | None = None,
         batch_size: int | None = None,
+        gatekeeper: Gatekeeper | None = None,
     ) -> None:
         self.catalogue = catalogue
         self.bus = bus
@@ -124,6 +146,8 @@ class Runner:
         self.stop = stop or threading.Event()
         self.retry = retry or RetryPolicy()
         self.batch_size = batch_size
+        # Without a state database nothing is held or approved: only for counting (plan).
+        self.gatekeeper = gatekeeper or Gatekeeper(None, bus, clock)
 
     def _retry(self, fn: Callable[..., T], *args: Any) -> T:
         """Call `fn`, retrying transient database errors within the retry budget."""
@@ -155,8 +179,9 @@ class Runner:
             self.bus.publish(RunStarted(at=self.clock(), dry_run=dry_run, **names))
             connector = self._open(customer, mapping)
             self._verify(connector, mapping)
+            holds = self.gatekeeper.active_holds(customer.customer, mapping.product)
             for rule in effective_rules(self.catalogue, customer, mapping):
-                self._rule(connector, customer, mapping, rule, now, report)
+                self._rule(connector, customer, mapping, rule, now, report, holds)
         except RunInterrupted:
             report.outcome = Outcome.INTERRUPTED
         except (RetentionError, ConnectorError) as exc:
@@ -214,16 +239,38 @@ class Runner:
         rule: EffectiveRule,
         now: dt.datetime,
         report: RunReport,
+        holds: ActiveHolds,
     ) -> None:
-        """Count a rule's backlog, then (unless dry) work through it in batches.
+        """Count a rule's backlog, ask the gate, then (unless dry) work through it in batches.
 
         The rule's figures join the report before the first batch, so a run that is
-        stopped or fails halfway still reports what it changed.
+        stopped or fails halfway still reports what it changed. A rule the gate stops (a
+        legal hold, an approval to wait for) changes nothing; the run goes on with the next.
         """
         chosen = customer.products[mapping.product]
         cutoff = rule_cutoff(rule, now, customer.timezone)
+        keeper = self.gatekeeper
+        approval = keeper.approval(customer.customer, mapping.product, rule.id)
+        if approval is not None and approval.status == "approved":
+            # An approval covers the cutoff its approver saw, never a later one.
+            day = min(cutoff.date, approval.approved_cutoff)
+            cutoff = cutoff_on(rule, cutoff.today, day, customer.timezone)
         target = target_for(rule, mapping, chosen, cutoff)
         backlog = self._retry(connector.backlog, target)
+        hasher = KeyHasher(self.pepper, customer.customer, mapping.product, target.table.name)
+        held = self._held_records(connector, target, holds, hasher, mapping)
+        gate = keeper.gate(
+            run_id=report.run_id,
+            customer=customer.customer,
+            product=mapping.product,
+            rule=rule,
+            holds=holds,
+            approval=approval,
+            eligible=backlog.count - held,
+            cutoff=cutoff.date,
+            table_rows=lambda: self._retry(connector.count_rows, target),
+            dry_run=report.dry_run,
+        )
         plan = RulePlan(
             rule=rule.id,
             action=str(rule.action),
@@ -234,17 +281,63 @@ class Runner:
             today=cutoff.today,
             eligible=backlog.count,
             lag_seconds=self._lag(rule, backlog.oldest, backlog.count, now, customer.timezone),
+            held=backlog.count if gate.state == "held" else held,
+            gate=gate.state,
+            why=gate.why,
+            reasons=gate.reasons,
+            approval_id=gate.approval.approval_id if gate.approval else None,
         )
         report.rules.append(plan)
         names = {"run_id": report.run_id, "customer": customer.customer, "product": mapping.product}
         self._evaluated(plan, names)
-        if report.dry_run or backlog.count == 0:
+        if not gate.proceed:
+            self.bus.publish(
+                RuleGated(
+                    rule=rule.id,
+                    action=plan.action,
+                    table=plan.table,
+                    gate=gate.state,
+                    why=gate.why,
+                    eligible=backlog.count,
+                    reasons=gate.reasons,
+                    approval_id=plan.approval_id,
+                    hold_ids=gate.hold_ids,
+                    since=gate.approval.requested_at if gate.approval else None,
+                    **names,
+                )
+            )
             return
-        self._batches(connector, customer, mapping, rule, target, plan, names)
+        if report.dry_run or backlog.count - held == 0:
+            return
+        self._batches(connector, customer, mapping, rule, target, plan, names, hasher)
+        if gate.approval is not None:
+            keeper.used(report.run_id, gate.approval)
         remaining = self._retry(connector.backlog, target)
         lag = self._lag(rule, remaining.oldest, remaining.count, now, customer.timezone)
         # The backlog left behind, so the eligible and lag gauges show what is still owed.
         self._evaluated(replace(plan, eligible=remaining.count, lag_seconds=lag), names)
+
+    def _held_records(
+        self,
+        connector: Connector,
+        target: Target,
+        holds: ActiveHolds,
+        hasher: KeyHasher,
+        mapping: ProductMapping,
+    ) -> int:
+        """Eligible rows of `target` that a record hold covers (pages through the eligible
+        keys only when the table has record holds at all)."""
+        if not holds.count_records(target.table.name):
+            return 0
+        size = self.batch_size or mapping.batch_size
+        after: Key | None = None
+        count = 0
+        while True:
+            keys = self._retry(connector.select_expired, target, after, size)
+            if not keys:
+                return count
+            count += len(holds.held(target.table.name, (hasher(k) for k in keys)))
+            after = keys[-1]
 
     def _evaluated(self, plan: RulePlan, names: Mapping[str, str]) -> None:
         self.bus.publish(
@@ -257,6 +350,8 @@ class Runner:
                 cutoff=plan.cutoff,
                 period=plan.period,
                 source=plan.source,
+                held=plan.held,
+                gate=plan.gate,
                 **names,
             )
         )
@@ -284,26 +379,61 @@ class Runner:
         target: Target,
         plan: RulePlan,
         names: Mapping[str, str],
+        hasher: KeyHasher,
     ) -> None:
+        """Select, announce and apply batches until nothing eligible is left.
+
+        Before each batch the legal holds are read again, so a hold placed after the rule
+        was counted is honoured: a hold on the rule (or wider) ends it, a record hold keeps
+        that record out of the batch (its keyed hash is listed in `batch.applied`).
+        """
         change = Change(str(rule.action))
         categories = tuple(sorted(categories_touched(rule.stage, rule.subject)))
         backups = self.catalogue.products[mapping.product].backup_retention
         gone_by = add_period(plan.today, backups)
         size = self.batch_size or mapping.batch_size
-        hasher = KeyHasher(self.pepper, customer.customer, mapping.product, target.table.name)
+        table = target.table.name
+        common = {"rule": rule.id, "action": str(change), "table": table}
         after: Key | None = None
         batch = 0
         while True:
             if self.stop.is_set():
                 raise RunInterrupted()
-            keys = self._retry(connector.select_expired, target, after, size)
-            if not keys:
+            page = self._retry(connector.select_expired, target, after, size)
+            if not page:
                 return
+            after = page[-1]
+            holds = self.gatekeeper.active_holds(customer.customer, mapping.product)
+            stopped = held_by(holds, rule)
+            if stopped:
+                plan.gate, plan.why, plan.reasons = "held", "hold", (f"held by {stopped}",)
+                self.bus.publish(
+                    RuleGated(
+                        gate="held",
+                        why="hold",
+                        eligible=plan.eligible,
+                        reasons=plan.reasons,
+                        hold_ids=stopped,
+                        since=None,
+                        **common,
+                        **names,
+                    )
+                )
+                return
+            hashes = [hasher(k) for k in page]
+            held = holds.held(table, hashes)
+            keys = [k for k, h in zip(page, hashes, strict=True) if h not in held]
+            if not keys:
+                continue
             batch += 1
-            hashes = tuple(hasher(k) for k in keys)
-            common = {"rule": rule.id, "action": str(change), "table": target.table.name}
             self.bus.publish(
-                BatchIntent(batch=batch, key_hashes=hashes, cutoff=plan.cutoff, **common, **names)
+                BatchIntent(
+                    batch=batch,
+                    key_hashes=tuple(h for h in hashes if h not in held),
+                    cutoff=plan.cutoff,
+                    **common,
+                    **names,
+                )
             )
             started = time.monotonic()
             try:
@@ -326,13 +456,13 @@ class Runner:
                     categories=categories,
                     gone_from_backups_by=gone_by,
                     duration_seconds=time.monotonic() - started,
+                    held=tuple(sorted(held)),
                     **common,
                     **names,
                 )
             )
-            for table, count in rows.items():
-                plan.changed[table] = plan.changed.get(table, 0) + count
-            after = keys[-1]
+            for name, count in rows.items():
+                plan.changed[name] = plan.changed.get(name, 0) + count
             if mapping.batch_pause:
                 self.stop.wait(mapping.batch_pause)
 

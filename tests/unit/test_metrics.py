@@ -19,6 +19,7 @@ from worker.events import (
     Event,
     Outcome,
     RuleEvaluated,
+    RuleGated,
     RunFinished,
     RunStarted,
 )
@@ -34,7 +35,12 @@ def rule_labels(rule: str = "child.contact", action: str = "anonymise") -> dict[
 
 
 def evaluated(
-    run_id: str, eligible: int, lag: float, rule: str = "child.contact", action: str = "anonymise"
+    run_id: str,
+    eligible: int,
+    lag: float,
+    rule: str = "child.contact",
+    action: str = "anonymise",
+    held: int = 0,
 ) -> RuleEvaluated:
     return RuleEvaluated(
         run_id=run_id,
@@ -48,6 +54,7 @@ def evaluated(
         cutoff=dt.date(2023, 3, 1),
         period="P2Y",
         source="catalogue",
+        held=held,
     )
 
 
@@ -120,6 +127,45 @@ def realistic_run(run_id: str = "run-1") -> list[Event]:
         evaluated(run_id, eligible=0, lag=0.0, rule="invoice.old", action="delete"),
         finished(run_id),
     ]
+
+
+def gated(
+    run_id: str, rule: str, since: dt.datetime | None, gate: str = "awaiting_approval"
+) -> Event:
+    return RuleGated(
+        run_id=run_id,
+        customer=CUSTOMER,
+        product=PRODUCT,
+        rule=rule,
+        action="delete",
+        table="parents",
+        gate=gate,
+        why="breaker" if gate == "awaiting_approval" else "hold",
+        eligible=60_000,
+        since=since,
+    )
+
+
+def test_holds_and_approvals_are_what_the_last_complete_run_left() -> None:
+    """Rows held is the sum over rules; awaiting counts waiting rules, each with its since;
+    a later run where a rule no longer waits drops its series and the count."""
+    run1 = realistic_run("run-1")
+    run1[3] = evaluated("run-1", eligible=250, lag=86_400.0, held=4)
+    run1.insert(-1, gated("run-1", "parent.erase", since=AT))
+    run1.insert(-1, gated("run-1", "staff.erase", since=AT + dt.timedelta(hours=1)))
+    m = feed(Metrics(), run1)
+    target = {"product": PRODUCT, "customer": CUSTOMER}
+    assert value(m, "retention_rows_held", target) == 4
+    assert value(m, "retention_runs_awaiting_approval", target) == 2
+    since = "retention_approval_pending_since_timestamp_seconds"
+    assert value(m, since, {**target, "rule": "staff.erase"}) == AT.timestamp() + 3600
+    run2 = realistic_run("run-2")
+    run2.insert(-1, gated("run-2", "staff.erase", since=AT + dt.timedelta(hours=1)))
+    feed(m, run2)
+    assert value(m, "retention_rows_held", target) == 0
+    assert value(m, "retention_runs_awaiting_approval", target) == 1
+    assert value(m, since, {**target, "rule": "parent.erase"}) is None
+    assert value(m, since, {**target, "rule": "staff.erase"}) == AT.timestamp() + 3600
 
 
 def feed(metrics: Metrics, events: list[Event]) -> Metrics:
@@ -241,8 +287,13 @@ def test_labels_are_only_the_allowed_sets() -> None:
         "retention_connector_up": target,
         "retention_config_valid": set(),
         "retention_config_reload_failures": set(),
+        "retention_rows_held": target,
+        "retention_runs_awaiting_approval": target,
+        "retention_approval_pending_since_timestamp_seconds": {"product", "customer", "rule"},
     }
-    m = feed(Metrics(), [*realistic_run(), ConfigLoaded(valid=False, problems=1)])
+    events = realistic_run()
+    events.insert(-1, gated("run-1", "parent.erase", since=AT))
+    m = feed(Metrics(), [*events, ConfigLoaded(valid=False, problems=1)])
     seen = set()
     for family in m.registry.collect():
         assert family.name in expected, f"undocumented metric {family.name}"

@@ -100,6 +100,8 @@ def test_the_json_plan_is_one_document_of_one_shape() -> None:
         "interrupted": 0,
         "set_aside": 2,
         "eligible": 5,
+        "held": 0,
+        "awaiting_approval": 0,
     }
     assert [(p["customer"], p["outcome"], p["error"]) for p in doc["pairs"]] == [
         ("kdv-a", "succeeded", None),

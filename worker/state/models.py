@@ -11,7 +11,9 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -78,6 +80,96 @@ audit_head = Table(
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
     CheckConstraint("id = 1", name="single_row"),
+)
+
+# Legal holds (issue: a person decides the unusual). A hold covers a customer, a customer ×
+# product, a rule of a pair, or one record (table + keyed hash of its key: the key itself is
+# never stored). Released holds keep their row: the ledger is history.
+holds = Table(
+    "holds",
+    metadata,
+    Column("hold_id", String(32), primary_key=True),
+    Column("customer", String(200), nullable=False),
+    Column("product", String(200), nullable=True),
+    Column("rule", String(200), nullable=True),
+    Column("table_name", String(200), nullable=True),
+    Column("key_hash", String(64), nullable=True),
+    Column("matter", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("placed_by", String(200), nullable=False),
+    Column("placed_at", DateTime(timezone=True), nullable=False),
+    Column("released_at", DateTime(timezone=True), nullable=True),
+    Column("released_by", String(200), nullable=True),
+    Column("release_reason", Text, nullable=True),
+    CheckConstraint("rule IS NULL OR product IS NOT NULL", name="rule_needs_product"),
+    CheckConstraint(
+        "(key_hash IS NULL AND table_name IS NULL) OR "
+        "(key_hash IS NOT NULL AND table_name IS NOT NULL AND product IS NOT NULL)",
+        name="record_needs_table",
+    ),
+    Index("ix_holds_customer_product", "customer", "product"),
+)
+
+# Requests for a person's approval: a rule flagged approval-only, or one that tripped the
+# blast-radius breaker. One request is `waiting` per customer × product × rule at a time.
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("approval_id", String(32), primary_key=True),
+    Column("customer", String(200), nullable=False),
+    Column("product", String(200), nullable=False),
+    Column("rule", String(200), nullable=False),
+    Column("why", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("cutoff", Date, nullable=False),
+    Column("eligible", BigInteger, nullable=False),
+    Column("bound", BigInteger, nullable=False),
+    Column("approvers_needed", Integer, nullable=False),
+    Column("figures", Text, nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("used_by_run", String(64), nullable=True),
+    CheckConstraint("why IN ('flagged', 'breaker')", name="why"),
+    CheckConstraint(
+        "status IN ('waiting', 'approved', 'rejected', 'used', 'superseded')", name="status"
+    ),
+    Index("ix_approvals_customer_product_rule", "customer", "product", "rule"),
+)
+
+approval_decisions = Table(
+    "approval_decisions",
+    metadata,
+    Column("decision_id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "approval_id",
+        String(32),
+        ForeignKey("approvals.approval_id"),
+        nullable=False,
+    ),
+    Column("decision", String(16), nullable=False),
+    Column("decided_by", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    # What the approver saw: an approval covers this cutoff and at most `bound` rows.
+    Column("cutoff", Date, nullable=False),
+    Column("bound", BigInteger, nullable=False),
+    CheckConstraint("decision IN ('approve', 'reject')", name="decision"),
+    Index("ix_approval_decisions_approval_id", "approval_id"),
+)
+
+# Rows each rule changed in each successful real run: the breaker's trailing average.
+rule_history = Table(
+    "rule_history",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("rule", String(200), primary_key=True),
+    Column("customer", String(200), nullable=False),
+    Column("product", String(200), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+    Column("eligible", BigInteger, nullable=False),
+    Column("changed", BigInteger, nullable=False),
+    Index("ix_rule_history_customer_product_rule", "customer", "product", "rule", "finished_at"),
 )
 
 ZERO_HASH = "0" * 64

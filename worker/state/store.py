@@ -140,6 +140,25 @@ class StateStore:
             on_retry=on_retry,
         )
 
+    def write(self, doing: str, work: Callable[[Connection], T]) -> T:
+        """Run `work` in one write transaction, again on transient errors (it must be safe to
+        repeat: a lost reply after COMMIT means the first attempt may have committed)."""
+
+        def attempt() -> T:
+            with self._write(doing) as conn:
+                return work(conn)
+
+        return self._retrying(attempt)
+
+    def read(self, doing: str, work: Callable[[Connection], T]) -> T:
+        """Run `work` on a connection for reading, again on transient errors."""
+
+        def attempt() -> T:
+            with self._errors(doing), self._engine.connect() as conn:
+                return work(conn)
+
+        return self._retrying(attempt)
+
     @contextmanager
     def _write(self, doing: str) -> Iterator[Connection]:
         """A write transaction; on SQLite serialised in-process and taken with BEGIN IMMEDIATE."""
