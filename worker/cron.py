@@ -49,9 +49,9 @@ _FIELD_HELP = {
     "Bad second": ("second", "0-59"),
     "Bad minute": ("minute", "0-59"),
     "Bad hour": ("hour", "0-23"),
-    "Bad day-of-month": ("day of month", "1-31, a day that the months given have"),
+    "Bad day-of-month": ("day of month", "1-31, and a day that the months given have"),
     "Bad month": ("month", "1-12 or jan-dec"),
-    "Bad day-of-week": ("weekday", "0-7 (0 and 7 are Sunday) or sun-sat"),
+    "Bad day-of-week": ("weekday", "0-7, where 0 and 7 are Sunday, or sun-sat"),
 }
 _FIELD_INDEX = {"second": 0, "minute": 1, "hour": 2, "day of month": 3, "month": 4, "weekday": 5}
 
@@ -82,7 +82,7 @@ def _why(exc: CronSimError, fields: list[str]) -> str:
     if known is None:
         return str(exc)
     name, allowed = known
-    return f"the {name} field {fields[_FIELD_INDEX[name]]!r} is not valid (allowed: {allowed})"
+    return f"the {name} field {fields[_FIELD_INDEX[name]]!r} is not valid; it takes {allowed}"
 
 
 class CrontabTrigger(BaseTrigger):  # type: ignore[misc]  # apscheduler 3 ships no types

@@ -258,12 +258,12 @@ def test_six_field_ticks_are_the_seconds_of_each_minute_tick() -> None:
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("60 2 * * *", "the minute field '60' is not valid (allowed: 0-59)"),
+        ("60 2 * * *", "the minute field '60' is not valid; it takes 0-59"),
         ("0 24 * * *", "the hour field '24' is not valid"),
         ("0 2 32 * *", "the day of month field '32' is not valid"),
         ("0 2 31 2 *", "the day of month field '31' is not valid"),
         ("0 2 * 13 *", "the month field '13' is not valid"),
-        ("0 2 * * 8", "the weekday field '8' is not valid (allowed: 0-7 (0 and 7 are Sunday)"),
+        ("0 2 * * 8", "the weekday field '8' is not valid; it takes 0-7, where 0 and 7 are Sunday"),
         ("0 2 * * 6-1", "the weekday field '6-1' is not valid"),
         ("0 2 * * */0", "the weekday field '*/0' is not valid"),
         ("61 0 2 * * *", "the second field '61' is not valid"),
@@ -274,6 +274,39 @@ def test_a_bad_field_is_named_in_the_error(line: str, message: str) -> None:
     """Each bad field gets a ValueError naming the field, its text and what it may hold."""
     with pytest.raises(ValueError, match="^" + re.escape(message)):
         cron_trigger(line, "UTC")
+
+
+any_item = st.one_of(
+    st.integers(0, 70).map(str),
+    st.sampled_from(["*", "?", "L", "LW", "5L", "MON#5", "sun", "JAN", "mon-fri", "", "-", "/"]),
+    st.text(alphabet="0123456789*/,-#LWmonsuMONSU?", min_size=1, max_size=6),
+)
+any_field = st.one_of(
+    st.lists(any_item, min_size=1, max_size=3).map(",".join),
+    st.tuples(any_item, st.integers(-1, 70)).map(lambda x: f"{x[0]}/{x[1]}"),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    fields=st.lists(any_field, min_size=4, max_size=7),
+    now=st.datetimes(dt.datetime(2000, 1, 1), dt.datetime(2099, 1, 1), timezones=st.just(UTC)),
+)
+def test_any_line_is_a_trigger_or_a_value_error_and_its_ticks_move_forward(
+    fields: list[str], now: dt.datetime
+) -> None:
+    """Whatever the text, a line is refused with a ValueError (never another exception), or it
+    gives a next tick at or after `now` and a following one strictly after that."""
+    try:
+        trigger = cron_trigger(" ".join(fields), "Europe/Amsterdam")
+    except ValueError as exc:
+        assert str(exc)
+        return
+    tick = trigger.get_next_fire_time(None, now)
+    if tick is not None:
+        assert tick >= now
+        following = trigger.get_next_fire_time(tick, tick)
+        assert following is None or following > tick
 
 
 def test_an_unknown_time_zone_is_a_value_error() -> None:

@@ -190,7 +190,7 @@ def test_a_bad_weekday_is_refused_with_the_field_named(tmp_path: Path) -> None:
     problem = str(config.problems[0])
     assert "products/diary.yaml" in problem
     assert "schedule.cron" in problem
-    assert "the weekday field '8' is not valid (allowed: 0-7 (0 and 7 are Sunday)" in problem
+    assert "the weekday field '8' is not valid; it takes 0-7, where 0 and 7 are Sunday" in problem
 
 
 # --- the daemon on the night the clocks go back -------------------------------------------
