@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from tests.unit.test_cron import CrontabSpec
 from worker.cron import CrontabTrigger, cron_trigger
-from worker.scheduler import MISFIRE_GRACE_SECONDS, missed_tick
+from worker.scheduler import MISFIRE_GRACE_SECONDS, build_scheduler, missed_tick
 
 UTC = dt.UTC
 AMSTERDAM = "Europe/Amsterdam"
@@ -210,6 +210,22 @@ def test_a_six_field_wildcard_line_agrees_with_cronsim_on_every_night() -> None:
         begin, end = change - BEFORE, change + AFTER
         theirs = cronsim_ticks(line, begin - dt.timedelta(seconds=1), end)
         assert list(trigger.ticks_between(begin, end)) == theirs
+
+
+@pytest.mark.parametrize("line", LINES)
+def test_apschedulers_own_run_time_loop_ends_on_every_night(line: str) -> None:
+    """APScheduler 3 collects a job's due run times by asking the trigger again and again
+    (`Job._get_run_times`, the loop that never ended with its CronTrigger): over each night
+    it ends with exactly the expected ticks. Private API of the pinned 3.x line, used on purpose."""
+    scheduler = build_scheduler()
+    for change in CHANGES:
+        begin, end = change - BEFORE, change + AFTER
+        job = scheduler.add_job(
+            lambda: None, trigger=cron_trigger(line, AMSTERDAM), next_run_time=begin
+        )
+        expected = [t for t in expected_ticks(line, change) if begin < t <= end]
+        assert job._get_run_times(end) == [begin, *expected]
+        job.remove()
 
 
 # --- any instant, any start: hypothesis --------------------------------------------------
