@@ -13,11 +13,10 @@ from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 
 from worker.config import Customer, ProductMapping, Schedule
 from worker.configload import Config
-from worker.cron import cron_trigger
+from worker.cron import CrontabTrigger, cron_trigger
 
 MISFIRE_GRACE_SECONDS = 6 * 3600
 MAX_PARALLEL_RUNS = 4
@@ -51,19 +50,22 @@ def job_id(customer: str, product: str) -> str:
 
 
 def missed_tick(
-    trigger: CronTrigger, now: dt.datetime, last_started: dt.datetime | None
+    trigger: CrontabTrigger, now: dt.datetime, last_started: dt.datetime | None
 ) -> dt.datetime | None:
     """The latest tick within the misfire grace time that no run has started since.
 
-    A worker that was down at 02:00 and starts at 02:05 still owes that night's run.
+    `now` and `last_started` are aware instants; the result is a tick in UTC, or None when
+    nothing is owed. A worker that was down at 02:00 and starts at 02:05 still owes that
+    night's run; one that ran at 02:00 summer time and restarts in the repeated hour owes
+    nothing (that local time is one tick, see worker/cron.py). Walks forward over the ticks
+    of the window only (at most one per second of MISFIRE_GRACE_SECONDS), so it always ends.
     """
+    start = now - dt.timedelta(seconds=MISFIRE_GRACE_SECONDS)
+    if last_started is not None:
+        start = max(start, last_started + dt.timedelta(microseconds=1))
     latest: dt.datetime | None = None
-    tick = trigger.get_next_fire_time(None, now - dt.timedelta(seconds=MISFIRE_GRACE_SECONDS))
-    while tick is not None and tick <= now:
+    for tick in trigger.ticks_between(start, now):
         latest = tick
-        tick = trigger.get_next_fire_time(tick, tick + dt.timedelta(microseconds=1))
-    if latest is None or (last_started is not None and last_started >= latest):
-        return None
     return latest
 
 
