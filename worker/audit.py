@@ -25,7 +25,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from worker.errors import AuditWriteError, StateError
@@ -131,7 +131,7 @@ def _processed(processed: Mapping[tuple[str, str], Mapping[str, int]]) -> list[d
 def _payload(event: Audited) -> dict[str, Any]:
     match event:
         case RunStarted():
-            return {"dry_run": event.dry_run}
+            return {"dry_run": event.dry_run, "policy": event.policy}
         case BatchIntent():
             _only_hashes(
                 event.key_hashes,
@@ -296,6 +296,8 @@ class VerifyResult:
     checked: int
     first_bad_seq: int | None
     reason: str
+    # Policy fingerprint → runs that started under it (from the verified run.started records).
+    policies: dict[str, int] = field(default_factory=dict)
 
 
 def _missing(first: int, last: int) -> str:
@@ -308,6 +310,7 @@ def verify(store: StateStore, batch_size: int = 1000) -> VerifyResult:
     """Walk the chain in seq order, streaming; stop at the first record that does not hold up."""
     checked = 0
     prev_seq, prev_hash = 0, ZERO_HASH
+    policies: dict[str, int] = {}
 
     def bad(seq: int, reason: str) -> VerifyResult:
         return VerifyResult(ok=False, checked=checked, first_bad_seq=seq, reason=reason)
@@ -327,6 +330,9 @@ def verify(store: StateStore, batch_size: int = 1000) -> VerifyResult:
                 )
             if _recompute(record) != record.hash:
                 return bad(seq, f"event {seq}: content does not match its hash")
+            if record.kind == "run.started":
+                policy = json.loads(record.payload).get("policy") or "(not recorded)"
+                policies[policy] = policies.get(policy, 0) + 1
             checked += 1
             prev_seq, prev_hash = seq, record.hash
     if head is None:
@@ -348,7 +354,13 @@ def verify(store: StateStore, batch_size: int = 1000) -> VerifyResult:
         )
     if head.hash != prev_hash:
         return bad(prev_seq, f"event {prev_seq}: its hash is not the one the head recorded")
-    return VerifyResult(ok=True, checked=checked, first_bad_seq=None, reason="the chain is intact")
+    return VerifyResult(
+        ok=True,
+        checked=checked,
+        first_bad_seq=None,
+        reason="the chain is intact",
+        policies=policies,
+    )
 
 
 def _recompute(record: AuditRecord) -> str | None:

@@ -340,6 +340,8 @@ def audit_verify(ctx: Ctx) -> None:
         store.close()
     if result.ok:
         click.echo(f"audit trail verified: {result.checked} event(s), chain intact.")
+        for policy, runs in sorted(result.policies.items()):
+            click.echo(f"  {runs} run(s) followed policy {policy}")
         return
     click.echo(f"audit trail BROKEN: {result.reason}", err=True)
     sys.exit(ExitCode.RUN_FAILED)

@@ -32,6 +32,8 @@ class RunStarted:
     product: str
     at: dt.datetime
     dry_run: bool = False
+    # Fingerprint of the effective configuration the run follows (worker/fingerprint.py).
+    policy: str = ""
     name = "run.started"
 
 

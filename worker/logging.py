@@ -211,7 +211,11 @@ def _describe(event: Event) -> tuple[int, dict[str, Any]]:
     """The level and the fields of the log line for `event`."""
     match event:
         case RunStarted():
-            return logging.INFO, {**_run_fields(event), "dry_run": event.dry_run}
+            return logging.INFO, {
+                **_run_fields(event),
+                "dry_run": event.dry_run,
+                "policy": event.policy,
+            }
         case RuleEvaluated():
             return logging.INFO, {
                 **_run_fields(event),

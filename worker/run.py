@@ -36,6 +36,7 @@ from worker.events import (
     RunFinished,
     RunStarted,
 )
+from worker.fingerprint import policy_fingerprint
 from worker.gate import Gatekeeper, held_by
 from worker.holds import ActiveHolds
 from worker.keys import KeyHasher
@@ -176,7 +177,8 @@ class Runner:
         connector: Connector | None = None
         unexpected: BaseException | None = None
         try:
-            self.bus.publish(RunStarted(at=self.clock(), dry_run=dry_run, **names))
+            policy = policy_fingerprint(self.catalogue, customer, mapping)
+            self.bus.publish(RunStarted(at=self.clock(), dry_run=dry_run, policy=policy, **names))
             connector = self._open(customer, mapping)
             self._verify(connector, mapping)
             holds = self.gatekeeper.active_holds(customer.customer, mapping.product)

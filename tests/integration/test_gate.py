@@ -25,6 +25,7 @@ from worker.approvals import ApprovalError, ApprovalLedger
 from worker.audit import verify
 from worker.configload import Config, load_config
 from worker.events import ApprovalChanged, Event, EventBus, RuleGated
+from worker.fingerprint import policy_fingerprint
 from worker.holds import HoldError, HoldLedger
 from worker.http import HealthServer
 from worker.keys import record_key_hash
@@ -478,3 +479,17 @@ def sample(text: str, name: str, labels: dict[str, str]) -> float | None:
         if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
             return float(line.rsplit(" ", 1)[1])
     return None
+
+
+def test_audit_verify_names_the_policy_each_run_followed(
+    tmp_path: Path, product_url: str, state: StateStore
+) -> None:
+    """run.started records the policy fingerprint; verify counts the runs per policy."""
+    cfg = config(tmp_path)
+    seed(product_url, [OLD], [OLD])
+    run(cfg, product_url, state)
+    run(cfg, product_url, state, customer="kdv-a")
+    expected = {c.customer: policy_fingerprint(cfg.catalogue, c, p) for c, p in cfg.pairs()}
+    result = verify(state)
+    assert result.ok
+    assert result.policies == {expected["kdv-a"]: 2, expected["kdv-b"]: 1}

@@ -240,7 +240,7 @@ def test_dry_runs_are_recorded_as_dry_and_change_nothing(store: StateStore, db_p
     events = run_events("e" * 32, batches=1, dry_run=True)
     record(store, [events[0], events[-1]])
     payloads = [json.loads(str(p)) for _, _, p, _, _ in rows(db_path)]
-    assert payloads[0] == {"dry_run": True}
+    assert payloads[0] == {"dry_run": True, "policy": ""}
     assert payloads[1]["dry_run"] is True
     assert payloads[1]["rows_changed"] == 0
     (run,) = store.recent_runs(1)
