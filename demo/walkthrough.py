@@ -29,6 +29,7 @@ from worker.app import (
     utc_now,
 )
 from worker.audit import verify
+from worker.checkpoints import Checkpointer, new_key_pair
 from worker.configload import Config, load_config
 from worker.errors import ExitCode
 from worker.events import EventBus, Outcome
@@ -42,11 +43,17 @@ Echo = Callable[[str], None]
 
 
 def demo_env(folder: Path, config: Config) -> dict[str, str]:
-    """The demo's own settings: SQLite files in `folder`, a fresh random pepper."""
+    """The demo's own settings: SQLite files in `folder`, a fresh random pepper, and a fresh
+    key pair signing the audit checkpoints (the private key in `folder`)."""
+    private_pem, _public = new_key_pair()
+    key = folder / "checkpoint-key.pem"
+    key.touch(mode=0o600)
+    key.write_text(private_pem, encoding="ascii")
     env = {
         "RETENTION_STATE_URL": f"sqlite:///{folder / 'state.db'}",
         "RETENTION_CONFIG_DIR": str(config.directory.resolve()),
         "RETENTION_PEPPER": secrets.token_hex(24),
+        "RETENTION_CHECKPOINT_KEY_FILE": str(key),
     }
     for customer, mapping in config.pairs():
         variable = url_variable(customer, mapping)
@@ -137,16 +144,24 @@ def walkthrough(folder: Path, config_dir: Path, *, reset: bool, echo: Echo) -> i
             pepper=settings.require_pepper(),
             retry=settings.retry_policy(),
             store=store,
+            signer=settings.checkpoint_signer(),
         )
         reports = run_pairs(runner, pairs, now, dry_run=False)
         echo(format_changes(reports))
 
         echo("\n== Audit trail")
-        result = verify(store)
+        made = Checkpointer(store, None).list()
+        last = made[-1] if made else None
+        result = verify(store, anchors={last.seq: last.hash} if last else None)
     finally:
         store.close()
     if result.ok:
         echo(f"verified: {result.checked} event(s), hash chain intact.")
+        if last is not None:
+            echo(
+                f"it reaches the run's last checkpoint, seq {last.seq}, signed by key "
+                f"{last.key_id} (`retention-worker audit checkpoints` lists them)."
+            )
     else:
         echo(f"BROKEN: {result.reason}")
     if all(r.changed == 0 for r in reports) and not fresh:

@@ -15,6 +15,7 @@ import structlog
 from connectors.base import Connector, ConnectorError
 from connectors.registry import make_connector
 from worker.audit import AuditTrail
+from worker.checkpoints import Checkpointer, Signer
 from worker.config import Customer, ProductMapping
 from worker.configload import Config
 from worker.errors import SettingsError
@@ -93,12 +94,14 @@ def build_runner(
     batch_size: int | None = None,
     retry: RetryPolicy | None = None,
     store: StateStore | None = None,
+    signer: Signer | None = None,
 ) -> Runner:
     """A Runner over the environment's databases; `batch_size` overrides the mappings'.
 
     `retry` defaults to 60 s of retries of transient errors (see `worker.retry`). `store`
     holds the legal holds, approvals and rule history the run obeys; only a dry run may go
-    without one (nothing is then held or approved).
+    without one (nothing is then held or approved). With a store, every run ends with a
+    checkpoint of the audit chain, signed by `signer` when given.
     """
     return Runner(
         config.catalogue,
@@ -110,6 +113,7 @@ def build_runner(
         batch_size=batch_size,
         retry=retry,
         gatekeeper=Gatekeeper(store, bus, clock),
+        checkpointer=Checkpointer(store, signer) if store is not None else None,
     )
 
 

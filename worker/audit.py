@@ -306,8 +306,16 @@ def _missing(first: int, last: int) -> str:
     return f"events {first} to {last} are missing"
 
 
-def verify(store: StateStore, batch_size: int = 1000) -> VerifyResult:
-    """Walk the chain in seq order, streaming; stop at the first record that does not hold up."""
+def verify(
+    store: StateStore, batch_size: int = 1000, anchors: Mapping[int, str] | None = None
+) -> VerifyResult:
+    """Walk the chain in seq order, streaming; stop at the first record that does not hold up.
+
+    `anchors` (seq → hash, from checkpoints kept outside the state database) must each be
+    found in the chain: a trail shorter than an anchor, or with another hash at its seq, was
+    truncated or rewritten (worker/checkpoints.py).
+    """
+    anchors = dict(anchors or {})
     checked = 0
     prev_seq, prev_hash = 0, ZERO_HASH
     policies: dict[str, int] = {}
@@ -330,11 +338,25 @@ def verify(store: StateStore, batch_size: int = 1000) -> VerifyResult:
                 )
             if _recompute(record) != record.hash:
                 return bad(seq, f"event {seq}: content does not match its hash")
+            if anchors.get(seq, record.hash) != record.hash:
+                return bad(
+                    seq,
+                    f"event {seq}: its hash is not the one checkpoint {seq}:{anchors[seq]} "
+                    "recorded: the trail was rewritten after the checkpoint",
+                )
             if record.kind == "run.started":
                 policy = json.loads(record.payload).get("policy") or "(not recorded)"
                 policies[policy] = policies.get(policy, 0) + 1
             checked += 1
             prev_seq, prev_hash = seq, record.hash
+    beyond = sorted(seq for seq in anchors if seq > prev_seq)
+    if beyond:
+        last = beyond[-1]
+        return bad(
+            prev_seq + 1,
+            f"the trail ends at seq {prev_seq}, but checkpoint {last}:{anchors[last]} cannot be "
+            f"reached: events {prev_seq + 1} to {last} or more were removed from its end",
+        )
     if head is None:
         return bad(
             prev_seq + 1,

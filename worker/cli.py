@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from worker.app import PairSelection, build_runner, run_pairs, subscribe_state, utc_now
+from worker.cli_audit import audit
 from worker.cli_common import EXIT_CODES_HELP, Ctx, config_option, fail, select_options
 from worker.cli_decisions import COMMANDS
 from worker.configload import Config, load_config
@@ -43,7 +44,8 @@ def main(ctx: click.Context, env_file: Path | None) -> None:
     Settings come from the environment: RETENTION_CONFIG_DIR, RETENTION_STATE_URL,
     RETENTION_PEPPER (or RETENTION_PEPPER_FILE), RETENTION_HTTP_HOST,
     RETENTION_HTTP_PORT, RETENTION_LOG_LEVEL, RETENTION_LOG_FORMAT (json|console|auto),
-    RETENTION_STOP_GRACE_SECONDS, RETENTION_RETRY_BUDGET_SECONDS. Each product mapping
+    RETENTION_STOP_GRACE_SECONDS, RETENTION_RETRY_BUDGET_SECONDS, RETENTION_CHECKPOINT_KEY
+    (or RETENTION_CHECKPOINT_KEY_FILE). Each product mapping
     (or customer, for one-database-per-customer products) names the variable holding its
     database URL.
     See docs/configuration.md and docs/operations.md.
@@ -255,6 +257,7 @@ def run(
 
     try:
         pepper = ctx.settings.require_pepper()
+        signer = ctx.settings.checkpoint_signer()
     except SettingsError as exc:
         fail(str(exc))
     if not once:
@@ -272,7 +275,13 @@ def run(
         if sys.stderr.isatty():
             bus.subscribe(Progress(sys.stderr))
         runner = build_runner(
-            config, ctx.env, bus, pepper=pepper, retry=ctx.settings.retry_policy(), store=store
+            config,
+            ctx.env,
+            bus,
+            pepper=pepper,
+            retry=ctx.settings.retry_policy(),
+            store=store,
+            signer=signer,
         )
         reports = run_pairs(runner, sel.pick(config), utc_now(), dry_run=dry_run)
     except RetentionError as exc:
@@ -318,35 +327,6 @@ def migrate(ctx: Ctx) -> None:
     click.echo(f"state database {mask_url(ctx.settings.state_url)} is up to date.")
 
 
-@main.group()
-def audit() -> None:
-    """Read and check the audit trail."""
-
-
-@audit.command("verify")
-@click.pass_obj
-def audit_verify(ctx: Ctx) -> None:
-    """Recompute the hash chain; exit 1 naming the first bad event if it was tampered with."""
-    from worker.audit import verify
-    from worker.state import StateStore
-
-    store = StateStore(ctx.settings.state_url, retry=ctx.settings.retry_policy())
-    try:
-        store.check()
-        result = verify(store)
-    except RetentionError as exc:
-        fail(str(exc), ExitCode.RUN_FAILED)
-    finally:
-        store.close()
-    if result.ok:
-        click.echo(f"audit trail verified: {result.checked} event(s), chain intact.")
-        for policy, runs in sorted(result.policies.items()):
-            click.echo(f"  {runs} run(s) followed policy {policy}")
-        return
-    click.echo(f"audit trail BROKEN: {result.reason}", err=True)
-    sys.exit(ExitCode.RUN_FAILED)
-
-
 @main.command()
 @click.option(
     "--dir",
@@ -375,5 +355,5 @@ def demo(ctx: Ctx, folder: Path, reset: bool, config_dir: Path | None) -> None:
     sys.exit(code)
 
 
-for _command in COMMANDS:
+for _command in (audit, *COMMANDS):
     main.add_command(_command)

@@ -55,6 +55,7 @@ class Daemon:
         self.config_dir = config_dir
         self.clock = clock
         self.pepper = settings.require_pepper()
+        self.signer = settings.checkpoint_signer()
         self.metrics = Metrics()
         self.state = StateStore(settings.state_url, retry=settings.retry_policy())
         self.stop = threading.Event()
@@ -166,6 +167,7 @@ class Daemon:
                 stop=self.stop,
                 retry=self.settings.retry_policy(),
                 store=self.state,
+                signer=self.signer,
             )
             try:
                 run_pairs(runner, pairs, self.clock(), dry_run=False)

@@ -206,6 +206,18 @@ class ApprovalChanged:
 
 
 @dataclass(frozen=True)
+class CheckpointMade:
+    """A run ended with a (signed) checkpoint of the audit chain's head."""
+
+    seq: int
+    hash: str
+    at: dt.datetime
+    key_id: str | None
+    signature: str | None
+    name = "audit.checkpoint"
+
+
+@dataclass(frozen=True)
 class ConnectorStatus:
     customer: str
     product: str
@@ -230,6 +242,7 @@ Event = Union[  # noqa: UP007  (a runtime alias used in isinstance-free dispatch
     RunFinished,
     HoldChanged,
     ApprovalChanged,
+    CheckpointMade,
     ConnectorStatus,
     ConfigLoaded,
 ]

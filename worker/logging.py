@@ -27,6 +27,7 @@ from worker.events import (
     BatchApplied,
     BatchFailed,
     BatchIntent,
+    CheckpointMade,
     ConfigLoaded,
     ConnectorStatus,
     Event,
@@ -316,6 +317,14 @@ def _describe(event: Event) -> tuple[int, dict[str, Any]]:
             if event.error is not None:
                 fields["error"] = event.error
             return _OUTCOME_LEVEL.get(Outcome(event.outcome), logging.ERROR), fields
+        case CheckpointMade():
+            return logging.INFO, {
+                "seq": event.seq,
+                "hash": event.hash,
+                "at": event.at.isoformat(),
+                "key_id": event.key_id,
+                "signature": event.signature,
+            }
         case ConnectorStatus():
             level = logging.INFO if event.up else logging.WARNING
             return level, {"customer": event.customer, "product": event.product, "up": event.up}

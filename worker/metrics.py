@@ -26,6 +26,7 @@ from prometheus_client import (
 from worker.events import (
     BatchApplied,
     BatchFailed,
+    CheckpointMade,
     ConfigLoaded,
     ConnectorStatus,
     Event,
@@ -142,6 +143,11 @@ class Metrics:
             PENDING_LABELS,
             registry=r,
         )
+        self.checkpoint_seq = Gauge(
+            "retention_audit_checkpoint_seq",
+            "Sequence number of the last signed checkpoint of the audit chain.",
+            registry=r,
+        )
         # Runs of different customers may finish on different scheduler threads at once.
         self._lock = threading.Lock()
         self._dry_runs: set[str] = set()
@@ -191,6 +197,8 @@ class Metrics:
                 self.config_valid.set(1 if event.valid else 0)
                 if not event.valid:
                     self.config_reload_failures.inc()
+            case CheckpointMade():
+                self.checkpoint_seq.set(event.seq)
             case ConnectorStatus():
                 self.connector_up.labels(event.product, event.customer).set(1 if event.up else 0)
             case _:

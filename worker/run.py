@@ -22,12 +22,14 @@ from typing import Any, TypeVar
 import structlog
 
 from connectors.base import Change, Connector, ConnectorError, Key, Target
+from worker.checkpoints import Checkpointer
 from worker.config import Catalogue, Customer, ProductMapping
 from worker.errors import RetentionError
 from worker.events import (
     BatchApplied,
     BatchFailed,
     BatchIntent,
+    CheckpointMade,
     ConnectorStatus,
     EventBus,
     Outcome,
@@ -138,6 +140,7 @@ class Runner:
         retry: RetryPolicy | None = None,
         batch_size: int | None = None,
         gatekeeper: Gatekeeper | None = None,
+        checkpointer: Checkpointer | None = None,
     ) -> None:
         self.catalogue = catalogue
         self.bus = bus
@@ -149,6 +152,7 @@ class Runner:
         self.batch_size = batch_size
         # Without a state database nothing is held or approved: only for counting (plan).
         self.gatekeeper = gatekeeper or Gatekeeper(None, bus, clock)
+        self.checkpointer = checkpointer
 
     def _retry(self, fn: Callable[..., T], *args: Any) -> T:
         """Call `fn`, retrying transient database errors within the retry budget."""
@@ -210,9 +214,31 @@ class Runner:
         except RetentionError as exc:  # the trail could not record the end: say so, go on
             report.outcome = Outcome.FAILED
             report.error = f"{report.error}; {exc}" if report.error else str(exc)
+        else:
+            self._checkpoint()
         if unexpected is not None:
             raise UnexpectedRunError(report) from unexpected
         return report
+
+    def _checkpoint(self) -> None:
+        """Sign and publish the chain's head after a run's end was recorded; a failure is
+        logged, never the run's (its changes are all in the trail already)."""
+        if self.checkpointer is None:
+            return
+        try:
+            made = self.checkpointer.make(self.clock())
+        except RetentionError as exc:
+            log.exception("audit.checkpoint_failed", error=str(exc))
+            return
+        self.bus.publish(
+            CheckpointMade(
+                seq=made.seq,
+                hash=made.hash,
+                at=made.at,
+                key_id=made.key_id,
+                signature=made.signature,
+            )
+        )
 
     def _open(self, customer: Customer, mapping: ProductMapping) -> Connector:
         try:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from worker.checkpoints import CheckpointError, Signer
 from worker.errors import SettingsError
 from worker.retry import RetryPolicy
 
@@ -56,6 +57,8 @@ class Settings:
     # Seconds to keep retrying transient database errors (a failover); 0 turns retries off.
     retry_budget_seconds: float = 60.0
     pepper: bytes = field(default=b"", repr=False)
+    # PEM Ed25519 private key signing audit checkpoints (worker/checkpoints.py); "" unsigned.
+    checkpoint_key: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -74,11 +77,29 @@ class Settings:
             stop_grace_seconds=float(_int(env, "RETENTION_STOP_GRACE_SECONDS", 20, 1, 3600)),
             retry_budget_seconds=float(_int(env, "RETENTION_RETRY_BUDGET_SECONDS", 60, 0, 3600)),
             pepper=pepper.encode("utf-8"),
+            checkpoint_key=read_secret(env, "RETENTION_CHECKPOINT_KEY") or "",
         )
 
     def retry_policy(self) -> RetryPolicy:
         """The retry policy for transient errors of product and state databases."""
         return RetryPolicy(budget_seconds=self.retry_budget_seconds)
+
+    def checkpoint_signer(self) -> Signer | None:
+        """The signer of audit checkpoints, or None when no key is set (unsigned ones).
+
+        SettingsError when the key is not an Ed25519 PEM private key, or is the pepper.
+        """
+        if not self.checkpoint_key:
+            return None
+        if self.pepper and self.checkpoint_key.encode("utf-8") == self.pepper:
+            raise SettingsError(
+                "RETENTION_CHECKPOINT_KEY must not be the pepper; make a key pair with "
+                "`retention-worker audit keygen`"
+            )
+        try:
+            return Signer.from_pem(self.checkpoint_key)
+        except CheckpointError as exc:
+            raise SettingsError(str(exc)) from None
 
     def require_pepper(self) -> bytes:
         if len(self.pepper) < MIN_PEPPER_BYTES:

@@ -14,6 +14,7 @@ from worker.events import (
     BatchApplied,
     BatchFailed,
     BatchIntent,
+    CheckpointMade,
     ConfigLoaded,
     ConnectorStatus,
     Event,
@@ -144,6 +145,14 @@ def gated(
         eligible=60_000,
         since=since,
     )
+
+
+def test_the_checkpoint_gauge_follows_the_last_checkpoint() -> None:
+    """retention_audit_checkpoint_seq is the seq of the last checkpoint made."""
+    m = Metrics()
+    for seq in (12, 40):
+        m(CheckpointMade(seq=seq, hash="a" * 64, at=AT, key_id=None, signature=None))
+    assert value(m, "retention_audit_checkpoint_seq") == 40
 
 
 def test_holds_and_approvals_are_what_the_last_complete_run_left() -> None:
@@ -287,6 +296,7 @@ def test_labels_are_only_the_allowed_sets() -> None:
         "retention_connector_up": target,
         "retention_config_valid": set(),
         "retention_config_reload_failures": set(),
+        "retention_audit_checkpoint_seq": set(),
         "retention_rows_held": target,
         "retention_runs_awaiting_approval": target,
         "retention_approval_pending_since_timestamp_seconds": {"product", "customer", "rule"},

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -46,7 +47,7 @@ runs = Table(
     Column("error", Text, nullable=True),
     Column("rows_changed", BigInteger, nullable=False),
     CheckConstraint(
-        "outcome IS NULL OR outcome IN ('succeeded', 'failed', 'interrupted')",
+        "outcome IS NULL OR outcome IN ('succeeded', 'failed', 'interrupted', 'crashed')",
         name="outcome",
     ),
     Index("ix_runs_customer_product_started_at", "customer", "product", "started_at"),
@@ -170,6 +171,51 @@ rule_history = Table(
     Column("eligible", BigInteger, nullable=False),
     Column("changed", BigInteger, nullable=False),
     Index("ix_rule_history_customer_product_rule", "customer", "product", "rule", "finished_at"),
+)
+
+# Signed checkpoints of the chain's head, one per run's end: anchors kept outside the state
+# database (logs, exports, metrics) show a trail truncated at its tail.
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("key_id", String(64), nullable=True),
+    Column("signature", String(200), nullable=True),
+)
+
+# The effective configuration each fingerprint names (worker/fingerprint.py), for auditors.
+policies = Table(
+    "policies",
+    metadata,
+    Column("fingerprint", String(80), primary_key=True),
+    Column("document", Text, nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+)
+
+# What the metrics showed at the last evaluation of each rule, so a restarted daemon exposes
+# the backlog, lag and holds before its first run.
+rule_status = Table(
+    "rule_status",
+    metadata,
+    Column("customer", String(200), primary_key=True),
+    Column("product", String(200), primary_key=True),
+    Column("rule", String(200), primary_key=True),
+    Column("action", String(40), nullable=False),
+    Column("eligible", BigInteger, nullable=False),
+    Column("lag_seconds", Float, nullable=False),
+    Column("held", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+pair_status = Table(
+    "pair_status",
+    metadata,
+    Column("customer", String(200), primary_key=True),
+    Column("product", String(200), primary_key=True),
+    Column("connector_up", Boolean(create_constraint=False), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 ZERO_HASH = "0" * 64

@@ -1,0 +1,232 @@
+"""Signed checkpoints of the audit chain's head: evidence of the trail's length kept elsewhere.
+
+The hash chain shows a record altered, removed or reordered in the middle. Removing the newest
+records and rewinding `audit_head` to match leaves a shorter chain that still verifies, so
+each run ends with a checkpoint of the head (seq, hash, time), signed with Ed25519 (the
+`cryptography` library), logged as `audit.checkpoint`, exposed as the metric
+`retention_audit_checkpoint_seq`, and stored. Kept outside the state database (a log store,
+`retention-worker audit checkpoints > file`, Prometheus), a checkpoint makes
+`audit verify --checkpoint` fail for a trail shorter than, or different from, it.
+
+Signed message (UTF-8):
+
+    retention-worker checkpoint v1\n<canonical JSON of {"at": ..., "hash": ..., "seq": ...}>
+
+`at` is ISO 8601 UTC with microseconds, like the chain's. The key id is the first 16 hex
+digits of the SHA-256 of the raw 32-byte public key. The signing key (RETENTION_CHECKPOINT_KEY
+or RETENTION_CHECKPOINT_KEY_FILE, a PEM private key, never the pepper) stays with the worker;
+auditors get the public key (`audit keygen` writes both) and verify without being able to sign.
+Without a key, checkpoints are unsigned: still evidence when kept elsewhere, but anyone with
+write access could forge one.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy import Connection
+
+from worker.audit import canonical_json, iso_utc
+from worker.errors import RetentionError
+from worker.state import StateStore
+from worker.state.models import audit_head, checkpoints
+from worker.state.store import utc
+
+PREFIX = b"retention-worker checkpoint v1\n"
+
+
+class CheckpointError(RetentionError):
+    """A checkpoint or a checkpoint key could not be read."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The head of the chain at one instant: seq, hash and time (UTC), maybe signed."""
+
+    seq: int
+    hash: str
+    at: dt.datetime
+    key_id: str | None = None
+    signature: str | None = None  # base64 of the 64-byte Ed25519 signature
+
+    def message(self) -> bytes:
+        """The bytes that are signed."""
+        body = canonical_json({"at": iso_utc(self.at), "hash": self.hash, "seq": self.seq})
+        return PREFIX + body.encode("utf-8")
+
+    def to_json(self) -> str:
+        """One line of JSON: the export format `audit verify --checkpoint FILE` reads."""
+        return canonical_json(
+            {
+                "seq": self.seq,
+                "hash": self.hash,
+                "at": iso_utc(self.at),
+                "key_id": self.key_id,
+                "signature": self.signature,
+            }
+        )
+
+    @property
+    def short(self) -> str:
+        return f"{self.seq}:{self.hash}"
+
+
+def key_id(public: Ed25519PublicKey) -> str:
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+class Signer:
+    """Signs checkpoints with an Ed25519 private key."""
+
+    def __init__(self, private: Ed25519PrivateKey) -> None:
+        self._private = private
+        self.public = private.public_key()
+        self.key_id = key_id(self.public)
+
+    @classmethod
+    def from_pem(cls, text: str) -> Signer:
+        """A signer from a PEM (PKCS#8) private key; CheckpointError when it is not one."""
+        try:
+            key = serialization.load_pem_private_key(text.encode("ascii"), password=None)
+        except (ValueError, TypeError, UnicodeEncodeError):
+            raise CheckpointError(
+                "RETENTION_CHECKPOINT_KEY is not a PEM private key; make one with "
+                "`retention-worker audit keygen`"
+            ) from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise CheckpointError("RETENTION_CHECKPOINT_KEY must be an Ed25519 private key")
+        return cls(key)
+
+    def sign(self, seq: int, hash_: str, at: dt.datetime) -> Checkpoint:
+        unsigned = Checkpoint(seq, hash_, at.astimezone(dt.UTC))
+        signature = base64.b64encode(self._private.sign(unsigned.message())).decode("ascii")
+        return Checkpoint(seq, hash_, unsigned.at, self.key_id, signature)
+
+
+def new_key_pair() -> tuple[str, str]:
+    """A fresh Ed25519 key pair as (private PEM, public PEM)."""
+    private = Ed25519PrivateKey.generate()
+    private_pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode("ascii")
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode("ascii")
+    )
+    return private_pem, public_pem
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    """An auditor's copy of the public key (PEM); CheckpointError when unreadable."""
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read the public key {path}: {exc}") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise CheckpointError(f"{path} is not an Ed25519 public key")
+    return key
+
+
+def signature_ok(checkpoint: Checkpoint, public: Ed25519PublicKey) -> bool:
+    """True when the checkpoint carries a valid signature by `public`."""
+    if checkpoint.signature is None:
+        return False
+    try:
+        public.verify(base64.b64decode(checkpoint.signature), checkpoint.message())
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def parse(text: str, where: str) -> list[Checkpoint]:
+    """Checkpoints from `SEQ:HASH` or from JSON lines (`audit checkpoints` output)."""
+    text = text.strip()
+    if not text.startswith("{"):
+        seq, sep, hash_ = text.partition(":")
+        if not sep or not seq.isdigit() or len(hash_) != 64:
+            raise CheckpointError(
+                f"{where}: write a checkpoint as SEQ:HASH (64 hex digits) or give a file of "
+                "`retention-worker audit checkpoints` lines"
+            )
+        return [Checkpoint(int(seq), hash_.lower(), dt.datetime.min.replace(tzinfo=dt.UTC))]
+    found: list[Checkpoint] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            data: dict[str, Any] = json.loads(line)
+            found.append(
+                Checkpoint(
+                    seq=int(data["seq"]),
+                    hash=str(data["hash"]),
+                    at=dt.datetime.fromisoformat(data["at"]),
+                    key_id=data.get("key_id"),
+                    signature=data.get("signature"),
+                )
+            )
+        except (ValueError, KeyError, TypeError):
+            raise CheckpointError(f"{where}, line {number}: not a checkpoint line") from None
+    return found
+
+
+class Checkpointer:
+    """Makes, stores and lists checkpoints of one state database's trail."""
+
+    def __init__(self, store: StateStore, signer: Signer | None) -> None:
+        self._store = store
+        self.signer = signer
+
+    def make(self, at: dt.datetime) -> Checkpoint:
+        """A checkpoint of the head as it is now (signed when there is a key), stored."""
+
+        def head(conn: Connection) -> tuple[int, str]:
+            row = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash)).one()
+            return int(row.seq), str(row.hash)
+
+        seq, hash_ = self._store.read("reading the audit head", head)
+        if self.signer is not None:
+            checkpoint = self.signer.sign(seq, hash_, at)
+        else:
+            checkpoint = Checkpoint(seq, hash_, at.astimezone(dt.UTC))
+
+        def save(conn: Connection) -> None:
+            exists = conn.execute(sa.select(checkpoints.c.seq).where(checkpoints.c.seq == seq))
+            if exists.first() is None:
+                conn.execute(
+                    checkpoints.insert().values(
+                        seq=seq,
+                        hash=hash_,
+                        at=checkpoint.at,
+                        key_id=checkpoint.key_id,
+                        signature=checkpoint.signature,
+                    )
+                )
+
+        self._store.write(f"storing the checkpoint at seq {seq}", save)
+        return checkpoint
+
+    def list(self, since: int = 0) -> list[Checkpoint]:
+        """Stored checkpoints after `since`, oldest first."""
+        query = sa.select(checkpoints).where(checkpoints.c.seq > since).order_by(checkpoints.c.seq)
+
+        def read(conn: Connection) -> list[Checkpoint]:
+            return [
+                Checkpoint(int(r.seq), r.hash, utc(r.at), r.key_id, r.signature)
+                for r in conn.execute(query)
+            ]
+
+        return self._store.read("listing checkpoints", read)
