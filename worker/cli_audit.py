@@ -156,3 +156,27 @@ def audit_keygen(folder: Path) -> None:
     public.write_text(public_pem, encoding="ascii")
     click.echo(f"wrote {private} (secret: set RETENTION_CHECKPOINT_KEY_FILE to it)")
     click.echo(f"wrote {public} (give it to auditors: audit verify --public-key)")
+
+
+@audit.command("policy", epilog=EXIT_CODES_HELP)
+@click.argument("fingerprint")
+@click.pass_obj
+def audit_policy(ctx: Ctx, fingerprint: str) -> None:
+    """Print the effective configuration a policy fingerprint names (as `audit verify` and
+    each run.started record show it), as JSON."""
+    import json
+
+    import sqlalchemy as sa
+
+    from worker.fingerprint import fingerprint as policy_fingerprint_of
+    from worker.state.models import policies
+
+    query = sa.select(policies.c.document).where(policies.c.fingerprint == fingerprint)
+    with _store(ctx) as store:
+        found = store.read("reading a policy", lambda conn: conn.execute(query).scalar())
+    if found is None:
+        fail(f"no policy {fingerprint!r} in the state database (runs record it from this version)")
+    document = json.loads(found)
+    if policy_fingerprint_of(document) != fingerprint:
+        fail(f"the stored document of {fingerprint} no longer matches it: it was altered")
+    click.echo(json.dumps(document, indent=2, sort_keys=True))

@@ -23,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from worker.approvals import Approval, ApprovalLedger
+from worker.audit import canonical_json
 from worker.breaker import judge
 from worker.events import (
     ApprovalChanged,
@@ -36,7 +37,7 @@ from worker.events import (
 from worker.holds import ActiveHolds, HoldLedger
 from worker.policy import EffectiveRule, categories_touched
 from worker.state import StateStore
-from worker.state.models import rule_history
+from worker.state.models import policies, rule_history
 
 Clock = Callable[[], dt.datetime]
 
@@ -97,6 +98,25 @@ class Gatekeeper:
         if self.approvals is None:
             return None
         return self.approvals.open_for(customer, product, rule)
+
+    def remember_policy(self, fingerprint: str, document: dict[str, Any], at: dt.datetime) -> None:
+        """Keep the policy document a fingerprint names (once), for `audit policy`."""
+        if self.store is None:
+            return
+        text = canonical_json(document)
+
+        def write(conn: sa.Connection) -> None:
+            found = conn.execute(
+                sa.select(policies.c.fingerprint).where(policies.c.fingerprint == fingerprint)
+            )
+            if found.first() is None:
+                conn.execute(
+                    policies.insert().values(
+                        fingerprint=fingerprint, document=text, first_seen=at.astimezone(dt.UTC)
+                    )
+                )
+
+        self.store.write(f"recording policy {fingerprint}", write)
 
     def history(self, customer: str, product: str, rule: str, runs: int) -> list[int]:
         """Rows the rule changed in its last `runs` successful real runs, newest first."""

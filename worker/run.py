@@ -38,7 +38,7 @@ from worker.events import (
     RunFinished,
     RunStarted,
 )
-from worker.fingerprint import policy_fingerprint
+from worker.fingerprint import fingerprint, policy_document
 from worker.gate import Gatekeeper, held_by
 from worker.holds import ActiveHolds
 from worker.keys import KeyHasher
@@ -181,8 +181,11 @@ class Runner:
         connector: Connector | None = None
         unexpected: BaseException | None = None
         try:
-            policy = policy_fingerprint(self.catalogue, customer, mapping)
+            document = policy_document(self.catalogue, customer, mapping)
+            policy = fingerprint(document)
             self.bus.publish(RunStarted(at=self.clock(), dry_run=dry_run, policy=policy, **names))
+            if not dry_run:
+                self.gatekeeper.remember_policy(policy, document, self.clock())
             connector = self._open(customer, mapping)
             self._verify(connector, mapping)
             holds = self.gatekeeper.active_holds(customer.customer, mapping.product)

@@ -105,3 +105,20 @@ def test_a_forged_or_rewritten_checkpoint_is_refused(tmp_path: Path) -> None:
     assert "the trail was rewritten after the checkpoint" in rewritten.stderr
     bad = cli(["audit", "verify", "--checkpoint", "12:nothex"], env)
     assert bad.returncode == 1 and "write a checkpoint as SEQ:HASH" in bad.stderr
+
+
+def test_audit_policy_prints_the_configuration_a_run_followed(tmp_path: Path) -> None:
+    """The fingerprint in run.started names a stored document that hashes to it."""
+    env = setup(tmp_path)
+    rows(tmp_path, 1)
+    done = cli(["run", "--once"], env)
+    logged = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    started = [e for e in logged if e["event"] == "run.started" and e["customer"] == "kdv-a"]
+    policy = started[0]["policy"]
+    shown = cli(["audit", "policy", policy], env)
+    assert shown.returncode == 0, shown.stderr
+    document = json.loads(shown.stdout)
+    assert document["customer"] == "kdv-a" and document["choices"]["tenant"] == 1
+    assert f"1 run(s) followed policy {policy}" in cli(["audit", "verify"], env).stdout
+    unknown = cli(["audit", "policy", "sha256:" + "0" * 64], env)
+    assert unknown.returncode == 2 and "no policy" in unknown.stderr
