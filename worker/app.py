@@ -25,6 +25,7 @@ from worker.retry import RetryPolicy
 from worker.run import Clock, Runner, RunReport, UnexpectedRunError
 from worker.settings import read_secret
 from worker.state import StateStore
+from worker.status import StatusRecorder
 
 log = structlog.get_logger("worker")
 
@@ -119,9 +120,11 @@ def build_runner(
 
 def subscribe_state(bus: EventBus, store: StateStore, clock: Clock = utc_now) -> None:
     """Subscribe what writes a real run to the state database: the audit trail (required:
-    no batch without its intent) and the rule history the breaker reads."""
+    no batch without its intent), the rule history the breaker reads, and the status the
+    metrics are rebuilt from after a restart."""
     bus.subscribe(AuditTrail(store, clock), required=True)
     bus.subscribe(HistoryRecorder(store))
+    bus.subscribe(StatusRecorder(store))
 
 
 def run_pairs(

@@ -32,6 +32,7 @@ from worker.run import Clock
 from worker.scheduler import build_scheduler, sync_jobs
 from worker.settings import Settings
 from worker.state import StateStore
+from worker.status import read_status
 
 log = structlog.get_logger("worker.daemon")
 
@@ -126,6 +127,18 @@ class Daemon:
         self.bus.publish(ConfigLoaded(valid=not config.problems, problems=len(config.problems)))
         return not config.problems
 
+    def _restore_metrics(self) -> None:
+        """Rebuild the per-pair gauges from the state database before the first scrape."""
+        if self.config is None:
+            return
+        pairs = [(c.customer, p.product) for c, p in self.config.pairs()]
+        try:
+            self.metrics.restore(read_status(self.state, pairs))
+        except RetentionError as exc:
+            log.warning("metrics.restore_failed", error=str(exc))
+            return
+        log.info("metrics.restored", pairs=len(pairs))
+
     def _last_started(self, customer: str, product: str) -> dt.datetime | None:
         try:
             return self.state.last_started(customer, product)
@@ -200,6 +213,7 @@ class Daemon:
         """Run until stopped; the exit code says whether the stop was clean."""
         self.state.check()
         self.load()
+        self._restore_metrics()
         self.http.start()
         self.scheduler.start()
         log.info(

@@ -36,6 +36,7 @@ from worker.events import (
     RunFinished,
     RunStarted,
 )
+from worker.status import StatusSnapshot
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
@@ -203,6 +204,33 @@ class Metrics:
                 self.connector_up.labels(event.product, event.customer).set(1 if event.up else 0)
             case _:
                 pass
+
+    def restore(self, snapshot: StatusSnapshot) -> None:
+        """Set the per-pair gauges from the state database's snapshot (a restarted daemon,
+        before its first run): last success, backlog and lag per rule, rows held, connector
+        state, rules awaiting approval, the last checkpoint. Counters start again at 0."""
+        with self._lock:
+            for (customer, product), at in snapshot.last_success.items():
+                self.last_success.labels(product, customer).set(at.timestamp())
+            for (customer, product), figures in snapshot.rules.items():
+                for f in figures:
+                    labels = (product, customer, f.rule, f.action)
+                    self.rows_eligible.labels(*labels).set(f.eligible)
+                    self.compliance_lag.labels(*labels).set(max(f.lag_seconds, 0.0))
+                    known = self._known_rules.setdefault((product, customer), set())
+                    known.add((f.rule, f.action))
+                self.rows_held.labels(product, customer).set(sum(f.held for f in figures))
+            for (customer, product), up in snapshot.connector_up.items():
+                self.connector_up.labels(product, customer).set(1 if up else 0)
+            pairs = set(snapshot.rules) | set(snapshot.pending_since)
+            for customer, product in pairs:
+                waiting = snapshot.pending_since.get((customer, product), {})
+                self.awaiting_approval.labels(product, customer).set(len(waiting))
+                for rule, since in waiting.items():
+                    self.pending_since.labels(product, customer, rule).set(since.timestamp())
+                self._pending[(product, customer)] = set(waiting)
+            if snapshot.checkpoint_seq is not None:
+                self.checkpoint_seq.set(snapshot.checkpoint_seq)
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format (Content-Type `CONTENT_TYPE`)."""

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests import dbs, kidsapp
 from tests.support import NOW, PEPPER
@@ -24,6 +25,7 @@ from worker.app import build_runner, run_pairs, subscribe_state
 from worker.approvals import ApprovalError, ApprovalLedger
 from worker.audit import verify
 from worker.configload import Config, load_config
+from worker.daemon import Daemon
 from worker.events import ApprovalChanged, Event, EventBus, RuleGated
 from worker.fingerprint import policy_fingerprint
 from worker.holds import HoldError, HoldLedger
@@ -32,6 +34,7 @@ from worker.keys import record_key_hash
 from worker.metrics import Metrics
 from worker.periods import Period, Unit, cutoff
 from worker.run import RunReport
+from worker.settings import Settings
 from worker.state import StateStore
 
 OLD = dt.date(2023, 6, 1)  # past 1 month and past the default 24 months on NOW (2026-11-28)
@@ -493,3 +496,65 @@ def test_audit_verify_names_the_policy_each_run_followed(
     result = verify(state)
     assert result.ok
     assert result.policies == {expected["kdv-a"]: 2, expected["kdv-b"]: 1}
+
+
+def test_a_restarted_daemon_shows_every_pair_before_its_first_run(
+    tmp_path: Path, product_url: str, state: StateStore
+) -> None:
+    """The gauges a run left (last success, backlog, lag, held, awaiting approval, connector,
+    checkpoint) are on /metrics of a new daemon before it runs anything."""
+    yearly = {"cron": "0 2 1 1 *"}  # no tick within the catch-up window of NOW
+    cfg = config(
+        tmp_path,
+        product=kidsapp.mapping(schedule=yearly),
+        customers={"kdv-a": {}, "kdv-b": {"breaker": {"max_rows": 1}}},
+    )
+    seed(product_url, [OLD] * 3, [OLD] * 2)
+    key = record_key_hash(PEPPER, "kdv-a", kidsapp.PRODUCT, "child", (1,))
+    place(state, customer="kdv-a", product=kidsapp.PRODUCT, table="child", key_hash=key)
+    before = Metrics()
+    run(cfg, product_url, state, extra=[before])
+    series = [
+        "retention_last_success_timestamp_seconds",
+        "retention_rows_eligible",
+        "retention_compliance_lag_seconds",
+        "retention_rows_held",
+        "retention_runs_awaiting_approval",
+        "retention_approval_pending_since_timestamp_seconds",
+        "retention_connector_up",
+        "retention_audit_checkpoint_seq",
+    ]
+    expected = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in before.registry.collect()
+        for s in family.samples
+        if s.name in series
+    }
+    assert {name for name, _ in expected} == set(series)
+    assert expected[("retention_rows_held", (("customer", "kdv-a"), ("product", "kidsapp")))] == 1
+
+    settings = Settings(
+        config_dir=cfg.directory,
+        state_url=f"sqlite:///{tmp_path / 'state.db'}",
+        http_host="127.0.0.1",
+        http_port=0,
+        pepper=PEPPER,
+    )
+    daemon = Daemon(settings, {kidsapp.URL_ENV: product_url}, cfg.directory, clock=lambda: NOW)
+    daemon.load()
+    daemon._restore_metrics()  # what serve() does before it starts the HTTP endpoint
+    daemon.http.start()
+    try:
+        url = f"http://127.0.0.1:{daemon.http.port}/metrics"
+        with urllib.request.urlopen(url) as response:
+            text = response.read().decode()
+    finally:
+        daemon.http.stop()
+        daemon.state.close()
+    restored = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name in series
+    }
+    assert restored == expected
