@@ -26,7 +26,7 @@ from worker.config import Customer, ProductMapping
 from worker.configload import Config, load_config
 from worker.events import EventBus, Outcome
 from worker.policy import effective_rules, rule_cutoff
-from worker.run import RunReport
+from worker.runreport import RunReport
 from worker.state import StateStore
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ from worker.app import build_runner, run_pairs
 from worker.audit import AuditTrail
 from worker.configload import Config, load_config
 from worker.events import Event, EventBus
-from worker.run import RunReport
+from worker.runreport import RunReport
 from worker.state import StateStore
 
 REPO = Path(__file__).resolve().parent.parent

@@ -22,7 +22,8 @@ from worker.errors import SettingsError
 from worker.events import EventBus
 from worker.gate import Gatekeeper, HistoryRecorder
 from worker.retry import RetryPolicy
-from worker.run import Clock, Runner, RunReport, UnexpectedRunError
+from worker.run import Clock, Runner
+from worker.runreport import RunReport, UnexpectedRunError
 from worker.settings import read_secret
 from worker.state import StateStore
 from worker.status import StatusRecorder

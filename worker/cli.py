@@ -23,7 +23,7 @@ from worker.events import EventBus, Outcome
 from worker.logging import LogSubscriber, configure_logging
 from worker.progress import Progress
 from worker.report import format_changes, format_plan, set_aside
-from worker.run import RunReport
+from worker.runreport import RunReport
 from worker.settings import Settings, load_env_file, mask_url
 
 if TYPE_CHECKING:

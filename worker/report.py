@@ -27,7 +27,7 @@ from typing import Any
 
 from worker.errors import ConfigProblem
 from worker.events import Outcome
-from worker.run import RunReport
+from worker.runreport import RunReport
 
 
 @dataclass(frozen=True)

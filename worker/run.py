@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import structlog
@@ -53,6 +53,7 @@ from worker.policy import (
     rule_cutoff,
 )
 from worker.retry import RetryPolicy
+from worker.runreport import RulePlan, RunReport, UnexpectedRunError
 from worker.targets import tables_for, target_for
 
 T = TypeVar("T")
@@ -67,54 +68,6 @@ class SchemaDrift(RetentionError):
 
 class RunInterrupted(RetentionError):
     """The run was asked to stop."""
-
-
-@dataclass
-class RulePlan:
-    """A rule's figures in one run: what was eligible and what changed."""
-
-    rule: str
-    action: str
-    table: str
-    period: str
-    source: str
-    cutoff: dt.date
-    today: dt.date  # the customer's calendar date the cutoff was computed for
-    eligible: int
-    lag_seconds: float
-    changed: dict[str, int] = field(default_factory=dict)
-    # Eligible rows a legal hold keeps (part of `eligible`).
-    held: int = 0
-    # "" (ran), "approved" (ran under an approval), "held", "awaiting_approval".
-    gate: str = ""
-    why: str = ""  # hold | flagged | breaker | exceeds_approval
-    reasons: tuple[str, ...] = ()
-    approval_id: str | None = None
-
-
-@dataclass
-class RunReport:
-    run_id: str
-    customer: str
-    product: str
-    outcome: Outcome
-    dry_run: bool
-    rules: list[RulePlan] = field(default_factory=list)
-    error: str | None = None
-
-    @property
-    def changed(self) -> int:
-        return sum(sum(r.changed.values()) for r in self.rules)
-
-    @property
-    def awaiting(self) -> list[RulePlan]:
-        """Rules that changed nothing because they wait for a person's approval."""
-        return [r for r in self.rules if r.gate == "awaiting_approval"]
-
-    @property
-    def held(self) -> int:
-        """Eligible rows kept by legal holds."""
-        return sum(r.held for r in self.rules)
 
 
 def _transient(exc: BaseException) -> bool:
@@ -496,11 +449,3 @@ class Runner:
                 plan.changed[name] = plan.changed.get(name, 0) + count
             if mapping.batch_pause:
                 self.stop.wait(mapping.batch_pause)
-
-
-class UnexpectedRunError(RetentionError):
-    """A run failed on an unexpected error; its report says which pair."""
-
-    def __init__(self, report: RunReport) -> None:
-        super().__init__(f"{report.customer} × {report.product}: {report.error}")
-        self.report = report

@@ -33,7 +33,7 @@ from worker.http import HealthServer
 from worker.keys import record_key_hash
 from worker.metrics import Metrics
 from worker.periods import Period, Unit, cutoff
-from worker.run import RunReport
+from worker.runreport import RunReport
 from worker.settings import Settings
 from worker.state import StateStore
 

@@ -10,7 +10,7 @@ from worker.errors import ConfigProblem
 from worker.events import BatchApplied, Outcome, RuleEvaluated, RunFinished
 from worker.progress import Progress
 from worker.report import format_changes, format_plan, plan_document, set_aside
-from worker.run import RulePlan, RunReport
+from worker.runreport import RulePlan, RunReport
 
 AT = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 NOTHING = "Nothing changed: no data was past its retention period."

@@ -1,0 +1,69 @@
+"""What one run of a customer × product found and did: per rule, and for the pair.
+
+Built by worker/run.py as the run goes (a run stopped halfway still reports what it
+changed), printed by worker/report.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from worker.errors import RetentionError
+from worker.events import Outcome
+
+
+@dataclass
+class RulePlan:
+    """A rule's figures in one run: what was eligible and what changed."""
+
+    rule: str
+    action: str
+    table: str
+    period: str
+    source: str
+    cutoff: dt.date
+    today: dt.date  # the customer's calendar date the cutoff was computed for
+    eligible: int
+    lag_seconds: float
+    changed: dict[str, int] = field(default_factory=dict)
+    # Eligible rows a legal hold keeps (part of `eligible`).
+    held: int = 0
+    # "" (ran), "approved" (ran under an approval), "held", "awaiting_approval".
+    gate: str = ""
+    why: str = ""  # hold | flagged | breaker | exceeds_approval
+    reasons: tuple[str, ...] = ()
+    approval_id: str | None = None
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    customer: str
+    product: str
+    outcome: Outcome
+    dry_run: bool
+    rules: list[RulePlan] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def changed(self) -> int:
+        return sum(sum(r.changed.values()) for r in self.rules)
+
+    @property
+    def awaiting(self) -> list[RulePlan]:
+        """Rules that changed nothing because they wait for a person's approval."""
+        return [r for r in self.rules if r.gate == "awaiting_approval"]
+
+    @property
+    def held(self) -> int:
+        """Eligible rows kept by legal holds."""
+        return sum(r.held for r in self.rules)
+
+
+class UnexpectedRunError(RetentionError):
+    """A run failed on an unexpected error; its report says which pair."""
+
+    def __init__(self, report: RunReport) -> None:
+        super().__init__(f"{report.customer} × {report.product}: {report.error}")
+        self.report = report
