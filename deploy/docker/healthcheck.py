@@ -20,7 +20,7 @@ def main() -> int:
     port = os.environ.get("RETENTION_HTTP_PORT") or "9464"
     url = f"http://127.0.0.1:{port}/healthz"
     try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as resp:  # noqa: S310 (fixed http URL)
+        with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as resp:
             status = int(resp.status)
     except urllib.error.HTTPError as exc:
         status = int(exc.code)

@@ -82,11 +82,15 @@ def substitute(expr: str) -> str:
 
 def check_promql(dashboard: dict[str, Any], promtool: str) -> int:
     exprs = expressions(dashboard)
-    rules = [{"record": f"dashboard:expr_{i}", "expr": substitute(e)} for i, (_, e) in enumerate(exprs)]
+    rules = [
+        {"record": f"dashboard:expr_{i}", "expr": substitute(e)} for i, (_, e) in enumerate(exprs)
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "dashboard-exprs.yaml"
         path.write_text(json.dumps({"groups": [{"name": "dashboard", "rules": rules}]}), "utf-8")
-        done = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False
+        )
     if done.returncode != 0:
         print(done.stdout + done.stderr, file=sys.stderr)
         for i, (where, expr) in enumerate(exprs):
@@ -121,7 +125,9 @@ def check_types(source: Path, tools: Path) -> int:
         f"export const dashboard = ({text.strip()}) satisfies AsJson<Dashboard>;\n",
         "utf-8",
     )
-    done = subprocess.run([str(tsc), "-p", str(folder)], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [str(tsc), "-p", str(folder)], capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         print(f"tsc: {source} does not type-check against @grafana/schema:", file=sys.stderr)
         print(done.stdout + done.stderr, file=sys.stderr)

@@ -38,12 +38,22 @@ def main(argv: list[str]) -> int:
         return 2
     folder = Path(argv[0])
     if not (folder / "catalogue.yaml").is_file():
-        print(f"error: {folder} has no catalogue.yaml; name the configuration folder", file=sys.stderr)
+        print(
+            f"error: {folder} has no catalogue.yaml; name the configuration folder", file=sys.stderr
+        )
         return 2
     dumper = yaml.SafeDumper
     dumper.add_representer(_Literal, _literal)
     files = {path: _Literal(text) for path, text in config_files(folder).items()}
-    sys.stdout.write(yaml.dump({"config": {"files": files}}, Dumper=dumper, sort_keys=False, allow_unicode=True, width=1000))
+    sys.stdout.write(
+        yaml.dump(
+            {"config": {"files": files}},
+            Dumper=dumper,
+            sort_keys=False,
+            allow_unicode=True,
+            width=1000,
+        )
+    )
     return 0
 
 
