@@ -183,6 +183,8 @@ def test_root_filesystem_is_read_only_with_empty_dirs_where_the_worker_writes(
             mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
             for path in ("/tmp", "/var/lib/retention-worker"):  # noqa: S108  (mount paths)
                 assert "emptyDir" in volumes[mounts[path]], (name, path)
+            if name.endswith("-migrate"):
+                continue  # the hook needs no configuration (see the hook's test)
             config = volumes[mounts["/etc/retention-worker/config"]]
             assert "configMap" in config, name
         assert spec["automountServiceAccountToken"] is False, name
@@ -253,8 +255,27 @@ def test_cronjobs_mode_runs_each_product_once_on_its_schedule(tmp_path: Path) ->
     }
 
 
-def test_the_migrate_job_is_a_pre_install_and_pre_upgrade_hook(tmp_path: Path) -> None:
-    (job,) = of_kind(render(tmp_path), "Job")
+def test_the_migrate_job_is_a_hook_that_needs_nothing_the_release_creates(tmp_path: Path) -> None:
+    """A pre-install hook runs before the chart's own resources exist: the migrate Job may
+    mount the user's Secret, but no ConfigMap of the release."""
+    docs = render(tmp_path, "-f", str(FULL_VALUES))
+    (job,) = of_kind(docs, "Job")
     annotations = job["metadata"]["annotations"]
     assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
-    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+    spec = job["spec"]["template"]["spec"]
+    assert spec["containers"][0]["args"] == ["migrate"]
+    released = {
+        doc["metadata"]["name"]
+        for doc in docs
+        if "helm.sh/hook" not in doc["metadata"].get("annotations", {})
+    }
+    used = {
+        source.get("name") or source.get("secretName")
+        for volume in spec["volumes"]
+        for key, source in volume.items()
+        if key in ("configMap", "secret")
+    }
+    assert used == {"retention-worker"}  # the existing Secret only
+    assert not used & released
+    env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
+    assert env["RETENTION_STATE_URL_FILE"] == "/etc/retention-worker/secrets/state-url"

@@ -108,6 +108,11 @@ seccompProfile:
 
 {{/* Volumes: configuration, secrets, and the writable emptyDirs of a read-only root. */}}
 {{- define "retention-worker.volumes" -}}
+{{ include "retention-worker.configVolume" . | trim }}
+{{ include "retention-worker.baseVolumes" . | trim }}
+{{- end }}
+
+{{- define "retention-worker.configVolume" -}}
 - name: config
   configMap:
     name: {{ include "retention-worker.configMapName" . }}
@@ -118,6 +123,10 @@ seccompProfile:
     {{- else }}
       []
     {{- end }}
+{{- end }}
+
+{{/* Secrets and emptyDirs: all the migrate hook needs (it runs before the ConfigMap exists). */}}
+{{- define "retention-worker.baseVolumes" -}}
 {{- if .Values.secrets.keys }}
 - name: secrets
   secret:
@@ -141,6 +150,10 @@ seccompProfile:
 - name: config
   mountPath: /etc/retention-worker/config
   readOnly: true
+{{ include "retention-worker.baseVolumeMounts" . | trim }}
+{{- end }}
+
+{{- define "retention-worker.baseVolumeMounts" -}}
 {{- if .Values.secrets.keys }}
 - name: secrets
   mountPath: /etc/retention-worker/secrets
