@@ -254,10 +254,10 @@ class MemoryBackend(Backend):
     def break_delete(self, monkeypatch: pytest.MonkeyPatch) -> Table:
         original = self._memory._delete_dependent
 
-        def failing(dep: Dependent, parents: Any, counts: dict[str, int]) -> None:
+        def failing(dep: Dependent, parents: Any, where: Target, counts: dict[str, int]) -> None:
             if dep.table == "membership":  # photo and photo_tag rows are gone by now
                 raise ConnectorError("simulated constraint violation")
-            original(dep, parents, counts)
+            original(dep, parents, where, counts)
 
         monkeypatch.setattr(self._memory, "_delete_dependent", failing)
         return PERSON
