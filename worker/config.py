@@ -354,6 +354,17 @@ class Schedule(Model):
     timezone: str | None = None
 
 
+class ProductTimeouts(Model):
+    """Per product: the longest wait for a lock and the longest statement, in whole seconds.
+
+    Unset, the process settings apply (RETENTION_LOCK_TIMEOUT_SECONDS, default 30;
+    RETENTION_STATEMENT_TIMEOUT_SECONDS, default 600).
+    """
+
+    lock_seconds: int | None = Field(default=None, ge=1, le=3600)
+    statement_seconds: int | None = Field(default=None, ge=1, le=86400)
+
+
 class ProductMapping(Model):
     product: str
     connector: str = "sql"
@@ -365,6 +376,7 @@ class ProductMapping(Model):
     batch_size: int = Field(default=500, ge=1, le=50_000)
     # Seconds to wait between batches, to spare a busy database; a stop cuts it short.
     batch_pause: float = Field(default=0.0, ge=0.0, le=60.0)
+    timeouts: ProductTimeouts = ProductTimeouts()
 
     @model_validator(mode="after")
     def _database_matches_tenancy(self) -> ProductMapping:

@@ -16,6 +16,9 @@ from worker.errors import SettingsError
 
 DEFAULT_STATE_URL = "sqlite:///.retention/state.db"
 MIN_PEPPER_BYTES = 16
+# Product sessions: the longest wait for a lock, and the longest statement (seconds).
+DEFAULT_LOCK_TIMEOUT_SECONDS = 30
+DEFAULT_STATEMENT_TIMEOUT_SECONDS = 600
 
 
 def read_secret(env: Mapping[str, str], name: str) -> str | None:
@@ -52,12 +55,15 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "auto"
     stop_grace_seconds: float = 20.0
+    lock_timeout_seconds: int = DEFAULT_LOCK_TIMEOUT_SECONDS
+    statement_timeout_seconds: int = DEFAULT_STATEMENT_TIMEOUT_SECONDS
     pepper: bytes = field(default=b"", repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         state = read_secret(env, "RETENTION_STATE_URL") or DEFAULT_STATE_URL
         pepper = read_secret(env, "RETENTION_PEPPER") or ""
+        lock, statement = product_timeouts(env)
         fmt = env.get("RETENTION_LOG_FORMAT", "auto").lower()
         if fmt not in ("json", "console", "auto"):
             raise SettingsError(f"RETENTION_LOG_FORMAT is {fmt!r}; use json, console or auto")
@@ -69,6 +75,8 @@ class Settings:
             log_level=env.get("RETENTION_LOG_LEVEL", "INFO").upper(),
             log_format=fmt,
             stop_grace_seconds=float(_int(env, "RETENTION_STOP_GRACE_SECONDS", 20, 1, 3600)),
+            lock_timeout_seconds=lock,
+            statement_timeout_seconds=statement,
             pepper=pepper.encode("utf-8"),
         )
 
@@ -80,6 +88,18 @@ class Settings:
                 "trail and pseudonyms; keep it stable, or old hashes can no longer be matched"
             )
         return self.pepper
+
+
+def product_timeouts(env: Mapping[str, str]) -> tuple[int, int]:
+    """(lock, statement) timeouts of product sessions in seconds, from RETENTION_LOCK_TIMEOUT_
+    SECONDS (1..3600, default 30) and RETENTION_STATEMENT_TIMEOUT_SECONDS (1..86400, default
+    600); a product mapping's `timeouts:` overrides them. Raises SettingsError when invalid."""
+    return (
+        _int(env, "RETENTION_LOCK_TIMEOUT_SECONDS", DEFAULT_LOCK_TIMEOUT_SECONDS, 1, 3600),
+        _int(
+            env, "RETENTION_STATEMENT_TIMEOUT_SECONDS", DEFAULT_STATEMENT_TIMEOUT_SECONDS, 1, 86400
+        ),
+    )
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
