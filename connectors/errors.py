@@ -45,13 +45,21 @@ def describe(exc: BaseException) -> str:
 
 
 def _code(orig: BaseException) -> str | None:
+    """The SQLSTATE, else the MySQL error number. pymysql gives both, and its SQLSTATE is
+    often the catch-all HY000: see `_errno` for the number."""
     sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    if sqlstate:
+    if sqlstate and sqlstate != "HY000":
         return str(sqlstate)
+    errno = _errno(orig)
+    if errno is not None:
+        return str(errno)
+    return str(sqlstate) if sqlstate else None
+
+
+def _errno(orig: BaseException) -> int | None:
+    """The MySQL/MariaDB error number (pymysql and mysqlclient put it first in `args`)."""
     args = getattr(orig, "args", ())
-    if args and isinstance(args[0], int):
-        return str(args[0])
-    return None
+    return args[0] if args and isinstance(args[0], int) and not isinstance(args[0], bool) else None
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -61,7 +69,7 @@ def is_transient(exc: BaseException) -> bool:
     code = _code(orig) if orig is not None else None
     if code and code.startswith(_TRANSIENT_SQLSTATES):
         return True
-    if code and code.isdigit() and int(code) in _TRANSIENT_MYSQL:
+    if orig is not None and _errno(orig) in _TRANSIENT_MYSQL:
         return True
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) and code is None:
         # Drivers that give no code for a dropped connection.
@@ -80,9 +88,10 @@ def timeout_kind(exc: BaseException) -> type[LockTimeout] | type[StatementTimeou
             return LockTimeout
         return StatementTimeout if primary == _SQLITE_INTERRUPT else None
     code = _code(orig)
-    if code in _LOCK_CODES:
+    errno = str(_errno(orig))
+    if code in _LOCK_CODES or errno in _LOCK_CODES:
         return LockTimeout
-    if code in _STATEMENT_CODES:
+    if code in _STATEMENT_CODES or errno in _STATEMENT_CODES:
         return StatementTimeout
     if code == "57014" and "statement timeout" in str(orig).lower():
         return StatementTimeout

@@ -139,7 +139,7 @@ class SqlConnector(Connector):
             item = pending.pop()
             names.append(item.name if isinstance(item, Table) else item.table)
             pending.extend(item.dependents)
-        with self._wrap("cannot inspect the schema"):
+        with self._wrap(f"cannot inspect the schema of {', '.join(sorted(set(names)))}"):
             existing = set(sa.inspect(self.engine).get_table_names())
             wanted = sorted({n for n in names if n in existing} - set(self._metadata.tables))
             if wanted:  # one bulk reflection instead of several queries per table
@@ -299,9 +299,9 @@ class SqlConnector(Connector):
         if column not in spec.c:
             raise SchemaError(f"table {table} has no column {column}")
         basis = spec.c[column]
-        query = sa.select(
-            sa.func.count().filter(dates.unknown(basis, self.dialect)),
-            sa.func.count().filter(dates.converted(basis, self.dialect)),
+        query = sa.select(  # SUM(CASE …): MariaDB has no COUNT(*) FILTER (WHERE …)
+            sa.func.sum(sa.case((dates.unknown(basis, self.dialect), 1), else_=0)),
+            sa.func.sum(sa.case((dates.converted(basis, self.dialect), 1), else_=0)),
         ).select_from(spec)
         with self._wrap(f"cannot read the time basis {table}.{column}"), self.engine.connect() as c:
             unknown, converted = c.execute(query).one()
