@@ -9,8 +9,11 @@ suite does not depend on the demo schemas.
 from __future__ import annotations
 
 import abc
+import contextlib
 import datetime as dt
 import re
+import sqlite3
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,15 +22,21 @@ import sqlalchemy as sa
 
 from connectors.anonymise import is_pseudonym, keyed_hash
 from connectors.base import (
+    Backlog,
     Change,
     ColumnMask,
     Connector,
     ConnectorError,
+    DateQuality,
     Dependent,
     Key,
+    LockTimeout,
     Mask,
+    StatementTimeout,
     Table,
     Target,
+    TenantValueError,
+    Timeouts,
 )
 from connectors.memory import MemoryConnector
 from connectors.sql import SqlConnector
@@ -79,6 +88,38 @@ sa.Table(
 )
 
 
+# A shared key: children are numbered per tenant, so (1, 7) and (2, 7) are two children.
+sa.Table(
+    "org_child",
+    METADATA,
+    sa.Column("org", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("left_on", sa.Date, index=True),
+)
+sa.Table(
+    "org_photo",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("org", sa.Integer, nullable=False),
+    sa.Column("child_id", sa.Integer, nullable=False),
+)
+# Text tenants; on MariaDB in the test database's utf8mb4_unicode_ci (case and accents ignored).
+sa.Table(
+    "text_child",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("org", sa.String(20), nullable=False, index=True),
+    sa.Column("left_on", sa.Date, index=True),
+)
+sa.Table(
+    "odd",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("tenant", sa.Integer, nullable=False),
+    sa.Column("left_on", sa.Date, index=True),
+)
+
+
 def _rows(columns: str, *values: tuple[Any, ...]) -> list[dict[str, Any]]:
     return [dict(zip(columns.split(), v, strict=True)) for v in values]
 
@@ -116,6 +157,24 @@ SEED: dict[str, list[dict[str, Any]]] = {
         *((4, 3, D(2022, 1, 1)), (6, 2, D(2024, 1, 1))),
     ),
 }
+SEED |= {
+    "org_child": _rows(
+        "org id left_on", (1, 7, D(2020, 1, 1)), (2, 7, None), (1, 8, D(2020, 1, 1))
+    ),
+    "org_photo": _rows("id org child_id", (1, 1, 7), (2, 2, 7), (3, 1, 8), (4, 2, 8)),
+    "text_child": _rows(
+        "id org left_on",
+        *((1, "kdv-a", D(2020, 1, 1)), (2, "KDV-A", D(2020, 1, 1)), (3, "kdv-á", D(2020, 1, 1))),
+        *((4, "kdv-a ", D(2020, 1, 1)), (5, "1042", D(2020, 1, 1)), (6, "01042", D(2020, 1, 1))),
+        (7, "1042b", D(2020, 1, 1)),
+    ),
+    # Dates before 1900 are placeholders: never expired, never the oldest.
+    "odd": _rows(
+        "id tenant left_on",
+        *((1, 1, D(1800, 1, 1)), (2, 1, D(1899, 12, 31)), (3, 1, D(1900, 1, 1))),
+        *((4, 1, D(2020, 1, 1)), (5, 1, None), (6, 1, D(2025, 1, 1))),
+    ),
+}
 EXPIRED_PEOPLE = [(1,), (3,), (4,), (8,), (10,)]
 EXPIRED_LINKS = [(1, 1), (1, 2), (2, 1), (3, 1), (4, 1), (4, 3)]
 
@@ -133,6 +192,16 @@ PERSON = Table(
     dependents=(PHOTO, Dependent("membership", references=(("person_id", "id"),))),
 )
 MEMBERSHIP = Table("membership", key=("person_id", "group_id"), dates=("ended_on",))
+# References that leave out the tenant column of the key (a mapping validate refuses).
+ORG_CHILD = Table(
+    "org_child",
+    key=("org", "id"),
+    dates=("left_on",),
+    tenant_column="org",
+    dependents=(Dependent("org_photo", references=(("child_id", "id"),)),),
+)
+TEXT_CHILD = Table("text_child", key=("id",), dates=("left_on",), tenant_column="org")
+ODD = Table("odd", key=("id",), dates=("left_on",), tenant_column="tenant")
 FULL_MASKS = (
     ColumnMask("name", Mask.KEYED_HASH),
     ColumnMask("email", Mask.NULL),
@@ -202,8 +271,8 @@ class SqlBackend(Backend):
         self._reader = sa.create_engine(url)
         METADATA.create_all(self._reader)
         with self._reader.begin() as conn:
-            for name in ("person", "photo", "photo_tag", "membership"):
-                conn.execute(sa.insert(METADATA.tables[name]), SEED[name])
+            for spec in METADATA.sorted_tables:
+                conn.execute(sa.insert(spec), SEED[spec.name])
         self.connector = self._sql = SqlConnector(url, pepper=PEPPER)
         self._others: list[Connector] = []
         self.connector.open()
@@ -213,6 +282,10 @@ class SqlBackend(Backend):
         with self._reader.connect() as conn:
             query = sa.select(spec).order_by(*spec.primary_key.columns)
             return [dict(row) for row in conn.execute(query).mappings()]
+
+    @property
+    def dialect(self) -> str:
+        return self._reader.dialect.name
 
     def connector_with(self, pepper: bytes) -> Connector:
         other = SqlConnector(self.url, pepper=pepper)
@@ -463,7 +536,130 @@ class ContractTests:
         assert [v for v in values if v and v in message] == []
 
 
-class TestSqlConnector(ContractTests):
+class TenancyContract:
+    """Tenant values compared exactly, dependents kept within the tenant, odd time bases."""
+
+    def test_a_tenant_text_converts_exactly_to_an_integer_column(self, backend: Backend) -> None:
+        """A customer's tenant written as text ("1") selects what the number 1 selects."""
+        assert backend.connector.select_expired(target(tenant="1"), None, 100) == EXPIRED_PEOPLE
+        assert backend.connector.backlog(target(tenant="2")).count == 2
+
+    @pytest.mark.parametrize("value", ["01", "1abc", "+1", "1.0", True, 1.0, None])
+    def test_a_tenant_value_that_does_not_convert_exactly_is_refused(
+        self, backend: Backend, value: Any
+    ) -> None:
+        """'01', '1abc', a bool or a fraction for an integer tenant column is refused by
+        every primitive, never left to an implicit cast; nothing changes."""
+        before = backend.snapshot()
+        where = target(tenant=value)
+        error = ConnectorError if value is None else TenantValueError
+        for call in (
+            lambda: backend.connector.backlog(where),
+            lambda: backend.connector.select_expired(where, None, 10),
+            lambda: backend.connector.apply(where, Change.DELETE, EXPIRED_PEOPLE),
+        ):
+            with pytest.raises(error) as caught:
+                call()
+            assert caught.value.transient is False
+        assert backend.snapshot() == before
+
+    @pytest.mark.parametrize(
+        ("tenant", "expected"),
+        [
+            *(("kdv-a", [(1,)]), ("KDV-A", [(2,)]), ("kdv-á", [(3,)]), (1042, [(5,)])),
+            *(("1042", [(5,)]), ("01042", [(6,)]), ("1042b", [(7,)]), ("kdv", [])),
+        ],
+    )
+    def test_a_text_tenant_matches_only_its_exact_value(
+        self, backend: Backend, tenant: Any, expected: list[Key]
+    ) -> None:
+        """No collation widens a text tenant: case, accents and trailing spaces count, and
+        the number 1042 is the text '1042', not '01042'."""
+        where = Target(TEXT_CHILD, tenant, "left_on", CUTOFF_DATE, CUTOFF_INSTANT)
+        assert backend.connector.select_expired(where, None, 100) == expected
+        assert backend.connector.backlog(where).count == len(expected)
+        before = backend.snapshot()
+        everyone = [(r["id"],) for r in before["text_child"]]
+        assert dict(backend.connector.apply(where, Change.DELETE, everyone)) == {
+            "text_child": len(expected)
+        }
+        assert backend.rows("text_child") == [
+            r for r in before["text_child"] if (r["id"],) not in expected
+        ]
+
+    def test_verify_refuses_references_that_leave_out_the_tenant_column(
+        self, backend: Backend
+    ) -> None:
+        """Key [org, id] with references {child_id: id}: a fatal problem on the dependent's
+        references, saying what to add."""
+        [problem] = backend.connector.verify([ORG_CHILD])
+        assert (problem.table, problem.part, problem.fatal) == ("org_photo", "references", True)
+        assert "add `org: org` to its references" in problem.message
+
+    def test_dependents_of_another_tenant_with_the_same_key_are_kept(
+        self, backend: Backend
+    ) -> None:
+        """Deleting tenant 1's child 7 deletes tenant 1's photo of child 7 only, even with
+        references that leave out the tenant column: the dependent is filtered by it too."""
+        before = backend.snapshot()
+        where = Target(ORG_CHILD, 1, "left_on", CUTOFF_DATE, CUTOFF_INSTANT)
+        assert backend.connector.select_expired(where, None, 10) == [(1, 7), (1, 8)]
+        counts = backend.connector.apply(where, Change.DELETE, [(1, 7)])
+        assert dict(counts) == {"org_photo": 1, "org_child": 1}
+        assert backend.rows("org_photo") == [r for r in before["org_photo"] if r["id"] != 1]
+        assert backend.rows("org_child") == [
+            r for r in before["org_child"] if (r["org"], r["id"]) != (1, 7)
+        ]
+
+    def test_a_basis_before_1900_is_a_placeholder_never_expired(self, backend: Backend) -> None:
+        """Dates before 1900 are never selected, counted or the oldest; validate counts them."""
+        where = Target(ODD, 1, "left_on", CUTOFF_DATE, CUTOFF_INSTANT)
+        assert backend.connector.select_expired(where, None, 10) == [(3,), (4,)]
+        assert backend.connector.backlog(where) == Backlog(2, D(1900, 1, 1))
+        assert backend.connector.date_quality("odd", "left_on") == DateQuality(2)
+        backend.connector.apply(where, Change.DELETE, [(r["id"],) for r in SEED["odd"]])
+        assert [r["id"] for r in backend.rows("odd")] == [1, 2, 5, 6]
+
+
+_SLOW = {
+    "sqlite": "SELECT p.* FROM person p, (WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL "
+    "SELECT x + 1 FROM n) SELECT x FROM n)",
+    "postgresql": "SELECT p.* FROM person p, LATERAL (SELECT pg_sleep(30)) s",
+    "mysql": "SELECT * FROM person WHERE SLEEP(30) = 0",
+}
+
+
+@contextlib.contextmanager
+def _locked(url: str) -> Iterator[None]:
+    """Another session holds a lock on person that blocks reading it, until the block ends."""
+    if sa.make_url(url).get_backend_name() == "sqlite":
+        holder = sqlite3.connect(sa.make_url(url).database or "", isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        return
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            postgres = engine.dialect.name == "postgresql"
+            if postgres:
+                conn.execute(sa.text("LOCK TABLE person IN ACCESS EXCLUSIVE MODE"))
+            else:
+                conn.execute(sa.text("LOCK TABLES person WRITE"))
+            try:
+                yield
+            finally:
+                if not postgres:
+                    conn.execute(sa.text("UNLOCK TABLES"))
+                conn.rollback()
+    finally:
+        engine.dispose()
+
+
+class TestSqlConnector(ContractTests, TenancyContract):
     """The SQL connector on SQLite, PostgreSQL and MariaDB."""
 
     @pytest.fixture
@@ -482,8 +678,50 @@ class TestSqlConnector(ContractTests):
         problems = backend.connector.verify([Table("person", key=("id",), dates=("birth_date",))])
         assert [(p.column, p.fatal) for p in problems] == [("birth_date", False)]
 
+    # timeouts: SQL connectors only (the in-memory one has no locks and no slow statements)
 
-class TestMemoryConnector(ContractTests):
+    def test_a_held_lock_raises_lock_timeout_within_the_timeout(self, backend: Backend) -> None:
+        """Another session's lock on the table makes a count fail at the lock timeout with a
+        LockTimeout (not transient) that names the table and the timeout."""
+        assert isinstance(backend, SqlBackend)
+        quick = SqlConnector(backend.url, pepper=PEPPER, timeouts=Timeouts(lock_seconds=1))
+        quick.open()
+        try:
+            with _locked(backend.url):
+                started = time.monotonic()
+                with pytest.raises(LockTimeout) as caught:
+                    quick.backlog(target())
+                waited = time.monotonic() - started
+        finally:
+            quick.close()
+        assert waited < 1 + 5
+        assert caught.value.transient is False
+        assert "person" in str(caught.value)
+        assert "lock timeout (1 s)" in str(caught.value)
+
+    def test_a_long_statement_raises_statement_timeout(self, backend: Backend) -> None:
+        """A statement that would run for long is cancelled at the statement timeout with a
+        StatementTimeout (not transient); the connector's next statement runs normally."""
+        assert isinstance(backend, SqlBackend)
+        with backend._reader.begin() as conn:
+            conn.execute(sa.text(f"CREATE VIEW slow_person AS {_SLOW[backend.dialect]}"))
+        quick = SqlConnector(backend.url, pepper=PEPPER, timeouts=Timeouts(statement_seconds=1))
+        quick.open()
+        try:
+            slow = Table("slow_person", key=("id",), dates=("left_on",), tenant_column="tenant")
+            started = time.monotonic()
+            with pytest.raises(StatementTimeout) as caught:
+                quick.backlog(target(slow))
+            waited = time.monotonic() - started
+            assert quick.backlog(target()).count == 5
+        finally:
+            quick.close()
+        assert waited < 1 + 5
+        assert caught.value.transient is False
+        assert "statement timeout (1 s)" in str(caught.value)
+
+
+class TestMemoryConnector(ContractTests, TenancyContract):
     """The in-memory connector used by the worker's unit tests."""
 
     @pytest.fixture
