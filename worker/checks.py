@@ -78,7 +78,9 @@ def check_live(config: Config, env: Mapping[str, str]) -> LiveResult:
         try:
             connector.open()
             for problem, path in _compare(connector, mapping):
-                if problem.fatal:
+                if problem.fatal and problem.part:  # the mapping itself; the fix is said
+                    at(_product_file(config.directory, mapping), path, str(problem))
+                elif problem.fatal:
                     missing = "missing from the" in problem.message
                     fix = "create it there or correct the mapping" if missing else "correct it"
                     at(
@@ -125,8 +127,7 @@ def _check_rows(
             at(
                 directory / "customers" / f"{customer.customer}.yaml",
                 ("products", mapping.product, "tenant"),
-                f"{exc} (in the {mapping.product} database, {variable}); correct "
-                f"products.{mapping.product}.tenant",
+                f"{exc} (the {mapping.product} database, {variable})",
             )
             return
         except SchemaError:
