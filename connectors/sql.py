@@ -35,7 +35,8 @@ from connectors.base import (
 )
 from connectors.errors import wrap_errors
 from connectors.session import pin_sessions
-from connectors.tenancy import kind_of_type, reference_problems, tenant_clause
+from connectors.sqlverify import verify_table, verify_tenancy
+from connectors.tenancy import tenant_clause
 
 # Seconds to wait for a PostgreSQL server to accept a connection, unless the URL says.
 CONNECT_TIMEOUT_SECONDS = 10
@@ -146,99 +147,8 @@ class SqlConnector(Connector):
                 self._metadata.reflect(bind=self.engine, only=wanted)
         problems: list[Problem] = []
         for spec in tables:
-            problems.extend(self._verify_table(spec, existing))
-            problems.extend(self._verify_tenancy(spec, existing))
-        return problems
-
-    def _verify_tenancy(self, spec: Table, existing: set[str]) -> list[Problem]:
-        """The tenant column's type, and dependents that could reach another tenant's rows."""
-        column = spec.tenant_column
-        if column is None:
-            return []
-        problems: list[Problem] = []
-        tables = [spec.name]
-        pending = list(spec.dependents)
-        while pending:
-            dep = pending.pop()
-            tables.append(dep.table)
-            pending.extend(dep.dependents)
-        for name in dict.fromkeys(tables):
-            if name not in existing or column not in self._table(name).c:
-                continue
-            kind = self._table(name).c[column].type
-            if kind_of_type(kind) is None:
-                problems.append(
-                    Problem(
-                        name,
-                        column,
-                        f"the tenant column is of type {kind!r}, which the worker cannot "
-                        "compare exactly; a tenant column must hold whole numbers, text or UUIDs",
-                    )
-                )
-
-        def key_of(name: str) -> list[str] | None:
-            if name not in existing:
-                return None
-            return list(self._table(name).primary_key.columns.keys()) or None
-
-        return problems + reference_problems(spec, key_of)
-
-    def _verify_table(self, spec: Table, existing: set[str]) -> list[Problem]:
-        if spec.name not in existing:
-            return [Problem(spec.name, None, "table is missing from the database")]
-        table = self._table(spec.name)
-        problems: list[Problem] = []
-        wanted = [*spec.key, *spec.columns, *spec.dates]
-        if spec.tenant_column:
-            wanted.append(spec.tenant_column)
-        for column in dict.fromkeys(wanted):
-            if column not in table.c:
-                problems.append(Problem(spec.name, column, "column is missing from the table"))
-        for column in spec.dates:
-            if column in table.c and not isinstance(table.c[column].type, sa.Date | sa.DateTime):
-                problems.append(
-                    Problem(
-                        spec.name,
-                        column,
-                        f"a time basis must be a DATE or TIMESTAMP column, not "
-                        f"{table.c[column].type}",
-                    )
-                )
-        indexed = {next(iter(ix.columns)).name for ix in table.indexes if ix.columns}
-        indexed.update(table.primary_key.columns.keys()[:1])
-        for column in spec.dates:
-            if column in table.c and column not in indexed:
-                problems.append(
-                    Problem(
-                        spec.name,
-                        column,
-                        "no index on this time basis: selections will scan the table",
-                        fatal=False,
-                    )
-                )
-        for dep in spec.dependents:
-            problems.extend(self._verify_dependent(dep, spec.name, existing))
-        return problems
-
-    def _verify_dependent(self, dep: Dependent, parent: str, existing: set[str]) -> list[Problem]:
-        sub = Table(
-            dep.table,
-            key=(),
-            columns=(*dep.columns, *(c for c, _ in dep.references)),
-            dependents=dep.dependents,
-        )
-        problems = self._verify_table(sub, existing)
-        if dep.table in existing:
-            parent_table = self._table(parent)
-            for _, parent_col in dep.references:
-                if parent_col not in parent_table.c:
-                    problems.append(
-                        Problem(
-                            parent,
-                            parent_col,
-                            f"referenced by {dep.table} but missing from the table",
-                        )
-                    )
+            problems.extend(verify_table(spec, existing, self._table))
+            problems.extend(verify_tenancy(spec, existing, self._table))
         return problems
 
     # --- selection -------------------------------------------------------------------
