@@ -4,6 +4,12 @@ The SQL test lets a connector leave already-anonymised rows out of its selection
 is what makes anonymisation idempotent: a second run finds nothing left to do. Each
 function maps a done value to itself, so applying a mask twice changes nothing either.
 A NULL holds no personal data and is left as it is by every strategy.
+
+The year mask reads what a date column may hold besides clean dates (see
+`connectors.dates`): a value that holds no date at all (an empty text, a MariaDB zero date
+such as `0000-00-00` or `2024-00-10`, PostgreSQL `±infinity`, read as the Python minimum or
+maximum) is left as it is and counts as done; a number or a text it cannot read as an ISO
+date may hold a birth date in another form and becomes NULL.
 """
 
 from __future__ import annotations
@@ -56,28 +62,44 @@ def mask_value(mask: ColumnMask, value: Any, pepper: bytes) -> Any:
     raise ValueError(f"unknown mask {mask.mask!r}")
 
 
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})")
+_NO_DATE = {dt.date.min, dt.date.max}
+_NO_INSTANT = {dt.datetime.min, dt.datetime.max}
+
+
 def _year(value: Any) -> Any:
     if isinstance(value, dt.datetime):
+        naive = value.replace(tzinfo=None)
+        if naive in _NO_INSTANT or naive.date() == dt.date.max:  # ±infinity, "never"
+            return value
         return value.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
     if isinstance(value, dt.date):
-        return value.replace(month=1, day=1)
-    text = str(value)
-    if re.match(r"^\d{4}-\d{2}-\d{2}", text):
-        return f"{text[:4]}-01-01"
-    raise ValueError("a birth date to generalise must be a date")
+        return value if value in _NO_DATE else value.replace(month=1, day=1)
+    if isinstance(value, str):
+        if not value.strip():
+            return value  # holds no date
+        found = _ISO_DATE.match(value)
+        if found is not None:
+            if found[2] == "00" or found[3] == "00":
+                return value  # a zero date or zero-in-date: holds no date
+            return f"{found[1]}-01-01"
+    return None  # cannot be generalised; it may hold a date in another form
 
 
-def done_clause(mask: ColumnMask, column: sa.ColumnElement[Any]) -> ColumnElement[bool]:
-    """SQL that is true when `column` already holds its anonymised form (or NULL)."""
+def done_clause(
+    mask: ColumnMask, column: sa.ColumnElement[Any], dialect: str = ""
+) -> ColumnElement[bool]:
+    """SQL that is true when `column` already holds its anonymised form (or NULL).
+
+    `dialect` (the SQLAlchemy dialect name) lets the year mask count the values it leaves
+    as they are, because they hold no date, as done.
+    """
     if mask.mask is Mask.NULL:
         return column.is_(None)
     if mask.mask is Mask.FIXED:
         return sa.or_(column.is_(None), column == mask.text)
     if mask.mask is Mask.YEAR:
-        return sa.or_(
-            column.is_(None),
-            sa.and_(sa.extract("month", column) == 1, sa.extract("day", column) == 1),
-        )
+        return _year_done(column, dialect)
     if mask.mask is Mask.POSTCODE_DIGITS:
         # Done when at most four characters, all digits: strip the digits, nothing is left.
         stripped: sa.ColumnElement[Any] = column
@@ -90,6 +112,30 @@ def done_clause(mask: ColumnMask, column: sa.ColumnElement[Any]) -> ColumnElemen
     if mask.mask is Mask.KEYED_HASH:
         return sa.or_(column.is_(None), _pseudonym_clause(column))
     raise ValueError(f"unknown mask {mask.mask!r}")
+
+
+def _year_done(column: sa.ColumnElement[Any], dialect: str) -> ColumnElement[bool]:
+    january_first = sa.and_(sa.extract("month", column) == 1, sa.extract("day", column) == 1)
+    typed = isinstance(column.type, sa.Date | sa.DateTime)
+    done: list[ColumnElement[bool]] = [column.is_(None)]
+    if dialect == "sqlite":  # no date type: numbers are not dates, blank text holds none
+        raw = sa.type_coerce(column, sa.String)
+        done.append(sa.func.trim(raw) == "")
+        text = sa.func.typeof(raw) == "text"
+        done.append(sa.and_(text, sa.or_(january_first, raw >= "9999-12-31")))
+        return sa.or_(*done)
+    done.append(january_first)
+    if not typed:
+        done.append(sa.func.trim(column) == "")
+        return sa.or_(*done)
+    # The last day there is (9999-12-31, also PostgreSQL's infinity): a "never", left as is.
+    last = dt.datetime(9999, 12, 31) if isinstance(column.type, sa.DateTime) else dt.date.max
+    done.append(column >= sa.literal(last, column.type))
+    if dialect == "postgresql":
+        done.append(sa.not_(sa.func.isfinite(column)))
+    elif dialect in ("mysql", "mariadb"):
+        done.append(sa.or_(sa.func.month(column) == 0, sa.func.dayofmonth(column) == 0))
+    return sa.or_(*done)
 
 
 def _pseudonym_clause(column: sa.ColumnElement[Any]) -> ColumnElement[bool]:

@@ -5,7 +5,22 @@ rules or floors. The worker hands it a `Target` (which rows, of which table, bef
 which cutoff) and asks it to count, page through or change those rows.
 
 Every connector guarantees:
-- only rows of the target's tenant are read or changed (shared databases);
+- only rows of the target's tenant are read or changed (shared databases), in every
+  statement: counts, selections, the re-check inside `apply`, anonymise updates and the
+  deletion of dependents (and their dependents) whose table has the tenant column;
+- the tenant value is compared exactly as the database stores it: it is converted to the
+  tenant column's type first, and a value that does not convert exactly (`"01042"` or
+  `"1042abc"` for an integer column, a fraction, `true`) raises `TenantValueError`; text is
+  compared so that no collation widens the match (`'KDV-A'` and `'kdv-á'` never match
+  `'kdv-a'`, nor `'kdv-a '`);
+- a time basis that does not hold a readable date from `EARLIEST_BASIS` on (NULL, a zero
+  date, an empty or unreadable text, `-infinity`, a placeholder before 1900) is never
+  expired, never counted as the oldest and never crashes a read; `date_quality` counts such
+  values;
+- instants are compared in UTC whatever the server's or the URL's session settings;
+- every statement runs under the connector's `Timeouts`: waiting for a lock longer than
+  `lock_seconds` raises `LockTimeout`, running longer than `statement_seconds` raises
+  `StatementTimeout` (neither is transient: a retry would wait just as long);
 - `apply` changes one batch in one transaction: all of it or none of it;
 - delete removes dependent rows before their parents and counts every row removed;
 - anonymise is idempotent: rows already anonymised are neither selected nor counted;
@@ -24,6 +39,10 @@ from typing import Any
 
 Key = tuple[Any, ...]
 
+# A time basis before this date is a placeholder ("unknown"), not a very old record: such a
+# row is kept, never expired. See docs/configuration.md, "Odd values in a time basis".
+EARLIEST_BASIS = dt.date(1900, 1, 1)
+
 
 class ConnectorError(Exception):
     """The product database could not be used."""
@@ -35,6 +54,39 @@ class ConnectorError(Exception):
 
 class SchemaError(ConnectorError):
     """The product database does not match its mapping."""
+
+
+class TenantValueError(SchemaError):
+    """The customer's tenant value does not convert exactly to the tenant column's type."""
+
+
+class LockTimeout(ConnectorError):
+    """A statement waited longer than the lock timeout for a lock another session holds."""
+
+
+class StatementTimeout(ConnectorError):
+    """A statement ran longer than the statement timeout and was cancelled."""
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Bounds on every statement of a connector's sessions, in seconds.
+
+    `lock_seconds`: the longest wait for a lock another session holds (PostgreSQL
+    `lock_timeout`; MariaDB `lock_wait_timeout` and `innodb_lock_wait_timeout`, whole
+    seconds, rounded up; SQLite's busy timeout). `statement_seconds`: the longest a
+    statement may run (PostgreSQL `statement_timeout`; MariaDB `max_statement_time`,
+    MySQL `max_execution_time` for SELECTs; on SQLite a progress handler that interrupts
+    it). The worker's defaults come from RETENTION_LOCK_TIMEOUT_SECONDS and
+    RETENTION_STATEMENT_TIMEOUT_SECONDS, overridden per product by `timeouts:`.
+    """
+
+    lock_seconds: float = 30.0
+    statement_seconds: float = 600.0
+
+    def __post_init__(self) -> None:
+        if not (self.lock_seconds > 0 and self.statement_seconds > 0):
+            raise ValueError("timeouts must be positive numbers of seconds")
 
 
 class Change(enum.StrEnum):
@@ -86,8 +138,10 @@ class Table:
 class Target:
     """The rows a rule acts on: a table, its tenant, a time basis and a cutoff.
 
-    Rows are expired when `basis` is before the cutoff: `cutoff_date` for DATE columns,
-    `cutoff_instant` (aware) for timestamps; naive timestamps are taken as UTC. With no
+    Rows are expired when `basis` holds a readable date from `EARLIEST_BASIS` on that is
+    before the cutoff: `cutoff_date` for DATE columns, `cutoff_instant` (aware) for
+    timestamps; naive timestamps are taken as UTC. `tenant` is the customer's value as its
+    file gives it (an int or a str); the connector converts it to the column's type. With no
     `basis`, `everything` says whether all of the tenant's rows are expired. For
     anonymise, `masks` name the columns, and rows already masked are left out.
     `held` keys are never selected (legal holds).
@@ -112,13 +166,32 @@ class Backlog:
 
 
 @dataclass(frozen=True)
+class DateQuality:
+    """What one time basis column holds besides clean dates (all rows, every tenant).
+
+    `unknown`: rows whose value is not NULL but no readable date from `EARLIEST_BASIS` on
+    (zero dates, empty or unreadable text, `-infinity`/`infinity`, placeholders before
+    1900): they are kept, never expired. `converted`: rows read correctly from another
+    form (SQLite: text with a `T` or a zone, numbers), compared as UTC instants.
+    """
+
+    unknown: int
+    converted: int = 0
+
+
+@dataclass(frozen=True)
 class Problem:
-    """A difference between the mapping and the live schema."""
+    """A difference between the mapping and the live schema.
+
+    `part` names the field of a dependent the problem is about (`"references"`), so
+    that validate can point at it; None when the table or column says it all.
+    """
 
     table: str
     column: str | None
     message: str
     fatal: bool = True
+    part: str | None = None
 
     def __str__(self) -> str:
         where = f"{self.table}.{self.column}" if self.column else self.table
@@ -146,7 +219,15 @@ class Connector(abc.ABC):
 
     @abc.abstractmethod
     def backlog(self, target: Target) -> Backlog:
-        """Count the expired rows of a target (nothing is changed)."""
+        """Count the expired rows of a target (nothing is changed).
+
+        With `basis=None` and `everything=True` this counts all the tenant's rows of the
+        table. Raises `TenantValueError` when the tenant value does not convert exactly.
+        """
+
+    @abc.abstractmethod
+    def date_quality(self, table: str, column: str) -> DateQuality:
+        """Count the values of a time basis column that are not clean dates (all tenants)."""
 
     @abc.abstractmethod
     def count_rows(self, target: Target) -> int:

@@ -13,13 +13,21 @@ from contextlib import contextmanager
 
 import sqlalchemy.exc as sa_exc
 
-from connectors.base import ConnectorError
+from connectors.base import ConnectorError, LockTimeout, StatementTimeout, Timeouts
 
 # SQLSTATE classes and codes that a retry may cure: connection trouble, deadlock,
 # serialization failure, admin shutdown of a backend.
 _TRANSIENT_SQLSTATES = ("08", "40001", "40P01", "57P01", "57P02", "57P03")
-# MySQL/MariaDB: deadlock, lock wait timeout, server gone away, lost connection.
-_TRANSIENT_MYSQL = {1205, 1213, 2006, 2013, 2055}
+# MySQL/MariaDB: deadlock, server gone away, lost connection. Not 1205 (lock wait timeout):
+# the lock is still held, and a retry would only wait as long again.
+_TRANSIENT_MYSQL = {1213, 2006, 2013, 2055}
+# Timeouts: never transient. PostgreSQL 55P03 lock_not_available, 57014 query_canceled (a
+# statement timeout, when its text says so); MariaDB/MySQL 1205 lock wait timeout, 1969
+# max_statement_time, 3024 max_execution_time; SQLite SQLITE_BUSY/LOCKED, SQLITE_INTERRUPT.
+_LOCK_CODES = {"55P03", "1205"}
+_STATEMENT_CODES = {"1969", "3024"}
+_SQLITE_LOCK = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
+_SQLITE_INTERRUPT = 9
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\((?:[^()]*)\)=\((?:[^()]*)\)")
 
 
@@ -37,13 +45,21 @@ def describe(exc: BaseException) -> str:
 
 
 def _code(orig: BaseException) -> str | None:
+    """The SQLSTATE, else the MySQL error number. pymysql gives both, and its SQLSTATE is
+    often the catch-all HY000: see `_errno` for the number."""
     sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    if sqlstate:
+    if sqlstate and sqlstate != "HY000":
         return str(sqlstate)
+    errno = _errno(orig)
+    if errno is not None:
+        return str(errno)
+    return str(sqlstate) if sqlstate else None
+
+
+def _errno(orig: BaseException) -> int | None:
+    """The MySQL/MariaDB error number (pymysql and mysqlclient put it first in `args`)."""
     args = getattr(orig, "args", ())
-    if args and isinstance(args[0], int):
-        return str(args[0])
-    return None
+    return args[0] if args and isinstance(args[0], int) and not isinstance(args[0], bool) else None
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -53,7 +69,7 @@ def is_transient(exc: BaseException) -> bool:
     code = _code(orig) if orig is not None else None
     if code and code.startswith(_TRANSIENT_SQLSTATES):
         return True
-    if code and code.isdigit() and int(code) in _TRANSIENT_MYSQL:
+    if orig is not None and _errno(orig) in _TRANSIENT_MYSQL:
         return True
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) and code is None:
         # Drivers that give no code for a dropped connection.
@@ -62,12 +78,62 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def timeout_kind(exc: BaseException) -> type[LockTimeout] | type[StatementTimeout] | None:
+    """LockTimeout or StatementTimeout when `exc` is one of those, else None."""
+    orig = getattr(exc, "orig", None) or exc
+    sqlite_code = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(sqlite_code, int):
+        primary = sqlite_code & 0xFF
+        if primary in _SQLITE_LOCK:
+            return LockTimeout
+        return StatementTimeout if primary == _SQLITE_INTERRUPT else None
+    code = _code(orig)
+    errno = str(_errno(orig))
+    if code in _LOCK_CODES or errno in _LOCK_CODES:
+        return LockTimeout
+    if code in _STATEMENT_CODES or errno in _STATEMENT_CODES:
+        return StatementTimeout
+    if code == "57014" and "statement timeout" in str(orig).lower():
+        return StatementTimeout
+    return None
+
+
+def _timeout_message(
+    what: str, kind: type[LockTimeout] | type[StatementTimeout], timeouts: Timeouts | None
+) -> str:
+    if kind is LockTimeout:
+        limit = f" ({timeouts.lock_seconds:g} s)" if timeouts else ""
+        return (
+            f"{what}: lock timeout: waited longer than the lock timeout{limit} for a lock "
+            "another session holds on the table. This customer × product stops here and its "
+            "next run tries again; find the session holding the lock, or raise "
+            "`timeouts: {lock_seconds: N}` in the product mapping or "
+            "RETENTION_LOCK_TIMEOUT_SECONDS"
+        )
+    limit = f" ({timeouts.statement_seconds:g} s)" if timeouts else ""
+    return (
+        f"{what}: statement timeout: the statement ran longer than the statement "
+        f"timeout{limit} and was cancelled. This customer × product stops here and its next "
+        "run tries again; index the time basis (validate warns when it is not), lower "
+        "`batch_size`, or raise `timeouts: {statement_seconds: N}` in the product mapping or "
+        "RETENTION_STATEMENT_TIMEOUT_SECONDS"
+    )
+
+
 @contextmanager
-def wrap_errors(what: str) -> Iterator[None]:
-    """Convert SQLAlchemy and driver errors into ConnectorError, keeping the cause."""
+def wrap_errors(what: str, timeouts: Timeouts | None = None) -> Iterator[None]:
+    """Convert SQLAlchemy and driver errors into ConnectorError, keeping the cause.
+
+    A lock or statement timeout becomes LockTimeout or StatementTimeout (not transient),
+    whose message names the operation and table (`what`), the timeout, and how to change it.
+    """
     try:
         yield
     except ConnectorError:
         raise
     except sa_exc.SQLAlchemyError as exc:
+        kind = timeout_kind(exc)
+        if kind is not None:
+            message = f"{_timeout_message(what, kind, timeouts)} ({describe(exc)})"
+            raise kind(message) from exc
         raise ConnectorError(f"{what}: {describe(exc)}", transient=is_transient(exc)) from exc

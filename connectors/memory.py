@@ -1,7 +1,10 @@
 """An in-memory connector with the same contract, for fast unit tests of the worker.
 
 Rows are dicts in lists, per table. Dates compare as Python dates; naive datetimes are
-taken as UTC, like the SQL connector does.
+taken as UTC, like the SQL connector does. A basis that is not a date or datetime from
+`EARLIEST_BASIS` on is unknown and never expires. The tenant column's kind (whole number,
+text or UUID) is the kind of the values it holds, and a tenant value is converted to it
+exactly, as the SQL connector converts to the column's type.
 """
 
 from __future__ import annotations
@@ -11,20 +14,23 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from connectors.anonymise import is_pseudonym, mask_value
+from connectors.anonymise import mask_value
 from connectors.base import (
+    EARLIEST_BASIS,
     Backlog,
     Change,
     ColumnMask,
     Connector,
     ConnectorError,
+    DateQuality,
     Dependent,
     Key,
-    Mask,
     Problem,
+    SchemaError,
     Table,
     Target,
 )
+from connectors.tenancy import TenantKind, exact_tenant, kind_of_value, reference_problems
 
 Row = dict[str, Any]
 
@@ -79,46 +85,77 @@ class MemoryConnector(Connector):
                 if rows and column not in columns:
                     problems.append(Problem(spec.name, column, "column is missing from the table"))
             for column in spec.dates:
-                if any(not isinstance(r.get(column), dt.date | None) for r in rows):
+                values = [r[column] for r in rows if r.get(column) is not None]
+                if values and not any(isinstance(v, dt.date) for v in values):
                     message = "a time basis must be a DATE or TIMESTAMP column"
                     problems.append(Problem(spec.name, column, message))
+        for spec in tables:
+            problems.extend(reference_problems(spec))
         return problems
 
-    def _matches(self, row: Row, target: Target) -> bool:
+    def date_quality(self, table: str, column: str) -> DateQuality:
+        self._maybe_fail()
+        values = [r.get(column) for r in self.tables[table]]
+        return DateQuality(sum(v is not None and not _known(v) for v in values))
+
+    def _tenant(self, table: str, target: Target) -> Any:
+        """The target's tenant value as `table` stores it (see `exact_tenant`)."""
+        column = target.table.tenant_column
+        if column is None or target.tenant is None:
+            raise ConnectorError("a shared table needs the customer's tenant value")
+        kinds = {kind_of_value(r[column]) for r in self.tables[table] if r.get(column) is not None}
+        if None in kinds or len(kinds) > 1:
+            raise SchemaError(
+                f"the tenant column {table}.{column} holds values of mixed or unknown kinds; "
+                "a tenant column must hold whole numbers, text or UUIDs"
+            )
+        kind = (kinds.pop() if kinds else kind_of_value(target.tenant)) or TenantKind.TEXT
+        return exact_tenant(target.tenant, kind, f"{table}.{column}")
+
+    def _same_tenant(self, row: Row, column: str, tenant: Any) -> bool:
+        value = row.get(column)
+        return type(value) is type(tenant) and bool(value == tenant)
+
+    def _matches(self, row: Row, target: Target, tenant: Any = None) -> bool:
         spec = target.table
-        if spec.tenant_column is not None and row.get(spec.tenant_column) != target.tenant:
+        if spec.tenant_column is not None and not self._same_tenant(
+            row, spec.tenant_column, tenant
+        ):
             return False
         if target.basis is None:
             if not target.everything:
                 return False
         else:
             value = row.get(target.basis)
-            if value is None or not _before(value, target):
+            if not isinstance(value, dt.date) or not _known(value) or not _before(value, target):
                 return False
         if target.masks and all(_done(m, row.get(m.column)) for m in target.masks):
             return False
         return _key(row, spec.key) not in target.held
 
+    def _expired(self, target: Target) -> list[Row]:
+        name = target.table.name
+        tenant = self._tenant(name, target) if target.table.tenant_column else None
+        return [r for r in self.tables[name] if self._matches(r, target, tenant)]
+
     def backlog(self, target: Target) -> Backlog:
         self._maybe_fail()
-        rows = [r for r in self.tables[target.table.name] if self._matches(r, target)]
+        rows = self._expired(target)
         basis = target.basis
         oldest = min((r[basis] for r in rows), default=None) if basis else None
         return Backlog(len(rows), oldest)
 
     def count_rows(self, target: Target) -> int:
         self._maybe_fail()
-        column = target.table.tenant_column
-        rows = self.tables[target.table.name]
-        return sum(1 for r in rows if column is None or r.get(column) == target.tenant)
+        name, column = target.table.name, target.table.tenant_column
+        if column is None:
+            return len(self.tables[name])
+        tenant = self._tenant(name, target)
+        return sum(1 for r in self.tables[name] if self._same_tenant(r, column, tenant))
 
     def select_expired(self, target: Target, after: Key | None, limit: int) -> list[Key]:
         self._maybe_fail()
-        keys = sorted(
-            _key(r, target.table.key)
-            for r in self.tables[target.table.name]
-            if self._matches(r, target)
-        )
+        keys = sorted(_key(r, target.table.key) for r in self._expired(target))
         if after is not None:
             keys = [k for k in keys if k > after]
         return keys[:limit]
@@ -134,17 +171,13 @@ class MemoryConnector(Connector):
         return counts
 
     def _apply(self, target: Target, change: Change, wanted: set[Key]) -> dict[str, int]:
-        rows = [
-            r
-            for r in self.tables[target.table.name]
-            if _key(r, target.table.key) in wanted and self._matches(r, target)
-        ]
+        rows = [r for r in self._expired(target) if _key(r, target.table.key) in wanted]
         if change is Change.ANONYMISE:
             return {target.table.name: self._anonymise(rows, target.masks)}
         counts: dict[str, int] = {}
         if change is Change.DELETE:
             for dep in target.table.dependents:
-                self._delete_dependent(dep, rows, counts)
+                self._delete_dependent(dep, rows, target, counts)
         gone = {id(r) for r in rows}
         self.tables[target.table.name] = [
             r for r in self.tables[target.table.name] if id(r) not in gone
@@ -152,11 +185,17 @@ class MemoryConnector(Connector):
         counts[target.table.name] = counts.get(target.table.name, 0) + len(rows)
         return counts
 
-    def _delete_dependent(self, dep: Dependent, parents: list[Row], counts: dict[str, int]) -> None:
+    def _delete_dependent(
+        self, dep: Dependent, parents: list[Row], target: Target, counts: dict[str, int]
+    ) -> None:
         refs = {tuple(p[pc] for _, pc in dep.references) for p in parents}
         rows = [r for r in self.tables[dep.table] if tuple(r[c] for c, _ in dep.references) in refs]
+        column = target.table.tenant_column
+        if column is not None and any(column in r for r in self.tables[dep.table]):
+            tenant = self._tenant(dep.table, target)
+            rows = [r for r in rows if self._same_tenant(r, column, tenant)]
         for child in dep.dependents:
-            self._delete_dependent(child, rows, counts)
+            self._delete_dependent(child, rows, target, counts)
         gone = {id(r) for r in rows}
         self.tables[dep.table] = [r for r in self.tables[dep.table] if id(r) not in gone]
         counts[dep.table] = counts.get(dep.table, 0) + len(rows)
@@ -178,22 +217,20 @@ def _key(row: Row, key: Sequence[str]) -> Key:
     return tuple(row[k] for k in key)
 
 
-def _before(value: Any, target: Target) -> bool:
+def _known(value: Any) -> bool:
+    """A date or datetime from EARLIEST_BASIS on (anything else never expires)."""
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=None) >= dt.datetime.combine(EARLIEST_BASIS, dt.time())
+    return isinstance(value, dt.date) and value >= EARLIEST_BASIS
+
+
+def _before(value: dt.date, target: Target) -> bool:
     if isinstance(value, dt.datetime):
         aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
         return aware < target.cutoff_instant
-    return bool(value < target.cutoff_date)
+    return value < target.cutoff_date
 
 
 def _done(mask: ColumnMask, value: Any) -> bool:
-    if value is None:
-        return True
-    if mask.mask is Mask.FIXED:
-        return bool(value == mask.text)
-    if mask.mask is Mask.YEAR:
-        return bool(value.month == 1 and value.day == 1)
-    if mask.mask is Mask.POSTCODE_DIGITS:
-        return len(str(value)) <= 4 and all(c in "0123456789" for c in str(value))
-    if mask.mask is Mask.KEYED_HASH:
-        return is_pseudonym(str(value))
-    return False
+    """Done when the mask maps the value to itself (the SQL test's meaning)."""
+    return bool(mask_value(mask, value, b"") == value)

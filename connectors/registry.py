@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connectors.base import Connector
+from connectors.base import Connector, Timeouts
 from connectors.sql import SqlConnector
 
 CONNECTORS: dict[str, type[Connector]] = {"sql": SqlConnector}
@@ -16,9 +16,13 @@ def connector_class(name: str) -> type[Connector]:
         raise ValueError(f"unknown connector {name!r}; use one of {known}") from None
 
 
-def make_connector(name: str, url: str, *, pepper: bytes) -> Connector:
-    """A connector for `url`; the SQL connector is the only URL-driven one so far."""
+def make_connector(
+    name: str, url: str, *, pepper: bytes, timeouts: Timeouts | None = None
+) -> Connector:
+    """A connector for `url` whose sessions run under `timeouts` (default: `Timeouts()`);
+    the SQL connector is the only URL-driven one so far. Raises ValueError for an unknown
+    or not URL-driven connector name."""
     cls = connector_class(name)
     if cls is not SqlConnector:
         raise ValueError(f"connector {name!r} cannot be built from a URL")
-    return SqlConnector(url, pepper=pepper)
+    return SqlConnector(url, pepper=pepper, timeouts=timeouts)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from connectors.base import Connector, ConnectorError
+from connectors.base import Connector, ConnectorError, Timeouts
 from connectors.registry import make_connector
 from worker.audit import AuditTrail
 from worker.checkpoints import Checkpointer, Signer
@@ -24,7 +24,7 @@ from worker.gate import Gatekeeper, HistoryRecorder
 from worker.retry import RetryPolicy
 from worker.run import Clock, Runner
 from worker.runreport import RunReport, UnexpectedRunError
-from worker.settings import read_secret
+from worker.settings import product_timeouts, read_secret
 from worker.state import StateStore
 from worker.status import StatusRecorder
 
@@ -57,16 +57,30 @@ def database_url(customer: Customer, mapping: ProductMapping, env: Mapping[str, 
 
 
 class ConnectorFactory:
-    """Builds the connector of a customer × product from the environment."""
+    """Builds the connector of a customer × product from the environment.
+
+    Its sessions run under the product mapping's `timeouts`, else the process settings
+    (RETENTION_LOCK_TIMEOUT_SECONDS, RETENTION_STATEMENT_TIMEOUT_SECONDS in `env`).
+    """
 
     def __init__(self, env: Mapping[str, str], pepper: bytes) -> None:
         self.env = env
         self.pepper = pepper
+        self.lock_seconds, self.statement_seconds = product_timeouts(env)
+
+    def timeouts(self, mapping: ProductMapping) -> Timeouts:
+        """The timeouts of `mapping`'s sessions, in seconds."""
+        return Timeouts(
+            lock_seconds=mapping.timeouts.lock_seconds or self.lock_seconds,
+            statement_seconds=mapping.timeouts.statement_seconds or self.statement_seconds,
+        )
 
     def __call__(self, customer: Customer, mapping: ProductMapping) -> Connector:
         url = database_url(customer, mapping, self.env)
         try:
-            return make_connector(mapping.connector, url, pepper=self.pepper)
+            return make_connector(
+                mapping.connector, url, pepper=self.pepper, timeouts=self.timeouts(mapping)
+            )
         except ValueError as exc:
             raise ConnectorError(f"{mapping.product}: {exc}") from None
 

@@ -2,24 +2,38 @@
 
 Each database is checked once: a shared database once for its product, a per-customer
 database once for its customer. Every problem points at the line of the product mapping
-that names the missing table or column, or at the place that names the URL variable.
+that names the missing table or column, at the customer's `tenant` when its value does not
+convert exactly to the tenant column's type, or at the place that names the URL variable.
+
+Besides problems, the check says how many rows each customer has (a note), warns when a
+customer's tenant value has none at all (a typo?), and warns per time basis about values
+that are not clean dates (kept as unknown, or read from another form).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from connectors.base import Connector, ConnectorError, Problem
+from connectors.base import (
+    Connector,
+    ConnectorError,
+    Problem,
+    SchemaError,
+    Target,
+    TenantValueError,
+)
 from worker.app import ConnectorFactory, url_variable
-from worker.config import Customer, ProductMapping, Subject
+from worker.config import Customer, Dependent, ProductMapping, Subject
 from worker.configfiles import Doc, Problems, read_yaml
 from worker.configload import Config
 from worker.errors import ConfigProblem
 from worker.targets import table_for
 
 Path_ = tuple[str | int, ...]
+_ANY_DAY = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # unused by a target that takes everything
 
 
 @dataclass
@@ -27,6 +41,7 @@ class LiveResult:
     problems: list[ConfigProblem] = field(default_factory=list)  # fix the config or schema
     unreachable: list[str] = field(default_factory=list)  # fix the network or server
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # rows per customer
     checked: int = 0  # databases compared with their mapping
 
 
@@ -63,22 +78,114 @@ def check_live(config: Config, env: Mapping[str, str]) -> LiveResult:
         try:
             connector.open()
             for problem, path in _compare(connector, mapping):
-                if problem.fatal:
+                if problem.fatal and problem.part:  # the mapping itself; the fix is said
+                    at(_product_file(config.directory, mapping), path, str(problem))
+                elif problem.fatal:
+                    missing = "missing from the" in problem.message
+                    fix = "create it there or correct the mapping" if missing else "correct it"
                     at(
                         _product_file(config.directory, mapping),
                         path,
-                        f"{problem} in the database of {who} ({variable}); create it there "
-                        "or correct the mapping",
+                        f"{problem} in the database of {who} ({variable}); {fix}",
                     )
                 else:
                     result.warnings.append(f"{product}: {problem} ({who})")
             result.checked += 1
+            for customer in customers:
+                _check_rows(connector, customer, mapping, variable, at, result, config.directory)
+            result.warnings.extend(_check_dates(connector, mapping, who))
         except ConnectorError as exc:
             result.unreachable.append(f"{who}: {exc}")
         finally:
             connector.close()
     result.problems = found.items
     return result
+
+
+def _check_rows(
+    connector: Connector,
+    customer: Customer,
+    mapping: ProductMapping,
+    variable: str,
+    at: Callable[[Path, Path_, str], None],
+    result: LiveResult,
+    directory: Path,
+) -> None:
+    """Count the customer's rows per subject table; refuse a tenant value that does not
+    convert exactly; warn when a tenant value has no rows at all."""
+    chosen = customer.products[mapping.product]
+    column = mapping.tenancy.column
+    tenant = chosen.tenant if column else None
+    counts: dict[str, int] = {}
+    for subject in mapping.subjects.values():
+        if subject.table in counts:
+            continue
+        target = Target(table_for(subject, mapping), tenant, None, _ANY_DAY.date(), _ANY_DAY)
+        try:
+            counts[subject.table] = connector.backlog(_everything(target)).count
+        except TenantValueError as exc:
+            at(
+                directory / "customers" / f"{customer.customer}.yaml",
+                ("products", mapping.product, "tenant"),
+                f"{exc} (the {mapping.product} database, {variable})",
+            )
+            return
+        except SchemaError:
+            continue  # a missing table or column: reported by the schema comparison
+    total = sum(counts.values())
+    each = ", ".join(f"{table} {n}" for table, n in counts.items())
+    if column:
+        result.notes.append(
+            f"{customer.customer} × {mapping.product}: {total} row(s) with {column} "
+            f"{tenant!r} ({each})"
+        )
+        if total == 0:
+            result.warnings.append(
+                f"{mapping.product}: no row in {', '.join(counts) or 'any table'} has "
+                f"{column} {tenant!r} of {customer.customer}: a typo in "
+                f"products.{mapping.product}.tenant of customers/{customer.customer}.yaml?"
+            )
+    else:
+        result.notes.append(
+            f"{customer.customer} × {mapping.product}: {total} row(s) in its own database ({each})"
+        )
+
+
+def _everything(target: Target) -> Target:
+    return Target(
+        target.table, target.tenant, None, target.cutoff_date, target.cutoff_instant, True
+    )
+
+
+def _check_dates(connector: Connector, mapping: ProductMapping, who: str) -> list[str]:
+    """A warning per time basis that holds values other than clean dates."""
+    warnings: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for name, subject in mapping.subjects.items():
+        for date_name, column in subject.dates.items():
+            if (subject.table, column) in seen:
+                continue
+            seen.add((subject.table, column))
+            try:
+                quality = connector.date_quality(subject.table, column)
+            except SchemaError:
+                continue  # reported by the schema comparison
+            where = (
+                f"{mapping.product}: {subject.table}.{column} (subjects.{name}.dates.{date_name})"
+            )
+            if quality.unknown:
+                warnings.append(
+                    f"{where}: {quality.unknown} row(s) hold no date the worker can read (a "
+                    "zero date, empty or unreadable text, infinity, or a date before 1900); "
+                    f"they are kept, never expired: correct them in the database ({who})"
+                )
+            if quality.converted:
+                warnings.append(
+                    f"{where}: {quality.converted} row(s) hold a number or a text with a 'T' "
+                    f"or a zone; they are read as UTC instants with SQLite's date functions "
+                    f"(numbers up to 5373484.5 as Julian days, others as Unix seconds) ({who})"
+                )
+    return warnings
 
 
 def _compare(connector: Connector, mapping: ProductMapping) -> list[tuple[Problem, Path_]]:
@@ -92,16 +199,20 @@ def _compare(connector: Connector, mapping: ProductMapping) -> list[tuple[Proble
 def _path(name: str, subject: Subject, mapping: ProductMapping, problem: Problem) -> Path_:
     """Where in the product mapping the table or column of a problem is named."""
     base: Path_ = ("subjects", name)
-    if problem.table != subject.table:
-        for i, dep in enumerate(subject.dependents):
-            if dep.table == problem.table:
-                dep_base: Path_ = (*base, "dependents", i)
-                if problem.column in dep.columns:
-                    return (*dep_base, "columns", problem.column)
-                if problem.column in dep.references:
-                    return (*dep_base, "references", problem.column)
-                return (*dep_base, "table")
-        return (*base, "dependents")
+    if problem.table != subject.table or problem.part:
+        found = _dependent_path(subject.dependents, problem.table, (*base, "dependents"))
+        if found is None:
+            return (*base, "dependents")
+        dep, dep_base = found
+        if problem.part:
+            return (*dep_base, problem.part)
+        if problem.column in dep.columns:
+            return (*dep_base, "columns", problem.column)
+        if problem.column in dep.references:
+            return (*dep_base, "references", problem.column)
+        if problem.column is not None and problem.column == mapping.tenancy.column:
+            return ("tenancy", "column")
+        return (*dep_base, "table")
     if problem.column is None:
         return (*base, "table")
     if problem.column in subject.columns:
@@ -114,6 +225,20 @@ def _path(name: str, subject: Subject, mapping: ProductMapping, problem: Problem
     if problem.column == mapping.tenancy.column:
         return ("tenancy", "column")
     return base
+
+
+def _dependent_path(
+    dependents: Sequence[Dependent], table: str, base: Path_
+) -> tuple[Dependent, Path_] | None:
+    """The dependent (at any depth) on `table`, and its path in the mapping."""
+    for i, dep in enumerate(dependents):
+        here: Path_ = (*base, i)
+        if dep.table == table:
+            return dep, here
+        deeper = _dependent_path(dep.dependents, table, (*here, "dependents"))
+        if deeper is not None:
+            return deeper
+    return None
 
 
 def _product_file(directory: Path, mapping: ProductMapping) -> Path:

@@ -44,8 +44,9 @@ def main(ctx: click.Context, env_file: Path | None) -> None:
     Settings come from the environment: RETENTION_CONFIG_DIR, RETENTION_STATE_URL,
     RETENTION_PEPPER (or RETENTION_PEPPER_FILE), RETENTION_HTTP_HOST,
     RETENTION_HTTP_PORT, RETENTION_LOG_LEVEL, RETENTION_LOG_FORMAT (json|console|auto),
-    RETENTION_STOP_GRACE_SECONDS, RETENTION_RETRY_BUDGET_SECONDS, RETENTION_CHECKPOINT_KEY
-    (or RETENTION_CHECKPOINT_KEY_FILE). Each product mapping
+    RETENTION_STOP_GRACE_SECONDS, RETENTION_RETRY_BUDGET_SECONDS,
+    RETENTION_LOCK_TIMEOUT_SECONDS, RETENTION_STATEMENT_TIMEOUT_SECONDS,
+    RETENTION_CHECKPOINT_KEY (or RETENTION_CHECKPOINT_KEY_FILE). Each product mapping
     (or customer, for one-database-per-customer products) names the variable holding its
     database URL.
     See docs/configuration.md and docs/operations.md.
@@ -81,9 +82,13 @@ def validate(ctx: Ctx, config_dir: Path | None, offline: bool) -> None:
     """Check the configuration, and each mapping against its live database.
 
     Exits 2 when a file is wrong (YAML syntax, unknown product or category, a period
-    that is negative, absurd or below a legal floor) or when a table or column that a
-    mapping names is missing from the database; every problem names the file, the path
-    inside it and what to fix. Exits 1 when a database cannot be reached.
+    that is negative, absurd or below a legal floor), when a table or column that a
+    mapping names is missing from the database, when a customer's tenant value does not
+    convert exactly to the tenant column's type, or when a dependent's references leave
+    out a tenant column its parent's key holds; every problem names the file, the path
+    inside it and what to fix. Exits 1 when a database cannot be reached. Also prints how
+    many rows each customer has, and warns about a tenant value without rows and about
+    time bases holding values that are not clean dates.
     """
     from worker.checks import check_live
 
@@ -100,6 +105,8 @@ def validate(ctx: Ctx, config_dir: Path | None, offline: bool) -> None:
     if offline:
         return
     live = check_live(config, ctx.env)
+    for note in live.notes:
+        click.echo(note)
     for warning in live.warnings:
         click.echo(f"warning: {warning}", err=True)
     for line in live.unreachable:

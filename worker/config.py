@@ -383,6 +383,17 @@ class Schedule(Model):
     timezone: str | None = None
 
 
+class ProductTimeouts(Model):
+    """Per product: the longest wait for a lock and the longest statement, in whole seconds.
+
+    Unset, the process settings apply (RETENTION_LOCK_TIMEOUT_SECONDS, default 30;
+    RETENTION_STATEMENT_TIMEOUT_SECONDS, default 600).
+    """
+
+    lock_seconds: int | None = Field(default=None, ge=1, le=3600)
+    statement_seconds: int | None = Field(default=None, ge=1, le=86400)
+
+
 class ProductMapping(Model):
     product: str
     connector: str = "sql"
@@ -400,6 +411,7 @@ class ProductMapping(Model):
     approval: ApprovalPolicy = ApprovalPolicy()
 
     _parse_approval = field_validator("approval", mode="before")(_approval)
+    timeouts: ProductTimeouts = ProductTimeouts()
 
     @model_validator(mode="after")
     def _database_matches_tenancy(self) -> ProductMapping:

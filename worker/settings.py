@@ -18,6 +18,9 @@ from worker.retry import RetryPolicy
 
 DEFAULT_STATE_URL = "sqlite:///.retention/state.db"
 MIN_PEPPER_BYTES = 16
+# Product sessions: the longest wait for a lock, and the longest statement (seconds).
+DEFAULT_LOCK_TIMEOUT_SECONDS = 30
+DEFAULT_STATEMENT_TIMEOUT_SECONDS = 600
 
 
 def read_secret(env: Mapping[str, str], name: str) -> str | None:
@@ -56,6 +59,8 @@ class Settings:
     stop_grace_seconds: float = 20.0
     # Seconds to keep retrying transient database errors (a failover); 0 turns retries off.
     retry_budget_seconds: float = 60.0
+    lock_timeout_seconds: int = DEFAULT_LOCK_TIMEOUT_SECONDS
+    statement_timeout_seconds: int = DEFAULT_STATEMENT_TIMEOUT_SECONDS
     pepper: bytes = field(default=b"", repr=False)
     # PEM Ed25519 private key signing audit checkpoints (worker/checkpoints.py); "" unsigned.
     checkpoint_key: str = field(default="", repr=False)
@@ -64,6 +69,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         state = read_secret(env, "RETENTION_STATE_URL") or DEFAULT_STATE_URL
         pepper = read_secret(env, "RETENTION_PEPPER") or ""
+        lock, statement = product_timeouts(env)
         fmt = env.get("RETENTION_LOG_FORMAT", "auto").lower()
         if fmt not in ("json", "console", "auto"):
             raise SettingsError(f"RETENTION_LOG_FORMAT is {fmt!r}; use json, console or auto")
@@ -76,6 +82,8 @@ class Settings:
             log_format=fmt,
             stop_grace_seconds=float(_int(env, "RETENTION_STOP_GRACE_SECONDS", 20, 1, 3600)),
             retry_budget_seconds=float(_int(env, "RETENTION_RETRY_BUDGET_SECONDS", 60, 0, 3600)),
+            lock_timeout_seconds=lock,
+            statement_timeout_seconds=statement,
             pepper=pepper.encode("utf-8"),
             checkpoint_key=read_secret(env, "RETENTION_CHECKPOINT_KEY") or "",
         )
@@ -109,6 +117,18 @@ class Settings:
                 "trail and pseudonyms; keep it stable, or old hashes can no longer be matched"
             )
         return self.pepper
+
+
+def product_timeouts(env: Mapping[str, str]) -> tuple[int, int]:
+    """(lock, statement) timeouts of product sessions in seconds, from RETENTION_LOCK_TIMEOUT_
+    SECONDS (1..3600, default 30) and RETENTION_STATEMENT_TIMEOUT_SECONDS (1..86400, default
+    600); a product mapping's `timeouts:` overrides them. Raises SettingsError when invalid."""
+    return (
+        _int(env, "RETENTION_LOCK_TIMEOUT_SECONDS", DEFAULT_LOCK_TIMEOUT_SECONDS, 1, 3600),
+        _int(
+            env, "RETENTION_STATEMENT_TIMEOUT_SECONDS", DEFAULT_STATEMENT_TIMEOUT_SECONDS, 1, 86400
+        ),
+    )
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:

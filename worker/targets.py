@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from connectors.base import ColumnMask, Dependent, Mask, Table, Target
+from connectors.tenancy import reference_problems
 from worker.config import CustomerProduct, ProductMapping, Subject
 from worker.config import Dependent as DependentConfig
 from worker.policy import Cutoff, EffectiveRule
@@ -31,6 +32,28 @@ def table_for(subject: Subject, mapping: ProductMapping) -> Table:
 def tables_for(mapping: ProductMapping) -> list[Table]:
     """Every table the mapping expects, for `Connector.verify`."""
     return [table_for(s, mapping) for s in mapping.subjects.values()]
+
+
+def tenant_reference_problems(
+    mapping: ProductMapping,
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """Offline: dependents whose `references` leave out the tenant column that their
+    subject's key holds, as (path in the product mapping, message with the fix).
+
+    Needs no database: the key, the references and the tenant column are all in the
+    mapping. (Live, `Connector.verify` also checks nested dependents, whose parent's key is
+    the parent table's primary key.)
+    """
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    for name, subject in mapping.subjects.items():
+        for problem in reference_problems(table_for(subject, mapping)):
+            for i, dep in enumerate(subject.dependents):
+                if dep.table == problem.table:
+                    found.append(
+                        (("subjects", name, "dependents", i, "references"), problem.message)
+                    )
+                    break
+    return found
 
 
 def target_for(

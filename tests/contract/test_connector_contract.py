@@ -1,16 +1,15 @@
 """The connector contract (connectors/base.py), proved once against every backend.
 
-`ContractTests` holds the tests; each backend class below provides a `backend` fixture:
-the SQL connector on SQLite, PostgreSQL and MariaDB (via `any_db_url`) and the
-MemoryConnector seeded with the same rows. The schema and rows are built here, so the
-suite does not depend on the demo schemas.
+`ContractTests` and `TenancyContract` hold the tests; each backend class below provides a
+`backend` fixture: the SQL connector on SQLite, PostgreSQL and MariaDB (via `any_db_url`)
+and the MemoryConnector, seeded with the same rows. The schema, rows and backends are in
+`tests/contract/backends.py`, so the suite does not depend on the demo schemas.
 """
 
 from __future__ import annotations
 
-import abc
-import datetime as dt
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,249 +18,48 @@ import sqlalchemy as sa
 
 from connectors.anonymise import is_pseudonym, keyed_hash
 from connectors.base import (
+    Backlog,
     Change,
     ColumnMask,
-    Connector,
     ConnectorError,
+    DateQuality,
     Dependent,
     Key,
+    LockTimeout,
     Mask,
+    StatementTimeout,
     Table,
     Target,
+    TenantValueError,
+    Timeouts,
 )
-from connectors.memory import MemoryConnector
 from connectors.sql import SqlConnector
-
-PEPPER = b"contract-pepper-0123456789"
-OTHER_PEPPER = b"another-pepper-9876543210"
-D, T = dt.date, dt.datetime
-CUTOFF_DATE = D(2024, 1, 1)
-# Midnight in UTC+1 is 23:00 UTC the day before: naive timestamps compare against that.
-CUTOFF_INSTANT = T(2024, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=1)))
-LOOKALIKE = "anon-hanna.bos@example.nl"  # an e-mail shaped like a pseudonym, but not hex
-LATE_2230, LATE_2330 = T(2023, 12, 31, 22, 30), T(2023, 12, 31, 23, 30)  # around 23:00 UTC
-
-# --- schema and rows -------------------------------------------------------------------
-
-METADATA = sa.MetaData()
-sa.Table(
-    "person",
-    METADATA,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("tenant", sa.Integer, nullable=False, index=True),
-    sa.Column("name", sa.String(100)),
-    sa.Column("email", sa.String(200)),
-    sa.Column("postcode", sa.String(10)),
-    sa.Column("birth_date", sa.Date),  # deliberately not indexed
-    sa.Column("left_on", sa.Date, index=True),
-    sa.Column("last_seen_at", sa.DateTime(timezone=False), index=True),
+from tests.contract.backends import (
+    CUTOFF_DATE,
+    CUTOFF_INSTANT,
+    EXPIRED_LINKS,
+    EXPIRED_PEOPLE,
+    FULL_MASKS,
+    LOOKALIKE,
+    MEMBERSHIP,
+    ODD,
+    ORG_CHILD,
+    OTHER_PEPPER,
+    PEPPER,
+    PERSON,
+    SEED,
+    SLOW,
+    TEXT_CHILD,
+    Backend,
+    D,
+    MemoryBackend,
+    SqlBackend,
+    T,
+    link_target,
+    locked,
+    pages,
+    target,
 )
-sa.Table(
-    "photo",
-    METADATA,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("person_id", sa.Integer, sa.ForeignKey("person.id"), nullable=False),
-    sa.Column("path", sa.String(100)),
-)
-sa.Table(
-    "photo_tag",
-    METADATA,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("photo_id", sa.Integer, sa.ForeignKey("photo.id"), nullable=False),
-    sa.Column("tag", sa.String(50)),
-)
-sa.Table(
-    "membership",
-    METADATA,
-    sa.Column("person_id", sa.Integer, sa.ForeignKey("person.id"), primary_key=True),
-    sa.Column("group_id", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("ended_on", sa.Date, index=True),
-)
-
-
-def _rows(columns: str, *values: tuple[Any, ...]) -> list[dict[str, Any]]:
-    return [dict(zip(columns.split(), v, strict=True)) for v in values]
-
-
-# Tenant 1, basis left_on < 2024-01-01: 1, 3, 4, 8, 10 (6 is on the cutoff, 7 has no date).
-# Tenant 1, basis last_seen_at < 2023-12-31 23:00 UTC: 1, 3, 8, 10 (4 is at 23:30).
-SEED: dict[str, list[dict[str, Any]]] = {
-    "person": _rows(
-        "id tenant name email postcode birth_date left_on last_seen_at",
-        (1, 1, "Eva Smit", "eva@x.org", "1234 AB", D(1990, 5, 17), D(2019, 1, 1), T(2019, 5, 5, 8)),
-        (2, 2, "Eva Smit", "eva@y.net", "9876 ZX", D(1988, 8, 8), D(2018, 1, 1), T(2018, 1, 1, 9)),
-        (3, 1, "Carla Jansen", "c@x.org", "3456 CD", D(2001, 11, 30), D(2021, 6, 15), LATE_2230),
-        (4, 1, "Daan Visser", "d@x.org", "4567 EF", D(1975, 1, 1), D(2023, 12, 31), LATE_2330),
-        (5, 2, "Bram Bakker", "b@y.net", "5678 GH", D(1999, 9, 9), D(2020, 1, 1), T(2020, 1, 1)),
-        (6, 1, "Fleur de Wit", "f@x.org", "6789 IJ", D(1995, 3, 3), D(2024, 1, 1), T(2024, 6, 1)),
-        (7, 1, "Gijs Mulder", "g@x.org", "7890 KL", D(1980, 7, 7), None, None),
-        (8, 1, "Hanna Bos", LOOKALIKE, "8901MN", D(2010, 10, 10), D(2022, 2, 2), T(2022, 2, 2)),
-        (9, 2, "Ids Kok", "i@y.net", "9012 OP", D(2003, 3, 3), D(2025, 1, 1), T(2025, 1, 1)),
-        (10, 1, "Eva Smit", "eva.s@x.org", None, None, D(2020, 3, 1), T(2020, 3, 1, 10)),
-    ),
-    "photo": _rows(
-        "id person_id path",
-        *((1, 1, "a.jpg"), (2, 1, "b.jpg"), (3, 3, "c.jpg"), (4, 2, "d.jpg"), (5, 6, "e.jpg")),
-    ),
-    "photo_tag": _rows(
-        "id photo_id tag",
-        *((1, 1, "beach"), (2, 1, "sun"), (3, 2, "park"), (4, 3, "zoo"), (5, 4, "home")),
-        (6, 5, "party"),
-    ),
-    # Expired (ended_on < 2024-01-01): (1,1) (1,2) (2,1) (3,1) (4,1) (4,3).
-    "membership": _rows(
-        "person_id group_id ended_on",
-        *((1, 1, D(2020, 1, 1)), (1, 2, D(2023, 5, 5)), (1, 3, None), (2, 1, D(2020, 1, 1))),
-        *((3, 1, D(2021, 1, 1)), (3, 2, D(2024, 2, 2)), (4, 1, D(2019, 9, 9))),
-        *((4, 3, D(2022, 1, 1)), (6, 2, D(2024, 1, 1))),
-    ),
-}
-EXPIRED_PEOPLE = [(1,), (3,), (4,), (8,), (10,)]
-EXPIRED_LINKS = [(1, 1), (1, 2), (2, 1), (3, 1), (4, 1), (4, 3)]
-
-PHOTO = Dependent(
-    "photo",
-    references=(("person_id", "id"),),
-    dependents=(Dependent("photo_tag", references=(("photo_id", "id"),)),),
-)
-PERSON = Table(
-    "person",
-    key=("id",),
-    columns=("name", "email", "postcode", "birth_date"),
-    dates=("left_on", "last_seen_at"),
-    tenant_column="tenant",
-    dependents=(PHOTO, Dependent("membership", references=(("person_id", "id"),))),
-)
-MEMBERSHIP = Table("membership", key=("person_id", "group_id"), dates=("ended_on",))
-FULL_MASKS = (
-    ColumnMask("name", Mask.KEYED_HASH),
-    ColumnMask("email", Mask.NULL),
-    ColumnMask("postcode", Mask.POSTCODE_DIGITS),
-    ColumnMask("birth_date", Mask.YEAR),
-)
-
-
-def target(table: Table = PERSON, *, tenant: Any = 1, basis: Any = "left_on", **kw: Any) -> Target:
-    """A target before the fixed cutoffs; keyword arguments as in `Target`."""
-    return Target(table, tenant, basis, CUTOFF_DATE, CUTOFF_INSTANT, **kw)
-
-
-def link_target(**kw: Any) -> Target:
-    return target(MEMBERSHIP, tenant=None, basis="ended_on", **kw)
-
-
-def pages(connector: Connector, where: Target, limit: int) -> list[list[Key]]:
-    """Every page of select_expired, each continuing after the last key of the previous."""
-    found: list[list[Key]] = []
-    after: Key | None = None
-    for _ in range(100):
-        page = connector.select_expired(where, after, limit)
-        if not page:
-            return found
-        found.append(page)
-        after = page[-1]
-    raise AssertionError("select_expired never ran out of keys")
-
-
-# --- backends --------------------------------------------------------------------------
-
-
-class Backend(abc.ABC):
-    """A connector over the seeded rows, plus what the tests need to look behind it."""
-
-    connector: Connector
-
-    @abc.abstractmethod
-    def rows(self, table: str) -> list[dict[str, Any]]:
-        """Every row of `table` as a dict, in primary-key order, read around the connector."""
-
-    @abc.abstractmethod
-    def connector_with(self, pepper: bytes) -> Connector:
-        """A second, open connector over the same data with another pepper."""
-
-    @abc.abstractmethod
-    def break_delete(self, monkeypatch: pytest.MonkeyPatch) -> Table:
-        """A person mapping whose next DELETE fails after the children are gone."""
-
-    def snapshot(self) -> dict[str, list[dict[str, Any]]]:
-        return {name: self.rows(name) for name in SEED}
-
-    def close(self) -> None:
-        self.connector.close()
-
-
-def _foreign_keys_on(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-class SqlBackend(Backend):
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._reader = sa.create_engine(url)
-        METADATA.create_all(self._reader)
-        with self._reader.begin() as conn:
-            for name in ("person", "photo", "photo_tag", "membership"):
-                conn.execute(sa.insert(METADATA.tables[name]), SEED[name])
-        self.connector = self._sql = SqlConnector(url, pepper=PEPPER)
-        self._others: list[Connector] = []
-        self.connector.open()
-
-    def rows(self, table: str) -> list[dict[str, Any]]:
-        spec = METADATA.tables[table]
-        with self._reader.connect() as conn:
-            query = sa.select(spec).order_by(*spec.primary_key.columns)
-            return [dict(row) for row in conn.execute(query).mappings()]
-
-    def connector_with(self, pepper: bytes) -> Connector:
-        other = SqlConnector(self.url, pepper=pepper)
-        other.open()
-        self._others.append(other)
-        return other
-
-    def break_delete(self, monkeypatch: pytest.MonkeyPatch) -> Table:
-        # The mapping forgets membership, which references person: the final DELETE of
-        # person violates that foreign key after photo_tag and photo rows were deleted.
-        if self._sql.engine.dialect.name == "sqlite":  # SQLite enforces FKs only on request
-            sa.event.listen(self._sql.engine, "connect", _foreign_keys_on)
-            self._sql.engine.dispose()  # pooled connections were made before the listener
-        return Table("person", key=("id",), tenant_column="tenant", dependents=(PHOTO,))
-
-    def close(self) -> None:
-        for other in self._others:
-            other.close()
-        super().close()
-        self._reader.dispose()
-
-
-class MemoryBackend(Backend):
-    def __init__(self) -> None:
-        self.connector = self._memory = MemoryConnector(SEED, pepper=PEPPER)
-        self.connector.open()
-
-    def rows(self, table: str) -> list[dict[str, Any]]:
-        key = [c.name for c in METADATA.tables[table].primary_key.columns]
-        found = [dict(r) for r in self._memory.tables[table]]
-        return sorted(found, key=lambda r: tuple(r[k] for k in key))
-
-    def connector_with(self, pepper: bytes) -> Connector:
-        other = MemoryConnector({}, pepper=pepper)
-        other.tables = self._memory.tables  # the same "database"
-        other.open()
-        return other
-
-    def break_delete(self, monkeypatch: pytest.MonkeyPatch) -> Table:
-        original = self._memory._delete_dependent
-
-        def failing(dep: Dependent, parents: Any, counts: dict[str, int]) -> None:
-            if dep.table == "membership":  # photo and photo_tag rows are gone by now
-                raise ConnectorError("simulated constraint violation")
-            original(dep, parents, counts)
-
-        monkeypatch.setattr(self._memory, "_delete_dependent", failing)
-        return PERSON
-
 
 # --- the contract ----------------------------------------------------------------------
 
@@ -463,7 +261,92 @@ class ContractTests:
         assert [v for v in values if v and v in message] == []
 
 
-class TestSqlConnector(ContractTests):
+class TenancyContract:
+    """Tenant values compared exactly, dependents kept within the tenant, odd time bases."""
+
+    def test_a_tenant_text_converts_exactly_to_an_integer_column(self, backend: Backend) -> None:
+        """A customer's tenant written as text ("1") selects what the number 1 selects."""
+        assert backend.connector.select_expired(target(tenant="1"), None, 100) == EXPIRED_PEOPLE
+        assert backend.connector.backlog(target(tenant="2")).count == 2
+
+    @pytest.mark.parametrize("value", ["01", "1abc", "+1", "1.0", True, 1.0, None])
+    def test_a_tenant_value_that_does_not_convert_exactly_is_refused(
+        self, backend: Backend, value: Any
+    ) -> None:
+        """'01', '1abc', a bool or a fraction for an integer tenant column is refused by
+        every primitive, never left to an implicit cast; nothing changes."""
+        before = backend.snapshot()
+        where = target(tenant=value)
+        error = ConnectorError if value is None else TenantValueError
+        for call in (
+            lambda: backend.connector.backlog(where),
+            lambda: backend.connector.select_expired(where, None, 10),
+            lambda: backend.connector.apply(where, Change.DELETE, EXPIRED_PEOPLE),
+        ):
+            with pytest.raises(error) as caught:
+                call()
+            assert caught.value.transient is False
+        assert backend.snapshot() == before
+
+    @pytest.mark.parametrize(
+        ("tenant", "expected"),
+        [
+            *(("kdv-a", [(1,)]), ("KDV-A", [(2,)]), ("kdv-á", [(3,)]), (1042, [(5,)])),
+            *(("1042", [(5,)]), ("01042", [(6,)]), ("1042b", [(7,)]), ("kdv", [])),
+        ],
+    )
+    def test_a_text_tenant_matches_only_its_exact_value(
+        self, backend: Backend, tenant: Any, expected: list[Key]
+    ) -> None:
+        """No collation widens a text tenant: case, accents and trailing spaces count, and
+        the number 1042 is the text '1042', not '01042'."""
+        where = Target(TEXT_CHILD, tenant, "left_on", CUTOFF_DATE, CUTOFF_INSTANT)
+        assert backend.connector.select_expired(where, None, 100) == expected
+        assert backend.connector.backlog(where).count == len(expected)
+        before = backend.snapshot()
+        everyone = [(r["id"],) for r in before["text_child"]]
+        assert dict(backend.connector.apply(where, Change.DELETE, everyone)) == {
+            "text_child": len(expected)
+        }
+        assert backend.rows("text_child") == [
+            r for r in before["text_child"] if (r["id"],) not in expected
+        ]
+
+    def test_verify_refuses_references_that_leave_out_the_tenant_column(
+        self, backend: Backend
+    ) -> None:
+        """Key [org, id] with references {child_id: id}: a fatal problem on the dependent's
+        references, saying what to add."""
+        [problem] = backend.connector.verify([ORG_CHILD])
+        assert (problem.table, problem.part, problem.fatal) == ("org_photo", "references", True)
+        assert "add `org: org` to its references" in problem.message
+
+    def test_dependents_of_another_tenant_with_the_same_key_are_kept(
+        self, backend: Backend
+    ) -> None:
+        """Deleting tenant 1's child 7 deletes tenant 1's photo of child 7 only, even with
+        references that leave out the tenant column: the dependent is filtered by it too."""
+        before = backend.snapshot()
+        where = Target(ORG_CHILD, 1, "left_on", CUTOFF_DATE, CUTOFF_INSTANT)
+        assert backend.connector.select_expired(where, None, 10) == [(1, 7), (1, 8)]
+        counts = backend.connector.apply(where, Change.DELETE, [(1, 7)])
+        assert dict(counts) == {"org_photo": 1, "org_child": 1}
+        assert backend.rows("org_photo") == [r for r in before["org_photo"] if r["id"] != 1]
+        assert backend.rows("org_child") == [
+            r for r in before["org_child"] if (r["org"], r["id"]) != (1, 7)
+        ]
+
+    def test_a_basis_before_1900_is_a_placeholder_never_expired(self, backend: Backend) -> None:
+        """Dates before 1900 are never selected, counted or the oldest; validate counts them."""
+        where = Target(ODD, 1, "left_on", CUTOFF_DATE, CUTOFF_INSTANT)
+        assert backend.connector.select_expired(where, None, 10) == [(3,), (4,)]
+        assert backend.connector.backlog(where) == Backlog(2, D(1900, 1, 1))
+        assert backend.connector.date_quality("odd", "left_on") == DateQuality(2)
+        backend.connector.apply(where, Change.DELETE, [(r["id"],) for r in SEED["odd"]])
+        assert [r["id"] for r in backend.rows("odd")] == [1, 2, 5, 6]
+
+
+class TestSqlConnector(ContractTests, TenancyContract):
     """The SQL connector on SQLite, PostgreSQL and MariaDB."""
 
     @pytest.fixture
@@ -482,8 +365,50 @@ class TestSqlConnector(ContractTests):
         problems = backend.connector.verify([Table("person", key=("id",), dates=("birth_date",))])
         assert [(p.column, p.fatal) for p in problems] == [("birth_date", False)]
 
+    # timeouts: SQL connectors only (the in-memory one has no locks and no slow statements)
 
-class TestMemoryConnector(ContractTests):
+    def test_a_held_lock_raises_lock_timeout_within_the_timeout(self, backend: Backend) -> None:
+        """Another session's lock on the table makes a count fail at the lock timeout with a
+        LockTimeout (not transient) that names the table and the timeout."""
+        assert isinstance(backend, SqlBackend)
+        quick = SqlConnector(backend.url, pepper=PEPPER, timeouts=Timeouts(lock_seconds=1))
+        quick.open()
+        try:
+            with locked(backend.url):
+                started = time.monotonic()
+                with pytest.raises(LockTimeout) as caught:
+                    quick.backlog(target())
+                waited = time.monotonic() - started
+        finally:
+            quick.close()
+        assert waited < 1 + 5
+        assert caught.value.transient is False
+        assert "person" in str(caught.value)
+        assert "lock timeout (1 s)" in str(caught.value)
+
+    def test_a_long_statement_raises_statement_timeout(self, backend: Backend) -> None:
+        """A statement that would run for long is cancelled at the statement timeout with a
+        StatementTimeout (not transient); the connector's next statement runs normally."""
+        assert isinstance(backend, SqlBackend)
+        with backend._reader.begin() as conn:
+            conn.execute(sa.text(f"CREATE VIEW slow_person AS {SLOW[backend.dialect]}"))
+        quick = SqlConnector(backend.url, pepper=PEPPER, timeouts=Timeouts(statement_seconds=1))
+        quick.open()
+        try:
+            slow = Table("slow_person", key=("id",), dates=("left_on",), tenant_column="tenant")
+            started = time.monotonic()
+            with pytest.raises(StatementTimeout) as caught:
+                quick.backlog(target(slow))
+            waited = time.monotonic() - started
+            assert quick.backlog(target()).count == 5
+        finally:
+            quick.close()
+        assert waited < 1 + 5
+        assert caught.value.transient is False
+        assert "statement timeout (1 s)" in str(caught.value)
+
+
+class TestMemoryConnector(ContractTests, TenancyContract):
     """The in-memory connector used by the worker's unit tests."""
 
     @pytest.fixture

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import dbs
 from worker.state import StateStore
 
 
@@ -17,3 +18,25 @@ def state(tmp_path: Path) -> Iterator[StateStore]:
     store.migrate()
     yield store
     store.close()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+        pytest.param("mariadb", id="mariadb", marks=pytest.mark.mariadb),
+    ]
+)
+def db_pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """Two fresh, empty databases of one kind (one per customer), for each supported kind."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+        return
+    if request.param == "postgresql":
+        server = request.getfixturevalue("pg_server_url")
+        make = dbs.postgres_database
+    else:
+        server = request.getfixturevalue("mariadb_server_url")
+        make = dbs.mariadb_database
+    with make(server) as first, make(server) as second:
+        yield first, second

@@ -1,0 +1,155 @@
+"""Time bases that hold something other than a clean date, per database.
+
+A row is expired only when its time basis holds a readable date (or instant) from
+`EARLIEST_BASIS` on that lies before the cutoff. Everything else is "unknown" and kept:
+
+- NULL;
+- MariaDB/MySQL zero dates (`0000-00-00`) and zero-in-date values (`2024-00-10`), which
+  compare as very old numbers;
+- PostgreSQL `-infinity` and `infinity`;
+- SQLite text that its date functions cannot read (`''`, `15-01-2024`), and numbers out of
+  range;
+- any date before 1900: a placeholder (`1800-01-01`, `0001-01-01`), not a record's real date.
+
+SQLite has no date type: a basis column may hold ISO text with a `T` or a zone
+(`2023-12-31T22:30:00-02:00`) or a number. These are read correctly with SQLite's own date
+functions, in UTC: a number from 0 to 5373484.5 is a Julian day number, any other number is
+Unix seconds (SQLite's `auto` rule). So SQLite compares a normalised text, not the raw
+value; this costs the basis index (SQLite is for demos and small databases).
+
+The lower bound also keeps every odd value out of `MIN(basis)`, so the backlog's `oldest`
+value and the lag computed from it are always a real date.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+from connectors.base import EARLIEST_BASIS, Target
+
+_SQLITE_DATE = "%Y-%m-%d"
+_SQLITE_INSTANT = "%Y-%m-%d %H:%M:%f"  # SS.SSS: milliseconds
+_JULIAN_DAY_MAX = 5373484.5  # 9999-12-31 as a Julian day number: SQLite's `auto` limit
+
+
+def is_instant(column: sa.ColumnElement[Any]) -> bool:
+    """True for a TIMESTAMP/DATETIME column, False for a DATE column."""
+    return isinstance(column.type, sa.DateTime)
+
+
+def is_aware(column: sa.ColumnElement[Any]) -> bool:
+    """True for a column that stores instants with their zone (PostgreSQL timestamptz)."""
+    return is_instant(column) and bool(getattr(column.type, "timezone", False))
+
+
+def cutoff_for(column: sa.ColumnElement[Any], target: Target) -> dt.date | dt.datetime:
+    """The cutoff in the column's terms: a date, a naive UTC instant or an aware instant."""
+    if not is_instant(column):
+        return target.cutoff_date
+    if is_aware(column):
+        return target.cutoff_instant
+    return target.cutoff_instant.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _earliest(column: sa.ColumnElement[Any]) -> dt.date | dt.datetime:
+    if not is_instant(column):
+        return EARLIEST_BASIS
+    start = dt.datetime.combine(EARLIEST_BASIS, dt.time())
+    return start.replace(tzinfo=dt.UTC) if is_aware(column) else start
+
+
+def _sqlite_text(value: dt.date | dt.datetime, instant: bool) -> str:
+    if not instant:
+        return value.isoformat()[:10]
+    assert isinstance(value, dt.datetime)  # noqa: S101  (narrowing for the type checker)
+    return f"{value:%Y-%m-%d %H:%M:%S}.{value.microsecond // 1000:03d}"
+
+
+def sqlite_normal(column: sa.ColumnElement[Any]) -> ColumnElement[Any]:
+    """SQLite: the basis as comparable UTC text ('YYYY-MM-DD' or 'YYYY-MM-DD HH:MM:SS.SSS'),
+    NULL when SQLite's date functions cannot read it."""
+    fmt = _SQLITE_INSTANT if is_instant(column) else _SQLITE_DATE
+    raw = sa.type_coerce(column, sa.types.NullType())
+    number = sa.func.typeof(raw).in_(["integer", "real"])
+    julian = raw.between(sa.literal(0, sa.Float), sa.literal(_JULIAN_DAY_MAX, sa.Float))
+    normal = sa.case(
+        (sa.and_(number, sa.not_(julian)), sa.func.strftime(fmt, raw, "unixepoch")),
+        else_=sa.func.strftime(fmt, raw),
+    )
+    return sa.type_coerce(normal, sa.String)
+
+
+def _real_date_mysql(column: sa.ColumnElement[Any]) -> ColumnElement[bool]:
+    return sa.and_(sa.func.month(column) > 0, sa.func.dayofmonth(column) > 0)
+
+
+def expired(column: sa.ColumnElement[Any], target: Target, dialect: str) -> ColumnElement[bool]:
+    """SQL true for a readable basis from EARLIEST_BASIS on, before the target's cutoff."""
+    cutoff = cutoff_for(column, target)
+    if dialect == "sqlite":
+        normal = sqlite_normal(column)
+        instant = is_instant(column)
+        return sa.and_(
+            normal >= sa.literal(_sqlite_text(_earliest(column), instant), sa.String),
+            normal < sa.literal(_sqlite_text(cutoff, instant), sa.String),
+        )
+    clauses = [column >= _earliest(column), column < cutoff]
+    if dialect in ("mysql", "mariadb"):
+        clauses.append(_real_date_mysql(column))
+    return sa.and_(*clauses)
+
+
+def unknown(column: sa.ColumnElement[Any], dialect: str) -> ColumnElement[bool]:
+    """SQL true for a basis that is not NULL but no readable date from EARLIEST_BASIS on."""
+    if dialect == "sqlite":
+        normal = sqlite_normal(column)
+        earliest = _sqlite_text(_earliest(column), is_instant(column))
+        readable = sa.and_(normal.is_not(None), normal >= sa.literal(earliest, sa.String))
+    elif dialect == "postgresql":
+        readable = sa.and_(column >= _earliest(column), sa.func.isfinite(column))
+    elif dialect in ("mysql", "mariadb"):
+        readable = sa.and_(column >= _earliest(column), _real_date_mysql(column))
+    else:
+        readable = column >= _earliest(column)
+    return sa.and_(column.is_not(None), sa.not_(readable))
+
+
+def converted(column: sa.ColumnElement[Any], dialect: str) -> ColumnElement[bool]:
+    """SQL true for a readable basis stored in another form (SQLite: a number, or text with
+    a 'T' or a zone). Other databases store dates in date types: always false."""
+    if dialect != "sqlite":
+        return sa.false()
+    raw = sa.type_coerce(column, sa.String)
+    shaped = sa.or_(
+        sa.func.typeof(raw).in_(["integer", "real"]),
+        raw.op("GLOB")(sa.literal("*T*", sa.String)),
+        raw.op("GLOB")(sa.literal("*Z", sa.String)),
+        raw.op("GLOB")(sa.literal("*[+-][0-9][0-9]:[0-9][0-9]", sa.String)),
+    )
+    return sa.and_(column.is_not(None), sa.not_(unknown(column, dialect)), shaped)
+
+
+def oldest(column: sa.ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
+    """The expression whose MIN over the expired rows is the oldest basis value."""
+    if dialect == "sqlite":
+        return sa.func.min(sqlite_normal(column), type_=sa.String)
+    return sa.func.min(sa.type_coerce(column, sa.types.NullType()))
+
+
+def read_oldest(value: Any, column: sa.ColumnElement[Any]) -> dt.date | dt.datetime | None:
+    """A MIN(...) result as a date or a (naive UTC, or aware) datetime; None when unreadable."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, dt.date):
+        return dt.datetime.combine(value, dt.time()) if is_instant(column) else value
+    try:
+        parsed = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return parsed if is_instant(column) else parsed.date()

@@ -1,0 +1,48 @@
+"""worker/targets.py: the offline check of dependents' references against a tenant key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker.config import ProductMapping
+from worker.targets import tenant_reference_problems
+
+
+def mapping(key: list[str], references: dict[str, str], tenancy: dict[str, Any]) -> ProductMapping:
+    shared = {"database": {"url_env": "KIDS_DATABASE_URL"}} if "column" in tenancy else {}
+    return ProductMapping.model_validate(
+        {
+            "product": "kids",
+            **shared,
+            "tenancy": tenancy,
+            "subjects": {
+                "child": {
+                    "kind": "child",
+                    "table": "child",
+                    "key": key,
+                    "dependents": [
+                        {"table": "child_note", "references": {"child_id": "id", "org": "org"}},
+                        {"table": "child_photo", "references": references},
+                    ],
+                }
+            },
+            "rules": [],
+        }
+    )
+
+
+def test_references_without_the_tenant_column_of_the_key_are_found_offline() -> None:
+    """Key [org, id] and references {child_id: id}: one problem, at that dependent's
+    references, with the fix; the dependent that maps org is fine."""
+    [(path, message)] = tenant_reference_problems(
+        mapping(["org", "id"], {"child_id": "id"}, {"column": "org"})
+    )
+    assert path == ("subjects", "child", "dependents", 1, "references")
+    assert "add `org: org` to its references" in message
+
+
+def test_a_key_without_the_tenant_column_or_a_database_per_customer_needs_no_more() -> None:
+    """Ids unique across tenants, or no tenant column at all: references to id suffice."""
+    assert tenant_reference_problems(mapping(["id"], {"child_id": "id"}, {"column": "org"})) == []
+    per_customer = mapping(["org", "id"], {"child_id": "id"}, {"per_customer": True})
+    assert tenant_reference_problems(per_customer) == []
