@@ -21,7 +21,13 @@ Every connector guarantees:
 - every statement runs under the connector's `Timeouts`: waiting for a lock longer than
   `lock_seconds` raises `LockTimeout`, running longer than `statement_seconds` raises
   `StatementTimeout` (neither is transient: a retry would wait just as long);
-- `apply` changes one batch in one transaction: all of it or none of it;
+- `apply` changes one batch in one transaction: all of it or none of it. Inside that
+  transaction, after the rows are locked and before anything is committed, it asks the
+  caller's `guard` which of the keys a legal hold now covers (those are left alone), and
+  hands the caller the exact keys and rows per table it changed (`prepare`), so the audit
+  trail records them before the change is committed. When the outcome of COMMIT itself is
+  unknown (the reply was lost), it raises `AmbiguousCommit` carrying what the transaction
+  would have changed; `remaining` then tells whether it did;
 - delete removes dependent rows before their parents and counts every row removed;
 - anonymise is idempotent: rows already anonymised are neither selected nor counted;
 - errors of the driver reach the caller as `ConnectorError` with the cause attached,
@@ -33,7 +39,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +64,19 @@ class SchemaError(ConnectorError):
 
 class TenantValueError(SchemaError):
     """The customer's tenant value does not convert exactly to the tenant column's type."""
+
+
+class AmbiguousCommit(ConnectorError):
+    """COMMIT was sent but its outcome is unknown: the connection broke before the reply.
+
+    `applied` is what the transaction would have changed; whether it did is found with
+    `Connector.remaining(target, applied.changed_keys)`. Never retry such a batch blindly: a retry
+    finds the rows gone and would count nothing for a batch that changed them.
+    """
+
+    def __init__(self, message: str, applied: Applied) -> None:
+        super().__init__(message, transient=False)
+        self.applied = applied
 
 
 class LockTimeout(ConnectorError):
@@ -157,6 +176,44 @@ class Target:
     held: frozenset[Key] = field(default_factory=frozenset)
 
 
+class Applied(Mapping[str, int]):
+    """What one `apply` changed: rows per table (a read-only mapping, dependents included;
+    a table with nothing changed is left out), the subject keys changed, and the keys left
+    alone because a hold covered them."""
+
+    def __init__(
+        self,
+        rows: Mapping[str, int] | None = None,
+        keys: Sequence[Key] = (),
+        held: Sequence[Key] = (),
+    ) -> None:
+        self._rows = {t: int(n) for t, n in (rows or {}).items() if n}  # tables changed only
+        self.changed_keys: tuple[Key, ...] = tuple(keys)
+        self.held_keys: tuple[Key, ...] = tuple(held)
+
+    def __getitem__(self, table: str) -> int:
+        return self._rows[table]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __repr__(self) -> str:
+        return (
+            f"Applied(rows={self._rows!r}, changed={len(self.changed_keys)}, "
+            f"held={len(self.held_keys)})"
+        )
+
+
+Guard = Callable[[Sequence[Key]], Set[Key]]
+"""Given the keys a batch is about to change (locked), the ones a legal hold now covers."""
+
+Prepare = Callable[[Applied], None]
+"""Told what a batch changed, before COMMIT; raising rolls the batch back."""
+
+
 @dataclass(frozen=True)
 class Backlog:
     """How many rows a target has expired now, and the oldest basis value among them."""
@@ -239,12 +296,38 @@ class Connector(abc.ABC):
         """Up to `limit` expired keys greater than `after`, in key order (keyset paging)."""
 
     @abc.abstractmethod
-    def apply(self, target: Target, change: Change, keys: Sequence[Key]) -> Mapping[str, int]:
-        """Change the rows with `keys` in one transaction; rows changed per table.
+    def apply(
+        self,
+        target: Target,
+        change: Change,
+        keys: Sequence[Key],
+        *,
+        guard: Guard | None = None,
+        prepare: Prepare | None = None,
+    ) -> Applied:
+        """Change the rows with `keys` in one transaction; what changed, per table and key.
 
-        Keys are re-checked against the target (tenant, cutoff, holds) inside the
-        transaction: a row that stopped being expired is left alone.
+        Keys are re-checked against the target (tenant, cutoff, `held`) inside the
+        transaction: a row that stopped being expired is left alone. With `guard`, keys it
+        returns are left alone too (a hold placed while the batch ran). `prepare` is called
+        after the change and before COMMIT; raising in it rolls everything back. Raises
+        `AmbiguousCommit` when COMMIT's outcome is unknown.
         """
+
+    @abc.abstractmethod
+    def remaining(self, target: Target, change: Change, keys: Sequence[Key]) -> set[Key]:
+        """Which of `keys` a change has not reached: rows of the tenant still there (for
+        anonymise: still not masked). The cutoff is not applied: this answers whether an
+        earlier `apply` of these keys took effect."""
+
+    @abc.abstractmethod
+    def scan_keys(self, target: Target, after: Key | None, limit: int) -> list[Key]:
+        """Up to `limit` keys of all the tenant's rows of the table, expired or not, in key
+        order after `after` (to find keys from their keyed hashes after a crash)."""
+
+    def batch_limit(self, key_width: int) -> int:
+        """The most keys one batch may hold within the driver's bind-parameter limit."""
+        return 50_000
 
     def __enter__(self) -> Connector:
         self.open()

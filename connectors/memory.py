@@ -17,6 +17,8 @@ from typing import Any
 from connectors.anonymise import mask_value
 from connectors.base import (
     EARLIEST_BASIS,
+    AmbiguousCommit,
+    Applied,
     Backlog,
     Change,
     ColumnMask,
@@ -24,7 +26,9 @@ from connectors.base import (
     ConnectorError,
     DateQuality,
     Dependent,
+    Guard,
     Key,
+    Prepare,
     Problem,
     SchemaError,
     Table,
@@ -43,6 +47,8 @@ class MemoryConnector(Connector):
         self._pepper = pepper
         self.is_open = False
         self.fail_next: ConnectorError | None = None
+        # Fault injection: the next apply commits, then its reply is "lost".
+        self.lose_commit_reply = False
 
     def _maybe_fail(self) -> None:
         if self.fail_next is not None:
@@ -160,30 +166,75 @@ class MemoryConnector(Connector):
             keys = [k for k in keys if k > after]
         return keys[:limit]
 
-    def apply(self, target: Target, change: Change, keys: Sequence[Key]) -> Mapping[str, int]:
+    def apply(
+        self,
+        target: Target,
+        change: Change,
+        keys: Sequence[Key],
+        *,
+        guard: Guard | None = None,
+        prepare: Prepare | None = None,
+    ) -> Applied:
         self._maybe_fail()
         snapshot = copy.deepcopy(self.tables)  # one transaction: all or nothing
         try:
-            counts = self._apply(target, change, set(keys))
+            applied = self._apply(target, change, set(keys), guard)
+            if applied.changed_keys and prepare is not None:
+                prepare(applied)
         except Exception:
             self.tables = snapshot
             raise
-        return counts
+        if applied.changed_keys and self.lose_commit_reply:
+            self.lose_commit_reply = False
+            raise AmbiguousCommit("the reply to COMMIT was lost (fault injection)", applied)
+        return applied
 
-    def _apply(self, target: Target, change: Change, wanted: set[Key]) -> dict[str, int]:
-        rows = [r for r in self._expired(target) if _key(r, target.table.key) in wanted]
+    def _apply(
+        self, target: Target, change: Change, wanted: set[Key], guard: Guard | None
+    ) -> Applied:
+        spec = target.table
+        rows = [r for r in self._expired(target) if _key(r, spec.key) in wanted]
+        locked = [_key(r, spec.key) for r in rows]
+        held = set(guard(locked)) if guard is not None and locked else set()
+        rows = [r for r in rows if _key(r, spec.key) not in held]
+        kept = tuple(sorted(held, key=repr))
         if change is Change.ANONYMISE:
-            return {target.table.name: self._anonymise(rows, target.masks)}
+            changed = self._anonymise(rows, target.masks, spec.key)
+            return Applied({spec.name: len(changed)}, changed, kept)
         counts: dict[str, int] = {}
         if change is Change.DELETE:
-            for dep in target.table.dependents:
+            for dep in spec.dependents:
                 self._delete_dependent(dep, rows, target, counts)
         gone = {id(r) for r in rows}
-        self.tables[target.table.name] = [
-            r for r in self.tables[target.table.name] if id(r) not in gone
-        ]
-        counts[target.table.name] = counts.get(target.table.name, 0) + len(rows)
-        return counts
+        self.tables[spec.name] = [r for r in self.tables[spec.name] if id(r) not in gone]
+        counts[spec.name] = counts.get(spec.name, 0) + len(rows)
+        return Applied(counts, [_key(r, spec.key) for r in rows], kept)
+
+    def remaining(self, target: Target, change: Change, keys: Sequence[Key]) -> set[Key]:
+        self._maybe_fail()
+        name, column, wanted = target.table.name, target.table.tenant_column, set(keys)
+        tenant = self._tenant(name, target) if column else None
+        found = set()
+        for row in self.tables[name]:
+            key = _key(row, target.table.key)
+            if key not in wanted or (column and not self._same_tenant(row, column, tenant)):
+                continue
+            masked = change is Change.ANONYMISE and target.masks
+            if masked and all(_done(m, row.get(m.column)) for m in target.masks):
+                continue
+            found.add(key)
+        return found
+
+    def scan_keys(self, target: Target, after: Key | None, limit: int) -> list[Key]:
+        self._maybe_fail()
+        name, column = target.table.name, target.table.tenant_column
+        tenant = self._tenant(name, target) if column else None
+        keys = sorted(
+            _key(r, target.table.key)
+            for r in self.tables[name]
+            if column is None or self._same_tenant(r, column, tenant)
+        )
+        return [k for k in keys if after is None or k > after][:limit]
 
     def _delete_dependent(
         self, dep: Dependent, parents: list[Row], target: Target, counts: dict[str, int]
@@ -200,8 +251,10 @@ class MemoryConnector(Connector):
         self.tables[dep.table] = [r for r in self.tables[dep.table] if id(r) not in gone]
         counts[dep.table] = counts.get(dep.table, 0) + len(rows)
 
-    def _anonymise(self, rows: list[Row], masks: Sequence[ColumnMask]) -> int:
-        changed = 0
+    def _anonymise(
+        self, rows: list[Row], masks: Sequence[ColumnMask], key: Sequence[str]
+    ) -> list[Key]:
+        changed: list[Key] = []
         for row in rows:
             touched = False
             for mask in masks:
@@ -209,7 +262,8 @@ class MemoryConnector(Connector):
                 if new != row.get(mask.column):
                     row[mask.column] = new
                     touched = True
-            changed += touched
+            if touched:
+                changed.append(_key(row, key))
         return changed
 
 

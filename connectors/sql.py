@@ -8,38 +8,45 @@ is pinned (UTC, strict SQL mode, timeouts) in `connectors.session`.
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Mapping, Sequence
+import sqlite3
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from connectors import dates
-from connectors.anonymise import done_clause, mask_value
+from connectors.anonymise import done_clause
 from connectors.base import (
+    AmbiguousCommit,
+    Applied,
     Backlog,
     Change,
     Connector,
     ConnectorError,
     DateQuality,
     Dependent,
+    Guard,
     Key,
+    Prepare,
     Problem,
     SchemaError,
     Table,
     Target,
     Timeouts,
 )
-from connectors.errors import wrap_errors
+from connectors.errors import describe, wrap_errors
 from connectors.session import pin_sessions
+from connectors.sqlchange import Batch, change_batch, key_in
 from connectors.sqlverify import verify_table, verify_tenancy
 from connectors.tenancy import tenant_clause
 
 # Seconds to wait for a PostgreSQL server to accept a connection, unless the URL says.
 CONNECT_TIMEOUT_SECONDS = 10
+# Bind parameters a statement needs besides the keys: tenant, cutoff, masks, holds.
+PARAMETER_MARGIN = 1_000
 
 
 class SqlConnector(Connector):
@@ -184,7 +191,7 @@ class SqlConnector(Connector):
             done = [done_clause(m, table.c[m.column], self.dialect) for m in target.masks]
             clauses.append(sa.not_(sa.and_(*done)))
         if target.held:
-            clauses.append(sa.not_(_key_in(self._key_cols(table, target), target.held)))
+            clauses.append(sa.not_(key_in(self._key_cols(table, target), target.held)))
         return sa.and_(*clauses)
 
     def backlog(self, target: Target) -> Backlog:
@@ -244,123 +251,86 @@ class SqlConnector(Connector):
 
     # --- changes ---------------------------------------------------------------------
 
-    def apply(self, target: Target, change: Change, keys: Sequence[Key]) -> Mapping[str, int]:
-        if not keys:
-            return {}
-        table = self._table(target.table.name)
-        where = sa.and_(_key_in(self._key_cols(table, target), keys), self._expired(table, target))
-        with self._wrap(f"cannot {change} rows of {table.name}"), self.engine.begin() as conn:
-            if change is Change.ANONYMISE:
-                return self._anonymise(conn, table, target, where)
-            counts: dict[str, int] = {}
-            if change is Change.DELETE:
-                parent = sa.select(table).where(where).subquery()
-                for dep in target.table.dependents:
-                    self._delete_dependent(conn, dep, parent, target, counts)
-            result = conn.execute(sa.delete(table).where(where))
-            counts[table.name] = counts.get(table.name, 0) + result.rowcount
-            return counts
-
-    def _delete_dependent(
+    def apply(
         self,
-        conn: Connection,
-        dep: Dependent,
-        parent: sa.Subquery,
         target: Target,
-        counts: dict[str, int],
-    ) -> None:
-        """Delete the rows of `dep` that point at `parent` rows, within the tenant.
+        change: Change,
+        keys: Sequence[Key],
+        *,
+        guard: Guard | None = None,
+        prepare: Prepare | None = None,
+    ) -> Applied:
+        if not keys:
+            return Applied()
+        table = self._table(target.table.name)
+        batch = Batch(self._table, self._tenant, self._expired(table, target), self._pepper)
+        with self._wrap(f"cannot {change} rows of {table.name}"), self.engine.connect() as conn:
+            transaction = conn.begin()
+            applied = change_batch(conn, table, target, change, keys, batch, guard)
+            if not applied.changed_keys:
+                transaction.rollback()
+                return applied
+            if prepare is not None:
+                prepare(applied)  # raising leaves the transaction to roll back
+            try:
+                transaction.commit()
+            except sa.exc.SQLAlchemyError as exc:
+                raise AmbiguousCommit(
+                    f"the outcome of committing {change} of {len(applied.changed_keys)} row(s) of "
+                    f"{table.name} is unknown ({describe(exc)}); check which rows are gone",
+                    applied,
+                ) from exc
+            return applied
 
-        A dependent table with the tenant column is filtered by it too, so that rows of
-        another tenant that share the referenced values are never reached.
-        """
-        table = self._table(dep.table)
-        own = [table.c[c] for c, _ in dep.references]
-        ref = [parent.c[p] for _, p in dep.references]
-        if len(own) == 1:
-            where: ColumnElement[bool] = own[0].in_(sa.select(ref[0]))
-        else:
-            where = sa.tuple_(*own).in_(sa.select(*ref))
+    def remaining(self, target: Target, change: Change, keys: Sequence[Key]) -> set[Key]:
+        if not keys:
+            return set()
+        table = self._table(target.table.name)
+        key_cols = self._key_cols(table, target)
+        clauses = [key_in(key_cols, keys)]
         tenant = self._tenant(table, target)
         if tenant is not None:
-            where = sa.and_(where, tenant)
-        if dep.dependents:
-            # Grandchildren first, while the rows they point at still exist.
-            sub = sa.select(table).where(where).subquery()
-            for child in dep.dependents:
-                self._delete_dependent(conn, child, sub, target, counts)
-        result = conn.execute(sa.delete(table).where(where))
-        counts[dep.table] = counts.get(dep.table, 0) + result.rowcount
+            clauses.append(tenant)
+        if change is Change.ANONYMISE and target.masks:
+            done = [done_clause(m, table.c[m.column], self.dialect) for m in target.masks]
+            clauses.append(sa.not_(sa.and_(*done)))
+        query = sa.select(*key_cols).where(*clauses)
+        with self._wrap(f"cannot read rows of {table.name}"), self.engine.connect() as conn:
+            return {tuple(r) for r in conn.execute(query)}
 
-    def _anonymise(
-        self, conn: Connection, table: sa.Table, target: Target, where: ColumnElement[bool]
-    ) -> dict[str, int]:
-        keys = [table.c[k] for k in target.table.key]
-        masked = [table.c[m.column] for m in target.masks]
-        # Masked values are read raw and converted here: a date column may hold values the
-        # driver's or SQLAlchemy's date conversion cannot read (see connectors.dates).
-        raw = [sa.type_coerce(c, sa.types.NullType()) for c in masked]
-        rows = conn.execute(sa.select(*keys, *raw).where(where).with_for_update()).all()
-        updates: list[dict[str, Any]] = []
-        n_keys = len(keys)
-        for row in rows:
-            new: dict[str, Any] = {}
-            for mask, column, stored in zip(target.masks, masked, row[n_keys:], strict=True):
-                value = _as_python(stored, column)
-                replaced = mask_value(mask, value, self._pepper)
-                if replaced != value:
-                    typed = isinstance(replaced, dt.date) or not _is_date(column)
-                    new[f"{'v' if typed else 'r'}_{mask.column}"] = replaced
-            if new:
-                new.update({f"k_{k.name}": v for k, v in zip(keys, row[:n_keys], strict=True)})
-                updates.append(new)
-        if not updates:
-            return {table.name: 0}
-        # One statement per set of changed columns (executemany), keyed by primary key.
-        changed = 0
-        by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for item in updates:
-            by_shape.setdefault(tuple(sorted(item)), []).append(item)
+    def scan_keys(self, target: Target, after: Key | None, limit: int) -> list[Key]:
+        table = self._table(target.table.name)
+        key_cols = self._key_cols(table, target)
+        query = sa.select(*key_cols)
         tenant = self._tenant(table, target)
-        for shape, items in by_shape.items():
-            values: dict[str, Any] = {}
-            for name in shape:
-                if name.startswith("v_"):  # bound through the column's type
-                    values[name[2:]] = sa.bindparam(name, type_=table.c[name[2:]].type)
-                elif name.startswith("r_"):  # bound as it is: text or NULL in a date column
-                    values[name[2:]] = sa.bindparam(name, type_=sa.types.NullType())
-            stmt = (
-                sa.update(table)
-                .where(*(k == sa.bindparam(f"k_{k.name}") for k in keys))
-                .values(values)
-            )
-            if tenant is not None:
-                stmt = stmt.where(tenant)
-            conn.execute(stmt, items)
-            changed += len(items)
-        return {table.name: changed}
+        if tenant is not None:
+            query = query.where(tenant)
+        if after is not None:
+            query = query.where(_key_after(key_cols, after))
+        query = query.order_by(*key_cols).limit(limit)
+        with self._wrap(f"cannot read the keys of {table.name}"), self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(query)]
+
+    def batch_limit(self, key_width: int) -> int:
+        """Keys per batch within the bind-parameter limit: PostgreSQL takes 65,535
+        parameters a statement, SQLite its SQLITE_LIMIT_VARIABLE_NUMBER (32,766 since
+        3.32); pymysql binds client-side, bounded only by max_allowed_packet."""
+        width = max(1, key_width)
+        name = self.dialect
+        if name == "postgresql":
+            return (65_535 - PARAMETER_MARGIN) // width
+        if name == "sqlite":
+            return (_sqlite_variable_limit(self.engine) - PARAMETER_MARGIN) // width
+        return 50_000
 
 
-def _is_date(column: sa.ColumnElement[Any]) -> bool:
-    return isinstance(column.type, sa.Date | sa.DateTime)
-
-
-def _as_python(value: Any, column: sa.ColumnElement[Any]) -> Any:
-    """A raw value of a date column as a date or datetime when it reads as one, else as is."""
-    if not isinstance(value, str) or not _is_date(column):
-        return value
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return value
-    return parsed if isinstance(column.type, sa.DateTime) else parsed.date()
-
-
-def _key_in(columns: Sequence[sa.Column[Any]], keys: Any) -> ColumnElement[bool]:
-    keys = list(keys)
-    if len(columns) == 1:
-        return columns[0].in_([k[0] for k in keys])
-    return sa.tuple_(*columns).in_(keys)
+def _sqlite_variable_limit(engine: Engine) -> int:
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        getlimit = getattr(raw, "getlimit", None)
+        if getlimit is None:
+            return 999  # SQLite before 3.32 and Python before 3.11: the old default
+        return int(getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
 
 
 def _key_after(columns: Sequence[sa.Column[Any]], after: Key) -> ColumnElement[bool]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -21,8 +22,9 @@ from worker.configload import Config
 from worker.errors import SettingsError
 from worker.events import EventBus
 from worker.gate import Gatekeeper, HistoryRecorder
+from worker.reconcile import Reconciler, open_work
 from worker.retry import RetryPolicy
-from worker.run import Clock, Runner
+from worker.run import Clock, Runner, active_runs
 from worker.runreport import RunReport, UnexpectedRunError
 from worker.settings import product_timeouts, read_secret
 from worker.state import StateStore
@@ -130,7 +132,50 @@ def build_runner(
         retry=retry,
         gatekeeper=Gatekeeper(store, bus, clock),
         checkpointer=Checkpointer(store, signer) if store is not None else None,
+        reconciler=(
+            Reconciler(store, bus, config.catalogue, pepper, clock) if store is not None else None
+        ),
     )
+
+
+def reconcile_all(
+    config: Config,
+    env: Mapping[str, str],
+    bus: EventBus,
+    store: StateStore,
+    *,
+    pepper: bytes,
+    clock: Clock = utc_now,
+) -> int:
+    """At start: settle every configured pair that a crash left with open batches or runs.
+
+    Returns the pairs settled. A pair whose database cannot be reached now is logged and
+    left for its next run (which settles first).
+    """
+    pairs = {(c.customer, p.product): (c, p) for c, p in config.pairs()}
+    todo = open_work(store, pairs)
+    if not todo:
+        return 0
+    factory = ConnectorFactory(env, pepper)
+    reconciler = Reconciler(store, bus, config.catalogue, pepper, clock)
+    label = f"reconcile-{uuid.uuid4().hex}"
+    done = 0
+    for key in sorted(todo):
+        customer, mapping = pairs[key]
+        try:
+            connector = factory(customer, mapping)
+            connector.open()
+        except ConnectorError as exc:
+            log.warning("reconcile.unreachable", customer=key[0], product=key[1], error=str(exc))
+            continue
+        try:
+            reconciler.settle(connector, customer, mapping, settled_by=label, active=active_runs())
+            done += 1
+        except ConnectorError as exc:
+            log.warning("reconcile.failed", customer=key[0], product=key[1], error=str(exc))
+        finally:
+            connector.close()
+    return done
 
 
 def subscribe_state(bus: EventBus, store: StateStore, clock: Clock = utc_now) -> None:

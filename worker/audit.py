@@ -28,12 +28,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
 from worker.errors import AuditWriteError, StateError
 from worker.events import (
     ApprovalChanged,
     BatchApplied,
     BatchFailed,
     BatchIntent,
+    BatchSettled,
     Event,
     HoldChanged,
     RuleGated,
@@ -41,11 +46,14 @@ from worker.events import (
     RunStarted,
 )
 from worker.state import ZERO_HASH, AuditEntry, AuditRecord, StateStore
+from worker.state.models import open_batches
+from worker.state.store import Also
 
 _AUDITED = (
     RunStarted,
     BatchIntent,
     BatchApplied,
+    BatchSettled,
     BatchFailed,
     RunFinished,
     RuleGated,
@@ -56,6 +64,7 @@ Audited = (
     RunStarted
     | BatchIntent
     | BatchApplied
+    | BatchSettled
     | BatchFailed
     | RunFinished
     | RuleGated
@@ -143,6 +152,19 @@ def _payload(event: Audited) -> dict[str, Any]:
                 "cutoff": event.cutoff.isoformat(),
                 "keys": len(event.key_hashes),
                 "key_hashes": list(event.key_hashes),
+                "rows": {t: int(n) for t, n in event.rows.items()},
+            }
+        case BatchSettled():
+            _only_hashes(event.not_applied, f"batch.settled of run {event.run_id}")
+            return {
+                "table": event.table,
+                "batch": event.batch,
+                "rows": {t: int(n) for t, n in event.rows.items()},
+                "total": event.total,
+                "applied": event.applied,
+                "not_applied": list(event.not_applied),
+                "partial": event.partial,
+                "settled_by": event.settled_by,
             }
         case BatchApplied():
             applied: dict[str, Any] = {
@@ -272,7 +294,46 @@ class AuditTrail:
         def seal(seq: int, prev_hash: str) -> str:
             return record_hash(prev_hash, seq=seq, **_fields(entry), payload=payload)
 
-        return self._store.append_audit(entry, seal)
+        return self._store.append_audit(entry, seal, _open_batch_keeping(event))
+
+
+def _open_batch_keeping(event: Audited) -> Also | None:
+    """Keep `open_batches` in step with the trail: an intent opens a batch, its outcome
+    (applied, failed or settled) closes it, in the same transaction as the record."""
+    if isinstance(event, BatchIntent):
+
+        def open_batch(conn: Connection, record: AuditRecord) -> None:
+            key = _batch_key(event)
+            if conn.execute(sa.select(open_batches.c.run_id).where(*key)).first() is None:
+                conn.execute(
+                    open_batches.insert().values(
+                        run_id=event.run_id,
+                        rule=event.rule,
+                        batch=event.batch,
+                        customer=event.customer,
+                        product=event.product,
+                        intent_seq=record.seq,
+                    )
+                )
+
+        return open_batch
+    if isinstance(event, BatchApplied | BatchFailed | BatchSettled):
+
+        def close_batch(conn: Connection, _record: AuditRecord) -> None:
+            conn.execute(open_batches.delete().where(*_batch_key(event)))
+
+        return close_batch
+    return None
+
+
+def _batch_key(
+    event: BatchIntent | BatchApplied | BatchFailed | BatchSettled,
+) -> tuple[ColumnElement[bool], ...]:
+    return (
+        open_batches.c.run_id == event.run_id,
+        open_batches.c.rule == event.rule,
+        open_batches.c.batch == event.batch,
+    )
 
 
 def _fields(entry: AuditEntry | AuditRecord) -> dict[str, Any]:
@@ -298,6 +359,13 @@ class VerifyResult:
     reason: str
     # Policy fingerprint → runs that started under it (from the verified run.started records).
     policies: dict[str, int] = field(default_factory=dict)
+    # Intents without an outcome: (run_id, rule, batch, seq of the intent).
+    unsettled: tuple[tuple[str, str, int, int], ...] = ()
+    # Runs started but never finished.
+    open_runs: tuple[str, ...] = ()
+
+
+_BATCH_KINDS = ("batch.intent", "batch.applied", "batch.failed", "batch.settled")
 
 
 def _missing(first: int, last: int) -> str:
@@ -319,6 +387,8 @@ def verify(
     checked = 0
     prev_seq, prev_hash = 0, ZERO_HASH
     policies: dict[str, int] = {}
+    started: dict[str, int] = {}
+    pending: dict[tuple[str, str, int], int] = {}
 
     def bad(seq: int, reason: str) -> VerifyResult:
         return VerifyResult(ok=False, checked=checked, first_bad_seq=seq, reason=reason)
@@ -347,6 +417,19 @@ def verify(
             if record.kind == "run.started":
                 policy = json.loads(record.payload).get("policy") or "(not recorded)"
                 policies[policy] = policies.get(policy, 0) + 1
+                started[record.run_id] = seq
+            elif record.kind == "run.finished":
+                started.pop(record.run_id, None)
+            elif record.kind in _BATCH_KINDS:
+                batch_key = (
+                    record.run_id,
+                    record.rule or "",
+                    int(json.loads(record.payload)["batch"]),
+                )
+                if record.kind == "batch.intent":
+                    pending[batch_key] = seq
+                else:
+                    pending.pop(batch_key, None)
             checked += 1
             prev_seq, prev_hash = seq, record.hash
     beyond = sorted(seq for seq in anchors if seq > prev_seq)
@@ -376,6 +459,34 @@ def verify(
         )
     if head.hash != prev_hash:
         return bad(prev_seq, f"event {prev_seq}: its hash is not the one the head recorded")
+    unsettled = tuple(
+        (r, rule, b, seq) for (r, rule, b), seq in sorted(pending.items(), key=lambda i: i[1])
+    )
+    open_runs = tuple(sorted(started, key=started.__getitem__))
+    if unsettled or open_runs:
+        parts = []
+        if unsettled:
+            run_id, rule, batch, seq = unsettled[0]
+            parts.append(
+                f"{len(unsettled)} batch intent(s) have no outcome (the first: event {seq}, "
+                f"run {run_id}, rule {rule}, batch {batch})"
+            )
+        if open_runs:
+            parts.append(f"{len(open_runs)} run(s) never finished (the first: {open_runs[0]})")
+        reason = (
+            "the chain is intact, but " + " and ".join(parts) + ": a worker stopped between "
+            "a change and its record, or is running now; `retention-worker audit reconcile` "
+            "(or the next run of those pairs) settles them against the product databases"
+        )
+        return VerifyResult(
+            ok=False,
+            checked=checked,
+            first_bad_seq=None,
+            reason=reason,
+            policies=policies,
+            unsettled=unsettled,
+            open_runs=open_runs,
+        )
     return VerifyResult(
         ok=True,
         checked=checked,

@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from worker.app import PairSelection, build_runner, run_pairs, subscribe_state, utc_now
+from worker.app import (
+    PairSelection,
+    build_runner,
+    reconcile_all,
+    run_pairs,
+    subscribe_state,
+    utc_now,
+)
 from worker.cli_audit import audit
 from worker.cli_common import EXIT_CODES_HELP, Ctx, config_option, fail, select_options
 from worker.cli_decisions import COMMANDS
@@ -290,6 +297,8 @@ def run(
             store=store,
             signer=signer,
         )
+        if not dry_run:
+            reconcile_all(config, ctx.env, bus, store, pepper=pepper)
         reports = run_pairs(runner, sel.pick(config), utc_now(), dry_run=dry_run)
     except RetentionError as exc:
         fail(str(exc), ExitCode.RUN_FAILED)

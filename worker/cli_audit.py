@@ -4,6 +4,8 @@
     retention-worker audit checkpoint            sign the head now; print it (JSON)
     retention-worker audit checkpoints [--since SEQ]   the stored ones, one JSON line each
     retention-worker audit keygen --out DIR      a new Ed25519 key pair for checkpoints
+    retention-worker audit reconcile             settle what a crash left open
+    retention-worker audit policy FINGERPRINT    the configuration a run followed
 
 docs/audit.md says what an auditor keeps and how they check it.
 """
@@ -27,7 +29,7 @@ from worker.checkpoints import (
     parse,
     signature_ok,
 )
-from worker.cli_common import EXIT_CODES_HELP, Ctx, fail
+from worker.cli_common import EXIT_CODES_HELP, Ctx, config_option, fail
 from worker.errors import ExitCode, RetentionError, SettingsError
 from worker.state import StateStore
 
@@ -99,7 +101,9 @@ def audit_verify(ctx: Ctx, checkpoints: tuple[str, ...], public_key: Path | None
     with _store(ctx) as store:
         result = verify(store, anchors={s: c.hash for s, c in anchors.items()})
     if result.ok:
-        click.echo(f"audit trail verified: {result.checked} event(s), chain intact.")
+        click.echo(
+            f"audit trail verified: {result.checked} event(s), chain intact, every batch settled."
+        )
         if anchors:
             click.echo(f"  reaches all {len(anchors)} checkpoint(s), up to seq {max(anchors)}")
         for policy, runs in sorted(result.policies.items()):
@@ -180,3 +184,28 @@ def audit_policy(ctx: Ctx, fingerprint: str) -> None:
     if policy_fingerprint_of(document) != fingerprint:
         fail(f"the stored document of {fingerprint} no longer matches it: it was altered")
     click.echo(json.dumps(document, indent=2, sort_keys=True))
+
+
+@audit.command("reconcile", epilog=EXIT_CODES_HELP)
+@config_option
+@click.pass_obj
+def audit_reconcile(ctx: Ctx, config_dir: Path | None) -> None:
+    """Settle batches and runs a crash left open, against the product databases (every
+    start of the worker does this too). Each settlement is a `batch.settled` audit event;
+    each open run is closed as `crashed`. Then `audit verify` passes again."""
+    from worker.app import reconcile_all, subscribe_state
+    from worker.configload import load_config
+    from worker.events import EventBus
+    from worker.logging import LogSubscriber
+
+    try:
+        pepper = ctx.settings.require_pepper()
+    except SettingsError as exc:
+        fail(str(exc))
+    config = load_config(config_dir or ctx.settings.config_dir)
+    with _store(ctx) as store:
+        bus = EventBus()
+        subscribe_state(bus, store)
+        bus.subscribe(LogSubscriber())
+        settled = reconcile_all(config, ctx.env, bus, store, pepper=pepper)
+    click.echo(f"{settled} customer × product pair(s) had open work; settled.")

@@ -21,7 +21,7 @@ from types import FrameType
 
 import structlog
 
-from worker.app import build_runner, run_pairs, subscribe_state, utc_now
+from worker.app import build_runner, reconcile_all, run_pairs, subscribe_state, utc_now
 from worker.configload import Config, load_config
 from worker.errors import ExitCode, RetentionError
 from worker.events import ConfigLoaded, EventBus
@@ -127,6 +127,17 @@ class Daemon:
         self.bus.publish(ConfigLoaded(valid=not config.problems, problems=len(config.problems)))
         return not config.problems
 
+    def _reconcile(self) -> None:
+        """Settle what a crash of an earlier process left open, before anything runs."""
+        if self.config is None:
+            return
+        try:
+            reconcile_all(
+                self.config, self.env, self.bus, self.state, pepper=self.pepper, clock=self.clock
+            )
+        except RetentionError as exc:
+            log.exception("reconcile.failed", error=str(exc))
+
     def _restore_metrics(self) -> None:
         """Rebuild the per-pair gauges from the state database before the first scrape."""
         if self.config is None:
@@ -213,6 +224,7 @@ class Daemon:
         """Run until stopped; the exit code says whether the stop was clean."""
         self.state.check()
         self.load()
+        self._reconcile()
         self._restore_metrics()
         self.http.start()
         self.scheduler.start()

@@ -23,6 +23,7 @@ class Outcome(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    CRASHED = "crashed"  # closed by a later start: the process died mid-run
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,10 @@ class RuleGated:
 
 @dataclass(frozen=True)
 class BatchIntent:
-    """Written before a batch is applied: which (hashed) keys are about to change."""
+    """Written inside the batch's transaction, after the change and before COMMIT: the
+    (hashed) keys it changes and the rows per table, dependents included. Nothing is
+    committed unless this record is in the trail; if the worker dies after COMMIT, the
+    intent says exactly what to settle."""
 
     run_id: str
     customer: str
@@ -96,6 +100,7 @@ class BatchIntent:
     batch: int
     key_hashes: tuple[str, ...]
     cutoff: dt.date
+    rows: Mapping[str, int] = field(default_factory=dict)
     name = "batch.intent"
 
 
@@ -117,6 +122,33 @@ class BatchApplied:
     # batch's own re-check.
     held: tuple[str, ...] = ()
     name = "batch.applied"
+
+    @property
+    def total(self) -> int:
+        return sum(self.rows.values())
+
+
+@dataclass(frozen=True)
+class BatchSettled:
+    """An intent left without its outcome (a crash, a lost COMMIT reply, the state database
+    down after COMMIT) settled against the product database: keys gone (or masked) count as
+    applied by that intent, keys still there as not applied. `run_id` is the intent's run;
+    `settled_by` the run (or command) that settled it. `partial`: only some keys were gone,
+    so `rows` counts the subject table only."""
+
+    run_id: str
+    customer: str
+    product: str
+    rule: str
+    action: str
+    table: str
+    batch: int
+    rows: Mapping[str, int]
+    applied: int
+    not_applied: tuple[str, ...]
+    settled_by: str
+    partial: bool = False
+    name = "batch.settled"
 
     @property
     def total(self) -> int:
@@ -238,6 +270,7 @@ Event = Union[  # noqa: UP007  (a runtime alias used in isinstance-free dispatch
     RuleGated,
     BatchIntent,
     BatchApplied,
+    BatchSettled,
     BatchFailed,
     RunFinished,
     HoldChanged,

@@ -15,20 +15,19 @@ import datetime as dt
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
 
 import structlog
 
-from connectors.base import Change, Connector, ConnectorError, Key, Target
+from connectors.base import Connector, ConnectorError, Key, Target
+from worker.batches import RunInterrupted, run_batches
 from worker.checkpoints import Checkpointer
 from worker.config import Catalogue, Customer, ProductMapping
 from worker.errors import RetentionError
 from worker.events import (
-    BatchApplied,
-    BatchFailed,
-    BatchIntent,
     CheckpointMade,
     ConnectorStatus,
     EventBus,
@@ -39,19 +38,18 @@ from worker.events import (
     RunStarted,
 )
 from worker.fingerprint import fingerprint, policy_document
-from worker.gate import Gatekeeper, held_by
+from worker.gate import Gatekeeper
 from worker.holds import ActiveHolds
 from worker.keys import KeyHasher
 from worker.logging import bind_run
-from worker.periods import add_period
 from worker.policy import (
     EffectiveRule,
-    categories_touched,
     cutoff_on,
     effective_rules,
     overdue_seconds,
     rule_cutoff,
 )
+from worker.reconcile import Reconciler
 from worker.retry import RetryPolicy
 from worker.runreport import RulePlan, RunReport, UnexpectedRunError
 from worker.targets import tables_for, target_for
@@ -66,8 +64,25 @@ class SchemaDrift(RetentionError):
     """The product database no longer matches its mapping."""
 
 
-class RunInterrupted(RetentionError):
-    """The run was asked to stop."""
+_ACTIVE: set[str] = set()
+_ACTIVE_LOCK = threading.Lock()
+
+
+def active_runs() -> set[str]:
+    """Ids of the runs in progress in this process (a reconciliation leaves them alone)."""
+    with _ACTIVE_LOCK:
+        return set(_ACTIVE)
+
+
+@contextmanager
+def _active(run_id: str) -> Iterator[None]:
+    with _ACTIVE_LOCK:
+        _ACTIVE.add(run_id)
+    try:
+        yield
+    finally:
+        with _ACTIVE_LOCK:
+            _ACTIVE.discard(run_id)
 
 
 def _transient(exc: BaseException) -> bool:
@@ -94,6 +109,7 @@ class Runner:
         batch_size: int | None = None,
         gatekeeper: Gatekeeper | None = None,
         checkpointer: Checkpointer | None = None,
+        reconciler: Reconciler | None = None,
     ) -> None:
         self.catalogue = catalogue
         self.bus = bus
@@ -106,6 +122,7 @@ class Runner:
         # Without a state database nothing is held or approved: only for counting (plan).
         self.gatekeeper = gatekeeper or Gatekeeper(None, bus, clock)
         self.checkpointer = checkpointer
+        self.reconciler = reconciler
 
     def _retry(self, fn: Callable[..., T], *args: Any) -> T:
         """Call `fn`, retrying transient database errors within the retry budget."""
@@ -116,7 +133,7 @@ class Runner:
     ) -> RunReport:
         """Do (or, with dry_run, only count) what is due for one customer × product."""
         run_id = uuid.uuid4().hex
-        with bind_run(run_id, customer.customer, mapping.product):
+        with bind_run(run_id, customer.customer, mapping.product), _active(run_id):
             return self._run(run_id, customer, mapping, now, dry_run=dry_run)
 
     def _run(
@@ -141,6 +158,10 @@ class Runner:
                 self.gatekeeper.remember_policy(policy, document, self.clock())
             connector = self._open(customer, mapping)
             self._verify(connector, mapping)
+            if self.reconciler is not None and not dry_run:
+                self.reconciler.settle(
+                    connector, customer, mapping, settled_by=run_id, active=active_runs()
+                )
             holds = self.gatekeeper.active_holds(customer.customer, mapping.product)
             for rule in effective_rules(self.catalogue, customer, mapping):
                 self._rule(connector, customer, mapping, rule, now, report, holds)
@@ -293,7 +314,7 @@ class Runner:
             return
         if report.dry_run or backlog.count - held == 0:
             return
-        self._batches(connector, customer, mapping, rule, target, plan, names, hasher)
+        run_batches(self, connector, customer, mapping, rule, target, plan, names, hasher)
         if gate.approval is not None:
             keeper.used(report.run_id, gate.approval)
         remaining = self._retry(connector.backlog, target)
@@ -353,99 +374,3 @@ class Runner:
         if rule.customer_date is not None:
             oldest = rule.customer_date_value
         return overdue_seconds(oldest, rule.period, now, timezone)
-
-    def _batches(
-        self,
-        connector: Connector,
-        customer: Customer,
-        mapping: ProductMapping,
-        rule: EffectiveRule,
-        target: Target,
-        plan: RulePlan,
-        names: Mapping[str, str],
-        hasher: KeyHasher,
-    ) -> None:
-        """Select, announce and apply batches until nothing eligible is left.
-
-        Before each batch the legal holds are read again, so a hold placed after the rule
-        was counted is honoured: a hold on the rule (or wider) ends it, a record hold keeps
-        that record out of the batch (its keyed hash is listed in `batch.applied`).
-        """
-        change = Change(str(rule.action))
-        categories = tuple(sorted(categories_touched(rule.stage, rule.subject)))
-        backups = self.catalogue.products[mapping.product].backup_retention
-        gone_by = add_period(plan.today, backups)
-        size = self.batch_size or mapping.batch_size
-        table = target.table.name
-        common = {"rule": rule.id, "action": str(change), "table": table}
-        after: Key | None = None
-        batch = 0
-        while True:
-            if self.stop.is_set():
-                raise RunInterrupted()
-            page = self._retry(connector.select_expired, target, after, size)
-            if not page:
-                return
-            after = page[-1]
-            holds = self.gatekeeper.active_holds(customer.customer, mapping.product)
-            stopped = held_by(holds, rule)
-            if stopped:
-                plan.gate, plan.why, plan.reasons = "held", "hold", (f"held by {stopped}",)
-                self.bus.publish(
-                    RuleGated(
-                        gate="held",
-                        why="hold",
-                        eligible=plan.eligible,
-                        reasons=plan.reasons,
-                        hold_ids=stopped,
-                        since=None,
-                        **common,
-                        **names,
-                    )
-                )
-                return
-            hashes = [hasher(k) for k in page]
-            held = holds.held(table, hashes)
-            keys = [k for k, h in zip(page, hashes, strict=True) if h not in held]
-            if not keys:
-                continue
-            batch += 1
-            self.bus.publish(
-                BatchIntent(
-                    batch=batch,
-                    key_hashes=tuple(h for h in hashes if h not in held),
-                    cutoff=plan.cutoff,
-                    **common,
-                    **names,
-                )
-            )
-            started = time.monotonic()
-            try:
-                rows = self._retry(connector.apply, target, change, keys)
-            except ConnectorError as exc:
-                self.bus.publish(
-                    BatchFailed(
-                        batch=batch,
-                        error=str(exc),
-                        duration_seconds=time.monotonic() - started,
-                        **common,
-                        **names,
-                    )
-                )
-                raise
-            self.bus.publish(
-                BatchApplied(
-                    batch=batch,
-                    rows=dict(rows),
-                    categories=categories,
-                    gone_from_backups_by=gone_by,
-                    duration_seconds=time.monotonic() - started,
-                    held=tuple(sorted(held)),
-                    **common,
-                    **names,
-                )
-            )
-            for name, count in rows.items():
-                plan.changed[name] = plan.changed.get(name, 0) + count
-            if mapping.batch_pause:
-                self.stop.wait(mapping.batch_pause)

@@ -211,7 +211,7 @@ class ContractTests:
         assert backend.connector.backlog(where).count == 0
         assert backend.connector.select_expired(where, None, 100) == []
         again = backend.connector.apply(where, Change.ANONYMISE, EXPIRED_PEOPLE)
-        assert dict(again) == {"person": 0}
+        assert dict(again) == {}  # no table changed
         assert backend.snapshot() == once
 
     def test_fixed_mask_writes_its_text_once(self, backend: Backend) -> None:
@@ -305,9 +305,9 @@ class TenancyContract:
         assert backend.connector.backlog(where).count == len(expected)
         before = backend.snapshot()
         everyone = [(r["id"],) for r in before["text_child"]]
-        assert dict(backend.connector.apply(where, Change.DELETE, everyone)) == {
-            "text_child": len(expected)
-        }
+        changed = dict(backend.connector.apply(where, Change.DELETE, everyone))
+        # Rows changed per table; a batch that changes nothing reports no table.
+        assert changed == ({"text_child": len(expected)} if expected else {})
         assert backend.rows("text_child") == [
             r for r in before["text_child"] if (r["id"],) not in expected
         ]

@@ -201,6 +201,7 @@ def test_payloads_hold_key_hashes_and_counts_but_no_personal_values(
         "cutoff": "2025-03-01",
         "keys": 3,
         "key_hashes": list(intent.key_hashes),
+        "rows": dict(intent.rows),
     }
     assert payloads["batch.applied"]["rows"] == {"children": 3, "contacts": 2}
     assert payloads["batch.applied"]["categories"] == ["birth_date", "name"]

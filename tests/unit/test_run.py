@@ -111,11 +111,11 @@ def test_transient_error_in_a_batch_is_retried_and_counts_stay_exact() -> None:
     original = db.apply
     calls = {"n": 0}
 
-    def flaky(*args: Any) -> Any:
+    def flaky(*args: Any, **kwargs: Any) -> Any:
         calls["n"] += 1
         if calls["n"] == 2:
             raise ConnectorError("connection lost", transient=True)
-        return original(*args)
+        return original(*args, **kwargs)
 
     db.apply = flaky  # type: ignore[method-assign]
     report = run.run(*pair(VL, "flexkids"), NOW, dry_run=False)
@@ -137,7 +137,7 @@ def test_a_permanent_error_is_not_retried() -> None:
     db = fleet(*pair(VL, "flexkids"))
     calls = {"n": 0}
 
-    def broken(*_args: Any) -> Any:
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
         calls["n"] += 1
         raise ConnectorError("permission denied for table invoice")
 

@@ -218,5 +218,20 @@ pair_status = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+# Batches whose intent is in the trail but whose outcome (applied, failed or settled) is not
+# yet: kept in the same transaction as those audit records, so a restart finds what a crash
+# left without reading the whole trail. `intent_seq` is the intent's audit record.
+open_batches = Table(
+    "open_batches",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("rule", String(200), primary_key=True),
+    Column("batch", Integer, primary_key=True, autoincrement=False),
+    Column("customer", String(200), nullable=False),
+    Column("product", String(200), nullable=False),
+    Column("intent_seq", BigInteger, nullable=False),
+    Index("ix_open_batches_customer_product", "customer", "product"),
+)
+
 ZERO_HASH = "0" * 64
 """The `prev_hash` of the first audit record, and the head's hash while the trail is empty."""

@@ -54,6 +54,9 @@ log = structlog.get_logger("worker.state")
 Seal = Callable[[int, str], str]
 """Given the new record's seq and the previous hash, return the new record's hash."""
 
+Also = Callable[[Connection, AuditRecord], None]
+"""Extra state kept with an audit record, in its transaction (must be safe to repeat)."""
+
 
 def utc(value: dt.datetime) -> dt.datetime:
     """A timestamp as stored: aware, in UTC. Naive values read back from SQLite are UTC."""
@@ -324,8 +327,9 @@ class StateStore:
 
     # -- audit trail ---------------------------------------------------------------------
 
-    def append_audit(self, entry: AuditEntry, seal: Seal) -> AuditRecord:
-        """Append one record after the head, atomically with moving the head.
+    def append_audit(self, entry: AuditEntry, seal: Seal, also: Also | None = None) -> AuditRecord:
+        """Append one record after the head, atomically with moving the head (and with
+        `also`, called in the same transaction with the new record).
 
         Retried on transient errors; a record whose first attempt did commit (its reply was
         lost) is found by its run, kind, time and payload and returned, not appended twice.
@@ -335,7 +339,10 @@ class StateStore:
 
         def write() -> AuditRecord:
             with self._write(doing) as conn:
-                return self._append(conn, entry, at, seal)
+                record = self._append(conn, entry, at, seal)
+                if also is not None:
+                    also(conn, record)
+                return record
 
         return self._retrying(write)
 

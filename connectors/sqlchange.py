@@ -1,0 +1,197 @@
+"""The statements of one batch's transaction in the SQL connector: lock, delete, anonymise.
+
+`change_batch` runs inside the transaction `SqlConnector.apply` opened:
+
+    lock the batch's still-eligible rows (SELECT ... FOR UPDATE; with the masked values for
+    anonymise) → ask the guard which a hold now covers → change the others (dependents first,
+    then the subject) → report the keys and rows per table changed
+
+Identifiers come from reflected tables; values are bound parameters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from connectors.anonymise import mask_value
+from connectors.base import Applied, Change, Dependent, Guard, Key, Target
+
+TableOf = Callable[[str], sa.Table]
+TenantOf = Callable[[sa.Table, Target], ColumnElement[bool] | None]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What `change_batch` needs from the connector: tables, filters and the pepper."""
+
+    table_of: TableOf
+    tenant_of: TenantOf
+    expired: ColumnElement[bool]  # the target's full re-check (tenant, cutoff, held, masks)
+    pepper: bytes
+
+
+def key_in(columns: Sequence[sa.Column[Any]], keys: Any) -> ColumnElement[bool]:
+    """`columns IN keys`, for a single or a composite key."""
+    keys = list(keys)
+    if len(columns) == 1:
+        return columns[0].in_([k[0] for k in keys])
+    return sa.tuple_(*columns).in_(keys)
+
+
+def change_batch(
+    conn: Connection,
+    table: sa.Table,
+    target: Target,
+    change: Change,
+    keys: Sequence[Key],
+    batch: Batch,
+    guard: Guard | None,
+) -> Applied:
+    """Lock, guard and change one batch; the caller commits. Rows per table, keys changed."""
+    key_cols = [table.c[k] for k in target.table.key]
+    masked = [table.c[m.column] for m in target.masks] if change is Change.ANONYMISE else []
+    # Masked values are read raw and converted here: a date column may hold values the
+    # driver's or SQLAlchemy's date conversion cannot read (see connectors.dates).
+    raw = [sa.type_coerce(c, sa.types.NullType()) for c in masked]
+    where = sa.and_(key_in(key_cols, keys), batch.expired)
+    rows = conn.execute(sa.select(*key_cols, *raw).where(where).with_for_update()).all()
+    width = len(key_cols)
+    locked = [tuple(r[:width]) for r in rows]
+    held = set(guard(locked)) if guard is not None and locked else set()
+    todo = [k for k in locked if k not in held]
+    if not todo:
+        return Applied({}, (), tuple(sorted(held, key=repr)))
+    if change is Change.ANONYMISE:
+        values = {tuple(r[:width]): tuple(r[width:]) for r in rows}
+        counts, changed = _anonymise(conn, table, target, key_cols, masked, todo, values, batch)
+    else:
+        counts, changed = _delete(conn, table, target, change, key_cols, todo, batch)
+    return Applied(counts, changed, tuple(sorted(held, key=repr)))
+
+
+def _delete(
+    conn: Connection,
+    table: sa.Table,
+    target: Target,
+    change: Change,
+    key_cols: list[sa.Column[Any]],
+    todo: list[Key],
+    batch: Batch,
+) -> tuple[dict[str, int], list[Key]]:
+    where = sa.and_(key_in(key_cols, todo), batch.expired)
+    counts: dict[str, int] = {}
+    if change is Change.DELETE:
+        parent = sa.select(table).where(where).subquery()
+        for dep in target.table.dependents:
+            _delete_dependent(conn, dep, parent, target, batch, counts)
+    statement = sa.delete(table).where(where)
+    if conn.dialect.delete_returning:
+        gone = [tuple(r) for r in conn.execute(statement.returning(*key_cols))]
+    else:  # the rows are locked: exactly the locked ones go
+        conn.execute(statement)
+        gone = list(todo)
+    counts[table.name] = counts.get(table.name, 0) + len(gone)
+    return counts, gone
+
+
+def _delete_dependent(
+    conn: Connection,
+    dep: Dependent,
+    parent: sa.Subquery,
+    target: Target,
+    batch: Batch,
+    counts: dict[str, int],
+) -> None:
+    """Delete the rows of `dep` that point at `parent` rows, within the tenant.
+
+    A dependent table with the tenant column is filtered by it too, so that rows of
+    another tenant that share the referenced values are never reached.
+    """
+    table = batch.table_of(dep.table)
+    own = [table.c[c] for c, _ in dep.references]
+    ref = [parent.c[p] for _, p in dep.references]
+    if len(own) == 1:
+        where: ColumnElement[bool] = own[0].in_(sa.select(ref[0]))
+    else:
+        where = sa.tuple_(*own).in_(sa.select(*ref))
+    tenant = batch.tenant_of(table, target)
+    if tenant is not None:
+        where = sa.and_(where, tenant)
+    if dep.dependents:
+        # Grandchildren first, while the rows they point at still exist.
+        sub = sa.select(table).where(where).subquery()
+        for child in dep.dependents:
+            _delete_dependent(conn, child, sub, target, batch, counts)
+    result = conn.execute(sa.delete(table).where(where))
+    counts[dep.table] = counts.get(dep.table, 0) + result.rowcount
+
+
+def _anonymise(
+    conn: Connection,
+    table: sa.Table,
+    target: Target,
+    key_cols: list[sa.Column[Any]],
+    masked: list[sa.Column[Any]],
+    todo: list[Key],
+    values: dict[Key, tuple[Any, ...]],
+    batch: Batch,
+) -> tuple[dict[str, int], list[Key]]:
+    updates: list[dict[str, Any]] = []
+    changed: list[Key] = []
+    for key in todo:
+        new: dict[str, Any] = {}
+        for mask, column, stored in zip(target.masks, masked, values[key], strict=True):
+            value = _as_python(stored, column)
+            replaced = mask_value(mask, value, batch.pepper)
+            if replaced != value:
+                typed = isinstance(replaced, dt.date) or not _is_date(column)
+                new[f"{'v' if typed else 'r'}_{mask.column}"] = replaced
+        if new:
+            new.update({f"k_{k.name}": v for k, v in zip(key_cols, key, strict=True)})
+            updates.append(new)
+            changed.append(key)
+    if not updates:
+        return {table.name: 0}, []
+    # One statement per set of changed columns (executemany), keyed by primary key.
+    by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for item in updates:
+        by_shape.setdefault(tuple(sorted(item)), []).append(item)
+    tenant = batch.tenant_of(table, target)
+    for shape, items in by_shape.items():
+        assigned: dict[str, Any] = {}
+        for name in shape:
+            if name.startswith("v_"):  # bound through the column's type
+                assigned[name[2:]] = sa.bindparam(name, type_=table.c[name[2:]].type)
+            elif name.startswith("r_"):  # bound as it is: text or NULL in a date column
+                assigned[name[2:]] = sa.bindparam(name, type_=sa.types.NullType())
+        stmt = (
+            sa.update(table)
+            .where(*(k == sa.bindparam(f"k_{k.name}") for k in key_cols))
+            .values(assigned)
+        )
+        if tenant is not None:
+            stmt = stmt.where(tenant)
+        conn.execute(stmt, items)
+    return {table.name: len(updates)}, changed
+
+
+def _is_date(column: sa.ColumnElement[Any]) -> bool:
+    return isinstance(column.type, sa.Date | sa.DateTime)
+
+
+def _as_python(value: Any, column: sa.ColumnElement[Any]) -> Any:
+    """A raw value of a date column as a date or datetime when it reads as one, else as is."""
+    if not isinstance(value, str) or not _is_date(column):
+        return value
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return parsed if isinstance(column.type, sa.DateTime) else parsed.date()

@@ -1,0 +1,282 @@
+"""Reconciliation: the trail always equals the data, even after a crash.
+
+A batch's intent is written inside its product transaction, before COMMIT (worker/batches.py).
+If the worker then dies — killed after COMMIT, or the state database gone before the
+`batch.applied` record — the intent stays without an outcome, and the run stays open. Every
+start (the daemon's, `run --once`'s, and each run of a pair) settles what its pair left:
+
+- an open batch is looked up in the product database: its intent holds only keyed hashes of
+  the keys, so the tenant's keys of that table are read and hashed to find which are still
+  there. Keys gone (or, for anonymise, masked) count as applied by that intent — with the
+  intent's own rows per table when all are gone — keys still there as not applied. The
+  settlement is a `batch.settled` audit event under the intent's run;
+- a run left without an outcome is closed as `crashed`, with the rows its applied and settled
+  batches changed.
+
+Runs in progress in this process are left alone. Without leases (one process per pair), a run
+in progress in another process would be closed too: run one worker per customer × product.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy import Connection
+
+from connectors.base import Change, Connector, Key, Target
+from worker.config import Catalogue, Customer, ProductMapping
+from worker.events import BatchSettled, EventBus, Outcome, RunFinished
+from worker.keys import KeyHasher
+from worker.policy import effective_rules, rule_cutoff
+from worker.state import StateStore
+from worker.state.models import audit_events, open_batches, runs
+from worker.targets import target_for
+
+log = structlog.get_logger("worker.reconcile")
+SCAN_PAGE = 5_000
+Clock = Callable[[], dt.datetime]
+
+
+@dataclass(frozen=True)
+class OpenBatch:
+    """An intent without an outcome, as its audit record says it."""
+
+    run_id: str
+    customer: str
+    product: str
+    rule: str
+    action: str
+    table: str
+    batch: int
+    key_hashes: tuple[str, ...]
+    rows: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Settled:
+    batches: int
+    rows: int
+    runs_closed: int
+
+
+def open_work(store: StateStore, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The pairs among `pairs` with an open batch or an open run (one cheap read)."""
+    wanted = set(pairs)
+
+    def read(conn: Connection) -> set[tuple[str, str]]:
+        found = {
+            (c, p)
+            for c, p in conn.execute(
+                sa.select(open_batches.c.customer, open_batches.c.product).distinct()
+            )
+        }
+        found |= {
+            (c, p)
+            for c, p in conn.execute(
+                sa.select(runs.c.customer, runs.c.product)
+                .where(runs.c.outcome.is_(None))
+                .distinct()
+            )
+        }
+        return found & wanted
+
+    return store.read("looking for unsettled work", read)
+
+
+class Reconciler:
+    """Settles one pair's open batches and closes its open runs (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        bus: EventBus,
+        catalogue: Catalogue,
+        pepper: bytes,
+        clock: Clock,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.catalogue = catalogue
+        self.pepper = pepper
+        self.clock = clock
+
+    def settle(
+        self,
+        connector: Connector,
+        customer: Customer,
+        mapping: ProductMapping,
+        *,
+        settled_by: str,
+        active: Iterable[str] = (),
+    ) -> Settled:
+        """Settle what earlier runs of this pair left open; runs in `active` are skipped."""
+        busy = set(active)
+        found = self._open_batches(customer.customer, mapping.product)
+        batches = [b for b in found if b.run_id not in busy]
+        rows = 0
+        for batch in batches:
+            rows += self._settle_batch(connector, customer, mapping, batch, settled_by)
+        closed = 0
+        for run_id in self._open_runs(customer.customer, mapping.product, busy | {settled_by}):
+            self._close_run(run_id, customer.customer, mapping.product, settled_by)
+            closed += 1
+        if batches or closed:
+            log.warning(
+                "reconcile.settled",
+                customer=customer.customer,
+                product=mapping.product,
+                batches=len(batches),
+                rows=rows,
+                runs_closed=closed,
+                settled_by=settled_by,
+            )
+        return Settled(len(batches), rows, closed)
+
+    # --- reading the trail -----------------------------------------------------------
+
+    def _open_batches(self, customer: str, product: str) -> list[OpenBatch]:
+        query = (
+            sa.select(open_batches.c.intent_seq, audit_events)
+            .join(audit_events, audit_events.c.seq == open_batches.c.intent_seq)
+            .where(open_batches.c.customer == customer, open_batches.c.product == product)
+            .order_by(open_batches.c.intent_seq)
+        )
+
+        def read(conn: Connection) -> list[OpenBatch]:
+            found = []
+            for row in conn.execute(query):
+                payload = json.loads(row.payload)
+                found.append(
+                    OpenBatch(
+                        run_id=row.run_id,
+                        customer=row.customer,
+                        product=row.product,
+                        rule=row.rule,
+                        action=row.action,
+                        table=payload["table"],
+                        batch=int(payload["batch"]),
+                        key_hashes=tuple(payload["key_hashes"]),
+                        rows={t: int(n) for t, n in payload.get("rows", {}).items()},
+                    )
+                )
+            return found
+
+        return self.store.read("reading open batches", read)
+
+    def _open_runs(self, customer: str, product: str, busy: set[str]) -> list[str]:
+        query = sa.select(runs.c.run_id).where(
+            runs.c.customer == customer, runs.c.product == product, runs.c.outcome.is_(None)
+        )
+        found = self.store.read("reading open runs", lambda c: list(c.execute(query).scalars()))
+        return [r for r in found if r not in busy]
+
+    # --- settling --------------------------------------------------------------------
+
+    def _settle_batch(
+        self,
+        connector: Connector,
+        customer: Customer,
+        mapping: ProductMapping,
+        batch: OpenBatch,
+        settled_by: str,
+    ) -> int:
+        target = self._target(customer, mapping, batch)
+        hasher = KeyHasher(self.pepper, customer.customer, mapping.product, batch.table)
+        wanted = set(batch.key_hashes)
+        present: dict[str, Key] = {}
+        after: Key | None = None
+        while len(present) < len(wanted):
+            page = connector.scan_keys(target, after, SCAN_PAGE)
+            if not page:
+                break
+            for key in page:
+                digest = hasher(key)
+                if digest in wanted:
+                    present[digest] = key
+            after = page[-1]
+        change = Change(batch.action)
+        # Without the rule's masks (the rule is gone) a present row counts as not done.
+        if change is Change.ANONYMISE and present and target.masks:
+            left = connector.remaining(target, change, list(present.values()))
+            present = {h: k for h, k in present.items() if k in left}
+        applied = len(wanted) - len(present)
+        if not present:
+            rows = dict(batch.rows) or {batch.table: applied}
+        else:
+            rows = {batch.table: applied} if applied else {}
+        self.bus.publish(
+            BatchSettled(
+                run_id=batch.run_id,
+                customer=batch.customer,
+                product=batch.product,
+                rule=batch.rule,
+                action=batch.action,
+                table=batch.table,
+                batch=batch.batch,
+                rows=rows,
+                applied=applied,
+                not_applied=tuple(sorted(present)),
+                settled_by=settled_by,
+                partial=bool(present) and applied > 0,
+            )
+        )
+        return sum(rows.values())
+
+    def _target(self, customer: Customer, mapping: ProductMapping, batch: OpenBatch) -> Target:
+        """The batch's table with the tenant (and, for anonymise, the rule's masks)."""
+        chosen = customer.products[mapping.product]
+        for rule in effective_rules(self.catalogue, customer, mapping):
+            if rule.id == batch.rule and rule.subject.table == batch.table:
+                cutoff = rule_cutoff(rule, self.clock(), customer.timezone)
+                return target_for(rule, mapping, chosen, cutoff)
+        # The rule is gone from the configuration: any rule of that table gives its key.
+        for rule in effective_rules(self.catalogue, customer, mapping):
+            if rule.subject.table == batch.table:
+                cutoff = rule_cutoff(rule, self.clock(), customer.timezone)
+                found = target_for(rule, mapping, chosen, cutoff)
+                return Target(
+                    found.table, found.tenant, None, found.cutoff_date, found.cutoff_instant
+                )
+        raise LookupError(f"no rule of {mapping.product} acts on table {batch.table} any more")
+
+    def _close_run(self, run_id: str, customer: str, product: str, settled_by: str) -> None:
+        processed = self._processed(run_id)
+        self.bus.publish(
+            RunFinished(
+                run_id=run_id,
+                customer=customer,
+                product=product,
+                outcome=Outcome.CRASHED,
+                at=self.clock(),
+                duration_seconds=0.0,
+                processed=processed,
+                error=f"RunCrashed: the run ended without finishing; closed by run {settled_by}",
+            )
+        )
+
+    def _processed(self, run_id: str) -> dict[tuple[str, str], dict[str, int]]:
+        """Rows per (rule, action) and table that a run's applied and settled batches
+        changed, from its audit records."""
+        query = sa.select(
+            audit_events.c.kind, audit_events.c.rule, audit_events.c.action, audit_events.c.payload
+        ).where(
+            audit_events.c.run_id == run_id,
+            audit_events.c.kind.in_(("batch.applied", "batch.settled")),
+        )
+
+        def read(conn: Connection) -> dict[tuple[str, str], dict[str, int]]:
+            totals: dict[tuple[str, str], dict[str, int]] = {}
+            for _kind, rule, action, payload in conn.execute(query):
+                rows: dict[str, Any] = json.loads(payload).get("rows", {})
+                mine = totals.setdefault((rule, action), {})
+                for table, count in rows.items():
+                    mine[table] = mine.get(table, 0) + int(count)
+            return totals
+
+        return self.store.read(f"reading what run {run_id} did", read)
