@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from tests.support import REPO
+from tests.support import FIXTURE_CONFIG, copy_config
 from worker.configload import load_config
 
 
 def _copy(tmp_path: Path) -> Path:
-    target = tmp_path / "config"
-    shutil.copytree(REPO / "config", target)
-    return target
+    return copy_config(tmp_path)
 
 
-def test_shipped_configuration_is_valid() -> None:
-    """The shipped configuration loads without a single problem."""
-    config = load_config(REPO / "config")
+def test_the_tests_configuration_is_valid() -> None:
+    """The tests' own configuration loads without a single problem."""
+    config = load_config(FIXTURE_CONFIG)
     assert config.problems == ()
     assert sorted(config.customers) == ["bso-de-vlinder", "kdv-zonnestraal"]
     assert len(list(config.pairs())) == 4

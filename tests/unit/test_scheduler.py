@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from tests.support import repo_config
+from tests.support import fixture_config
 from worker.cron import cron_trigger
 from worker.scheduler import build_scheduler, missed_tick, sync_jobs
 
@@ -52,7 +52,7 @@ def test_no_run_is_owed_once_served_or_past_the_grace_time() -> None:
 
 def test_sync_runs_owed_jobs_now_and_others_on_their_schedule() -> None:
     """A pair that missed its tick is due now; a pair served since is due at its next tick."""
-    config = repo_config()
+    config = fixture_config()
     now = TICK + dt.timedelta(minutes=5)
     scheduler: BackgroundScheduler = build_scheduler()
 
