@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
 
+from worker.config.files import NotARegularFile, read_regular
 from worker.errors import SettingsError
 from worker.logging import FORMATS, LEVELS
 
@@ -40,14 +40,12 @@ def read_secret(env: Mapping[str, str], name: str) -> str | None:
     if not path:
         return None
     try:
-        # O_NONBLOCK: a named pipe must not block the start; it is refused below.
-        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise SettingsError(
-                    f"{name}_FILE names {path}, which is not a regular file; mount the secret "
-                    "there as a file"
-                )
-            raw = handle.read(MAX_SECRET_BYTES + 1)
+        raw = read_regular(path, MAX_SECRET_BYTES)
+    except NotARegularFile:
+        raise SettingsError(
+            f"{name}_FILE names {path}, which is not a regular file; mount the secret there "
+            "as a file"
+        ) from None
     except OSError as exc:
         raise SettingsError(
             f"{name}_FILE names {path}, which cannot be read "
@@ -164,8 +162,7 @@ def load_env_file(path: Path, env: MutableMapping[str, str] | None = None) -> No
     """Read KEY=VALUE lines into `env` (default os.environ); set variables win."""
     target = os.environ if env is None else env
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_SECRET_BYTES + 1)
+        raw = read_regular(path, MAX_SECRET_BYTES)
     except OSError as exc:
         hint = "; `make demo` writes the demo's" if path.name == "demo.env" else ""
         raise SettingsError(f"cannot read the env file {path} ({exc.strerror}){hint}") from exc

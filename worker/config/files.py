@@ -7,7 +7,9 @@ file, bad YAML or a graph past the bounds of `worker.config.yamlsafe` each becom
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from worker.config.values import short
 from worker.errors import ConfigProblem
 
 M = TypeVar("M", bound=BaseModel)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 WHOLE_FILE = "(whole file)"
 
@@ -33,7 +36,12 @@ class Problems:
         self.items: list[ConfigProblem] = []
 
     def add(self, file: Path, path: str, message: str, line: int | None = None) -> ConfigProblem:
-        """A problem at `path` (dotted, or a place such as "line 3, column 7") in `file`."""
+        """A problem at `path` (dotted, or a place such as "line 3, column 7") in `file`.
+
+        Control characters in the path (a key written "x\\ny") are shown escaped, so each
+        problem stays one line.
+        """
+        path = _CONTROL.sub(lambda m: repr(m.group())[1:-1], path)
         where = f"{path} (line {line})" if line and path else path
         problem = ConfigProblem(display(file, self.root), where, message)
         self.items.append(problem)
@@ -41,7 +49,12 @@ class Problems:
 
     def at(self, doc: Doc, path: tuple[str | int, ...], message: str) -> ConfigProblem:
         """A problem at `path` inside a read file, with the line of that path."""
-        return self.add(doc.file, ".".join(str(p) for p in path), message, line_of(doc.node, path))
+        return self.add(doc.file, dotted(path), message, line_of(doc.node, path))
+
+
+def dotted(path: tuple[Any, ...]) -> str:
+    """`subjects.user.columns.full_name`; a part longer than 60 characters is cut."""
+    return ".".join(p if len(p := str(part)) <= 60 else p[:55] + "…" for part in path)
 
 
 def display(file: Path, root: Path) -> str:
@@ -101,7 +114,7 @@ def read_yaml(file: Path, problems: Problems) -> Doc | None:
         node, data = yamlsafe.load(text)
     except yamlsafe.LimitError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
-        path = ".".join(str(p) for p in exc.path)
+        path = dotted(exc.path)
         if path:
             problems.add(file, path, f"{exc.problem}", line)
         else:
@@ -119,15 +132,32 @@ def read_yaml(file: Path, problems: Problems) -> Doc | None:
     return Doc(file, data, node)
 
 
+class NotARegularFile(OSError):
+    """The path names a folder, a named pipe or a device, not a file."""
+
+
+def read_regular(path: Path | str, limit: int) -> bytes:
+    """At most `limit` + 1 bytes of the regular file at `path` (more means: too large).
+
+    Opened without blocking, so a named pipe cannot stall the worker; raises
+    NotARegularFile for anything but a regular file, OSError when it cannot be read.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotARegularFile(errno.EINVAL, "not a regular file", str(path))
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read(limit + 1)
+    finally:
+        os.close(fd)
+
+
 def _read_text(file: Path, problems: Problems) -> str | None:
     try:
-        # O_NONBLOCK: opening a named pipe must not wait for a writer; it is refused below.
-        with os.fdopen(os.open(file, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                problems.add(file, WHOLE_FILE, "not a regular file; put a YAML file here")
-                return None
-            raw = handle.read(yamlsafe.MAX_FILE_BYTES + 1)
+        raw = read_regular(file, yamlsafe.MAX_FILE_BYTES)
+    except NotARegularFile:
+        problems.add(file, WHOLE_FILE, "not a regular file; put a YAML file here")
+        return None
     except OSError as exc:
         problems.add(file, WHOLE_FILE, f"cannot read the file ({exc.strerror}); check it exists")
         return None
@@ -211,7 +241,7 @@ def parse_model(model: type[M], doc: Doc, problems: Problems) -> M | None:
                 if not str(p).startswith(("function-", "tagged-")) and p != "[key]"
             )
             loc = _as_written(doc.data, tuple(p for p in loc if p not in _UNION_MEMBERS))
-            path = ".".join(str(p) for p in loc) or "(top level)"
+            path = dotted(loc) or "(top level)"
             message = _explain(err)
             if (path, message) not in seen:
                 seen.add((path, message))

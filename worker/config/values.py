@@ -186,7 +186,7 @@ def tenant_value(value: Any) -> Any:
             "on as true); write the customer's value, and quote it if it is a word: 'on'"
         )
     if isinstance(value, int):
-        if not -TENANT_INT_MAX <= value <= TENANT_INT_MAX:
+        if not -TENANT_INT_MAX - 1 <= value <= TENANT_INT_MAX:
             raise ValueError(
                 f"{short(value, 30)} does not fit a 64-bit tenant column; correct the value"
             )
