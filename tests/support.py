@@ -44,6 +44,19 @@ def copy_config(tmp_path: Path) -> Path:
     return target
 
 
+def edit_config(config_dir: Path, relative: str, old: str, new: str) -> int:
+    """Replace the one occurrence of `old` in a file of a copied configuration.
+
+    Returns the 1-based line where `old` began; fails the test when `old` is not there
+    exactly once (the fixture changed under the test).
+    """
+    file = config_dir / relative
+    text = file.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{old!r} must occur exactly once in {relative}"
+    file.write_text(text.replace(old, new), encoding="utf-8")
+    return text[: text.index(old)].count("\n") + 1
+
+
 def product_env(flexkids: str, konnect_kdv: str, konnect_vlinder: str) -> dict[str, str]:
     """Environment naming the three product databases of the tests' configuration."""
     return {

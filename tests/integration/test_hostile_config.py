@@ -1,7 +1,7 @@
 """Hostile configuration input: exit 2, a located message, no traceback, bounded time and
 memory, and not one statement sent to a database.
 
-Every case of tests/hostile.py (over 300, every kind of bad input) runs the real command,
+Every case of tests/hostile/ (over 300, every kind of bad input) runs the real command,
 `retention-worker validate` without --offline, in-process through click's CliRunner, with
 the product URLs pointing at real SQLite files that hold the demo schemas: were a broken
 file to get past the checks, validate would open those databases and query them. A
