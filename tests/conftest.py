@@ -8,21 +8,76 @@
 Tests using a PostgreSQL or MariaDB fixture get the ``postgres`` / ``mariadb`` marker, so
 ``pytest -m "not postgres and not mariadb"`` runs without servers. How servers are found, the
 throwaway PostgreSQL and the environment overrides are described in ``tests/dbs.py``.
+
+The tests build their own configuration (``tests/fixtures/config``, see ``tests/support.py``):
+the shipped ``config/`` is an example that customers edit freely. A test that opens a file
+under ``config/`` fails, unless it is marked ``shipped_config`` (it then may assert only what
+every valid configuration keeps: that it loads, that the demo can seed it).
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests import dbs
-from tests.support import product_env, schemas
+from tests.support import REPO, product_env, schemas
 
 _PG_FIXTURES = {"pg_server_url", "pg_url"}
 _MARIADB_FIXTURES = {"mariadb_server_url", "mariadb_url"}
+
+_SHIPPED = str(REPO / "config") + os.sep
+_guard: dict[str, Any] = {"on": False, "read": None}
+_READS_SHIPPED = (
+    "tests use their own configuration (tests.support.FIXTURE_CONFIG, copy_config), never "
+    "the shipped config/, which customers edit; or mark the test shipped_config and assert "
+    "only what every valid configuration keeps"
+)
+
+
+def _refuse_shipped_config(event: str, args: tuple[Any, ...]) -> None:
+    """Audit hook: a test that opens a file of the shipped config/ fails (in any thread)."""
+    if event != "open" or not _guard["on"] or not args or isinstance(args[0], int):
+        return
+    try:
+        path = os.path.abspath(os.fsdecode(args[0]))  # noqa: PTH100  (no I/O in an audit hook)
+    except (TypeError, ValueError):
+        return
+    if path.startswith(_SHIPPED):
+        if threading.current_thread() is not threading.main_thread():
+            _guard["read"] = _guard["read"] or path  # reported when the test ends
+        pytest.fail(f"this test reads {path}: {_READS_SHIPPED}", pytrace=False)
+
+
+sys.addaudithook(_refuse_shipped_config)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "shipped_config: may read the shipped config/ (asserting only what any valid "
+        "customer edit keeps)",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _no_shipped_config(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Turn the shipped-config guard on for the test, unless it is marked shipped_config."""
+    _guard["on"] = request.node.get_closest_marker("shipped_config") is None
+    _guard["read"] = None
+    try:
+        yield
+    finally:
+        _guard["on"] = False
+    if _guard["read"] is not None:  # read in another thread
+        pytest.fail(f"this test read {_guard['read']}: {_READS_SHIPPED}", pytrace=False)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,20 +19,46 @@ from worker.runreport import RunReport
 from worker.state import StateStore
 
 REPO = Path(__file__).resolve().parent.parent
+# The shipped config/ is an example customers edit freely; the tests own this configuration.
+FIXTURE_CONFIG = REPO / "tests" / "fixtures" / "config"
+# Subprocesses run here: no config/ beside it, so a command the test forgot to give --config
+# fails, instead of quietly reading the shipped configuration.
+RUN_DIR = REPO / "tests"
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 PEPPER = b"test-pepper-0123456789abcdef"
 
 Snapshot = dict[str, dict[tuple[Any, ...], tuple[Any, ...]]]
 
 
-def repo_config() -> Config:
-    config = load_config(REPO / "config")
+def fixture_config() -> Config:
+    """The tests' own configuration (tests/fixtures/config), loaded; raises on a problem."""
+    config = load_config(FIXTURE_CONFIG)
     config.raise_for_problems()
     return config
 
 
+def copy_config(tmp_path: Path) -> Path:
+    """A copy of the tests' configuration at `tmp_path`/config, free to break."""
+    target = tmp_path / "config"
+    shutil.copytree(FIXTURE_CONFIG, target)
+    return target
+
+
+def edit_config(config_dir: Path, relative: str, old: str, new: str) -> int:
+    """Replace the one occurrence of `old` in a file of a copied configuration.
+
+    Returns the 1-based line where `old` began; fails the test when `old` is not there
+    exactly once (the fixture changed under the test).
+    """
+    file = config_dir / relative
+    text = file.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{old!r} must occur exactly once in {relative}"
+    file.write_text(text.replace(old, new), encoding="utf-8")
+    return text[: text.index(old)].count("\n") + 1
+
+
 def product_env(flexkids: str, konnect_kdv: str, konnect_vlinder: str) -> dict[str, str]:
-    """Environment naming the three product databases of the shipped configuration."""
+    """Environment naming the three product databases of the tests' configuration."""
     return {
         "FLEXKIDS_DATABASE_URL": flexkids,
         "KONNECT_ZONNESTRAAL_DATABASE_URL": konnect_kdv,

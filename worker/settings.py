@@ -1,30 +1,43 @@
 """Process settings from the environment (RETENTION_*); secrets also from *_FILE.
 
-Nothing here reads the environment at import time: `Settings.from_env(os.environ)`.
+Nothing here reads the environment at import time: `Settings.from_env(os.environ)`. Every
+setting is checked there, so a bad value stops the command with exit 2 and a message naming
+the variable, its valid values and the fix; never a traceback from deeper down. An empty
+variable counts as unset.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, MutableMapping
+import re
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from worker.checkpoints import CheckpointError, Signer
+from worker.config.files import NotARegularFile, read_regular
 from worker.errors import SettingsError
+from worker.logging import FORMATS, LEVELS
 from worker.retry import RetryPolicy
 
 DEFAULT_STATE_URL = "sqlite:///.retention/state.db"
 MIN_PEPPER_BYTES = 16
+MAX_SECRET_BYTES = 64 * 1024  # a URL or a pepper; more is the wrong file (or /dev/zero)
 # Product sessions: the longest wait for a lock, and the longest statement (seconds).
 DEFAULT_LOCK_TIMEOUT_SECONDS = 30
 DEFAULT_STATEMENT_TIMEOUT_SECONDS = 600
+_DIGITS = re.compile(r"[0-9]{1,9}")
+_HOST = re.compile(r"[A-Za-z0-9._:\-\[\]%]{1,255}")
 
 
 def read_secret(env: Mapping[str, str], name: str) -> str | None:
-    """`NAME` from the environment, or the contents of the file `NAME_FILE` names."""
+    """`NAME` from the environment, or the trimmed contents of the file `NAME_FILE` names.
+
+    Raises SettingsError when that file cannot be read, is not a regular file, is larger
+    than 64 KiB or is not UTF-8 text.
+    """
     value = env.get(name)
     if value:
         return value
@@ -32,12 +45,28 @@ def read_secret(env: Mapping[str, str], name: str) -> str | None:
     if not path:
         return None
     try:
-        return Path(path).read_text(encoding="utf-8").strip()
+        raw = read_regular(path, MAX_SECRET_BYTES)
+    except NotARegularFile:
+        raise SettingsError(
+            f"{name}_FILE names {path}, which is not a regular file; mount the secret there "
+            "as a file"
+        ) from None
     except OSError as exc:
         raise SettingsError(
             f"{name}_FILE names {path}, which cannot be read "
             f"({exc.strerror}); mount the secret there"
         ) from exc
+    if len(raw) > MAX_SECRET_BYTES:
+        raise SettingsError(
+            f"{name}_FILE names {path}, which is larger than {MAX_SECRET_BYTES // 1024} KiB; "
+            "name the file that holds only the secret"
+        )
+    try:
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise SettingsError(
+            f"{name}_FILE names {path}, which is not UTF-8 text; write the secret as text"
+        ) from None
 
 
 def mask_url(url: str) -> str:
@@ -67,19 +96,24 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Read and check every RETENTION_* setting; SettingsError names the one to fix."""
         state = read_secret(env, "RETENTION_STATE_URL") or DEFAULT_STATE_URL
+        try:
+            sa.make_url(state)
+        except sa.exc.ArgumentError:
+            raise SettingsError(
+                f"RETENTION_STATE_URL is {mask_url(state)}; set a database URL such as "
+                "postgresql+psycopg://user@host/retention or sqlite:///state.db"
+            ) from None
         pepper = read_secret(env, "RETENTION_PEPPER") or ""
         lock, statement = product_timeouts(env)
-        fmt = env.get("RETENTION_LOG_FORMAT", "auto").lower()
-        if fmt not in ("json", "console", "auto"):
-            raise SettingsError(f"RETENTION_LOG_FORMAT is {fmt!r}; use json, console or auto")
         return cls(
-            config_dir=Path(env.get("RETENTION_CONFIG_DIR", "config")),
+            config_dir=Path(env.get("RETENTION_CONFIG_DIR") or "config"),
             state_url=state,
-            http_host=env.get("RETENTION_HTTP_HOST", "0.0.0.0"),  # noqa: S104
+            http_host=_host(env),
             http_port=_int(env, "RETENTION_HTTP_PORT", 9464, 0, 65535),
-            log_level=env.get("RETENTION_LOG_LEVEL", "INFO").upper(),
-            log_format=fmt,
+            log_level=_choice(env, "RETENTION_LOG_LEVEL", "INFO", LEVELS, str.upper),
+            log_format=_choice(env, "RETENTION_LOG_FORMAT", "auto", FORMATS, str.lower),
             stop_grace_seconds=float(_int(env, "RETENTION_STOP_GRACE_SECONDS", 20, 1, 3600)),
             retry_budget_seconds=float(_int(env, "RETENTION_RETRY_BUDGET_SECONDS", 60, 0, 3600)),
             lock_timeout_seconds=lock,
@@ -131,27 +165,62 @@ def product_timeouts(env: Mapping[str, str]) -> tuple[int, int]:
     )
 
 
+def _shown(raw: str) -> str:
+    return repr(raw) if len(raw) <= 40 else repr(raw[:35] + "…")
+
+
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """A whole number of plain digits from `low` to `high`; unset or empty is `default`."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} is {raw!r}; set a whole number") from None
+    if not _DIGITS.fullmatch(raw):
+        raise SettingsError(f"{name} is {_shown(raw)}; set a whole number from {low} to {high}")
+    value = int(raw)
     if not low <= value <= high:
-        raise SettingsError(f"{name} is {value}; set a number from {low} to {high}")
+        raise SettingsError(f"{name} is {value}; set a whole number from {low} to {high}")
     return value
+
+
+def _choice(
+    env: Mapping[str, str],
+    name: str,
+    default: str,
+    allowed: tuple[str, ...],
+    case: Callable[[str], str],
+) -> str:
+    """One of `allowed` (compared after `case`, e.g. str.upper); unset or empty is default."""
+    raw = env.get(name) or default
+    value = case(raw.strip())
+    if value not in allowed:
+        raise SettingsError(f"{name} is {_shown(raw)}; set one of {', '.join(allowed)}")
+    return str(value)
+
+
+def _host(env: Mapping[str, str]) -> str:
+    raw = env.get("RETENTION_HTTP_HOST") or "0.0.0.0"  # noqa: S104  (probes come from outside)
+    if not _HOST.fullmatch(raw):
+        raise SettingsError(
+            f"RETENTION_HTTP_HOST is {_shown(raw)}; set an address or host name to listen "
+            "on, e.g. 0.0.0.0 (all), 127.0.0.1 or ::"
+        )
+    return raw
 
 
 def load_env_file(path: Path, env: MutableMapping[str, str] | None = None) -> None:
     """Read KEY=VALUE lines into `env` (default os.environ); set variables win."""
     target = os.environ if env is None else env
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        raw = read_regular(path, MAX_SECRET_BYTES)
     except OSError as exc:
         hint = "; `make demo` writes the demo's" if path.name == "demo.env" else ""
         raise SettingsError(f"cannot read the env file {path} ({exc.strerror}){hint}") from exc
+    if len(raw) > MAX_SECRET_BYTES:
+        raise SettingsError(f"the env file {path} is larger than 64 KiB; name the right file")
+    try:
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise SettingsError(f"the env file {path} is not UTF-8 text; save it as UTF-8") from None
     for number, line in enumerate(lines, 1):
         text = line.strip()
         if not text or text.startswith("#"):

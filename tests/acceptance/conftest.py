@@ -1,15 +1,14 @@
 """Fixtures for the acceptance tests: the real CLI, a copied configuration, real PostgreSQL.
 
 Each test gets three fresh product databases (the shared FlexKids one and a Konnect one per
-customer), a migrated SQLite state database, and a copy of config/ in which every customer
-runs every product every two seconds and FlexKids works in batches of 25 with a pause
-between them, so a run with a few hundred rows lasts seconds and can be interrupted.
+customer), a migrated SQLite state database, and a copy of the tests' configuration in
+which every customer runs every product every two seconds and FlexKids works in batches of 25
+with a pause between them, so a run with a few hundred rows lasts seconds and can be interrupted.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 import yaml
 
 from tests.acceptance.harness import Worker, cli, env_without, free_port, worker_argv
-from tests.support import REPO
+from tests.support import copy_config
 
 EVERY_TWO_SECONDS = "*/2 * * * * *"
 BATCH_SIZE = 25
@@ -45,9 +44,8 @@ def set_schedule(config_dir: Path, customer: str, product: str, cron: str) -> No
 
 @pytest.fixture
 def config_dir(tmp_path: Path) -> Path:
-    """A copy of config/ where every pair runs every 2 s and FlexKids batches are small."""
-    target = tmp_path / "config"
-    shutil.copytree(REPO / "config", target)
+    """A copy of the tests' configuration: every pair runs every 2 s, FlexKids batches small."""
+    target = copy_config(tmp_path)
     for path in sorted((target / "customers").glob("*.yaml")):
         for product in read_yaml(path)["products"]:
             set_schedule(target, path.stem, product, EVERY_TWO_SECONDS)

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import REPO
+from tests.support import RUN_DIR
 
 T = TypeVar("T")
 POLL = 0.05
@@ -52,10 +52,10 @@ def poll(check: Callable[[], T | None], timeout: float, what: str) -> T:
 def cli(
     args: list[str], env: Mapping[str, str], timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    """Run `python -m worker ARGS` to completion from the repository root."""
+    """Run `python -m worker ARGS` to completion in `RUN_DIR` (where no config/ is)."""
     return subprocess.run(
         worker_argv(*args),
-        cwd=REPO,
+        cwd=RUN_DIR,
         env=dict(env),
         capture_output=True,
         text=True,
@@ -98,7 +98,7 @@ class Worker:
         env: Mapping[str, str],
         port: int,
         *,
-        cwd: Path = REPO,
+        cwd: Path = RUN_DIR,
         new_session: bool = False,
     ) -> None:
         self.port = port

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from tests.acceptance.conftest import Setup, set_schedule
@@ -250,6 +251,7 @@ def test_every_log_line_is_json_and_run_lines_carry_their_context(
     assert [line for line in logs if line["event"] in RUN_EVENTS and "run_id" not in line] == []
 
 
+@pytest.mark.shipped_config  # the demo runs the shipped config/; asserted: it starts and stops
 def test_make_run_after_make_demo_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     """In a copy of the repository, `make demo` then `make run` serves probes; SIGTERM exits 0."""
     make = shutil.which("make")
@@ -257,8 +259,7 @@ def test_make_run_after_make_demo_stops_cleanly_on_sigterm(tmp_path: Path) -> No
     if make is None or not (venv / "bin" / "retention-worker").is_file():
         unavailable("`make run` needs GNU make and the project installed in this virtualenv")
     listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
+        ["git", "-C", str(REPO), "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         capture_output=True,
         text=True,
         check=True,

@@ -141,8 +141,7 @@ def build_context() -> set[str]:
         if line and not line.startswith("#"):
             patterns.append((line.startswith("!"), line.lstrip("!").rstrip("/")))
     listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
+        ["git", "-C", str(REPO), "ls-files", "--cached", "--others", "--exclude-standard"],
         capture_output=True,
         text=True,
         check=True,

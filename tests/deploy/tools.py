@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from tests.dbs import unavailable
-from tests.support import REPO
+from tests.support import FIXTURE_CONFIG, REPO
 
 CHART = REPO / "helm" / "retention-worker"
 FULL_VALUES = REPO / "deploy" / "helm" / "full.values.yaml"
@@ -44,7 +44,7 @@ def helm() -> str:
 
 
 def render(
-    tmp: Path, *args: str, config_dir: Path | None = REPO / "config"
+    tmp: Path, *args: str, config_dir: Path | None = FIXTURE_CONFIG
 ) -> list[dict[str, Any]]:
     """`helm template` of the chart with ARGS (and config_dir's files as config.files)."""
     extra: list[str] = []

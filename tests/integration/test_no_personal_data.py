@@ -15,7 +15,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from demo.generator import personal_values, seed
-from tests.support import NOW, REPO, repo_config
+from tests.support import FIXTURE_CONFIG, NOW, RUN_DIR, fixture_config
 from worker.app import database_url
 from worker.policy import effective_rules, rule_cutoff
 
@@ -23,8 +23,8 @@ from worker.policy import effective_rules, rule_cutoff
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "worker", *args],
-        env={**os.environ, **env},
-        cwd=REPO,
+        env={**os.environ, "RETENTION_CONFIG_DIR": str(FIXTURE_CONFIG), **env},
+        cwd=RUN_DIR,
         capture_output=True,
         text=True,
         timeout=240,
@@ -33,7 +33,7 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 
 def _seed(env: dict[str, str]) -> set[str]:
-    config = repo_config()
+    config = fixture_config()
     values: set[str] = set()
     for customer, mapping in config.pairs():
         url = database_url(customer, mapping, env)

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from tests import dbs
 from tests.rows import flexkids_row
-from tests.support import NOW, PEPPER, REPO, insert, repo_config
+from tests.support import FIXTURE_CONFIG, NOW, PEPPER, fixture_config, insert
 from worker.app import build_runner, run_pairs
 from worker.audit import AuditTrail, verify
 from worker.daemon import Daemon
@@ -59,7 +59,7 @@ def test_metrics_after_a_run_equal_what_the_run_did(
     # 5 invoices one day past the 7-year cutoff, 3 of them a week older, 4 still kept.
     dates = [dt.date(2019, 11, 27)] * 5 + [dt.date(2019, 11, 20)] * 3 + [dt.date(2019, 11, 28)] * 4
     _invoices(product_dbs, dates)
-    config = repo_config()
+    config = fixture_config()
     metrics = Metrics()
     bus = EventBus()
     bus.subscribe(AuditTrail(state, lambda: NOW), required=True)
@@ -117,13 +117,13 @@ def test_readyz_answers_503_when_the_state_database_is_down(
     with dbs.postgres_database(pg_server_url) as state_url:
         StateStore(state_url).migrate()
         settings = Settings(
-            config_dir=REPO / "config",
+            config_dir=FIXTURE_CONFIG,
             state_url=state_url,
             http_host="127.0.0.1",
             http_port=0,
             pepper=PEPPER,
         )
-        daemon = Daemon(settings, {}, REPO / "config", clock=lambda: NOW)
+        daemon = Daemon(settings, {}, FIXTURE_CONFIG, clock=lambda: NOW)
         daemon.load()
         daemon.scheduler.start()
         daemon.http.start()
@@ -172,7 +172,7 @@ def test_a_connection_killed_mid_batch_is_retried_and_counts_stay_exact(
                 "FOR EACH STATEMENT EXECUTE FUNCTION kill_once()"
             )
         )
-    config = repo_config()
+    config = fixture_config()
     events: list[Any] = []
     bus = EventBus()
     bus.subscribe(AuditTrail(state, lambda: NOW), required=True)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.rows import CREATED, flexkids_row, konnect_row
-from tests.support import NOW, insert, repo_config, run_once, snapshot
+from tests.support import NOW, fixture_config, insert, run_once, snapshot
 from worker.events import Outcome
 
 D = dt.date
@@ -150,7 +150,7 @@ def _dependent_row(table: str, i: int, parent: int) -> dict[str, Any]:
 
 def _masked(rule_id: str) -> dict[str, Any]:
     """The masks of a rule, read from the shipped mapping (what the customer agreed to)."""
-    config = repo_config()
+    config = fixture_config()
     for mapping in config.products.values():
         for rule in mapping.rules:
             for stage in rule.stages:
@@ -199,7 +199,7 @@ def test_rule_changes_exactly_the_rows_past_its_cutoff(
         insert(product_dbs[variable], table, seeded)
         if children:
             insert(product_dbs[variable], dependent[0], children)  # type: ignore[index]
-    config = repo_config()
+    config = fixture_config()
     before = {v: snapshot(u) for v, u in product_dbs.items()}
 
     reports = run_once(config, product_dbs, state)
@@ -262,7 +262,7 @@ def test_plan_changes_nothing_and_counts_what_run_changes(
             for n, (basis, _) in enumerate(by_customer[c])
         ]
         insert(product_dbs["FLEXKIDS_DATABASE_URL"], table, rows)
-    config = repo_config()
+    config = fixture_config()
     before = {v: snapshot(u) for v, u in product_dbs.items()}
 
     planned = run_once(config, product_dbs, state, dry_run=True)

@@ -1,8 +1,9 @@
-"""`retention-worker validate` on a copy of the shipped configuration, one break per test.
+"""`retention-worker validate` on a copy of the tests' configuration, one break per test.
 
-Each test copies config/ into its temporary folder, breaks exactly one thing (in a file, or
-in a live PostgreSQL database built from the reference schemas) and runs the real command:
-through click's CliRunner, and through a separate process for the end-to-end cases. The
+Each test copies tests/fixtures/config/ into its temporary folder, breaks exactly one thing
+(in a file, or in a live PostgreSQL database built from the reference schemas) and runs the
+real command: through click's CliRunner, and through a separate process for the end-to-end
+cases. The
 assertions check the exit code and the parts of the message a user acts on: the file, the
 path inside it and what to fix. They do not compare whole lines.
 """
@@ -10,7 +11,6 @@ path inside it and what to fix. They do not compare whole lines.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from sqlalchemy.pool import NullPool
 
-from tests.support import REPO
+from tests.support import RUN_DIR, copy_config
 from worker.cli import main
 
 DB_VARIABLES = (
@@ -38,10 +38,8 @@ UNREACHABLE = f"postgresql+psycopg://postgres:{PASSWORD}@127.0.0.1:1/flexkids"
 
 @pytest.fixture
 def config_dir(tmp_path: Path) -> Path:
-    """A copy of the shipped configuration, free to break."""
-    target = tmp_path / "config"
-    shutil.copytree(REPO / "config", target)
-    return target
+    """A copy of the tests' configuration, free to break."""
+    return copy_config(tmp_path)
 
 
 def edit(config_dir: Path, relative: str, old: str, new: str) -> int:
@@ -75,7 +73,7 @@ def run_process(config_dir: Path, env: Mapping[str, str]) -> subprocess.Complete
     full_env.update(env)
     return subprocess.run(
         [sys.executable, "-m", "worker", "validate", "--config", str(config_dir)],
-        cwd=REPO,
+        cwd=RUN_DIR,
         env=full_env,
         capture_output=True,
         text=True,
@@ -94,13 +92,13 @@ def execute(url: str, statement: str) -> None:
         engine.dispose()
 
 
-# --- the shipped configuration ------------------------------------------------------------
+# --- the tests' configuration ------------------------------------------------------------
 
 
 def test_shipped_config_is_valid_against_live_databases(
     config_dir: Path, product_dbs: dict[str, str]
 ) -> None:
-    """The shipped configuration exits 0 in a real process against the reference schemas."""
+    """The tests' configuration exits 0 in a real process against the reference schemas."""
     done = run_process(config_dir, product_dbs)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "files valid" in done.stdout
@@ -108,7 +106,7 @@ def test_shipped_config_is_valid_against_live_databases(
 
 
 def test_shipped_config_is_valid_offline_without_databases(config_dir: Path) -> None:
-    """With --offline the shipped configuration exits 0 with no database variable set."""
+    """With --offline the tests' configuration exits 0 with no database variable set."""
     code, out = validate(config_dir, offline=True)
     assert code == 0, out
     assert "2 customer(s), 2 product(s), 9 rule(s): files valid" in out

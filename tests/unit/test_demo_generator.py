@@ -24,10 +24,10 @@ from demo.generator import (
     seed,
 )
 from demo.schemas import PERSONAL_COLUMNS, PRODUCTS, create_schema, metadata_for
+from tests.support import FIXTURE_CONFIG
 from worker.configload import Config, load_config
 from worker.policy import effective_rules, rule_cutoff
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 TODAY = dt.date(2026, 3, 15)
 NOW = dt.datetime(2026, 3, 15, 1, 30, tzinfo=dt.UTC)
 TENANT = {"flexkids": 1042, "konnect": None}
@@ -36,7 +36,7 @@ PERSONAL_CATEGORIES = {"name", "email", "phone", "bsn", "bank", "address"}
 
 @pytest.fixture(scope="module")
 def config() -> Config:
-    loaded = load_config(CONFIG_DIR)
+    loaded = load_config(FIXTURE_CONFIG)
     assert loaded.problems == ()
     return loaded
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from connectors.base import ConnectorError
 from connectors.memory import MemoryConnector
-from tests.support import NOW, repo_config
+from tests.support import NOW, fixture_config
 from worker.app import run_pairs
 from worker.config import Customer, ProductMapping
 from worker.errors import AuditWriteError
@@ -70,7 +70,7 @@ def runner(fleet: Fleet, events: list[Event], **kwargs: Any) -> Runner:
     bus = EventBus()
     bus.subscribe(events.append, required=True)
     return Runner(
-        repo_config().catalogue,
+        fixture_config().catalogue,
         bus,
         fleet,
         pepper=PEPPER,
@@ -80,7 +80,7 @@ def runner(fleet: Fleet, events: list[Event], **kwargs: Any) -> Runner:
 
 
 def pair(customer: str, product: str) -> tuple[Customer, ProductMapping]:
-    config = repo_config()
+    config = fixture_config()
     return config.customers[customer], config.products[product]
 
 

@@ -39,9 +39,9 @@ def test_settings_default_to_30_and_600_seconds() -> None:
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("RETENTION_LOCK_TIMEOUT_SECONDS", "0", "set a number from 1 to 3600"),
+        ("RETENTION_LOCK_TIMEOUT_SECONDS", "0", "set a whole number from 1 to 3600"),
         ("RETENTION_LOCK_TIMEOUT_SECONDS", "soon", "set a whole number"),
-        ("RETENTION_STATEMENT_TIMEOUT_SECONDS", "86401", "set a number from 1 to 86400"),
+        ("RETENTION_STATEMENT_TIMEOUT_SECONDS", "86401", "set a whole number from 1 to 86400"),
     ],
 )
 def test_bad_timeout_settings_say_what_to_set(name: str, value: str, message: str) -> None:

@@ -1,5 +1,5 @@
-"""Checks across configuration files: each mapping against the catalogue (Annex A), each
-customer against the mappings, and customers against each other."""
+"""Checks across configuration files: each mapping against the catalogue (Annex A), and each
+customer against the mappings. Customers against each other: `worker.config.unique`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from worker.config import (
+from worker.config.files import Doc, Problems
+from worker.config.models import (
     Catalogue,
     Customer,
     Dependent,
@@ -19,7 +20,7 @@ from worker.config import (
     SettingPeriod,
     Stage,
 )
-from worker.configfiles import Doc, Problems
+from worker.config.values import short
 from worker.cron import cron_trigger
 from worker.periods import Period
 from worker.policy import applicable_floors
@@ -32,7 +33,9 @@ def check_catalogue(cat: Catalogue, doc: Doc, problems: Problems) -> None:
         for kind, categories in product.processes.items():
             path = ("products", pname, "processes", kind)
             if kind not in cat.kinds:
-                add(path, f"unknown kind of person {kind!r}; use one of {', '.join(cat.kinds)}")
+                add(
+                    path, f"unknown kind of person {short(kind)}; use one of {', '.join(cat.kinds)}"
+                )
             for category in categories:
                 if category not in cat.categories:
                     add(path, _unknown_category(category, cat))
@@ -44,7 +47,7 @@ def check_catalogue(cat: Catalogue, doc: Doc, problems: Problems) -> None:
 
 def _unknown_category(category: str, cat: Catalogue) -> str:
     return (
-        f"unknown category {category!r}; use one of {', '.join(cat.categories)} "
+        f"unknown category {short(category)}; use one of {', '.join(cat.categories)} "
         "(or add it to catalogue.yaml)"
     )
 
@@ -61,14 +64,14 @@ def check_product(
     if mapping.product != doc.file.stem:
         add(
             ("product",),
-            f"the product is named {mapping.product!r} but the file is "
+            f"the product is named {short(mapping.product)} but the file is "
             f"{doc.file.name}; make them the same",
         )
     entry = cat.products.get(mapping.product)
     if entry is None:
         add(
             ("product",),
-            f"unknown product {mapping.product!r}: catalogue.yaml does not list "
+            f"unknown product {short(mapping.product)}: catalogue.yaml does not list "
             f"it; use one of {', '.join(cat.products)} or add it to the catalogue",
         )
         return
@@ -78,7 +81,7 @@ def check_product(
         if subject.kind not in cat.kinds:
             add(
                 (*base, "kind"),
-                f"unknown kind of person {subject.kind!r}; use one of {', '.join(cat.kinds)}",
+                f"unknown kind of person {short(subject.kind)}; use one of {', '.join(cat.kinds)}",
             )
             continue
         allowed = set(entry.processes.get(subject.kind, ()))
@@ -115,7 +118,7 @@ def _check_columns(
         elif category not in allowed:
             add(
                 (*path, column),
-                f"Annex A does not list {category!r} for {kind!r} in {label}: "
+                f"Annex A does not list {short(category)} for {short(kind)} in {label}: "
                 "processing outside the agreement; remove the column or correct the category",
             )
 
@@ -141,17 +144,21 @@ def _check_rule(
     if subject is None:
         add(
             (*path, "subject"),
-            f"unknown subject {rule.subject!r}; use one of {', '.join(mapping.subjects)}",
+            f"unknown subject {short(rule.subject)}; use one of {', '.join(mapping.subjects)}",
         )
         return
     if rule.after.date is not None and rule.after.date not in subject.dates:
         add(
             (*path, "after", "date"),
-            f"subject {rule.subject!r} has no date "
-            f"{rule.after.date!r}; use one of {', '.join(subject.dates) or '(none: add dates)'}",
+            f"subject {short(rule.subject)} has no date "
+            f"{short(rule.after.date)}; use one of "
+            f"{', '.join(subject.dates) or '(none: add dates)'}",
         )
     if rule.floor is not None and rule.floor not in cat.floors:
-        add((*path, "floor"), f"unknown floor {rule.floor!r}; use one of {', '.join(cat.floors)}")
+        add(
+            (*path, "floor"),
+            f"unknown floor {short(rule.floor)}; use one of {', '.join(cat.floors)}",
+        )
     previous: Period | None = None
     for i, stage in enumerate(rule.stages):
         spath = (*path, "stages", i) if len(rule.stages) > 1 else path
@@ -159,8 +166,8 @@ def _check_rule(
             if column not in subject.columns:
                 add(
                     (*spath, "with", column),
-                    f"column {column!r} is not mapped in subject "
-                    f"{rule.subject!r}; map it under `columns` first",
+                    f"column {short(column)} is not mapped in subject "
+                    f"{short(rule.subject)}; map it under `columns` first",
                 )
         for fname in applicable_floors(rule, stage, subject, cat):
             floor = cat.floors[fname]
@@ -192,10 +199,10 @@ def _check_schedule(cron: str, timezone: str | None, path: tuple[str | int, ...]
     timezone = timezone or "UTC"  # no zone of its own: the customer's, checked on its own
     try:
         ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         add(
             (*path, "timezone"),
-            f"unknown time zone {timezone!r}; use an IANA name such as Europe/Amsterdam",
+            f"unknown time zone {short(timezone)}; use an IANA name such as Europe/Amsterdam",
         )
         return
     try:
@@ -203,8 +210,9 @@ def _check_schedule(cron: str, timezone: str | None, path: tuple[str | int, ...]
     except ValueError as exc:
         add(
             (*path, "cron"),
-            f"{cron!r} is not a crontab line ({exc}); write five fields (minute hour day "
-            "month weekday), e.g. '0 2 * * *' for daily at 02:00, or six with seconds first",
+            f"{short(cron)} is not a crontab line ({str(exc)[:120]}); write five fields "
+            "(minute hour day month weekday), e.g. '0 2 * * *' for daily at 02:00, or six "
+            "with seconds first",
         )
 
 
@@ -221,15 +229,16 @@ def check_customer(
     if customer.customer != doc.file.stem:
         add(
             ("customer",),
-            f"the customer is named {customer.customer!r} but the file is "
+            f"the customer is named {short(customer.customer)} but the file is "
             f"{doc.file.name}; make them the same",
         )
     try:
         ZoneInfo(customer.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         add(
             ("timezone",),
-            f"unknown time zone {customer.timezone!r}; use an IANA name such as Europe/Amsterdam",
+            f"unknown time zone {short(customer.timezone)}; use an IANA name such as "
+            "Europe/Amsterdam",
         )
     for pname, chosen in customer.products.items():
         base: tuple[str | int, ...] = ("products", pname)
@@ -239,7 +248,7 @@ def check_customer(
             continue
         if mapping is None:
             known = ", ".join(sorted(products)) or "(none)"
-            add(base, f"unknown product {pname!r}; this configuration maps {known}")
+            add(base, f"unknown product {short(pname)}; this configuration maps {known}")
             continue
         shared = {m.database.url_env: n for n, m in products.items() if m.database is not None}
         if chosen.database is not None and chosen.database.url_env in shared:
@@ -297,7 +306,7 @@ def _check_settings(
         if name not in uses:
             add(
                 path,
-                f"unknown setting {name!r}; {mapping.product} rules read "
+                f"unknown setting {short(name)}; {mapping.product} rules read "
                 f"{', '.join(sorted(uses)) or 'no settings'}",
             )
             continue
@@ -334,7 +343,7 @@ def _check_settings(
         if name not in date_names:
             add(
                 (*base, "dates", name),
-                f"unknown date {name!r}; {mapping.product} rules read "
+                f"unknown date {short(name)}; {mapping.product} rules read "
                 f"{', '.join(sorted(date_names)) or 'no customer dates'}",
             )
     _check_stage_order(settings, mapping, base, add)
@@ -376,46 +385,3 @@ def _in_unit(period: Period, unit: Any) -> str:
     if str(unit) == "months" and period.unit.value == "years":
         return f"{period.amount * 12} months"
     return str(period)
-
-
-def check_unique(
-    parsed: list[tuple[Customer, Doc]],
-    products: Mapping[str, ProductMapping],
-    problems: Problems,
-) -> set[str]:
-    """Two customers must never share a tenant id or a database: each would see the other's
-    data. Every claimant of a shared one is set aside, since nobody can tell which is right.
-    Returns the customers set aside."""
-    claims: dict[tuple[str, ...], list[tuple[Customer, Doc, tuple[str, ...]]]] = {}
-    for customer, doc in parsed:
-        for pname, chosen in customer.products.items():
-            if pname not in products:
-                continue
-            if chosen.tenant is not None:
-                claims.setdefault(("tenant", pname, str(chosen.tenant)), []).append(
-                    (customer, doc, ("products", pname, "tenant"))
-                )
-            if chosen.database is not None:
-                claims.setdefault(("database", chosen.database.url_env), []).append(
-                    (customer, doc, ("products", pname, "database", "url_env"))
-                )
-    clashing: set[str] = set()
-    for claim, owners in claims.items():
-        if len(owners) < 2:
-            continue
-        names = sorted(c.customer for c, _, _ in owners)
-        what = (
-            f"tenant {claim[2]!r} of {claim[1]}"
-            if claim[0] == "tenant"
-            else f"database variable {claim[1]}"
-        )
-        for customer, doc, path in owners:
-            others = ", ".join(n for n in names if n != customer.customer)
-            problems.at(
-                doc,
-                path,
-                f"{what} is also claimed by {others}; each customer needs its own, so all "
-                "of them are set aside until it is fixed",
-            )
-            clashing.add(customer.customer)
-    return clashing

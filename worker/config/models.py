@@ -1,45 +1,48 @@
 """Configuration models: the catalogue (Annex A), product mappings and customer files.
 
-Every model is frozen and rejects unknown fields. Loading and the checks across files
-live in `worker.configload`; this module only says what a valid file looks like.
+Every model is frozen and rejects unknown fields. The scalar values and their bounds are in
+`worker.config.values`; loading and the checks across files in `worker.config.load`. This
+module only says what a valid file looks like.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
-import re
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StrictInt,
+    StrictStr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from worker.breaker import BreakerLimits
+from worker.config.values import (
+    ABSURD,
+    CustomerDate,
+    Identifier,
+    check_amount,
+    parse_period,
+    short,
+    tenant_value,
+)
 from worker.periods import Period, Unit
 
 _ID_RE = r"^[a-z0-9][a-z0-9_.-]*$"
-_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 _ENV_RE = r"^[A-Z_][A-Z0-9_]*$"
-
-# A customer setting beyond 50 years is a typo, not a policy.
-ABSURD = {Unit.DAYS: 18_262, Unit.MONTHS: 600, Unit.YEARS: 50}
+_NAME_RE = r"^[a-z][a-z0-9_]*$"
+MAX_ID = 100  # ids end up in metric labels, job ids and file names
 
 
 class Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
-
-
-def _identifier(value: str) -> str:
-    if not _IDENT_RE.match(value):
-        raise ValueError(f"{value!r} is not a plain SQL identifier (letters, digits, _)")
-    return value
 
 
 # --- catalogue.yaml ----------------------------------------------------------------
@@ -51,15 +54,11 @@ class Kind(Model):
 
 class Category(Model):
     label: str
-    special: bool = False
+    special: StrictBool = False
 
 
 def _period(value: Any) -> Period:
-    if isinstance(value, Period):
-        return value
-    if isinstance(value, str):
-        return Period.parse(value)
-    raise ValueError(f"{value!r} is not a period; write for example 90d, 24m or 7y")
+    return parse_period(value)
 
 
 class Floor(Model):
@@ -93,14 +92,14 @@ class Catalogue(Model):
 class DatabaseRef(Model):
     """Where a database URL comes from: an environment variable (or VAR_FILE)."""
 
-    url_env: str = Field(pattern=_ENV_RE)
+    url_env: str = Field(pattern=_ENV_RE, max_length=MAX_ID)
 
 
 class Tenancy(Model):
     """Either a tenant column in a shared database, or one database per customer."""
 
-    column: str | None = None
-    per_customer: bool = False
+    column: Identifier | None = None
+    per_customer: StrictBool = False
 
     @model_validator(mode="after")
     def _one_shape(self) -> Tenancy:
@@ -109,39 +108,27 @@ class Tenancy(Model):
                 "set exactly one of `column` (a shared database with a tenant column) "
                 "or `per_customer: true` (one database per customer)"
             )
-        if self.column is not None:
-            _identifier(self.column)
         return self
 
 
 class Dependent(Model):
     """Rows of another table that belong to a subject row and go with it."""
 
-    table: str
-    references: dict[str, str] = Field(min_length=1)
-    columns: dict[str, str] = {}
+    table: Identifier
+    references: dict[Identifier, Identifier] = Field(min_length=1)
+    columns: dict[Identifier, str] = {}
     dependents: tuple[Dependent, ...] = ()
-
-    @field_validator("table")
-    @classmethod
-    def _table(cls, value: str) -> str:
-        return _identifier(value)
 
 
 class Subject(Model):
     """A table holding personal data of one kind of person."""
 
     kind: str
-    table: str
-    key: tuple[str, ...] = Field(min_length=1)
-    columns: dict[str, str] = {}
-    dates: dict[str, str] = {}
+    table: Identifier
+    key: tuple[Identifier, ...] = Field(min_length=1)
+    columns: dict[Identifier, str] = {}
+    dates: dict[str, Identifier] = {}
     dependents: tuple[Dependent, ...] = ()
-
-    @field_validator("table")
-    @classmethod
-    def _table(cls, value: str) -> str:
-        return _identifier(value)
 
 
 class Action(enum.StrEnum):
@@ -183,17 +170,17 @@ def _masking(value: Any) -> Masking:
         return Masking(strategy=strategy)
     if isinstance(value, dict) and set(value) == {"fixed"} and isinstance(value["fixed"], str):
         return Masking(strategy=Strategy.FIXED, text=value["fixed"])
-    raise ValueError(f"{value!r} is not an anonymisation; use a name or {{fixed: TEXT}}")
+    raise ValueError(f"{short(value)} is not an anonymisation; use a name or {{fixed: TEXT}}")
 
 
 class SettingPeriod(Model):
     """A period the customer sets (in its file's `settings`), with a default."""
 
-    setting: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    default: int = Field(ge=0)
+    setting: str = Field(pattern=_NAME_RE, max_length=MAX_ID)
+    default: StrictInt
     unit: Unit = Unit.MONTHS
-    min: int = Field(default=1, ge=0)
-    max: int | None = Field(default=None, ge=1)
+    min: StrictInt = 1
+    max: StrictInt | None = None
 
     @property
     def upper(self) -> int:
@@ -202,6 +189,10 @@ class SettingPeriod(Model):
 
     @model_validator(mode="after")
     def _bounds(self) -> SettingPeriod:
+        check_amount(self.min, self.unit, "a minimum")
+        if self.max is not None:
+            check_amount(self.max, self.unit, "a maximum")
+        check_amount(self.default, self.unit, "a default")
         if self.min > self.upper:
             raise ValueError(f"min {self.min} is above max {self.upper}; swap or correct them")
         if not self.min <= self.default <= self.upper:
@@ -222,8 +213,8 @@ def _period_spec(value: Any) -> Any:
             "a period is required: write e.g. 90d, 24m or 7y, or "
             "{setting: NAME, default: N, unit: months} for a customer setting"
         )
-    if isinstance(value, str):
-        return Period.parse(value)
+    if isinstance(value, str | Period):
+        return parse_period(value)
     if isinstance(value, dict):
         try:
             return SettingPeriod.model_validate(value)
@@ -233,9 +224,14 @@ def _period_spec(value: Any) -> Any:
                     f"{'.'.join(str(p) for p in e['loc']) or 'period'}: "
                     f"{'unknown field' if e['type'] == 'extra_forbidden' else e['msg']}"
                     for e in exc.errors()
-                )
+                ).replace("Value error, ", "")
             ) from None
-    return value
+    if isinstance(value, SettingPeriod):
+        return value
+    raise ValueError(
+        f"{short(value)} is not a period; write e.g. 90d, 24m or 7y, or "
+        "{setting: NAME, default: N, unit: months} for a customer setting"
+    )
 
 
 def _optional_period_spec(value: Any) -> Any:
@@ -248,7 +244,7 @@ class Stage(Model):
     stage: str = Field(default="", pattern=r"^$|^[a-z0-9][a-z0-9_-]*$")
     period: PeriodSpec
     action: Action
-    with_: dict[str, Masking] = Field(default={}, alias="with")
+    with_: dict[Identifier, Masking] = Field(default={}, alias="with")
 
     _parse_period = field_validator("period", mode="before")(_period_spec)
 
@@ -316,11 +312,11 @@ class Rule(Model):
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
-    id: str = Field(pattern=_ID_RE)
+    id: str = Field(pattern=_ID_RE, max_length=MAX_ID)
     subject: str
     after: After
     action: Action | None = None
-    with_: dict[str, Masking] = Field(default={}, alias="with")
+    with_: dict[Identifier, Masking] = Field(default={}, alias="with")
     stages: tuple[Stage, ...] = ()
     floor: str | None = None
     approval: ApprovalPolicy = ApprovalPolicy()
@@ -379,8 +375,16 @@ class Schedule(Model):
     Without a time zone, the line is read in the customer's own time zone.
     """
 
-    cron: str = "0 2 * * *"
-    timezone: str | None = None
+    cron: str = Field(default="0 2 * * *", max_length=200)
+    timezone: str | None = Field(default=None, max_length=MAX_ID)
+
+
+def _seconds(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(  # noqa: TRY004  (pydantic locates ValueError only)
+            f"{short(value)} is not a number of seconds; write e.g. 0.5"
+        )
+    return value
 
 
 class ProductTimeouts(Model):
@@ -395,16 +399,16 @@ class ProductTimeouts(Model):
 
 
 class ProductMapping(Model):
-    product: str
+    product: str = Field(max_length=MAX_ID)
     connector: str = "sql"
     database: DatabaseRef | None = None
     tenancy: Tenancy
     subjects: dict[str, Subject]
     rules: tuple[Rule, ...]
     schedule: Schedule = Schedule()
-    batch_size: int = Field(default=500, ge=1, le=50_000)
+    batch_size: StrictInt = Field(default=500, ge=1, le=50_000)
     # Seconds to wait between batches, to spare a busy database; a stop cuts it short.
-    batch_pause: float = Field(default=0.0, ge=0.0, le=60.0)
+    batch_pause: Annotated[float, BeforeValidator(_seconds)] = Field(default=0.0, ge=0.0, le=60.0)
     # Blast-radius breaker limits for every rule of the product (worker/breaker.py).
     breaker: BreakerLimits | None = None
     # `approval: {four_eyes: true}` asks two approvers for every approval of the product.
@@ -429,16 +433,23 @@ class ProductMapping(Model):
 
 
 class CustomerProduct(Model):
-    tenant: str | int | None = None
+    """One product as a customer uses it: its tenant or database, its settings and dates.
+
+    `tenant` is a whole number or a text, exactly as written (see
+    `worker.config.values.tenant_value` for what is refused); `settings` are whole numbers in
+    the unit of the rules that read them; `dates` are calendar days (YYYY-MM-DD).
+    """
+
+    tenant: Annotated[StrictInt | StrictStr | None, BeforeValidator(tenant_value)] = None
     database: DatabaseRef | None = None
-    settings: dict[str, StrictInt] = {}
-    dates: dict[str, dt.date] = {}
+    settings: dict[Annotated[str, Field(max_length=MAX_ID)], StrictInt] = {}
+    dates: dict[Annotated[str, Field(max_length=MAX_ID)], CustomerDate] = {}
     schedule: Schedule | None = None
     # The customer's own breaker limits for this product's rules (override the mapping's).
     breaker: BreakerLimits | None = None
 
 
 class Customer(Model):
-    customer: str = Field(pattern=_ID_RE)
-    timezone: str = "Europe/Amsterdam"
+    customer: str = Field(pattern=_ID_RE, max_length=MAX_ID)
+    timezone: str = Field(default="Europe/Amsterdam", max_length=MAX_ID)
     products: dict[str, CustomerProduct]
