@@ -43,9 +43,7 @@ def helm() -> str:
     return tool("helm", "run `make deploy-tools`")
 
 
-def render(
-    tmp: Path, *args: str, config_dir: Path | None = FIXTURE_CONFIG
-) -> list[dict[str, Any]]:
+def render(tmp: Path, *args: str, config_dir: Path | None = FIXTURE_CONFIG) -> list[dict[str, Any]]:
     """`helm template` of the chart with ARGS (and config_dir's files as config.files)."""
     extra: list[str] = []
     if config_dir is not None:

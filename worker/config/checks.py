@@ -24,6 +24,7 @@ from worker.config.values import short
 from worker.cron import cron_trigger
 from worker.periods import Period
 from worker.policy import applicable_floors
+from worker.targets import tenant_reference_problems
 
 
 def check_catalogue(cat: Catalogue, doc: Doc, problems: Problems) -> None:
@@ -76,6 +77,8 @@ def check_product(
         )
         return
     _check_schedule(mapping.schedule.cron, mapping.schedule.timezone, ("schedule",), add)
+    for path, message in tenant_reference_problems(mapping):
+        add(path, message)
     for sname, subject in mapping.subjects.items():
         base: tuple[str | int, ...] = ("subjects", sname)
         if subject.kind not in cat.kinds:
