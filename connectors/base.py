@@ -163,7 +163,9 @@ class Target:
     file gives it (an int or a str); the connector converts it to the column's type. With no
     `basis`, `everything` says whether all of the tenant's rows are expired. For
     anonymise, `masks` name the columns, and rows already masked are left out.
-    `held` keys are never selected (legal holds).
+    `held` keys are never selected (legal holds). `also` are further cutoffs the row must be
+    past as well: those of other rules that touch the same columns (the longest retention
+    wins; worker/policy.py).
     """
 
     table: Table
@@ -174,6 +176,20 @@ class Target:
     everything: bool = False
     masks: tuple[ColumnMask, ...] = ()
     held: frozenset[Key] = field(default_factory=frozenset)
+    also: tuple[Basis, ...] = ()
+
+
+@dataclass(frozen=True)
+class Basis:
+    """Another rule's time basis and cutoff that a row must be past too (see Target.also).
+
+    With `column` None (a customer date), `everything` says whether every row is past it.
+    """
+
+    column: str | None
+    cutoff_date: dt.date
+    cutoff_instant: dt.datetime
+    everything: bool = False
 
 
 class Applied(Mapping[str, int]):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from connectors.anonymise import mask_value
@@ -134,6 +135,17 @@ class MemoryConnector(Connector):
         else:
             value = row.get(target.basis)
             if not isinstance(value, dt.date) or not _known(value) or not _before(value, target):
+                return False
+        for other in target.also:  # the longest retention wins: past every overlapping rule
+            if other.column is None:
+                if not other.everything:
+                    return False
+                continue
+            value = row.get(other.column)
+            past = replace(
+                target, cutoff_date=other.cutoff_date, cutoff_instant=other.cutoff_instant
+            )
+            if not isinstance(value, dt.date) or not _known(value) or not _before(value, past):
                 return False
         if target.masks and all(_done(m, row.get(m.column)) for m in target.masks):
             return False

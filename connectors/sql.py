@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -187,6 +188,14 @@ class SqlConnector(Connector):
             clauses.append(sa.true() if target.everything else sa.false())
         else:
             clauses.append(dates.expired(table.c[target.basis], target, self.dialect))
+        for other in target.also:  # the longest retention wins: past every overlapping rule
+            if other.column is None:
+                clauses.append(sa.true() if other.everything else sa.false())
+            else:
+                past = replace(
+                    target, cutoff_date=other.cutoff_date, cutoff_instant=other.cutoff_instant
+                )
+                clauses.append(dates.expired(table.c[other.column], past, self.dialect))
         if target.masks:
             done = [done_clause(m, table.c[m.column], self.dialect) for m in target.masks]
             clauses.append(sa.not_(sa.and_(*done)))

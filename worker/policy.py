@@ -2,14 +2,15 @@
 
 Pure: no I/O, and the time is always passed in. Precedence, strongest first: a legal hold
 (checked by the run, worker/gate.py), then a legal floor, then the customer's setting, then
-the mapping's default.
+the mapping's default. Between two rules that touch the same column of a table, the longest
+retention wins: a row is eligible for either only once it is past both cutoffs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo
 
 from worker.breaker import DEFAULT_LIMITS, Limits, resolve
@@ -59,6 +60,9 @@ class EffectiveRule:
     approval_required: bool = False
     # Distinct approvers an approval of this rule needs: 2 with four-eyes.
     approvers_needed: int = 1
+    # Ids of other rules' stages on the same table that touch a column this one touches: a
+    # row must be past their cutoffs too (the longest retention wins).
+    overlaps: tuple[str, ...] = ()
 
     @property
     def action(self) -> Action:
@@ -104,7 +108,26 @@ def effective_rules(
                     else 1,
                 )
             )
-    return tuple(found)
+    return tuple(
+        replace(rule, overlaps=tuple(o.id for o in found if _overlap(rule, o))) for rule in found
+    )
+
+
+def _overlap(one: EffectiveRule, other: EffectiveRule) -> bool:
+    """Two stages of different rules that touch a column in common on the same table.
+
+    A delete or unlink touches every column; an anonymise the columns it masks. Stages of
+    one phased rule never overlap: their order is the design (mask first, delete later).
+    """
+    if one.rule.id == other.rule.id or one.subject.table != other.subject.table:
+        return False
+    mine, theirs = _columns(one), _columns(other)
+    return mine is None or theirs is None or bool(mine & theirs)
+
+
+def _columns(rule: EffectiveRule) -> set[str] | None:
+    """The columns a stage changes; None for every column (delete, unlink)."""
+    return set(rule.stage.with_) if rule.action is Action.ANONYMISE else None
 
 
 def _resolve(stage: Stage, chosen: CustomerProduct) -> tuple[Period, Source]:

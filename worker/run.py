@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from connectors.base import Connector, ConnectorError, Key, Target
+from connectors.base import Basis, Connector, ConnectorError, Key, Target
 from worker.batches import RunInterrupted, run_batches
 from worker.checkpoints import Checkpointer
 from worker.config import Catalogue, Customer, ProductMapping
@@ -52,7 +52,7 @@ from worker.policy import (
 from worker.reconcile import Reconciler
 from worker.retry import RetryPolicy
 from worker.runreport import RulePlan, RunReport, UnexpectedRunError
-from worker.targets import tables_for, target_for
+from worker.targets import overlapping, tables_for, target_for
 
 T = TypeVar("T")
 log = structlog.get_logger("worker.run")
@@ -163,8 +163,11 @@ class Runner:
                     connector, customer, mapping, settled_by=run_id, active=active_runs()
                 )
             holds = self.gatekeeper.active_holds(customer.customer, mapping.product)
-            for rule in effective_rules(self.catalogue, customer, mapping):
-                self._rule(connector, customer, mapping, rule, now, report, holds)
+            rules = effective_rules(self.catalogue, customer, mapping)
+            by_id = {r.id: r for r in rules}
+            for rule in rules:
+                also = overlapping(rule, by_id, now, customer.timezone)
+                self._rule(connector, customer, mapping, rule, now, report, holds, also)
         except RunInterrupted:
             report.outcome = Outcome.INTERRUPTED
         except (RetentionError, ConnectorError) as exc:
@@ -245,6 +248,7 @@ class Runner:
         now: dt.datetime,
         report: RunReport,
         holds: ActiveHolds,
+        also: tuple[Basis, ...] = (),
     ) -> None:
         """Count a rule's backlog, ask the gate, then (unless dry) work through it in batches.
 
@@ -260,7 +264,7 @@ class Runner:
             # An approval covers the cutoff its approver saw, never a later one.
             day = min(cutoff.date, approval.approved_cutoff)
             cutoff = cutoff_on(rule, cutoff.today, day, customer.timezone)
-        target = target_for(rule, mapping, chosen, cutoff)
+        target = target_for(rule, mapping, chosen, cutoff, also)
         backlog = self._retry(connector.backlog, target)
         hasher = KeyHasher(self.pepper, customer.customer, mapping.product, target.table.name)
         held = self._held_records(connector, target, holds, hasher, mapping)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from connectors.base import ColumnMask, Dependent, Mask, Table, Target
+import datetime as dt
+from collections.abc import Mapping
+
+from connectors.base import Basis, ColumnMask, Dependent, Mask, Table, Target
 from connectors.tenancy import reference_problems
 from worker.config import CustomerProduct, ProductMapping, Subject
 from worker.config import Dependent as DependentConfig
-from worker.policy import Cutoff, EffectiveRule
+from worker.policy import Cutoff, EffectiveRule, rule_cutoff
 
 
 def _dependent(dep: DependentConfig) -> Dependent:
@@ -61,7 +64,10 @@ def target_for(
     mapping: ProductMapping,
     chosen: CustomerProduct,
     cutoff: Cutoff,
+    also: tuple[Basis, ...] = (),
 ) -> Target:
+    """The connector's target of a rule at a cutoff; `also` the cutoffs of overlapping rules
+    (the longest retention wins), from `overlapping`."""
     return Target(
         table=table_for(rule.subject, mapping),
         tenant=chosen.tenant if mapping.tenancy.column else None,
@@ -70,4 +76,22 @@ def target_for(
         cutoff_instant=cutoff.instant,
         everything=bool(cutoff.everything),
         masks=tuple(ColumnMask(column, Mask(m.strategy.value), m.text) for column, m in rule.masks),
+        also=also,
     )
+
+
+def overlapping(
+    rule: EffectiveRule,
+    rules: Mapping[str, EffectiveRule],
+    now: dt.datetime,
+    timezone: str,
+) -> tuple[Basis, ...]:
+    """The bases and cutoffs at `now` of the rules that overlap `rule` (policy.overlaps)."""
+    found = []
+    for ident in rule.overlaps:
+        other = rules[ident]
+        cutoff = rule_cutoff(other, now, timezone)
+        found.append(
+            Basis(other.basis_column, cutoff.date, cutoff.instant, bool(cutoff.everything))
+        )
+    return tuple(found)

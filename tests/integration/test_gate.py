@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
@@ -558,3 +559,40 @@ def test_a_restarted_daemon_shows_every_pair_before_its_first_run(
         if s.name in series
     }
     assert restored == expected
+
+
+def test_between_two_rules_on_one_column_the_longest_retention_wins(
+    tmp_path: Path, any_db_url: str, state: StateStore
+) -> None:
+    """`name` masked after 1 month by one rule and after 12 by another: a row 2 months gone
+    keeps its name, 13 months gone loses it. With a delete after 24 months on the table, that
+    delete keeps every column 24 months: the 1-month mask waits too, and a row 30 months
+    gone is deleted."""
+    mask = {"subject": "child", "action": "anonymise", "with": {"name": "null"}}
+    early = {**mask, "id": "kidsapp.name.early", "after": {"date": "left", "period": "1m"}}
+    late = {**mask, "id": "kidsapp.name.late", "after": {"date": "left", "period": "12m"}}
+    ages = {1: dt.date(2026, 9, 20), 2: dt.date(2025, 10, 20), 3: dt.date(2024, 5, 20)}
+    kidsapp.create(any_db_url, [(i, 1, d) for i, d in ages.items()])
+
+    def names() -> dict[int, str | None]:
+        engine = sa.create_engine(any_db_url)
+        with engine.connect() as conn:
+            found = {r.id: r.name for r in conn.execute(sa.select(kidsapp.CHILD))}
+        engine.dispose()
+        return found
+
+    two = config(
+        tmp_path / "a", product=kidsapp.mapping(rules=[early, late]), customers={"kdv-a": {}}
+    )
+    run(two, any_db_url, state)
+    assert names() == {1: "Kind 1", 2: None, 3: None}
+
+    kidsapp.drop(any_db_url)
+    kidsapp.create(any_db_url, [(i, 1, d) for i, d in ages.items()])
+    with_delete = config(
+        tmp_path / "b",
+        product=kidsapp.mapping(rules=[early, kidsapp.rule()]),
+        customers={"kdv-a": {}},
+    )
+    run(with_delete, any_db_url, state)
+    assert names() == {1: "Kind 1", 2: "Kind 2"}
