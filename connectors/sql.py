@@ -200,7 +200,9 @@ class SqlConnector(Connector):
             done = [done_clause(m, table.c[m.column], self.dialect) for m in target.masks]
             clauses.append(sa.not_(sa.and_(*done)))
         if target.held:
-            clauses.append(sa.not_(key_in(self._key_cols(table, target), target.held)))
+            clauses.append(
+                sa.not_(key_in(self._key_cols(table, target), target.held, self.dialect))
+            )
         return sa.and_(*clauses)
 
     def backlog(self, target: Target) -> Backlog:
@@ -296,7 +298,7 @@ class SqlConnector(Connector):
             return set()
         table = self._table(target.table.name)
         key_cols = self._key_cols(table, target)
-        clauses = [key_in(key_cols, keys)]
+        clauses = [key_in(key_cols, keys, self.dialect)]
         tenant = self._tenant(table, target)
         if tenant is not None:
             clauses.append(tenant)
@@ -321,13 +323,14 @@ class SqlConnector(Connector):
             return [tuple(r) for r in conn.execute(query)]
 
     def batch_limit(self, key_width: int) -> int:
-        """Keys per batch within the bind-parameter limit: PostgreSQL takes 65,535
-        parameters a statement, SQLite its SQLITE_LIMIT_VARIABLE_NUMBER (32,766 since
-        3.32); pymysql binds client-side, bounded only by max_allowed_packet."""
+        """Keys per batch within the bind-parameter limit. PostgreSQL gets keys as arrays
+        (a constant number of parameters); SQLite takes SQLITE_LIMIT_VARIABLE_NUMBER
+        parameters (32,766 since 3.32); pymysql binds client-side, bounded only by
+        max_allowed_packet."""
         width = max(1, key_width)
         name = self.dialect
         if name == "postgresql":
-            return (65_535 - PARAMETER_MARGIN) // width
+            return 100_000  # keys travel as arrays: one parameter per key column
         if name == "sqlite":
             return (_sqlite_variable_limit(self.engine) - PARAMETER_MARGIN) // width
         return 50_000

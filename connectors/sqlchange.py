@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -37,9 +38,25 @@ class Batch:
     pepper: bytes
 
 
-def key_in(columns: Sequence[sa.Column[Any]], keys: Any) -> ColumnElement[bool]:
-    """`columns IN keys`, for a single or a composite key."""
+def key_in(columns: Sequence[sa.Column[Any]], keys: Any, dialect: str = "") -> ColumnElement[bool]:
+    """`columns IN keys`, for a single or a composite key.
+
+    On PostgreSQL the keys travel as one array per key column (`= ANY(:a)`, or
+    `IN (SELECT * FROM unnest(:a, :b))`): a constant number of parameters, however many keys,
+    and no huge row-constructor list (which exceeds the parser's stack depth). Elsewhere an
+    IN list, kept within the driver's parameter limit by `Connector.batch_limit`.
+    """
     keys = list(keys)
+    if dialect == "postgresql":
+        arrays = [
+            sa.bindparam(None, [k[i] for k in keys], type_=postgresql.ARRAY(c.type))
+            for i, c in enumerate(columns)
+        ]
+        if len(columns) == 1:
+            return columns[0] == sa.any_(arrays[0])
+        names = [f"k{i}" for i in range(len(columns))]
+        rows = sa.func.unnest(*arrays).table_valued(*names).render_derived()
+        return sa.tuple_(*columns).in_(sa.select(*(rows.c[n] for n in names)))
     if len(columns) == 1:
         return columns[0].in_([k[0] for k in keys])
     return sa.tuple_(*columns).in_(keys)
@@ -60,7 +77,7 @@ def change_batch(
     # Masked values are read raw and converted here: a date column may hold values the
     # driver's or SQLAlchemy's date conversion cannot read (see connectors.dates).
     raw = [sa.type_coerce(c, sa.types.NullType()) for c in masked]
-    where = sa.and_(key_in(key_cols, keys), batch.expired)
+    where = sa.and_(key_in(key_cols, keys, conn.dialect.name), batch.expired)
     rows = conn.execute(sa.select(*key_cols, *raw).where(where).with_for_update()).all()
     width = len(key_cols)
     locked = [tuple(r[:width]) for r in rows]
@@ -85,7 +102,7 @@ def _delete(
     todo: list[Key],
     batch: Batch,
 ) -> tuple[dict[str, int], list[Key]]:
-    where = sa.and_(key_in(key_cols, todo), batch.expired)
+    where = sa.and_(key_in(key_cols, todo, conn.dialect.name), batch.expired)
     counts: dict[str, int] = {}
     if change is Change.DELETE:
         parent = sa.select(table).where(where).subquery()
