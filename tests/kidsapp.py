@@ -106,8 +106,29 @@ CHILD = sa.Table(
 )
 
 
-def create(url: str, rows: Iterable[tuple[int, int, dt.date | None]] = ()) -> None:
-    """Create the table and insert (id, tenant, left_on) rows with synthetic values."""
+NOTE = sa.Table(
+    "child_note",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("child_id", sa.Integer, nullable=False, index=True),
+    sa.Column("tenant_id", sa.Integer, nullable=False),
+    sa.Column("text", sa.String(200)),
+)
+
+
+def with_notes(**extra: Any) -> dict[str, Any]:
+    """The mapping with `child_note` rows deleted with their child (a dependent)."""
+    subjects = mapping()["subjects"]
+    child = {
+        **subjects["child"],
+        "dependents": [{"table": "child_note", "references": {"child_id": "id"}}],
+    }
+    return mapping(subjects={"child": child}, **extra)
+
+
+def create(url: str, rows: Iterable[tuple[int, int, dt.date | None]] = (), notes: int = 0) -> None:
+    """Create the tables and insert (id, tenant, left_on) rows with synthetic values, and
+    `notes` child_note rows per child."""
     engine = sa.create_engine(url)
     try:
         METADATA.create_all(engine)
@@ -118,6 +139,20 @@ def create(url: str, rows: Iterable[tuple[int, int, dt.date | None]] = ()) -> No
         if batch:
             with engine.begin() as conn:
                 conn.execute(CHILD.insert(), batch)
+                if notes:
+                    conn.execute(
+                        NOTE.insert(),
+                        [
+                            {
+                                "id": r["id"] * 100 + n,
+                                "child_id": r["id"],
+                                "tenant_id": r["tenant_id"],
+                                "text": "notitie",
+                            }
+                            for r in batch
+                            for n in range(notes)
+                        ],
+                    )
     finally:
         engine.dispose()
 
