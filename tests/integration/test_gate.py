@@ -20,14 +20,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from demo.walkthrough import walkthrough
 from tests import dbs, kidsapp
-from tests.support import NOW, PEPPER
+from tests.support import NOW, PEPPER, copy_config
 from worker.app import build_runner, run_pairs, subscribe_state
 from worker.approvals import ApprovalError, ApprovalLedger
 from worker.audit import verify
 from worker.configload import Config, load_config
 from worker.daemon import Daemon
-from worker.events import ApprovalChanged, Event, EventBus, RuleGated
+from worker.events import (
+    ApprovalChanged,
+    BatchApplied,
+    BatchIntent,
+    Event,
+    EventBus,
+    RuleGated,
+)
 from worker.fingerprint import policy_fingerprint
 from worker.holds import HoldError, HoldLedger
 from worker.http import HealthServer
@@ -596,3 +604,55 @@ def test_between_two_rules_on_one_column_the_longest_retention_wins(
     )
     run(with_delete, any_db_url, state)
     assert names() == {1: "Kind 1", 2: "Kind 2"}
+
+
+def test_the_demo_never_trips_the_default_breaker(tmp_path: Path) -> None:
+    """The whole demo (seed, plan, run, verify) on the tests' copy of the configuration:
+    no rule waits for approval with the default limits, and the demo exits 0."""
+    lines: list[str] = []
+    code = walkthrough(tmp_path / "demo", copy_config(tmp_path), reset=False, echo=lines.append)
+    text = "\n".join(lines)
+    assert code == 0, text
+    assert "awaits approval" not in text and "wait for approval" not in text
+    store = StateStore(f"sqlite:///{tmp_path / 'demo' / 'state.db'}")
+    try:
+        assert ApprovalLedger(store).list(include_closed=True) == []
+    finally:
+        store.close()
+
+
+def test_a_hold_placed_inside_the_batch_is_honoured_by_its_own_transaction(
+    tmp_path: Path, any_db_url: str, state: StateStore
+) -> None:
+    """A record hold lands after the batch's keys were chosen and before its change: the
+    batch's own re-check, inside the transaction, keeps that record and names it."""
+    cfg = config(tmp_path, customers={"kdv-a": {}})
+    kidsapp.create(any_db_url, [(i, 1, OLD) for i in range(1, 6)])
+    key = record_key_hash(PEPPER, "kdv-a", kidsapp.PRODUCT, "child", (2,))
+    bus = EventBus()
+    subscribe_state(bus, state, lambda: NOW)
+    seen = Recorder()
+    bus.subscribe(seen)
+    runner = build_runner(
+        cfg, {kidsapp.URL_ENV: any_db_url}, bus, pepper=PEPPER, clock=lambda: NOW, store=state
+    )
+    original = runner.gatekeeper.active_holds
+    calls = {"n": 0}
+
+    def late_hold(customer: str, product: str) -> Any:
+        found = original(customer, product)
+        calls["n"] += 1
+        if calls["n"] == 2:  # the batch's keys were chosen on call 2; its guard comes next
+            place(state, customer="kdv-a", product=kidsapp.PRODUCT, table="child", key_hash=key)
+        return found
+
+    runner.gatekeeper.active_holds = late_hold  # type: ignore[method-assign]
+    [report] = run_pairs(runner, list(cfg.pairs()), NOW, dry_run=False)
+
+    assert report.changed == 4
+    assert set(kidsapp.rows_by_id(any_db_url)) == {2}
+    (applied,) = seen.of(BatchApplied)
+    assert applied.held == (key,)
+    (intent,) = seen.of(BatchIntent)
+    assert key not in intent.key_hashes and len(intent.key_hashes) == 4
+    assert verify(state).ok
