@@ -142,8 +142,77 @@ class Dependent:
 
 
 @dataclass(frozen=True)
+class FirstOf:
+    """A time basis: the first of these columns of the row that is not NULL (COALESCE)."""
+
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Aggregated:
+    """A time basis read from a related table: the latest (or earliest) `column` over the
+    rows of `table` whose `references` (own column → subject column) point at the row.
+
+    `latest`: a related row with no value means "not ended" and the row is kept ("all
+    ended" semantics); `earliest` takes the first non-NULL value. A row with no related rows
+    falls back to its own column `if_none`, or is kept when that is None.
+    """
+
+    table: str
+    references: tuple[tuple[str, str], ...]
+    column: str
+    latest: bool = True
+    if_none: str | None = None
+
+
+BasisSpec = str | FirstOf | Aggregated
+"""A time basis: a column of the row, the first of several, or a related table's aggregate."""
+
+
+class Op(enum.StrEnum):
+    """The test of a row condition."""
+
+    EQ = "equals"
+    NE = "not_equals"
+    IN = "in"
+    NOT_IN = "not_in"
+    IS_NULL = "is_null"
+    NOT_NULL = "not_null"
+    LT = "lt"
+    LE = "le"
+    GT = "gt"
+    GE = "ge"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A test of one column of the target's table; false on NULL (but for IS_NULL)."""
+
+    column: str
+    op: Op
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class RelatedRows:
+    """Rows of another table that point at each anonymised subject row (`references`: own
+    column → subject column): deleted, or anonymised with `masks`, in the same transaction."""
+
+    table: str
+    references: tuple[tuple[str, str], ...]
+    change: Change
+    masks: tuple[ColumnMask, ...] = ()
+
+
+@dataclass(frozen=True)
 class Table:
-    """What the mapping expects of one table, for `verify`."""
+    """What the mapping expects of one table, for `verify`.
+
+    `key` is empty for a table without a key (delete in bounded batches only). `bases` are
+    the time bases of the table beyond its own `dates` columns (related aggregates);
+    `conditions` the row conditions its rules test; `related` the related tables of its
+    rules.
+    """
 
     name: str
     key: tuple[str, ...]
@@ -151,6 +220,9 @@ class Table:
     dates: tuple[str, ...] = ()
     tenant_column: str | None = None
     dependents: tuple[Dependent, ...] = ()
+    bases: tuple[Aggregated, ...] = ()
+    conditions: tuple[Condition, ...] = ()
+    related: tuple[RelatedRows, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -165,18 +237,21 @@ class Target:
     anonymise, `masks` name the columns, and rows already masked are left out.
     `held` keys are never selected (legal holds). `also` are further cutoffs the row must be
     past as well: those of other rules that touch the same columns (the longest retention
-    wins; worker/policy.py).
+    wins; worker/policy.py). `where` are row conditions every selected row meets; `related`
+    the rows of other tables an anonymise changes with each subject row.
     """
 
     table: Table
     tenant: Any | None
-    basis: str | None
+    basis: BasisSpec | None
     cutoff_date: dt.date
     cutoff_instant: dt.datetime
     everything: bool = False
     masks: tuple[ColumnMask, ...] = ()
     held: frozenset[Key] = field(default_factory=frozenset)
     also: tuple[Basis, ...] = ()
+    where: tuple[Condition, ...] = ()
+    related: tuple[RelatedRows, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -186,7 +261,7 @@ class Basis:
     With `column` None (a customer date), `everything` says whether every row is past it.
     """
 
-    column: str | None
+    column: BasisSpec | None
     cutoff_date: dt.date
     cutoff_instant: dt.datetime
     everything: bool = False
@@ -331,15 +406,26 @@ class Connector(abc.ABC):
         """
 
     @abc.abstractmethod
+    def delete_expired(
+        self, target: Target, limit: int, *, prepare: Prepare | None = None
+    ) -> Applied:
+        """A table without a key (`Table.key` empty): delete up to `limit` expired rows in
+        one transaction. `changed_keys` are the deleted rows' values (every column, in table
+        order), which name them in the audit trail; `prepare` is called before COMMIT.
+        Raises `AmbiguousCommit` when COMMIT's outcome is unknown."""
+
+    @abc.abstractmethod
     def remaining(self, target: Target, change: Change, keys: Sequence[Key]) -> set[Key]:
         """Which of `keys` a change has not reached: rows of the tenant still there (for
         anonymise: still not masked). The cutoff is not applied: this answers whether an
-        earlier `apply` of these keys took effect."""
+        earlier `apply` of these keys took effect. For a table without a key, `keys` are rows'
+        values (every column, NULLs compared as equal)."""
 
     @abc.abstractmethod
     def scan_keys(self, target: Target, after: Key | None, limit: int) -> list[Key]:
         """Up to `limit` keys of all the tenant's rows of the table, expired or not, in key
-        order after `after` (to find keys from their keyed hashes after a crash)."""
+        order after `after` (to find keys from their keyed hashes after a crash). For a table
+        without a key: rows' values (every column), all of them at once (`after` is None)."""
 
     def batch_limit(self, key_width: int) -> int:
         """The most keys one batch may hold within the driver's bind-parameter limit."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -21,16 +21,21 @@ from connectors.base import (
     AmbiguousCommit,
     Applied,
     Backlog,
+    BasisSpec,
     Change,
     ColumnMask,
+    Condition,
     Connector,
     ConnectorError,
     DateQuality,
     Dependent,
+    FirstOf,
     Guard,
     Key,
+    Op,
     Prepare,
     Problem,
+    RelatedRows,
     SchemaError,
     Table,
     Target,
@@ -132,24 +137,47 @@ class MemoryConnector(Connector):
         if target.basis is None:
             if not target.everything:
                 return False
-        else:
-            value = row.get(target.basis)
-            if not isinstance(value, dt.date) or not _known(value) or not _before(value, target):
-                return False
+        elif not self._past(row, target.basis, target, tenant):
+            return False
         for other in target.also:  # the longest retention wins: past every overlapping rule
             if other.column is None:
                 if not other.everything:
                     return False
                 continue
-            value = row.get(other.column)
             past = replace(
                 target, cutoff_date=other.cutoff_date, cutoff_instant=other.cutoff_instant
             )
-            if not isinstance(value, dt.date) or not _known(value) or not _before(value, past):
+            if not self._past(row, other.column, past, tenant):
                 return False
+        if not all(_meets(row, c) for c in target.where):
+            return False
         if target.masks and all(_done(m, row.get(m.column)) for m in target.masks):
             return False
         return _key(row, spec.key) not in target.held
+
+    def _basis(self, row: Row, spec: BasisSpec, tenant: Any, column: str | None) -> Any:
+        """The basis value of a row (None when unknown or, for "latest", not ended)."""
+        if isinstance(spec, str):
+            return row.get(spec)
+        if isinstance(spec, FirstOf):
+            return next((row[c] for c in spec.columns if row.get(c) is not None), None)
+        related = [
+            r
+            for r in self.tables[spec.table]
+            if all(r.get(own) == row.get(parent) for own, parent in spec.references)
+            and (column is None or column not in r or self._same_tenant(r, column, tenant))
+        ]
+        if not related:
+            return row.get(spec.if_none) if spec.if_none is not None else None
+        values = [r.get(spec.column) for r in related]
+        known: list[Any] = [v for v in values if v is not None]
+        if spec.latest:
+            return max(known) if len(known) == len(values) else None  # all ended
+        return min(known) if known else None
+
+    def _past(self, row: Row, spec: BasisSpec, target: Target, tenant: Any) -> bool:
+        value = self._basis(row, spec, tenant, target.table.tenant_column)
+        return isinstance(value, dt.date) and _known(value) and _before(value, target)
 
     def _expired(self, target: Target) -> list[Row]:
         name = target.table.name
@@ -160,7 +188,11 @@ class MemoryConnector(Connector):
         self._maybe_fail()
         rows = self._expired(target)
         basis = target.basis
-        oldest = min((r[basis] for r in rows), default=None) if basis else None
+        oldest = None
+        if basis is not None and rows:
+            name, column = target.table.name, target.table.tenant_column
+            tenant = self._tenant(name, target) if column else None
+            oldest = min(self._basis(r, basis, tenant, column) for r in rows)
         return Backlog(len(rows), oldest)
 
     def count_rows(self, target: Target) -> int:
@@ -210,10 +242,14 @@ class MemoryConnector(Connector):
         held = set(guard(locked)) if guard is not None and locked else set()
         rows = [r for r in rows if _key(r, spec.key) not in held]
         kept = tuple(sorted(held, key=repr))
+        counts: dict[str, int] = {}
         if change is Change.ANONYMISE:
             changed = self._anonymise(rows, target.masks, spec.key)
-            return Applied({spec.name: len(changed)}, changed, kept)
-        counts: dict[str, int] = {}
+            counts[spec.name] = len(changed)
+            parents = [r for r in rows if _key(r, spec.key) in set(changed)]
+            for rel in target.related:
+                counts[rel.table] = self._related(rel, parents, target)
+            return Applied(counts, changed, kept)
         if change is Change.DELETE:
             for dep in spec.dependents:
                 self._delete_dependent(dep, rows, target, counts)
@@ -222,8 +258,29 @@ class MemoryConnector(Connector):
         counts[spec.name] = counts.get(spec.name, 0) + len(rows)
         return Applied(counts, [_key(r, spec.key) for r in rows], kept)
 
+    def delete_expired(
+        self, target: Target, limit: int, *, prepare: Prepare | None = None
+    ) -> Applied:
+        self._maybe_fail()
+        name = target.table.name
+        snapshot = copy.deepcopy(self.tables)
+        rows = self._expired(target)[:limit]
+        gone = {id(r) for r in rows}
+        self.tables[name] = [r for r in self.tables[name] if id(r) not in gone]
+        applied = Applied({name: len(rows)}, [tuple(r.values()) for r in rows])
+        try:
+            if rows and prepare is not None:
+                prepare(applied)
+        except Exception:
+            self.tables = snapshot
+            raise
+        return applied
+
     def remaining(self, target: Target, change: Change, keys: Sequence[Key]) -> set[Key]:
         self._maybe_fail()
+        if not target.table.key:
+            present = {tuple(r.values()) for r in self.tables[target.table.name]}
+            return {k for k in keys if k in present}
         name, column, wanted = target.table.name, target.table.tenant_column, set(keys)
         tenant = self._tenant(name, target) if column else None
         found = set()
@@ -239,6 +296,12 @@ class MemoryConnector(Connector):
 
     def scan_keys(self, target: Target, after: Key | None, limit: int) -> list[Key]:
         self._maybe_fail()
+        if not target.table.key:
+            return (
+                []
+                if after is not None
+                else [tuple(r.values()) for r in self.tables[target.table.name]]
+            )
         name, column = target.table.name, target.table.tenant_column
         tenant = self._tenant(name, target) if column else None
         keys = sorted(
@@ -247,6 +310,22 @@ class MemoryConnector(Connector):
             if column is None or self._same_tenant(r, column, tenant)
         )
         return [k for k in keys if after is None or k > after][:limit]
+
+    def _related(self, rel: RelatedRows, parents: list[Row], target: Target) -> int:
+        """Delete or mask the rows of a related table that point at the anonymised rows."""
+        refs = {tuple(p[pc] for _, pc in rel.references) for p in parents}
+        rows = [r for r in self.tables[rel.table] if tuple(r[c] for c, _ in rel.references) in refs]
+        column = target.table.tenant_column
+        if column is not None and any(column in r for r in self.tables[rel.table]):
+            tenant = self._tenant(rel.table, target)
+            rows = [r for r in rows if self._same_tenant(r, column, tenant)]
+        if rel.change is Change.DELETE:
+            gone = {id(r) for r in rows}
+            self.tables[rel.table] = [r for r in self.tables[rel.table] if id(r) not in gone]
+            return len(rows)
+        pending = [r for r in rows if not all(_done(m, r.get(m.column)) for m in rel.masks)]
+        self._anonymise(pending, rel.masks, ())
+        return len(pending)
 
     def _delete_dependent(
         self, dep: Dependent, parents: list[Row], target: Target, counts: dict[str, int]
@@ -295,6 +374,31 @@ def _before(value: dt.date, target: Target) -> bool:
         aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
         return aware < target.cutoff_instant
     return value < target.cutoff_date
+
+
+def _meets(row: Row, cond: Condition) -> bool:
+    """A row condition in Python, with SQL's NULL semantics (false on NULL but IS NULL)."""
+    value = row.get(cond.column)
+    if cond.op is Op.IS_NULL:
+        return value is None
+    if cond.op is Op.NOT_NULL or value is None:
+        return value is not None
+    wanted: Any = cond.value
+    if isinstance(value, dt.date) and isinstance(wanted, str):
+        wanted = type(value).fromisoformat(wanted)
+    elif isinstance(value, dt.date) and isinstance(wanted, list | tuple):
+        wanted = [type(value).fromisoformat(w) for w in wanted]
+    tests: dict[Op, Callable[[], Any]] = {
+        Op.EQ: lambda: value == wanted,
+        Op.NE: lambda: value != wanted,
+        Op.IN: lambda: value in wanted,
+        Op.NOT_IN: lambda: value not in wanted,
+        Op.LT: lambda: value < wanted,
+        Op.LE: lambda: value <= wanted,
+        Op.GT: lambda: value > wanted,
+        Op.GE: lambda: value >= wanted,
+    }
+    return bool(tests[cond.op]())
 
 
 def _done(mask: ColumnMask, value: Any) -> bool:

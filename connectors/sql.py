@@ -18,12 +18,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from connectors import dates
+from connectors import dates, sqlbasis
 from connectors.anonymise import done_clause
 from connectors.base import (
     AmbiguousCommit,
     Applied,
     Backlog,
+    BasisSpec,
     Change,
     Connector,
     ConnectorError,
@@ -148,6 +149,8 @@ class SqlConnector(Connector):
             item = pending.pop()
             names.append(item.name if isinstance(item, Table) else item.table)
             pending.extend(item.dependents)
+            if isinstance(item, Table):
+                names += [b.table for b in item.bases] + [r.table for r in item.related]
         with self._wrap(f"cannot inspect the schema of {', '.join(sorted(set(names)))}"):
             existing = set(sa.inspect(self.engine).get_table_names())
             wanted = sorted({n for n in names if n in existing} - set(self._metadata.tables))
@@ -157,6 +160,7 @@ class SqlConnector(Connector):
         for spec in tables:
             problems.extend(verify_table(spec, existing, self._table))
             problems.extend(verify_tenancy(spec, existing, self._table))
+            problems.extend(sqlbasis.verify_spec(spec, existing, self._table))
         return problems
 
     # --- selection -------------------------------------------------------------------
@@ -164,14 +168,21 @@ class SqlConnector(Connector):
     def _key_cols(self, table: sa.Table, target: Target) -> list[sa.Column[Any]]:
         return [table.c[name] for name in target.table.key]
 
-    def _tenant(self, table: sa.Table, target: Target) -> ColumnElement[bool] | None:
-        """The exact tenant filter of `table`, or None when it has no tenant column."""
+    def _tenant(self, table: sa.FromClause, target: Target) -> ColumnElement[bool] | None:
+        """The exact tenant filter of `table` (or an alias of one), or None when it has no
+        tenant column."""
         column = target.table.tenant_column
         if column is None or column not in table.c:
             return None
         if target.tenant is None:
             raise ConnectorError("a shared table needs the customer's tenant value")
         return tenant_clause(table.c[column], target.tenant, self.dialect)
+
+    def _basis(self, spec: BasisSpec, table: sa.Table, target: Target) -> ColumnElement[bool]:
+        """SQL true for a row past `target`'s cutoff on the basis `spec`."""
+        return sqlbasis.expired(
+            spec, table, target, self.dialect, self._table, lambda t: self._tenant(t, target)
+        )
 
     def _expired(self, table: sa.Table, target: Target) -> ColumnElement[bool]:
         """Tenant, cutoff, holds and (for anonymise) not yet done."""
@@ -187,7 +198,7 @@ class SqlConnector(Connector):
         if target.basis is None:
             clauses.append(sa.true() if target.everything else sa.false())
         else:
-            clauses.append(dates.expired(table.c[target.basis], target, self.dialect))
+            clauses.append(self._basis(target.basis, table, target))
         for other in target.also:  # the longest retention wins: past every overlapping rule
             if other.column is None:
                 clauses.append(sa.true() if other.everything else sa.false())
@@ -195,7 +206,8 @@ class SqlConnector(Connector):
                 past = replace(
                     target, cutoff_date=other.cutoff_date, cutoff_instant=other.cutoff_instant
                 )
-                clauses.append(dates.expired(table.c[other.column], past, self.dialect))
+                clauses.append(self._basis(other.column, table, past))
+        clauses += [sqlbasis.condition(c, table) for c in target.where]
         if target.masks:
             done = [done_clause(m, table.c[m.column], self.dialect) for m in target.masks]
             clauses.append(sa.not_(sa.and_(*done)))
@@ -207,8 +219,16 @@ class SqlConnector(Connector):
 
     def backlog(self, target: Target) -> Backlog:
         table = self._table(target.table.name)
-        basis = table.c[target.basis] if target.basis else None
-        oldest = dates.oldest(basis, self.dialect) if basis is not None else sa.null()
+        oldest: ColumnElement[Any] = sa.null()
+        basis: ColumnElement[Any] | None = None
+        if target.basis is not None:
+            oldest, basis = sqlbasis.oldest(
+                target.basis,
+                table,
+                self.dialect,
+                self._table,
+                lambda t: self._tenant(t, target),
+            )
         query = (
             sa.select(sa.func.count(), oldest)
             .select_from(table)
@@ -293,10 +313,48 @@ class SqlConnector(Connector):
                 ) from exc
             return applied
 
+    def delete_expired(
+        self, target: Target, limit: int, *, prepare: Prepare | None = None
+    ) -> Applied:
+        table = self._table(target.table.name)
+        where = self._expired(table, target)
+        columns = list(table.c)
+        if self.dialect in ("postgresql", "sqlite"):  # the row's physical locator
+            locator: ColumnElement[Any] = sa.literal_column(
+                "ctid" if self.dialect == "postgresql" else "rowid"
+            )
+            picked = sa.select(locator).select_from(table).where(where).limit(limit)
+            if self.dialect == "postgresql":
+                picked = picked.with_for_update()
+            statement = sa.delete(table).where(locator.in_(picked))
+        else:  # MariaDB/MySQL: a single-table DELETE takes LIMIT itself
+            statement = sa.delete(table).where(where).with_dialect_options(mysql_limit=limit)
+        what = f"cannot delete rows of {table.name}"
+        with self._wrap(what), self.engine.connect() as conn:
+            transaction = conn.begin()
+            rows = [tuple(r) for r in conn.execute(statement.returning(*columns))]
+            applied = Applied({table.name: len(rows)}, rows)
+            if not rows:
+                transaction.rollback()
+                return applied
+            if prepare is not None:
+                prepare(applied)
+            try:
+                transaction.commit()
+            except sa.exc.SQLAlchemyError as exc:
+                raise AmbiguousCommit(
+                    f"the outcome of committing the delete of {len(rows)} row(s) of "
+                    f"{table.name} is unknown ({describe(exc)}); check which rows are gone",
+                    applied,
+                ) from exc
+            return applied
+
     def remaining(self, target: Target, change: Change, keys: Sequence[Key]) -> set[Key]:
         if not keys:
             return set()
         table = self._table(target.table.name)
+        if not target.table.key:
+            return self._rows_remaining(table, target, keys)
         key_cols = self._key_cols(table, target)
         clauses = [key_in(key_cols, keys, self.dialect)]
         tenant = self._tenant(table, target)
@@ -309,16 +367,37 @@ class SqlConnector(Connector):
         with self._wrap(f"cannot read rows of {table.name}"), self.engine.connect() as conn:
             return {tuple(r) for r in conn.execute(query)}
 
+    def _rows_remaining(self, table: sa.Table, target: Target, rows: Sequence[Key]) -> set[Key]:
+        """Which of these rows' values (every column) are still in the table (NULL = NULL)."""
+        columns = list(table.c)
+        same = [
+            sa.and_(*(c.is_not_distinct_from(v) for c, v in zip(columns, row, strict=True)))
+            for row in rows
+        ]
+        query = sa.select(*columns).where(sa.or_(*same))
+        tenant = self._tenant(table, target)
+        if tenant is not None:
+            query = query.where(tenant)
+        with self._wrap(f"cannot read rows of {table.name}"), self.engine.connect() as conn:
+            found = {tuple(r) for r in conn.execute(query)}
+        return {row for row in rows if row in found}
+
     def scan_keys(self, target: Target, after: Key | None, limit: int) -> list[Key]:
         table = self._table(target.table.name)
-        key_cols = self._key_cols(table, target)
+        if not target.table.key:  # rows' values, all of them: a table without a key
+            if after is not None:
+                return []
+            key_cols = list(table.c)
+        else:
+            key_cols = self._key_cols(table, target)
         query = sa.select(*key_cols)
         tenant = self._tenant(table, target)
         if tenant is not None:
             query = query.where(tenant)
         if after is not None:
             query = query.where(_key_after(key_cols, after))
-        query = query.order_by(*key_cols).limit(limit)
+        if target.table.key:
+            query = query.order_by(*key_cols).limit(limit)
         with self._wrap(f"cannot read the keys of {table.name}"), self.engine.connect() as conn:
             return [tuple(r) for r in conn.execute(query)]
 

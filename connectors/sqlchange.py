@@ -21,8 +21,18 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from connectors.anonymise import mask_value
-from connectors.base import Applied, Change, Dependent, Guard, Key, Target
+from connectors.anonymise import done_clause, mask_value
+from connectors.base import (
+    Applied,
+    Change,
+    ColumnMask,
+    Dependent,
+    Guard,
+    Key,
+    Mask,
+    SchemaError,
+    Target,
+)
 
 TableOf = Callable[[str], sa.Table]
 TenantOf = Callable[[sa.Table, Target], ColumnElement[bool] | None]
@@ -88,6 +98,8 @@ def change_batch(
     if change is Change.ANONYMISE:
         values = {tuple(r[:width]): tuple(r[width:]) for r in rows}
         counts, changed = _anonymise(conn, table, target, key_cols, masked, todo, values, batch)
+        if target.related and changed:
+            _related(conn, table, target, key_cols, changed, batch, counts)
     else:
         counts, changed = _delete(conn, table, target, change, key_cols, todo, batch)
     return Applied(counts, changed, tuple(sorted(held, key=repr)))
@@ -197,6 +209,75 @@ def _anonymise(
             stmt = stmt.where(tenant)
         conn.execute(stmt, items)
     return {table.name: len(updates)}, changed
+
+
+def _related(
+    conn: Connection,
+    table: sa.Table,
+    target: Target,
+    key_cols: list[sa.Column[Any]],
+    parents: list[Key],
+    batch: Batch,
+    counts: dict[str, int],
+) -> None:
+    """Delete or anonymise the rows of related tables that point at the anonymised rows,
+    within the tenant, counting each table."""
+    dialect = conn.dialect.name
+    parent = sa.select(table).where(key_in(key_cols, parents, dialect)).subquery()
+    for rel in target.related:
+        related = batch.table_of(rel.table)
+        own = [related.c[c] for c, _ in rel.references]
+        ref = [parent.c[p] for _, p in rel.references]
+        if len(own) == 1:
+            where: ColumnElement[bool] = own[0].in_(sa.select(ref[0]))
+        else:
+            where = sa.tuple_(*own).in_(sa.select(*ref))
+        tenant = batch.tenant_of(related, target)
+        if tenant is not None:
+            where = sa.and_(where, tenant)
+        if rel.change is Change.DELETE:
+            done = conn.execute(sa.delete(related).where(where)).rowcount
+        else:
+            done = _mask_related(conn, related, rel.masks, where, batch)
+        if done:
+            counts[rel.table] = counts.get(rel.table, 0) + done
+
+
+def _mask_related(
+    conn: Connection,
+    related: sa.Table,
+    masks: tuple[ColumnMask, ...],
+    where: ColumnElement[bool],
+    batch: Batch,
+) -> int:
+    """Anonymise related rows not yet masked: in one UPDATE when every mask is a constant
+    (null, fixed text), else row by row by the table's primary key."""
+    dialect = conn.dialect.name
+    pending = sa.and_(
+        where, sa.not_(sa.and_(*(done_clause(m, related.c[m.column], dialect) for m in masks)))
+    )
+    if all(m.mask in (Mask.NULL, Mask.FIXED) for m in masks):
+        constant = {m.column: (m.text if m.mask is Mask.FIXED else None) for m in masks}
+        return int(conn.execute(sa.update(related).where(pending).values(constant)).rowcount)
+    key = list(related.primary_key.columns)
+    if not key:
+        raise SchemaError(
+            f"related table {related.name} has no primary key: a per-row mask needs one; "
+            "use null or a fixed text, or add a primary key"
+        )
+    columns = [related.c[m.column] for m in masks]
+    rows = conn.execute(sa.select(*key, *columns).where(pending).with_for_update()).all()
+    for row in rows:
+        new = {
+            m.column: mask_value(m, value, batch.pepper)
+            for m, value in zip(masks, row[len(key) :], strict=True)
+        }
+        conn.execute(
+            sa.update(related)
+            .where(*(k == v for k, v in zip(key, row[: len(key)], strict=True)))
+            .values(new)
+        )
+    return len(rows)
 
 
 def _is_date(column: sa.ColumnElement[Any]) -> bool:

@@ -26,9 +26,9 @@ from worker.config import Customer, ProductMapping
 from worker.errors import RetentionError
 from worker.events import BatchApplied, BatchFailed, BatchIntent, BatchSettled, RuleGated
 from worker.gate import held_by
-from worker.keys import KeyHasher
+from worker.keys import KeyHasher, row_key
 from worker.periods import add_period
-from worker.policy import EffectiveRule, categories_touched
+from worker.policy import EffectiveRule
 from worker.runreport import RulePlan
 
 if TYPE_CHECKING:
@@ -55,6 +55,9 @@ def run_batches(
     hasher: KeyHasher,
 ) -> None:
     """Work through a rule's eligible rows in batches until none is left (or a stop)."""
+    if not target.table.key:
+        _keyless_batches(runner, connector, customer, mapping, rule, target, plan, names, hasher)
+        return
     change = Change(str(rule.action))
     size = min(
         runner.batch_size or mapping.batch_size, connector.batch_limit(len(target.table.key))
@@ -218,7 +221,7 @@ def _one_batch(
         BatchApplied(
             batch=batch,
             rows=dict(applied),
-            categories=tuple(sorted(categories_touched(rule.stage, rule.subject))),
+            categories=tuple(sorted(rule.categories)),
             gone_from_backups_by=add_period(plan.today, backups),
             duration_seconds=time.monotonic() - started,
             held=tuple(sorted(all_held)),
@@ -228,6 +231,105 @@ def _one_batch(
     )
     _count(plan, applied)
     return True
+
+
+def _keyless_batches(
+    runner: Runner,
+    connector: Connector,
+    customer: Customer,
+    mapping: ProductMapping,
+    rule: EffectiveRule,
+    target: Target,
+    plan: RulePlan,
+    names: Mapping[str, str],
+    hasher: KeyHasher,
+) -> None:
+    """A table without a key: each batch deletes up to a batch of expired rows in one
+    transaction; the trail names each row by the keyed hash of all its values."""
+    size = min(runner.batch_size or mapping.batch_size, 10_000)
+    common: dict[str, Any] = {"rule": rule.id, "action": "delete", "table": target.table.name}
+    batch = 0
+    while True:
+        if runner.stop.is_set():
+            raise RunInterrupted()
+        holds = runner.gatekeeper.active_holds(customer.customer, mapping.product)
+        stopped = held_by(holds, rule)
+        if stopped:
+            plan.gate, plan.why, plan.reasons = "held", "hold", (f"held by {stopped}",)
+            runner.bus.publish(
+                RuleGated(
+                    gate="held",
+                    why="hold",
+                    eligible=plan.eligible,
+                    reasons=plan.reasons,
+                    hold_ids=stopped,
+                    since=None,
+                    **common,
+                    **names,
+                )
+            )
+            return
+        batch += 1
+        number = batch
+
+        def prepare(applied: Applied, number: int = number) -> None:
+            runner.bus.publish(
+                BatchIntent(
+                    batch=number,
+                    key_hashes=tuple(hasher(row_key(r)) for r in applied.changed_keys),
+                    cutoff=plan.cutoff,
+                    rows=dict(applied),
+                    **common,
+                    **names,
+                )
+            )
+
+        started = time.monotonic()
+        try:
+            applied = runner._retry(lambda: connector.delete_expired(target, size, prepare=prepare))
+        except AmbiguousCommit as lost:
+            found = _settle_lost_commit(runner, connector, target, Change.DELETE, lost.applied)
+            if found is None:
+                runner.bus.publish(
+                    BatchFailed(
+                        batch=number,
+                        error="LostCommit: the reply to COMMIT was lost and nothing was committed",
+                        duration_seconds=time.monotonic() - started,
+                        **common,
+                        **names,
+                    )
+                )
+                continue
+            applied = found
+        except ConnectorError as exc:
+            runner.bus.publish(
+                BatchFailed(
+                    batch=number,
+                    error=str(exc),
+                    duration_seconds=time.monotonic() - started,
+                    **common,
+                    **names,
+                )
+            )
+            raise
+        if not applied.changed_keys:
+            return
+        backups = runner.catalogue.products[mapping.product].backup_retention
+        runner.bus.publish(
+            BatchApplied(
+                batch=number,
+                rows=dict(applied),
+                categories=tuple(sorted(rule.categories)),
+                gone_from_backups_by=add_period(plan.today, backups),
+                duration_seconds=time.monotonic() - started,
+                held=(),
+                **common,
+                **names,
+            )
+        )
+        _count(plan, applied)
+        if mapping.batch_pause:
+            runner.stop.wait(mapping.batch_pause)
 
 
 def _settle_lost_commit(

@@ -27,6 +27,7 @@ from connectors.base import (
 )
 from worker.app import ConnectorFactory, url_variable
 from worker.config import Customer, Dependent, ProductMapping, Subject
+from worker.config.language import FirstOf
 from worker.configfiles import Doc, Problems, read_yaml
 from worker.configload import Config
 from worker.errors import ConfigProblem
@@ -157,12 +158,25 @@ def _everything(target: Target) -> Target:
     )
 
 
+def _date_columns(subject: Subject) -> list[tuple[str, str]]:
+    """(date name, column) of every column of the subject's own table its dates read."""
+    found: list[tuple[str, str]] = []
+    for date_name, spec in subject.dates.items():
+        if isinstance(spec, str):
+            found.append((date_name, spec))
+        elif isinstance(spec, FirstOf):
+            found += [(date_name, column) for column in spec.first_of]
+        elif spec.if_none != "keep" and isinstance(subject.dates.get(spec.if_none), str):
+            found.append((date_name, str(subject.dates[spec.if_none])))
+    return found
+
+
 def _check_dates(connector: Connector, mapping: ProductMapping, who: str) -> list[str]:
     """A warning per time basis that holds values other than clean dates."""
     warnings: list[str] = []
     seen: set[tuple[str, str]] = set()
     for name, subject in mapping.subjects.items():
-        for date_name, column in subject.dates.items():
+        for date_name, column in _date_columns(subject):
             if (subject.table, column) in seen:
                 continue
             seen.add((subject.table, column))
@@ -217,7 +231,7 @@ def _path(name: str, subject: Subject, mapping: ProductMapping, problem: Problem
         return (*base, "table")
     if problem.column in subject.columns:
         return (*base, "columns", problem.column)
-    for date_name, column in subject.dates.items():
+    for date_name, column in _date_columns(subject):
         if column == problem.column:
             return (*base, "dates", date_name)
     if problem.column in subject.key:

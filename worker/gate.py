@@ -35,7 +35,7 @@ from worker.events import (
     RunStarted,
 )
 from worker.holds import ActiveHolds, HoldLedger
-from worker.policy import EffectiveRule, categories_touched
+from worker.policy import EffectiveRule
 from worker.state import StateStore
 from worker.state.models import policies, rule_history
 
@@ -246,7 +246,7 @@ class Gatekeeper:
                 **figures,
                 "table": rule.subject.table,
                 "action": str(rule.action),
-                "categories": sorted(categories_touched(rule.stage, rule.subject)),
+                "categories": sorted(rule.categories),
             },
             approvers_needed=rule.approvers_needed,
             at=self.clock(),

@@ -12,6 +12,9 @@ date-time in ISO 8601 (`YYYY-MM-DDTHH:MM:SS[.ffffff][+HH:MM]`), bytes in lowerca
 boolean as `true`/`false`, anything else (a UUID, a decimal) by its usual text. So the
 operator's `--key 7` on the command line hashes like the integer 7 read from the database.
 
+A row of a table without a key is named by all its values in table order, NULL written as
+one NUL character (`row_key`).
+
 Example (docs/audit.md works it through): customer `kdv-zonnestraal`, product `flexkids`,
 table `invoice`, key `(7,)` encode as
 `15:kdv-zonnestraal,8:flexkids,7:invoice,1:7,`.
@@ -43,6 +46,12 @@ def key_text(value: Any) -> str:
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).hex()
     return str(value)
+
+
+def row_key(values: Sequence[Any]) -> tuple[str, ...]:
+    """The key of a row of a table without one: all its values in table order, NULL written
+    as one NUL character (a text never holds one)."""
+    return tuple("\x00" if v is None else key_text(v) for v in values)
 
 
 def encode_fields(fields: Iterable[str]) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo
 
@@ -26,6 +27,8 @@ from worker.config import (
     Stage,
     Subject,
 )
+from worker.config.language import DateSpec
+from worker.config.models import Related
 from worker.periods import Period, add_period, cutoff, local_today, start_of_day
 
 
@@ -50,8 +53,9 @@ class EffectiveRule:
     period: Period
     source: Source
     floors: tuple[str, ...]
-    # A column of the subject, or a date from the customer's file (None: not set yet).
-    basis_column: str | None
+    # A time basis of the subject (a column, the first of several, a related table's
+    # aggregate: worker/config/language.py), or a date from the customer's file.
+    basis: DateSpec | None
     customer_date: str | None
     customer_date_value: dt.date | None
     # The blast-radius breaker's limits (defaults < product < rule < customer).
@@ -67,6 +71,11 @@ class EffectiveRule:
     @property
     def action(self) -> Action:
         return self.stage.action
+
+    @property
+    def categories(self) -> set[str]:
+        """The categories of personal data this stage changes (related rows included)."""
+        return categories_touched(self.stage, self.subject, self.rule.related)
 
     @property
     def masks(self) -> tuple[tuple[str, Masking], ...]:
@@ -98,7 +107,7 @@ def effective_rules(
                     period=period,
                     source=source,
                     floors=tuple(floors),
-                    basis_column=subject.dates[rule.after.date] if rule.after.date else None,
+                    basis=subject.dates[rule.after.date] if rule.after.date else None,
                     customer_date=date_name,
                     customer_date_value=chosen.dates.get(date_name) if date_name else None,
                     limits=resolve(mapping.breaker, rule.breaker, chosen.breaker),
@@ -194,10 +203,17 @@ def overdue_seconds(
     return max(0.0, (now - due).total_seconds())
 
 
-def categories_touched(stage: Stage, subject: Subject) -> set[str]:
-    """The categories a stage changes: anonymise its columns, delete everything."""
+def categories_touched(stage: Stage, subject: Subject, related: Sequence[Related] = ()) -> set[str]:
+    """The categories a stage changes: anonymise its columns (and the related rows it deletes
+    or anonymises with them), delete everything."""
     if stage.action is Action.ANONYMISE:
-        return {subject.columns[c] for c in stage.with_ if c in subject.columns}
+        found = {subject.columns[c] for c in stage.with_ if c in subject.columns}
+        for rel in related:
+            if rel.action.value == "delete":
+                found.update(rel.columns.values())
+            else:
+                found.update(rel.columns[c] for c in rel.with_ if c in rel.columns)
+        return found
     found = set(subject.columns.values())
     pending = list(subject.dependents)
     while pending:
@@ -209,7 +225,7 @@ def categories_touched(stage: Stage, subject: Subject) -> set[str]:
 
 def applicable_floors(rule: Rule, stage: Stage, subject: Subject, cat: Catalogue) -> list[str]:
     """Floors that bind a stage: named on the rule, or covering a category it touches."""
-    touched = categories_touched(stage, subject)
+    touched = categories_touched(stage, subject, rule.related)
     names = [n for n, f in cat.floors.items() if touched & set(f.applies_to)]
     if rule.floor is not None and rule.floor in cat.floors and rule.floor not in names:
         names.append(rule.floor)

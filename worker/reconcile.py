@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,7 @@ from sqlalchemy import Connection
 from connectors.base import Change, Connector, Key, Target
 from worker.config import Catalogue, Customer, ProductMapping
 from worker.events import BatchSettled, EventBus, Outcome, RunFinished
-from worker.keys import KeyHasher
+from worker.keys import KeyHasher, row_key
 from worker.policy import effective_rules, rule_cutoff
 from worker.state import StateStore
 from worker.state.models import audit_events, open_batches, runs
@@ -188,6 +189,8 @@ class Reconciler:
     ) -> int:
         target = self._target(customer, mapping, batch)
         hasher = KeyHasher(self.pepper, customer.customer, mapping.product, batch.table)
+        if not target.table.key:
+            return self._settle_rows(connector, target, hasher, batch, settled_by)
         wanted = set(batch.key_hashes)
         present: dict[str, Key] = {}
         after: Key | None = None
@@ -224,6 +227,40 @@ class Reconciler:
                 not_applied=tuple(sorted(present)),
                 settled_by=settled_by,
                 partial=bool(present) and applied > 0,
+            )
+        )
+        return sum(rows.values())
+
+    def _settle_rows(
+        self,
+        connector: Connector,
+        target: Target,
+        hasher: KeyHasher,
+        batch: OpenBatch,
+        settled_by: str,
+    ) -> int:
+        """A table without a key: rows are named by their values, so identical rows count
+        as many as the intent lists; a row still there counts as not applied (for identical
+        rows this counts on the safe side: fewer applied, never more)."""
+        wanted = Counter(batch.key_hashes)
+        present = Counter(hasher(row_key(r)) for r in connector.scan_keys(target, None, 0))
+        missing = {h: min(n, present[h]) for h, n in wanted.items() if present[h]}
+        applied = sum(wanted.values()) - sum(missing.values())
+        rows = dict(batch.rows) if not missing else ({batch.table: applied} if applied else {})
+        self.bus.publish(
+            BatchSettled(
+                run_id=batch.run_id,
+                customer=batch.customer,
+                product=batch.product,
+                rule=batch.rule,
+                action=batch.action,
+                table=batch.table,
+                batch=batch.batch,
+                rows=rows,
+                applied=applied,
+                not_applied=tuple(sorted(h for h, n in missing.items() for _ in range(n))),
+                settled_by=settled_by,
+                partial=bool(missing) and applied > 0,
             )
         )
         return sum(rows.values())

@@ -5,10 +5,28 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 
-from connectors.base import Basis, ColumnMask, Dependent, Mask, Table, Target
+from connectors.base import (
+    Aggregated,
+    Basis,
+    BasisSpec,
+    Change,
+    ColumnMask,
+    Condition,
+    Dependent,
+    FirstOf,
+    Mask,
+    Op,
+    RelatedRows,
+    Table,
+    Target,
+)
 from connectors.tenancy import reference_problems
-from worker.config import CustomerProduct, ProductMapping, Subject
+from worker.config import Action, CustomerProduct, Masking, ProductMapping, Subject
 from worker.config import Dependent as DependentConfig
+from worker.config.language import Aggregate, DateSpec
+from worker.config.language import Condition as ConditionConfig
+from worker.config.language import FirstOf as FirstOfConfig
+from worker.config.models import Related
 from worker.policy import Cutoff, EffectiveRule, rule_cutoff
 
 
@@ -21,14 +39,67 @@ def _dependent(dep: DependentConfig) -> Dependent:
     )
 
 
+def basis_spec(spec: DateSpec, subject: Subject) -> BasisSpec:
+    """A time basis of the mapping in the connector's terms."""
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, FirstOfConfig):
+        return FirstOf(spec.first_of)
+    assert isinstance(spec, Aggregate)  # noqa: S101  (narrowing for the type checker)
+    fallback = subject.dates.get(spec.if_none) if spec.if_none != "keep" else None
+    return Aggregated(
+        table=spec.from_.table,
+        references=tuple(sorted(spec.from_.references.items())),
+        column=spec.column,
+        latest=spec.latest is not None,
+        if_none=fallback if isinstance(fallback, str) else None,
+    )
+
+
+def condition(cond: ConditionConfig) -> Condition:
+    """A row condition of the mapping in the connector's terms."""
+    operator = cond.operator.value
+    if operator == "is_null":
+        return Condition(cond.column, Op.IS_NULL if cond.value else Op.NOT_NULL)
+    return Condition(cond.column, Op(operator), cond.value)
+
+
+def _masks(masks: dict[str, Masking]) -> tuple[ColumnMask, ...]:
+    return tuple(
+        ColumnMask(column, Mask(m.strategy.value), m.text) for column, m in sorted(masks.items())
+    )
+
+
+def related_rows(related: Related) -> RelatedRows:
+    """Related rows of an anonymise rule in the connector's terms."""
+    return RelatedRows(
+        table=related.table,
+        references=tuple(sorted(related.references.items())),
+        change=Change(related.action.value),
+        masks=_masks(related.with_),
+    )
+
+
 def table_for(subject: Subject, mapping: ProductMapping) -> Table:
+    """What the mapping expects of a subject's table (for `Connector.verify`): its columns,
+    its time bases (related tables too), the columns its conditions test, related tables."""
+    rules = [r for r in mapping.rules if mapping.subjects.get(r.subject) is subject]
+    bases = tuple(
+        b
+        for b in (basis_spec(d, subject) for d in subject.dates.values())
+        if isinstance(b, Aggregated)
+    )
+    conditions = [condition(c) for c in (*subject.where, *(c for r in rules for c in r.where))]
     return Table(
         name=subject.table,
         key=subject.key,
         columns=tuple(subject.columns),
-        dates=tuple(subject.dates.values()),
+        dates=subject.date_columns(),
         tenant_column=mapping.tenancy.column,
         dependents=tuple(_dependent(d) for d in subject.dependents),
+        bases=bases,
+        conditions=tuple(dict.fromkeys(conditions)),
+        related=tuple(related_rows(rel) for r in rules for rel in r.related),
     )
 
 
@@ -71,12 +142,18 @@ def target_for(
     return Target(
         table=table_for(rule.subject, mapping),
         tenant=chosen.tenant if mapping.tenancy.column else None,
-        basis=rule.basis_column,
+        basis=basis_spec(rule.basis, rule.subject) if rule.basis is not None else None,
         cutoff_date=cutoff.date,
         cutoff_instant=cutoff.instant,
         everything=bool(cutoff.everything),
-        masks=tuple(ColumnMask(column, Mask(m.strategy.value), m.text) for column, m in rule.masks),
+        masks=_masks(dict(rule.masks)),
         also=also,
+        where=tuple(condition(c) for c in (*rule.subject.where, *rule.rule.where)),
+        related=(
+            tuple(related_rows(r) for r in rule.rule.related)
+            if rule.action is Action.ANONYMISE
+            else ()
+        ),
     )
 
 
@@ -91,7 +168,6 @@ def overlapping(
     for ident in rule.overlaps:
         other = rules[ident]
         cutoff = rule_cutoff(other, now, timezone)
-        found.append(
-            Basis(other.basis_column, cutoff.date, cutoff.instant, bool(cutoff.everything))
-        )
+        spec = basis_spec(other.basis, other.subject) if other.basis is not None else None
+        found.append(Basis(spec, cutoff.date, cutoff.instant, bool(cutoff.everything)))
     return tuple(found)

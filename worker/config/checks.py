@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from worker.config.files import Doc, Problems
+from worker.config.language_checks import check_language
 from worker.config.models import (
     Catalogue,
     Customer,
@@ -95,6 +96,7 @@ def check_product(
             _check_dependent(
                 dep, allowed, subject.kind, entry.label, (*base, "dependents", i), cat, add
             )
+    check_language(mapping, cat, entry, add)
     for i, rule in enumerate(mapping.rules):
         _check_rule(rule, mapping, cat, ("rules", i), add)
         if rule.id in rule_owner:

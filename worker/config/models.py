@@ -11,7 +11,6 @@ import enum
 from typing import Annotated, Any
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -24,6 +23,14 @@ from pydantic import (
 )
 
 from worker.breaker import BreakerLimits
+from worker.config.base import Model
+from worker.config.language import (
+    Condition,
+    DateSpec,
+    FirstOf,
+    RelatedAction,
+    date_spec,
+)
 from worker.config.values import (
     ABSURD,
     CustomerDate,
@@ -39,10 +46,6 @@ _ID_RE = r"^[a-z0-9][a-z0-9_.-]*$"
 _ENV_RE = r"^[A-Z_][A-Z0-9_]*$"
 _NAME_RE = r"^[a-z][a-z0-9_]*$"
 MAX_ID = 100  # ids end up in metric labels, job ids and file names
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
 
 # --- catalogue.yaml ----------------------------------------------------------------
@@ -121,14 +124,38 @@ class Dependent(Model):
 
 
 class Subject(Model):
-    """A table holding personal data of one kind of person."""
+    """A table holding personal data of one kind of person.
+
+    `key`: the columns that identify a row (a primary key or a unique index: `validate`
+    proves it); `[]` for a table without one (a log), which delete rules can still clear in
+    bounded batches. `dates`: the time bases rules start from (worker/config/language.py).
+    `where`: conditions every rule of this subject adds.
+    """
 
     kind: str
     table: Identifier
-    key: tuple[Identifier, ...] = Field(min_length=1)
+    key: tuple[Identifier, ...] = Field(max_length=8)
     columns: dict[Identifier, str] = {}
-    dates: dict[str, Identifier] = {}
+    dates: dict[str, DateSpec] = {}
     dependents: tuple[Dependent, ...] = ()
+    where: tuple[Condition, ...] = Field(default=(), max_length=20)
+
+    @field_validator("dates", mode="before")
+    @classmethod
+    def _dates(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: date_spec(v) for k, v in value.items()}
+        return value
+
+    def date_columns(self) -> tuple[str, ...]:
+        """The subject's own columns its time bases read (for the schema check)."""
+        found: list[str] = []
+        for spec in self.dates.values():
+            if isinstance(spec, str):
+                found.append(spec)
+            elif isinstance(spec, FirstOf):
+                found += spec.first_of
+        return tuple(dict.fromkeys(found))
 
 
 class Action(enum.StrEnum):
@@ -171,6 +198,32 @@ def _masking(value: Any) -> Masking:
     if isinstance(value, dict) and set(value) == {"fixed"} and isinstance(value["fixed"], str):
         return Masking(strategy=Strategy.FIXED, text=value["fixed"])
     raise ValueError(f"{short(value)} is not an anonymisation; use a name or {{fixed: TEXT}}")
+
+
+class Related(Model):
+    """Rows of another table that go with a subject row a rule anonymises: deleted, or
+    anonymised with their own `with`, in the same transaction (language.py)."""
+
+    table: Identifier
+    references: dict[Identifier, Identifier] = Field(min_length=1, max_length=4)
+    action: RelatedAction
+    columns: dict[Identifier, str] = {}
+    with_: dict[Identifier, Masking] = Field(default={}, alias="with")
+
+    @field_validator("with_", mode="before")
+    @classmethod
+    def _masks(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: _masking(v) for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _with_matches_action(self) -> Related:
+        if self.action is RelatedAction.ANONYMISE and not self.with_:
+            raise ValueError("related rows to anonymise need `with`: column → anonymisation")
+        if self.action is RelatedAction.DELETE and self.with_:
+            raise ValueError("related rows to delete take no `with`")
+        return self
 
 
 class SettingPeriod(Model):
@@ -321,6 +374,10 @@ class Rule(Model):
     floor: str | None = None
     approval: ApprovalPolicy = ApprovalPolicy()
     breaker: BreakerLimits | None = None
+    # Conditions on the subject's rows this rule adds to the subject's own `where`.
+    where: tuple[Condition, ...] = Field(default=(), max_length=20)
+    # Rows of other tables deleted or anonymised with each row this rule anonymises.
+    related: tuple[Related, ...] = Field(default=(), max_length=20)
 
     _parse_approval = field_validator("approval", mode="before")(_approval)
 

@@ -67,7 +67,7 @@ class BoundedLoader(yaml.SafeLoader):
     # Resolvers: the safe ones minus timestamps and YAML 1.1 integers (octal, hex, binary,
     # sexagesimal, underscores); plain decimal integers are added back below.
     # PyYAML reads this class attribute (and add_implicit_resolver copies it per class).
-    yaml_implicit_resolvers = {  # noqa: RUF012
+    yaml_implicit_resolvers = {
         first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _TIMESTAMP)]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }

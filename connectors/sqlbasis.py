@@ -1,0 +1,268 @@
+"""SQL for the mapping language in the SQL connector: time bases and row conditions.
+
+A time basis is a column of the row, the first of several that is not NULL (COALESCE), or an
+aggregate over a related table (`Aggregated`): the latest end date with "all ended" semantics —
+a related row without an end date keeps the row — or the earliest value. Every one of them is
+judged with `connectors.dates`, so odd values are kept everywhere, on every database.
+
+A row condition is one test of one column, false on NULL (except IS NULL), compared the way
+the database compares that column.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+from connectors import dates
+from connectors.base import (
+    Aggregated,
+    BasisSpec,
+    Condition,
+    FirstOf,
+    Op,
+    Problem,
+    SchemaError,
+    Table,
+    Target,
+)
+
+TableOf = Callable[[str], sa.Table]
+TenantOn = Callable[[sa.FromClause], ColumnElement[bool] | None]
+"""The tenant filter of any table or alias that has the tenant column, else None."""
+
+
+def basis_value(
+    spec: BasisSpec, table: sa.FromClause, table_of: TableOf, tenant_on: TenantOn
+) -> ColumnElement[Any]:
+    """The basis of each row of `table` as one SQL expression (a column, COALESCE, or a
+    correlated aggregate over the related table)."""
+    if isinstance(spec, str):
+        return table.c[spec]
+    if isinstance(spec, FirstOf):
+        first = table.c[spec.columns[0]]
+        return sa.func.coalesce(*(table.c[c] for c in spec.columns), type_=first.type)
+    related, link = _related(spec, table, table_of, tenant_on)
+    column = related.c[spec.column]
+    value = sa.func.max(column) if spec.latest else sa.func.min(column)
+    return sa.select(value).where(link).scalar_subquery()
+
+
+def _related(
+    spec: Aggregated, table: sa.FromClause, table_of: TableOf, tenant_on: TenantOn
+) -> tuple[sa.FromClause, ColumnElement[bool]]:
+    related = table_of(spec.table).alias()
+    clauses: list[ColumnElement[bool]] = [
+        related.c[own] == table.c[parent] for own, parent in spec.references
+    ]
+    tenant = tenant_on(related)
+    if tenant is not None:
+        clauses.append(tenant)
+    return related, sa.and_(*clauses)
+
+
+def expired(
+    spec: BasisSpec,
+    table: sa.FromClause,
+    target: Target,
+    dialect: str,
+    table_of: TableOf,
+    tenant_on: TenantOn,
+) -> ColumnElement[bool]:
+    """SQL true for a row whose basis is a readable date before the target's cutoff."""
+    value = basis_value(spec, table, table_of, tenant_on)
+    past = dates.expired(value, target, dialect)
+    if not isinstance(spec, Aggregated):
+        return past
+    related, link = _related(spec, table, table_of, tenant_on)
+    some = sa.exists().where(link)
+    clauses: list[ColumnElement[bool]] = [some, past]
+    if spec.latest:  # all ended: no related row without an end date
+        clauses.append(sa.not_(sa.exists().where(link, related.c[spec.column].is_(None))))
+    found = sa.and_(*clauses)
+    if spec.if_none is None:
+        return found
+    none_past = dates.expired(table.c[spec.if_none], target, dialect)
+    return sa.or_(found, sa.and_(sa.not_(some), none_past))
+
+
+def oldest(
+    spec: BasisSpec, table: sa.FromClause, dialect: str, table_of: TableOf, tenant_on: TenantOn
+) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    """(MIN expression, the basis expression it reads) for the backlog's oldest value."""
+    value = basis_value(spec, table, table_of, tenant_on)
+    if isinstance(spec, Aggregated) and spec.if_none is not None:
+        none = table.c[spec.if_none]
+        value = sa.func.coalesce(value, none, type_=value.type)
+    return dates.oldest(value, dialect), value
+
+
+def condition(cond: Condition, table: sa.FromClause) -> ColumnElement[bool]:
+    """One row condition as SQL; SchemaError when its value cannot be the column's type."""
+    column = table.c[cond.column]
+    if cond.op is Op.IS_NULL:
+        return column.is_(None)
+    if cond.op is Op.NOT_NULL:
+        return column.is_not(None)
+    if cond.op in (Op.IN, Op.NOT_IN):
+        values = [typed(v, column, cond) for v in cond.value]
+        if cond.op is Op.IN:
+            return column.in_(values)
+        return sa.and_(column.is_not(None), column.not_in(values))
+    value = sa.literal(typed(cond.value, column, cond), type_=column.type)
+    tests: dict[Op, Callable[[], ColumnElement[bool]]] = {
+        Op.EQ: lambda: column == value,
+        Op.NE: lambda: sa.and_(column.is_not(None), column != value),
+        Op.LT: lambda: column < value,
+        Op.LE: lambda: column <= value,
+        Op.GT: lambda: column > value,
+        Op.GE: lambda: column >= value,
+    }
+    return tests[cond.op]()
+
+
+def typed(value: Any, column: sa.ColumnElement[Any], cond: Condition) -> Any:
+    """`value` as the column's type holds it; SchemaError saying what to write otherwise."""
+    kind = column.type
+    where = f"the condition on {cond.column} ({cond.op} {value!r})"
+    try:
+        if isinstance(kind, sa.Boolean):
+            if isinstance(value, bool):
+                return value
+        elif isinstance(kind, sa.DateTime):
+            if isinstance(value, str):
+                return dt.datetime.fromisoformat(value)
+        elif isinstance(kind, sa.Date):
+            if isinstance(value, str):
+                return dt.date.fromisoformat(value)
+        elif isinstance(kind, sa.Integer):
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+        elif isinstance(kind, sa.Numeric | sa.Float):
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return decimal.Decimal(str(value)) if isinstance(kind, sa.Numeric) else value
+        elif isinstance(kind, sa.String):
+            if isinstance(value, str):
+                return value
+        else:
+            return value
+    except ValueError:
+        pass
+    raise SchemaError(f"{where} does not fit the column's type {kind}: write a {_kind_hint(kind)}")
+
+
+def _kind_hint(kind: Any) -> str:
+    if isinstance(kind, sa.Boolean):
+        return "true or false"
+    if isinstance(kind, sa.DateTime):
+        return "date-time as text, e.g. '2026-01-31T00:00:00'"
+    if isinstance(kind, sa.Date):
+        return "date as text, e.g. '2026-01-31'"
+    if isinstance(kind, sa.Integer):
+        return "whole number"
+    if isinstance(kind, sa.Numeric | sa.Float):
+        return "number"
+    return "text"
+
+
+def verify_spec(spec: Table, existing: set[str], table_of: TableOf) -> list[Problem]:
+    """The mapping language of one table against the live schema: related time bases
+    (table, references, a date column), row conditions (column, a value of its type),
+    related rows (table, references, masked columns), and a key that a primary key or a
+    unique index proves (a key that is not unique would let one keyed hash stand for
+    several rows)."""
+    if spec.name not in existing:
+        return []  # reported by the table check
+    table = table_of(spec.name)
+    problems: list[Problem] = []
+    for basis in spec.bases:
+        problems += _verify_linked(basis.table, basis.references, table, existing, table_of)
+        if basis.table in existing:
+            column = table_of(basis.table).c.get(basis.column)
+            if column is None:
+                problems.append(Problem(basis.table, basis.column, "column is missing"))
+            elif not isinstance(column.type, sa.Date | sa.DateTime):
+                problems.append(
+                    Problem(
+                        basis.table,
+                        basis.column,
+                        f"a time basis must be a DATE or TIMESTAMP column, not {column.type}",
+                    )
+                )
+    for cond in spec.conditions:
+        if cond.column not in table.c:
+            problems.append(Problem(spec.name, cond.column, "column is missing from the table"))
+            continue
+        values = cond.value if cond.op in (Op.IN, Op.NOT_IN) else [cond.value]
+        for value in values if cond.op not in (Op.IS_NULL, Op.NOT_NULL) else []:
+            try:
+                typed(value, table.c[cond.column], cond)
+            except SchemaError as exc:
+                problems.append(Problem(spec.name, cond.column, str(exc)))
+                break
+    for rel in spec.related:
+        problems += _verify_linked(rel.table, rel.references, table, existing, table_of)
+        if rel.table in existing:
+            related = table_of(rel.table)
+            problems += [
+                Problem(rel.table, m.column, "column is missing from the table")
+                for m in rel.masks
+                if m.column not in related.c
+            ]
+    if spec.key and all(k in table.c for k in spec.key) and not _unique(table, spec.key):
+        problems.append(
+            Problem(
+                spec.name,
+                None,
+                f"the key ({', '.join(spec.key)}) is not a primary key or a unique index, so "
+                "it may name several rows; map a key the table proves unique, or `key: []` "
+                "for a table a delete rule clears without a key",
+            )
+        )
+    return problems
+
+
+def _verify_linked(
+    name: str,
+    references: tuple[tuple[str, str], ...],
+    parent: sa.Table,
+    existing: set[str],
+    table_of: TableOf,
+) -> list[Problem]:
+    if name not in existing:
+        return [Problem(name, None, "table is missing from the database")]
+    linked = table_of(name)
+    found = [
+        Problem(name, own, "column is missing from the table")
+        for own, _ in references
+        if own not in linked.c
+    ]
+    found += [
+        Problem(parent.name, theirs, f"referenced by {name} but missing from the table")
+        for _, theirs in references
+        if theirs not in parent.c
+    ]
+    return found
+
+
+def _unique(table: sa.Table, key: tuple[str, ...]) -> bool:
+    """True when the primary key, a unique constraint or a unique index lies within `key`."""
+    wanted = set(key)
+    pk = {c.name for c in table.primary_key.columns}
+    if pk and pk <= wanted:
+        return True
+    for constraint in table.constraints:
+        if isinstance(constraint, sa.UniqueConstraint):
+            columns = {c.name for c in constraint.columns}
+            if columns and columns <= wanted:
+                return True
+    for index in table.indexes:
+        columns = {c.name for c in index.columns}
+        if index.unique and columns and columns <= wanted:
+            return True
+    return False
