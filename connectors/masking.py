@@ -34,9 +34,9 @@ _HIDDEN_WORDS = (
 )
 SECRET_NAME = re.compile(_HIDDEN_WORDS, re.IGNORECASE)
 _KEY = rf"[A-Za-z0-9_.\-]*(?:{_HIDDEN_WORDS})[A-Za-z0-9_.\-]*"
-# A value: quoted (to its closing quote, or to the end when the text was cut), else up to
-# the next space or "&". Masking a little too much is the safe side.
-_VALUE = r"""'(?:[^'\\]|\\.)*'?|"(?:[^"\\]|\\.)*"?|[^\s&]+"""
+# A value: quoted (to its closing quote, or to the end when the text was cut), and in any
+# case up to the next space or "&". Masking a little too much is the safe side.
+_VALUE = r"""(?:'(?:[^'\\]|\\.)*'?|"(?:[^"\\]|\\.)*"?)[^\s&]*|[^\s&]+"""
 # key=value in query strings and keyword DSNs, and 'key': value in quoted mappings.
 _OPTION = re.compile(
     rf"""(?<![A-Za-z0-9_.\-])(?P<key>{_KEY})(?P<sep>\s*=\s*)(?:{_VALUE})"""
