@@ -212,7 +212,7 @@ def _raised_in_database(context: str) -> bool:
 
 # Error numbers whose text comes from connecting or from losing the connection.
 _MYSQL_CONNECTION = {1040, 1044, 1045, 1049, 1129, 1130, 1251, 2002, 2003, 2005, 2006, 2013, 2055}
-_MYSQL_CLIENT_ERRORS = 2000  # CR_* numbers: raised by the client library, not the server
+_MYSQL_CLIENT_ERRORS = range(2000, 3000)  # CR_*: raised by the client library, not the server
 _MYSQL_SIGNAL = 1644  # ER_SIGNAL_EXCEPTION: a SIGNAL with SQLSTATE 45000 (or another class)
 
 _DB_TABLE = r"(?:`[^`]*`\.)?`(?P<table>[^`]*)`"
@@ -328,7 +328,7 @@ def _mysql(orig: BaseException, connecting: bool) -> Reduced:
         return Reduced(kind, code, RAISED_BY_DATABASE_CODE)
     # A connection's text is shown when it cannot come from a SIGNAL (which may set any
     # number): raised while connecting, or by the client library itself (no SQLSTATE).
-    client = sqlstate is None and (errno is None or errno >= _MYSQL_CLIENT_ERRORS)
+    client = sqlstate is None and (errno is None or errno in _MYSQL_CLIENT_ERRORS)
     if errno in _MYSQL_CONNECTION and (connecting or client):
         return Reduced(kind, code, scrub(text or str(orig)))
     if errno is None and client and kind in ("OperationalError", "InterfaceError"):
