@@ -47,6 +47,7 @@ from tests.acceptance.harness import cli
 from tests.integration.own_config import execute, write_config
 from tests.support import NOW, PEPPER, Recorder
 from worker.app import build_runner, run_pairs, subscribe_state
+from worker.errors import StateError
 from worker.events import BatchFailed, EventBus, Outcome, RunFinished
 from worker.logging import LogSubscriber, configure_logging
 from worker.retry import RetryPolicy
@@ -450,3 +451,62 @@ def test_no_password_of_the_state_databases_url_is_printed(
             assert result.returncode != 0, (name, args)
             assert "state database" in result.stderr, (name, args, result.stderr[-500:])
             assert leaks(result.stdout + result.stderr, secrets) == [], (name, args)
+
+
+STATE_INSERT = sa.text(
+    "INSERT INTO runs (run_id, customer, product, started_at, dry_run, rows_changed) "
+    "VALUES (:run_id, 'a', 'kids', :at, false, :rows)"
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "first", "again"),
+    [
+        ("sqlite", {"run_id": EMAIL, "rows": 0}, {"run_id": EMAIL, "rows": 0}),
+        pytest.param(
+            "postgresql",
+            {"run_id": EMAIL, "rows": 0},
+            {"run_id": EMAIL, "rows": 0},
+            marks=pytest.mark.postgres,
+        ),
+        pytest.param(
+            "postgresql",
+            {"run_id": "r1", "rows": 0},
+            {"run_id": "r2", "rows": EMAIL},
+            marks=pytest.mark.postgres,
+        ),
+    ],
+    ids=["sqlite-duplicate", "postgresql-duplicate", "postgresql-invalid-integer"],
+)
+def test_a_state_database_error_holds_no_value(
+    request: pytest.FixtureRequest,
+    kind: str,
+    first: dict[str, Any],
+    again: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    """A StateError's message reduces the driver's error as the connectors do: a duplicate
+    key (PostgreSQL's DETAIL quotes it) or a value the column refuses (its first line quotes
+    it) is named by code, table and column only."""
+    url = (
+        f"sqlite:///{tmp_path / 'state.db'}"
+        if kind == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    store = StateStore(url)
+    store.migrate()
+    try:
+        store.write(
+            "inserting a run", lambda conn: conn.execute(STATE_INSERT, {**first, "at": NOW})
+        )
+        with pytest.raises(StateError) as caught:
+            store.write(
+                "inserting another", lambda conn: conn.execute(STATE_INSERT, {**again, "at": NOW})
+            )
+    finally:
+        store.close()
+    message = str(caught.value)
+    assert EMAIL in str(caught.value.__cause__)
+    assert EMAIL not in message
+    assert EMAIL not in render_exception(caught.value)
+    assert "failed while inserting another: " in message
