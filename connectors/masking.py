@@ -33,34 +33,45 @@ _HIDDEN_WORDS = (
     r"|private_?key|access_?key|auth_?key|authorization"
 )
 SECRET_NAME = re.compile(_HIDDEN_WORDS, re.IGNORECASE)
-_KEY = rf"[A-Za-z0-9_.\-]*(?:{_HIDDEN_WORDS})[A-Za-z0-9_.\-]*"
+# An option's name and its separator: `name=` (query strings, keyword DSNs) or `'name':`
+# (quoted mappings). A name starts where a run of name characters starts, so a long text
+# is scanned in linear time; whether the name is secret is decided afterwards.
+_NAMED = re.compile(
+    r"""(?<![A-Za-z0-9_.\-])(?P<key>[A-Za-z0-9_.\-]+)\s*=\s*"""
+    r"""|(?P<q>['"])(?P<qkey>[A-Za-z0-9_.\-]+)(?P=q)\s*:\s*"""
+)
 # A value: quoted (to its closing quote, or to the end when the text was cut), and in any
 # case up to the next space or "&". Masking a little too much is the safe side.
-_VALUE = r"""(?:'(?:[^'\\]|\\.)*'?|"(?:[^"\\]|\\.)*"?)[^\s&]*|[^\s&]+"""
-# key=value in query strings and keyword DSNs, and 'key': value in quoted mappings.
-_OPTION = re.compile(
-    rf"""(?<![A-Za-z0-9_.\-])(?P<key>{_KEY})(?P<sep>\s*=\s*)(?:{_VALUE})"""
-    rf"""|(?P<q>['"])(?P<qkey>{_KEY})(?P=q)(?P<qsep>\s*:\s*)(?:{_VALUE})""",
-    re.IGNORECASE,
-)
-# scheme://user:password@ → scheme://user:***@ (the password runs to the last "@").
-_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/?#@]*:)\S*@")
+_VALUE = re.compile(r"""(?:'(?:[^'\\]|\\.)*'?|"(?:[^"\\]|\\.)*"?)[^\s&]*|[^\s&]+""")
+# scheme://user:password@ → scheme://user:***@ (the password runs to the last "@" within
+# 512 characters). Scheme, user and password are bounded so that a long text is scanned in
+# linear time.
+_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s:/?#@]{0,256}:)\S{0,512}@")
 
 
-def _option(match: re.Match[str]) -> str:
-    if match.group("key") is not None:
-        return f"{match.group('key')}{match.group('sep')}{MASK}"
-    quote = match.group("q")
-    return f"{quote}{match.group('qkey')}{quote}{match.group('qsep')}{MASK}"
+def _mask_options(text: str) -> str:
+    """`text` with the value of every secret-named option replaced by ***. A value that
+    is not masked is searched too (`x=password=…`)."""
+    parts: list[str] = []
+    done = at = 0
+    while (named := _NAMED.search(text, at)) is not None:
+        at = named.end()
+        if SECRET_NAME.search(named.group("key") or named.group("qkey") or ""):
+            value = _VALUE.match(text, at)
+            if value is not None and value.end() > at:
+                parts += [text[done:at], MASK]
+                done = at = value.end()
+    parts.append(text[done:])
+    return "".join(parts)
 
 
 def mask_text(text: str) -> str:
     """`text` with every URL password and secret-named option value replaced by ***.
 
     Options first, then user parts: a `?password=p@ss` must not end a user part early.
+    Linear in the length of `text`.
     """
-    text = _OPTION.sub(_option, text)
-    return _USERINFO.sub(rf"\g<1>{MASK}@", text)
+    return _USERINFO.sub(rf"\g<1>{MASK}@", _mask_options(text))
 
 
 def safe_url(url: str | sa.URL) -> str:

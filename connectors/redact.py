@@ -221,7 +221,7 @@ _COLUMN_AT_ROW = re.compile(
 )
 _FOREIGN_KEY = re.compile(
     rf"\({_DB_TABLE}, CONSTRAINT `(?P<constraint>[^`]*)` FOREIGN KEY \((?P<columns>[^)]*)\) "
-    r"REFERENCES `(?P<referenced>[^`]*)` \([^)]*\)(?: ON [A-Z ]+)*\)\Z"
+    r"REFERENCES `(?P<referenced>[^`]*)` \([^)]*\)[A-Z ]*\)\Z"
 )
 
 

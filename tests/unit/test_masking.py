@@ -4,6 +4,7 @@ that prints one; what is not a secret stays readable."""
 from __future__ import annotations
 
 import string
+import time
 from collections.abc import Callable
 from urllib.parse import quote, quote_plus
 
@@ -166,3 +167,24 @@ def test_every_printer_of_urls_uses_the_masker(shown: Callable[[], str]) -> None
     assert "second-secret" not in text
     assert "app:***@127.0.0.1:1/kids" in text
     assert "sslpassword=***" in text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ab-" * 40_000,
+        "password" * 15_000,
+        "a" * 100 + "password=" + "x" * 120_000,
+        "a://b:" * 20_000,
+        "'a'" * 40_000,
+        "a=" * 60_000,
+    ],
+    ids=["name characters", "secret words", "long key and value", "schemes", "quotes", "pairs"],
+)
+def test_masking_a_long_text_takes_linear_time(text: str) -> None:
+    """A log value of 120 000 characters is masked in well under a second (the patterns
+    have no unbounded backtracking: a quadratic one took minutes on such texts)."""
+    started = time.perf_counter()
+    masked = mask_text(text)
+    assert time.perf_counter() - started < 2.0
+    assert ("x" * 1000 not in masked) if "password=" in text else masked == text
