@@ -61,7 +61,8 @@ class Reduced:
     """A driver error as far as it is safe to tell: class, code, wording and names.
 
     `code`: "SQLSTATE 23505", "errno 1062, SQLSTATE 23000" or "SQLITE_CONSTRAINT_UNIQUE".
-    `what`: our wording of the code, or a connection error's masked first line.
+    `what`: our wording of the code, or a connection error's first line as `scrub` leaves
+    it (for an error that is not a driver's: its first line so).
     `names`: (label, name) pairs such as ("constraint", "uq_child_email").
     """
 
@@ -106,11 +107,11 @@ def reduce(exc: BaseException) -> Reduced:
             return _mysql(orig, connecting)
         if family == "sqlite":
             return _sqlite(orig)
+        if isinstance(exc, sa_exc.DBAPIError):  # a driver we do not know: its class only
+            return Reduced(type(orig).__name__)
+        return Reduced(type(orig).__name__, what=scrub(str(orig)))
     except Exception:  # noqa: BLE001  (an odd error object must not hide the first error)
         return Reduced(type(orig).__name__)
-    if isinstance(exc, sa_exc.DBAPIError):  # a driver we do not know: its class only
-        return Reduced(type(orig).__name__)
-    return Reduced(type(orig).__name__, what=scrub(str(orig)))
 
 
 def driver_family(exc: BaseException) -> str | None:
