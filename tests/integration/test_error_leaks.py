@@ -1,17 +1,13 @@
-"""No personal value and no password in any error that is logged, stored, raised or printed.
+"""No personal value in any error that is logged, stored or raised: a trigger quoting the row.
 
-1. A product trigger that refuses DELETE and UPDATE with a message quoting the row (a name,
-   an e-mail address, a BSN), on real PostgreSQL (`RAISE EXCEPTION`, `RAISE … USING ERRCODE,
-   CONSTRAINT`) and MariaDB (`SIGNAL SQLSTATE '45000'`, a `SIGNAL` posing as a duplicate
-   entry). The worker runs the pair as `run --once` does (worker.app.run_pairs, a state store,
-   the log subscriber writing JSON at DEBUG into a captured stream); the values are searched in
-   every log line, every row of every state table, the state database's bytes, the run report,
-   the events, the connector's exception and its rendered traceback. Once through the CLI too.
-2. A password in every form a database URL can carry it (user part, raw `@`, %-escapes,
-   `?password=`, `&password=`, `sslpassword=`, a keyword DSN), for an unreachable PostgreSQL
-   and a MariaDB that refuses the log-in, through `run --once`, `validate` and `plan`, and
-   as the state database's URL through `migrate` and `run --once`: searched in stdout, stderr
-   and the state database.
+A product trigger refuses DELETE and UPDATE with a message quoting the row (a name, an e-mail
+address, a BSN), on real PostgreSQL (`RAISE EXCEPTION`, `RAISE … USING ERRCODE, CONSTRAINT`)
+and MariaDB (`SIGNAL SQLSTATE '45000'`, a `SIGNAL` posing as a duplicate entry). The worker
+runs the pair as `run --once` does (worker.app.run_pairs, a state store, the log subscriber
+writing JSON at DEBUG into a captured stream); the values are searched in every log line,
+every row of every state table, the state database's bytes, the run report, the events, the
+connector's exception and its rendered traceback. Once through the CLI too. And the state
+database's own errors. Passwords in URLs: test_password_leaks.py.
 """
 
 from __future__ import annotations
@@ -23,27 +19,20 @@ import logging
 import os
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 import pytest
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.pool import NullPool
 
-from connectors.base import (
-    Change,
-    ColumnMask,
-    ConnectorError,
-    Mask,
-    Table,
-    Target,
-)
+from connectors.base import Change, ColumnMask, ConnectorError, Mask, Table, Target
 from connectors.sql import SqlConnector
 from tests.acceptance.harness import cli
+from tests.integration import leaks as search
+from tests.integration.leaks import ACTIONS, CUSTOMERS, URL_ENV, product, state_bytes, state_text
 from tests.integration.own_config import execute, write_config
 from tests.support import NOW, PEPPER, Recorder
 from worker.app import build_runner, run_pairs, subscribe_state
@@ -61,31 +50,10 @@ BSN = "".join(["1234", "56782"])
 VALUES = (NAME, EMAIL, BSN)
 LEFT = dt.date(2020, 1, 1)  # expired: the rule keeps a child 12 months after it left
 
-URL_ENV = "KIDS_A_URL"
-CUSTOMERS = {"a": f"products:\n  kids:\n    database: {{url_env: {URL_ENV}}}\n"}
-ACTIONS = {
-    "delete": "action: delete",
-    "anonymise": 'action: anonymise\nwith: {name: {fixed: "x"}}',
-}
 
-
-def product(action: str) -> str:
-    return f"""\
-        product: kids
-        tenancy: {{per_customer: true}}
-        subjects:
-          child:
-            kind: child
-            table: child
-            key: [id]
-            columns: {{name: name}}
-            dates: {{left: left_on}}
-        rules:
-          - id: kids.child.left
-            subject: child
-            after: {{date: left, period: 12m}}
-            {action.replace(chr(10), chr(10) + " " * 12)}
-        """
+def leaks(text: str) -> list[str]:
+    """The person's values found in `text`."""
+    return search.leaks(text, VALUES)
 
 
 PG_TRIGGERS = [
@@ -163,33 +131,6 @@ def seed_refusing_child(url: str) -> None:
         engine.dispose()
     backend = sa.make_url(url).get_backend_name()
     execute(url, *(PG_TRIGGERS if backend == "postgresql" else MARIADB_TRIGGERS))
-
-
-def state_text(url: str) -> str:
-    """Every row of every table of the state database, as text."""
-    engine = sa.create_engine(url, poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            rows = [
-                f"{table}: " + " | ".join(str(v) for v in row)
-                for table in sa.inspect(conn).get_table_names()
-                for row in conn.execute(sa.text(f'SELECT * FROM "{table}"'))
-            ]
-    finally:
-        engine.dispose()
-    assert rows, "the state database is empty: the search would mean nothing"
-    return "\n".join(rows)
-
-
-def state_bytes(folder: Path) -> str:
-    """The state database's files as bytes (freed pages and the WAL too), decoded loosely."""
-    return "".join(
-        p.read_bytes().decode("utf-8", "replace") for p in sorted(folder.glob("state.db*"))
-    )
-
-
-def leaks(text: str, values: tuple[str, ...] = VALUES) -> list[str]:
-    return [value for value in values if value in text]
 
 
 @pytest.fixture
@@ -336,121 +277,6 @@ def test_the_cli_prints_and_stores_no_value_of_a_refusing_trigger(
     assert "a × kids: FAILED" in result.stdout
     assert "cannot delete rows of child: RaiseException [SQLSTATE P0001]" in result.stdout
     assert '"batch.failed"' in result.stderr
-
-
-# --- 2. a password in every URL form ----------------------------------------------------------
-
-
-def _secret() -> str:
-    return f"Pw{uuid.uuid4().hex[:12]}"
-
-
-def password_forms(mariadb: str) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """name → (URL, the strings that must appear nowhere). PostgreSQL on a closed port
-    (unreachable); MariaDB at `mariadb`, which refuses root with a password."""
-    pg = "postgresql+psycopg://app{}@127.0.0.1:1/kids{}"
-    server = sa.make_url(mariadb)
-    my = f"mysql+pymysql://root{{}}@{server.host}:{server.port or 3306}/test{{}}"
-    forms: dict[str, tuple[str, tuple[str, ...]]] = {}
-    for name, template, user, query in (
-        ("user", pg, ":{}", ""),
-        ("query", pg, "", "?password={}"),
-        ("and", pg, "", "?connect_timeout=5&password={}"),
-        ("ssl", pg, "", "?sslmode=disable&sslpassword={}"),
-        ("my-user", my, ":{}", ""),
-        ("my-query", my, "", "?charset=utf8mb4&password={}"),
-    ):
-        secret = _secret()
-        forms[name] = (template.format(user.format(secret), query.format(secret)), (secret,))
-    head, tail = _secret(), _secret()
-    forms["raw-at"] = (pg.format(f":{head}@{tail}", ""), (head, tail))
-    odd = f"{head}@:/?%{tail}"
-    forms["escaped"] = (pg.format(f":{quote(odd, safe='')}", ""), (head, tail))
-    forms["escaped-query"] = (pg.format("", f"?password={quote_plus(odd)}"), (head, tail))
-    forms["raw-colon"] = (pg.format(f":{head}@{tail}:x", ""), (head, tail))
-    dsn = _secret()
-    forms["keyword-dsn"] = (f"host=127.0.0.1 port=1 dbname=kids password={dsn}", (dsn,))
-    return forms
-
-
-def _customers(forms: dict[str, Any]) -> dict[str, str]:
-    return {
-        name: f"products:\n  kids:\n    database: {{url_env: {_var(name)}}}\n" for name in forms
-    }
-
-
-def _var(name: str) -> str:
-    return f"URL_{name.upper().replace('-', '_')}"
-
-
-@pytest.mark.postgres
-@pytest.mark.mariadb
-def test_no_password_in_any_url_form_reaches_output_or_state(
-    mariadb_server_url: str, pg_server_url: str, tmp_path: Path
-) -> None:
-    """One customer per URL form, all failing to connect: `run --once`, `validate` and `plan`
-    fail for each pair and print none of the passwords; the state database holds none."""
-    forms = password_forms(mariadb_server_url)
-    write_config(tmp_path / "config", product(ACTIONS["delete"]), _customers(forms))
-    state = f"sqlite:///{tmp_path / 'state.db'}"
-    env = {
-        **os.environ,
-        **{_var(name): url for name, (url, _) in forms.items()},
-        "RETENTION_CONFIG_DIR": str(tmp_path / "config"),
-        "RETENTION_STATE_URL": state,
-        "RETENTION_PEPPER": PEPPER.decode(),
-        "RETENTION_LOG_FORMAT": "json",
-        "RETENTION_LOG_LEVEL": "DEBUG",
-        "RETENTION_RETRY_BUDGET_SECONDS": "0",
-    }
-    secrets = tuple(s for _, found in forms.values() for s in found)
-    assert cli(["migrate"], env).returncode == 0
-
-    runs = cli(["run", "--once"], env)
-    validated = cli(["validate"], env)
-    planned = cli(["plan", "--format", "json"], env)
-
-    assert runs.returncode == 1, runs.stderr[-2000:]
-    assert runs.stdout.count("FAILED") == len(forms)
-    assert validated.returncode in (1, 2)
-    # A keyword DSN, and a raw ":" after a raw "@", do not parse: said without the URL.
-    assert validated.stderr.count("unreachable: ") == len(forms) - 2
-    assert validated.stderr.count("the database URL is not valid") == 2
-    assert planned.returncode == 1
-    pairs = json.loads(planned.stdout)["pairs"]
-    assert [p["outcome"] for p in pairs] == ["failed"] * len(forms)
-    assert "port 1 failed: Connection refused" in runs.stdout
-    assert "Access denied for user ?@? (using password: YES)" in runs.stdout
-    shown = [r.stdout + r.stderr for r in (runs, validated, planned)]
-    assert [leaks(text, secrets) for text in shown] == [[], [], []]
-    assert leaks(state_text(state), secrets) == []
-    assert leaks(state_bytes(tmp_path), secrets) == []
-
-
-@pytest.mark.postgres
-def test_no_password_of_the_state_databases_url_is_printed(
-    pg_server_url: str, mariadb_server_url: str, tmp_path: Path
-) -> None:
-    """RETENTION_STATE_URL in each form, unreachable: `migrate` and `run --once` fail and
-    print none of its passwords."""
-    write_config(tmp_path / "config", product(ACTIONS["delete"]), CUSTOMERS)
-    base = {
-        **os.environ,
-        URL_ENV: "sqlite:///" + str(tmp_path / "kids.db"),
-        "RETENTION_CONFIG_DIR": str(tmp_path / "config"),
-        "RETENTION_PEPPER": PEPPER.decode(),
-        "RETENTION_LOG_FORMAT": "json",
-        "RETENTION_RETRY_BUDGET_SECONDS": "0",
-    }
-    forms = password_forms(mariadb_server_url)
-    for name in ("user", "query", "and", "ssl", "raw-at", "escaped", "raw-colon", "keyword-dsn"):
-        url, secrets = forms[name]
-        env = {**base, "RETENTION_STATE_URL": url}
-        for args in (["migrate"], ["run", "--once"]):
-            result = cli(args, env)
-            assert result.returncode != 0, (name, args)
-            assert "state database" in result.stderr, (name, args, result.stderr[-500:])
-            assert leaks(result.stdout + result.stderr, secrets) == [], (name, args)
 
 
 STATE_INSERT = sa.text(
