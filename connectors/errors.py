@@ -1,19 +1,24 @@
 """Driver errors become ConnectorError in one place, with the cause kept.
 
-Messages carry the operation, the driver's error class and code, and the first line of the
-driver's text with every quoted literal removed: a duplicate-key message must not leak the
-duplicated e-mail address into a log line.
+Messages carry the operation and table (our own wording, `what`) and the driver error as
+`connectors.redact.describe` reduces it: class, SQLSTATE or error number, and names only
+(constraint, table, column), never the driver's free text, which a trigger or a duplicate
+key can fill with row values. The cause (`__cause__`) is the driver's error, text and all:
+it is for debugging in-process; the log renderer (worker/logging.py) prints its description,
+not its text.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import sqlalchemy.exc as sa_exc
 
 from connectors.base import ConnectorError, LockTimeout, StatementTimeout, Timeouts
+from connectors.redact import describe
+
+__all__ = ["describe", "is_transient", "timeout_kind", "wrap_errors"]
 
 # SQLSTATE classes and codes that a retry may cure: connection trouble, deadlock,
 # serialization failure, admin shutdown of a backend.
@@ -28,20 +33,6 @@ _LOCK_CODES = {"55P03", "1205"}
 _STATEMENT_CODES = {"1969", "3024"}
 _SQLITE_LOCK = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
 _SQLITE_INTERRUPT = 9
-_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\((?:[^()]*)\)=\((?:[^()]*)\)")
-
-
-def describe(exc: BaseException) -> str:
-    """A value-free description of a driver error."""
-    orig = getattr(exc, "orig", None) or exc
-    code = _code(orig)
-    args: tuple[object, ...] = tuple(getattr(orig, "args", ()))
-    # pymysql keeps (code, message): its str() quotes the whole message.
-    text = args[1] if len(args) >= 2 and isinstance(args[1], str) else str(orig)
-    first = (text.strip().splitlines() or [""])[0]
-    first = _QUOTED.sub("?", first)[:200]
-    label = type(orig).__name__
-    return f"{label}{f' [{code}]' if code else ''}: {first}" if first else label
 
 
 def _code(orig: BaseException) -> str | None:

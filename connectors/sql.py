@@ -40,6 +40,7 @@ from connectors.base import (
     Timeouts,
 )
 from connectors.errors import describe, wrap_errors
+from connectors.masking import safe_url
 from connectors.session import pin_sessions
 from connectors.sqlchange import Batch, change_batch, key_in
 from connectors.sqlverify import verify_table, verify_tenancy
@@ -66,7 +67,15 @@ class SqlConnector(Connector):
         timeouts: Timeouts | None = None,
         **engine_options: Any,
     ) -> None:
-        self._url = sa.make_url(url)
+        try:
+            self._url = sa.make_url(url)
+        except (sa.exc.ArgumentError, ValueError):
+            # `from None`: the parser's message may repeat a part of the URL.
+            raise ConnectorError(
+                "the database URL is not valid; expected e.g. "
+                "postgresql+psycopg://user:password@host:5432/db or "
+                "mysql+pymysql://user:password@host:3306/db"
+            ) from None
         self._pepper = pepper
         self._timeouts = timeouts or Timeouts()
         self._engine_options = engine_options
@@ -78,7 +87,8 @@ class SqlConnector(Connector):
 
     @property
     def safe_url(self) -> str:
-        return self._url.render_as_string(hide_password=True)
+        """The URL fit to print: passwords and secret-named query options masked."""
+        return safe_url(self._url)
 
     @property
     def timeouts(self) -> Timeouts:

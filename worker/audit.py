@@ -72,7 +72,8 @@ Audited = (
     | ApprovalChanged
 )
 _KEY_HASH = re.compile(r"[0-9a-f]{16,128}")
-_ERROR_CLASS = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+_CODED_ERROR = re.compile(r"\b[A-Z][A-Za-z0-9]{1,60} \[SQLSTATE [0-9A-Z]{5}\]")
+_NAMED_ERROR = re.compile(r"([A-Z][A-Za-z0-9]{1,60}):")
 
 
 def canonical_json(value: object) -> str:
@@ -120,14 +121,19 @@ def record_hash(
 
 
 def error_class(error: str | None) -> str | None:
-    """Only the leading class name of an error text ("IntegrityError: ..." → "IntegrityError").
+    """The class and code of an error, never its text: `UniqueViolation [SQLSTATE 23505]`
+    for a database error (as connectors/redact.py describes it), the leading name of one of
+    the worker's own (`LostCommit: ...` → `LostCommit`), else `Error`.
 
-    Driver messages can quote the values they choked on; the trail keeps none of it.
+    Even reduced errors name tables and constraints; the trail keeps only what classifies.
     """
     if not error:
         return None
-    match = _ERROR_CLASS.match(error.strip())
-    return match.group(0) if match else "Error"
+    coded = _CODED_ERROR.search(error)
+    if coded:
+        return coded.group(0)
+    named = _NAMED_ERROR.match(error.strip())
+    return named.group(1) if named else "Error"
 
 
 def _processed(processed: Mapping[tuple[str, str], Mapping[str, int]]) -> list[dict[str, Any]]:

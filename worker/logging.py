@@ -4,6 +4,12 @@ Nothing is configured at import time: the CLI calls `configure_logging()` once. 
 libraries that use the standard `logging` module (APScheduler, SQLAlchemy, Alembic) go
 through the same renderer and the same masking, so every line of the process has one shape.
 
+Secrets: URL passwords and secret-named options are masked in every value
+(`connectors.masking.mask_text`), and values of keys named like a secret are replaced by
+`***`. Exceptions are rendered by worker/tracebacks.py: the whole chain with frames and
+types, but a driver error's text never (only its class, code and names), so an e-mail address
+in a trigger's message or a duplicate key cannot reach a line through a logged cause.
+
 `LogSubscriber` turns run events into log lines with stable event names (`run.started`,
 `batch.applied`, `run.finished`, …); `bind_run()` binds customer, product and run id to every
 line written while a run is in progress.
@@ -14,14 +20,16 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import re
 import sys
+import threading
 from collections.abc import Iterator, Mapping
+from types import TracebackType
 from typing import IO, Any
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from connectors.masking import MASK, SECRET_NAME, mask_text
 from worker.events import (
     ApprovalChanged,
     BatchApplied,
@@ -38,40 +46,32 @@ from worker.events import (
     RunFinished,
     RunStarted,
 )
+from worker.tracebacks import exc_info_of, exception_message, render_exception
 
-__all__ = ["LogSubscriber", "bind_run", "configure_logging", "mask_secrets", "mask_text"]
+__all__ = [
+    "LogSubscriber",
+    "bind_run",
+    "configure_logging",
+    "mask_secrets",
+    "mask_text",
+    "render_exc_info",
+]
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 FORMATS = ("json", "console", "auto")
-MASK = "***"
 _HANDLER_NAME = "retention-worker"
-
-# scheme://user:password@host → scheme://user:***@host. The password runs to the last "@"
-# before the path, so a raw "@" inside it is masked too.
-_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s]*:)[^\s/]*@")
-# password=… in query strings and libpq keyword DSNs ("host=db password=s3cret").
-_KEYWORD_PASSWORD = re.compile(
-    r"""(?i)\b(password|passwd|pwd)(\s*=\s*)('[^']*'|"[^"]*"|[^\s&;,'"]+)"""
-)
-_SECRET_KEY = re.compile(
-    r"(?i)passw(or)?d|pwd|secret|pepper|token|api_?key|credential|authorization"
-)
-
-
-def mask_text(text: str) -> str:
-    """`text` with the passwords of URLs and DSNs in it replaced by ***."""
-    text = _URL_PASSWORD.sub(rf"\g<1>{MASK}@", text)
-    return _KEYWORD_PASSWORD.sub(rf"\g<1>\g<2>{MASK}", text)
 
 
 def _mask_value(value: Any) -> Any:
     if isinstance(value, str):
         return mask_text(value)
+    if isinstance(value, BaseException):
+        return exception_message(value)
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, Mapping):
         return {
-            k: MASK if isinstance(k, str) and _SECRET_KEY.search(k) else _mask_value(v)
+            k: MASK if isinstance(k, str) and SECRET_NAME.search(k) else _mask_value(v)
             for k, v in value.items()
         }
     if isinstance(value, list | tuple | set | frozenset):
@@ -85,9 +85,41 @@ def _mask_value(value: Any) -> Any:
 def mask_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: mask URL passwords in every value, and values of secret keys."""
     return {
-        key: MASK if _SECRET_KEY.search(key) else _mask_value(value)
+        key: MASK if SECRET_NAME.search(key) else _mask_value(value)
         for key, value in event_dict.items()
     }
+
+
+def render_exc_info(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: `exc_info` becomes `exception`, the text of the whole chain with
+    frames and types but only safe messages (worker/tracebacks.py): a driver error's text,
+    kept as a cause, never reaches the line. No frame locals."""
+    exc_info = exc_info_of(event_dict.pop("exc_info", None))
+    if exc_info is not None:
+        event_dict["exception"] = render_exception(exc_info[1])
+    return event_dict
+
+
+def _log_uncaught(
+    exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+) -> None:
+    """sys.excepthook: an exception nothing caught is logged like any other (safe messages)
+    instead of Python printing its raw traceback; Ctrl-C keeps Python's own short output."""
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc, tb)
+        return
+    structlog.get_logger("worker").critical("process.crashed", exc_info=(exc_type, exc, tb))
+
+
+def _log_thread_uncaught(args: threading.ExceptHookArgs) -> None:
+    """threading.excepthook: as `_log_uncaught`, for a thread's exception."""
+    if args.exc_value is None or issubclass(args.exc_type, SystemExit):
+        return
+    structlog.get_logger("worker").critical(
+        "thread.crashed",
+        thread=args.thread.name if args.thread is not None else None,
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )
 
 
 QUIET_LIBRARIES = ("alembic", "apscheduler")
@@ -99,7 +131,9 @@ def configure_logging(
     """Route structlog and standard logging to `stream` (default stderr) as JSON or console.
 
     `fmt` is "json" (one object per line), "console" (for people) or "auto" (console on a
-    TTY, else JSON). Calling it again replaces the previous configuration.
+    TTY, else JSON). Calling it again replaces the previous configuration. Also installs
+    `sys.excepthook` and `threading.excepthook`, so an exception nothing catches becomes a
+    `process.crashed` / `thread.crashed` line rendered the same safe way.
     """
     name = level.upper()
     if name not in LEVELS:
@@ -126,9 +160,9 @@ def configure_logging(
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
-        # Text with the whole chain ("The above exception was the direct cause …"), so the
-        # masker sees it; no frame locals, which could hold personal values.
-        structlog.processors.format_exc_info,
+        # Text with the whole chain ("The above exception was the direct cause …"), with
+        # only safe messages (a driver's text never), passwords masked, no frame locals.
+        render_exc_info,
     ]
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
@@ -150,6 +184,9 @@ def configure_logging(
     # worker logs its own events, so theirs show only when something is wrong, or at DEBUG.
     for library in QUIET_LIBRARIES:
         logging.getLogger(library).setLevel(name if name == "DEBUG" else "WARNING")
+    # An exception nothing catches is logged the same way, not printed raw by Python.
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_thread_uncaught
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

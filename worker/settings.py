@@ -14,8 +14,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import sqlalchemy as sa
-
+from connectors.masking import safe_url
 from worker.checkpoints import CheckpointError, Signer
 from worker.config.files import NotARegularFile, read_regular
 from worker.errors import SettingsError
@@ -70,11 +69,10 @@ def read_secret(env: Mapping[str, str], name: str) -> str | None:
 
 
 def mask_url(url: str) -> str:
-    """A database URL fit to print: the password replaced by ***."""
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return "<not a database URL>"
+    """A database URL fit to print: the password of its user part and of every secret-named
+    query option (`?password=`, `sslpassword`, …) replaced by ***; `<not a database URL>`
+    for a text that does not parse. See `connectors.masking`."""
+    return safe_url(url)
 
 
 @dataclass(frozen=True)

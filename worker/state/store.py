@@ -1,7 +1,9 @@
 """StateStore: the worker's own database (SQLite for a laptop, PostgreSQL in production).
 
 Every driver error leaves this module as a StateError whose message names the database by
-its URL with the password masked, and whose `__cause__` is the original error. Transient errors
+its URL with the password masked (`connectors.masking.safe_url`: also `?password=`), the
+driver's error reduced to class, code and names (`connectors.redact.describe`), and whose
+`__cause__` is the original error. Transient errors
 (a lost connection, a failover, a deadlock) are retried within the retry budget
 (`worker.retry.RetryPolicy`, RETENTION_RETRY_BUDGET_SECONDS); every write is safe to repeat,
 because a write whose commit was acknowledged but whose reply was lost must not be done twice:
@@ -36,6 +38,8 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from connectors.errors import is_transient
+from connectors.masking import safe_url
+from connectors.redact import describe
 from worker.errors import StateError
 from worker.retry import RetryPolicy
 from worker.state.models import audit_events, audit_head, runs
@@ -72,10 +76,9 @@ def _aware(value: dt.datetime, what: str) -> dt.datetime:
 
 
 def _describe(exc: BaseException) -> str:
-    """The driver's own first line (no SQL, no parameters), prefixed by its class name."""
-    orig = getattr(exc, "orig", None) or exc
-    lines = str(orig).strip().splitlines()
-    return f"{type(orig).__name__}: {lines[0]}" if lines else type(orig).__name__
+    """The error as `connectors.redact.describe` reduces it: class, SQLSTATE or error
+    number and names, never the driver's free text (or the SQL and its parameters)."""
+    return describe(exc)
 
 
 class StateStore:
@@ -91,7 +94,7 @@ class StateStore:
                 "the state database URL is not valid; expected e.g. sqlite:///path/state.db "
                 "or postgresql+psycopg://user:password@host:5432/db"
             ) from None
-        self.url = parsed.render_as_string(hide_password=True)
+        self.url = safe_url(parsed)
         self._sqlite = parsed.get_backend_name() == "sqlite"
         self._postgres = parsed.get_backend_name() == "postgresql"
         try:
