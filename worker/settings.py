@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from connectors.masking import safe_url
 from worker.checkpoints import CheckpointError, Signer
 from worker.config.files import NotARegularFile, read_regular
