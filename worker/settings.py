@@ -100,10 +100,11 @@ class Settings:
         state = read_secret(env, "RETENTION_STATE_URL") or DEFAULT_STATE_URL
         try:
             sa.make_url(state)
-        except sa.exc.ArgumentError:
+        except (sa.exc.ArgumentError, ValueError):
             raise SettingsError(
-                f"RETENTION_STATE_URL is {mask_url(state)}; set a database URL such as "
-                "postgresql+psycopg://user@host/retention or sqlite:///state.db"
+                f"RETENTION_STATE_URL (the state database) is {mask_url(state)}; set a "
+                "database URL such as postgresql+psycopg://user@host/retention or "
+                "sqlite:///state.db, with special characters of the password %-escaped"
             ) from None
         pepper = read_secret(env, "RETENTION_PEPPER") or ""
         lock, statement = product_timeouts(env)
