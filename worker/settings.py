@@ -102,8 +102,8 @@ class Settings:
             sa.make_url(state)
         except (sa.exc.ArgumentError, ValueError):
             raise SettingsError(
-                f"RETENTION_STATE_URL (the state database) is {mask_url(state)}; set a "
-                "database URL such as postgresql+psycopg://user@host/retention or "
+                f"RETENTION_STATE_URL is {mask_url(state)}, not a URL of the state database; "
+                "set a database URL such as postgresql+psycopg://user@host/retention or "
                 "sqlite:///state.db, with special characters of the password %-escaped"
             ) from None
         pepper = read_secret(env, "RETENTION_PEPPER") or ""

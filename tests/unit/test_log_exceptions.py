@@ -142,7 +142,7 @@ def test_an_uncaught_exception_is_logged_without_its_values() -> None:
     (`process.crashed`, `thread.crashed`) rendered safely, not Python's raw traceback."""
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(UNCAUGHT), *TRIGGER_TEXT.split()],
-        cwd=REPO,
+        cwd=str(REPO / "tests"),
         capture_output=True,
         text=True,
         timeout=60,
