@@ -427,6 +427,13 @@ class Connector(abc.ABC):
         order after `after` (to find keys from their keyed hashes after a crash). For a table
         without a key: rows' values (every column), all of them at once (`after` is None)."""
 
+    @abc.abstractmethod
+    def find_key(self, target: Target, parts: Sequence[str]) -> Key | None:
+        """The key of the tenant's row that `parts` (texts, as an operator types them) name,
+        as the database stores it; None when no row has it. Each part is read as its key
+        column's type (`07` is 7, a UUID in any case or without hyphens, a date-time with a
+        space or a `T`); a part that is no value of that type raises SchemaError."""
+
     def batch_limit(self, key_width: int) -> int:
         """The most keys one batch may hold within the driver's bind-parameter limit."""
         return 50_000

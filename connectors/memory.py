@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -276,6 +277,21 @@ class MemoryConnector(Connector):
             raise
         return applied
 
+    def find_key(self, target: Target, parts: Sequence[str]) -> Key | None:
+        self._maybe_fail()
+        spec = target.table
+        if len(parts) != len(spec.key):
+            raise SchemaError(f"the key of {spec.name} has {len(spec.key)} part(s)")
+        column = spec.tenant_column
+        tenant = self._tenant(spec.name, target) if column else None
+        for row in self.tables[spec.name]:
+            if column and not self._same_tenant(row, column, tenant):
+                continue
+            key = _key(row, spec.key)
+            if all(_same_text(v, p) for v, p in zip(key, parts, strict=True)):
+                return key
+        return None
+
     def remaining(self, target: Target, change: Change, keys: Sequence[Key]) -> set[Key]:
         self._maybe_fail()
         if not target.table.key:
@@ -374,6 +390,25 @@ def _before(value: dt.date, target: Target) -> bool:
         aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
         return aware < target.cutoff_instant
     return value < target.cutoff_date
+
+
+def _same_text(value: Any, text: str) -> bool:
+    """An operator's text read as the stored value's type (a stand-in for a column type)."""
+    raw = text.strip()
+    try:
+        if isinstance(value, bool):
+            return value == (raw.lower() in ("true", "1"))
+        if isinstance(value, int):
+            return value == int(raw)
+        if isinstance(value, uuid.UUID):
+            return value == uuid.UUID(raw)
+        if isinstance(value, dt.datetime):
+            return value == dt.datetime.fromisoformat(raw)
+        if isinstance(value, dt.date):
+            return value == dt.date.fromisoformat(raw)
+    except ValueError:
+        return False
+    return bool(str(value) == text)
 
 
 def _meets(row: Row, cond: Condition) -> bool:

@@ -411,6 +411,28 @@ class SqlConnector(Connector):
         with self._wrap(f"cannot read the keys of {table.name}"), self.engine.connect() as conn:
             return [tuple(r) for r in conn.execute(query)]
 
+    def find_key(self, target: Target, parts: Sequence[str]) -> Key | None:
+        table = self._table(target.table.name)
+        key_cols = self._key_cols(table, target)
+        if len(parts) != len(key_cols):
+            raise SchemaError(
+                f"the key of {table.name} has {len(key_cols)} part(s) "
+                f"({', '.join(c.name for c in key_cols)}); give one value for each"
+            )
+        values = [
+            sqlbasis.key_candidates(text, column)
+            for text, column in zip(parts, key_cols, strict=True)
+        ]
+        query = sa.select(*key_cols).where(
+            *(c.in_(v) for c, v in zip(key_cols, values, strict=True))
+        )
+        tenant = self._tenant(table, target)
+        if tenant is not None:
+            query = query.where(tenant)
+        with self._wrap(f"cannot read rows of {table.name}"), self.engine.connect() as conn:
+            row = conn.execute(query.limit(1)).first()
+        return tuple(row) if row is not None else None
+
     def batch_limit(self, key_width: int) -> int:
         """Keys per batch within the bind-parameter limit. PostgreSQL gets keys as arrays
         (a constant number of parameters); SQLite takes SQLITE_LIMIT_VARIABLE_NUMBER

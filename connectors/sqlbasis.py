@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -266,3 +267,46 @@ def _unique(table: sa.Table, key: tuple[str, ...]) -> bool:
         if index.unique and columns and columns <= wanted:
             return True
     return False
+
+
+def key_value(text: str, column: sa.ColumnElement[Any]) -> Any:
+    """An operator's text for one key part, as the key column's type holds it; SchemaError
+    saying what to write when it is no value of that type."""
+    kind = column.type
+    raw = text.strip()
+    if not raw:
+        raise SchemaError(f"an empty text is no value of {column.name}; give the key part")
+    try:
+        if isinstance(kind, sa.Boolean):
+            return {"true": True, "false": False, "1": True, "0": False}[raw.lower()]
+        if isinstance(kind, sa.Integer):
+            return int(raw)
+        if isinstance(kind, sa.Uuid):
+            value = uuid.UUID(raw)
+            return value if kind.as_uuid else str(value)
+        if isinstance(kind, sa.DateTime):
+            return dt.datetime.fromisoformat(raw)
+        if isinstance(kind, sa.Date):
+            return dt.date.fromisoformat(raw)
+        if isinstance(kind, sa.Numeric):
+            return decimal.Decimal(raw)
+    except (ValueError, KeyError, decimal.InvalidOperation):
+        raise SchemaError(
+            f"{text!r} is not a value of {column.name} ({kind}); write a {_kind_hint(kind)}"
+        ) from None
+    return text
+
+
+def key_candidates(text: str, column: sa.ColumnElement[Any]) -> list[Any]:
+    """The values one key part may be stored as: its typed value; for a text column also the
+    usual spellings of a UUID the text names (a UUID kept as text: 32 hex digits on SQLite,
+    36 characters elsewhere, in either case)."""
+    value = key_value(text, column)
+    if not isinstance(column.type, sa.String) or isinstance(column.type, sa.Uuid):
+        return [value]
+    try:
+        named = uuid.UUID(text.strip())
+    except ValueError:
+        return [value]
+    spelled = [str(named), named.hex]
+    return list(dict.fromkeys([value, *spelled, *(s.upper() for s in spelled)]))

@@ -13,7 +13,9 @@ cutoff and a bound on rows (`bound`: the eligible rows plus a tenth, at least 10
 next run does the rule at that cutoff when it finds no more than the bound (and marks the
 approval used); finding more, it supersedes the approval and asks again.
 
-Statuses: waiting → approved → used; waiting → rejected; approved → superseded.
+Statuses: waiting → approved → used; waiting → rejected; approved → superseded (a run finds
+more than the approval covers); waiting → superseded (a run no longer needs it: the breaker
+stopped tripping, or nothing is eligible).
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ OPEN = ("waiting", "approved")
 
 class ApprovalError(RetentionError):
     """The approval cannot be decided as asked."""
+
+
+def person(name: str) -> str:
+    """An approver's name as four-eyes compares it: case and runs of spaces do not count, so
+    `alice`, `Alice` and `ALICE ` are one person."""
+    return " ".join(name.split()).casefold()
 
 
 def bound_for(eligible: int) -> int:
@@ -80,9 +88,11 @@ class Approval:
 
     @property
     def approved_cutoff(self) -> dt.date:
-        """The cutoff the (last) approver saw; the request's own before any decision."""
+        """The earliest cutoff any approver saw (with four-eyes the request's figures may
+        have moved between two approvals: an approval never covers what an approver did not
+        see); the request's own before any decision."""
         approved = [d for d in self.decisions if d.decision == "approve"]
-        return approved[-1].cutoff if approved else self.cutoff
+        return min(d.cutoff for d in approved) if approved else self.cutoff
 
     @property
     def approved_bound(self) -> int:
@@ -225,7 +235,7 @@ class ApprovalLedger:
                     f"approval {approval_id} is {approval.status}, not waiting; only a waiting "
                     "request can be decided"
                 )
-            if decision == "approve" and by in approval.approvers:
+            if decision == "approve" and person(by) in {person(a) for a in approval.approvers}:
                 raise ApprovalError(
                     f"{by} has already approved {approval_id}; four-eyes needs a second, "
                     "different approver"
@@ -260,14 +270,15 @@ class ApprovalLedger:
         return self._store.write(f"deciding approval {approval_id}", write)
 
     def close(self, approval_id: str, status: str, *, at: dt.datetime, run_id: str) -> None:
-        """Mark an approved request `used` (its rule ran) or `superseded` (it found more)."""
+        """Close an open request: `used` (its rule ran under it) or `superseded` (a run found
+        more than it covers, or no longer needs it)."""
         if status not in ("used", "superseded"):
             raise ValueError(f"status must be used or superseded, not {status!r}")
 
         def write(conn: Connection) -> None:
             conn.execute(
                 approvals.update()
-                .where(approvals.c.approval_id == approval_id, approvals.c.status == "approved")
+                .where(approvals.c.approval_id == approval_id, approvals.c.status.in_(OPEN))
                 .values(status=status, updated_at=at.astimezone(dt.UTC), used_by_run=run_id)
             )
 

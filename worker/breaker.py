@@ -116,8 +116,8 @@ def judge(eligible: int, table_rows: int | None, history: Sequence[int], limits:
             figures["share"] = round(share, 4)
             if share > limits.max_share:
                 tripped.append(
-                    f"{eligible} of {table_rows} rows ({share:.0%}) exceed max_share "
-                    f"{limits.max_share:.0%}"
+                    f"{eligible} of {table_rows} rows ({share:.1%}) exceed max_share "
+                    f"{limits.max_share:.1%}"
                 )
         recent = list(history[: limits.history])
         if len(recent) >= MIN_HISTORY:

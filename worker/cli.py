@@ -21,9 +21,10 @@ from worker.app import (
     subscribe_state,
     utc_now,
 )
+from worker.cli_approvals import approvals, approve, reject
 from worker.cli_audit import audit
 from worker.cli_common import EXIT_CODES_HELP, Ctx, config_option, fail, select_options
-from worker.cli_decisions import COMMANDS
+from worker.cli_holds import holds
 from worker.configload import Config, load_config
 from worker.errors import ConfigError, ExitCode, RetentionError, SettingsError
 from worker.events import EventBus, Outcome
@@ -371,5 +372,5 @@ def demo(ctx: Ctx, folder: Path, reset: bool, config_dir: Path | None) -> None:
     sys.exit(code)
 
 
-for _command in (audit, *COMMANDS):
+for _command in (audit, holds, approvals, approve, reject):
     main.add_command(_command)

@@ -161,7 +161,7 @@ class Gatekeeper:
         if held:
             return Gate(False, "held", "hold", (f"held by {', '.join(held)}",), hold_ids=held)
         if eligible == 0:
-            return GO
+            return self._withdraw(run_id, approval, dry_run)
         if approval is not None and approval.status == "approved":
             if eligible <= approval.approved_bound:
                 return Gate(True, "approved", approval.why, approval=approval)
@@ -204,7 +204,7 @@ class Gatekeeper:
         history = self.history(customer, product, rule.id, limits.history)
         verdict = judge(eligible, rows, history, limits)
         if verdict.ok:
-            return GO
+            return self._withdraw(run_id, approval, dry_run)
         return self._wait(
             run_id,
             customer,
@@ -254,6 +254,16 @@ class Gatekeeper:
         if new:
             self._changed(run_id, approval, "requested", "waiting")
         return Gate(False, "awaiting_approval", why, reasons, approval=approval, figures=figures)
+
+    def _withdraw(self, run_id: str, approval: Approval | None, dry_run: bool) -> Gate:
+        """The rule may go on without a person: a request still waiting for it (the breaker
+        no longer trips, nothing is eligible) is closed as superseded, so nobody is asked to
+        decide what no run waits for."""
+        waiting = approval is not None and approval.status == "waiting"
+        if waiting and approval is not None and not dry_run and self.approvals is not None:
+            self.approvals.close(approval.approval_id, "superseded", at=self.clock(), run_id=run_id)
+            self._changed(run_id, approval, "superseded", "superseded")
+        return GO
 
     def used(self, run_id: str, approval: Approval) -> None:
         """The rule ran under `approval`: close it, so the next run asks again."""

@@ -186,14 +186,18 @@ class HoldLedger:
     def release(self, hold_id: str, *, by: str, reason: str, at: dt.datetime) -> Hold:
         """Release an active hold; HoldError when it is unknown or already released."""
         _required(by=by, reason=reason)
+        attempts = 0
 
         def write(conn: Connection) -> Hold:
+            nonlocal attempts
+            attempts += 1
             row = conn.execute(sa.select(holds).where(holds.c.hold_id == hold_id)).first()
             if row is None:
                 raise HoldError(f"no hold {hold_id!r}; `retention-worker holds list` shows them")
             if row.released_at is not None:
-                if row.released_by == by.strip() and row.release_reason == reason.strip():
-                    return _from_row(row)  # a retried write after a lost reply
+                retried = attempts > 1 and row.released_by == by.strip()
+                if retried and row.release_reason == reason.strip():
+                    return _from_row(row)  # this call's own first attempt committed
                 raise HoldError(
                     f"hold {hold_id} was already released on {utc(row.released_at):%Y-%m-%d} "
                     f"by {row.released_by}"

@@ -40,3 +40,9 @@ def db_pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[st
         make = dbs.mariadb_database
     with make(server) as first, make(server) as second:
         yield first, second
+
+
+@pytest.fixture
+def product_url(tmp_path: Path) -> str:
+    """A SQLite product database file for one test."""
+    return f"sqlite:///{tmp_path / 'kidsapp.db'}"

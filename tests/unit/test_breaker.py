@@ -18,7 +18,7 @@ def test_the_share_trips_a_mistyped_month() -> None:
     """58 % of a 200,000-row table (the issue's case): cap and share both trip."""
     verdict = judge(115_361, 200_000, [], DEFAULT_LIMITS)
     assert len(verdict.tripped) == 2
-    assert "115361 of 200000 rows (58%) exceed max_share 25%" in verdict.tripped
+    assert "115361 of 200000 rows (57.7%) exceed max_share 25.0%" in verdict.tripped
     assert verdict.figures["share"] == 0.5768
 
 
@@ -74,3 +74,9 @@ def test_layers_override_in_order() -> None:
     )
     assert resolve() == DEFAULT_LIMITS
     assert resolve(None, rule, None).max_share == 0.1
+
+
+def test_a_share_just_over_the_limit_is_not_shown_as_equal_to_it() -> None:
+    """251 of 1,000 rows is 25.1 %: the message must not read "25% exceed 25%"."""
+    (reason,) = judge(1_251, 4_984, [], DEFAULT_LIMITS).tripped
+    assert reason == "1251 of 4984 rows (25.1%) exceed max_share 25.0%"

@@ -1,67 +1,31 @@
-"""The commands where a person decides: legal holds and approvals.
+"""`retention-worker holds add | list | release`: the legal-hold ledger (worker/holds.py).
 
-    retention-worker holds add | list | release
-    retention-worker approvals list
-    retention-worker approve ID --by NAME --reason TEXT
-    retention-worker reject ID --by NAME --reason TEXT
-
-Every hold placed or released and every decision is written to the ledger in the state
-database and to the audit trail (one event each, under an action id of its own). See
-docs/approvals.md for the whole procedure with real output.
+Every hold placed or released is written to the ledger in the state database and to the audit
+trail (one event each). See docs/approvals.md for the procedure with real output.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
-from worker.app import utc_now
-from worker.approvals import Approval, ApprovalError, ApprovalLedger
-from worker.audit import AuditTrail
+from connectors.base import ConnectorError, SchemaError, Target
+from worker.app import ConnectorFactory, utc_now
 from worker.cli_common import EXIT_CODES_HELP, Ctx, config_option, fail
+from worker.cli_people import FORMAT, action_id, state_and_bus
 from worker.configload import Config, load_config
-from worker.errors import ExitCode, RetentionError, SettingsError
-from worker.events import ApprovalChanged, EventBus, HoldChanged
+from worker.errors import ExitCode, SettingsError
+from worker.events import EventBus, HoldChanged
 from worker.gate import reason_digest
-from worker.holds import Hold, HoldError, HoldLedger
+from worker.holds import Hold, HoldLedger
 from worker.keys import record_key_hash
-from worker.logging import LogSubscriber
 from worker.policy import effective_rules
 from worker.report import render_table
-from worker.state import StateStore
-
-FORMAT = click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
-
-
-@contextmanager
-def _state(ctx: Ctx) -> Iterator[tuple[StateStore, EventBus]]:
-    """The migrated state database, and a bus that writes the audit trail (required)."""
-    store = StateStore(ctx.settings.state_url, retry=ctx.settings.retry_policy())
-    try:
-        store.check()
-        bus = EventBus()
-        bus.subscribe(AuditTrail(store, utc_now), required=True)
-        bus.subscribe(LogSubscriber())
-        yield store, bus
-    except (HoldError, ApprovalError) as exc:
-        fail(str(exc), ExitCode.BAD_CONFIG)
-    except RetentionError as exc:
-        fail(str(exc), ExitCode.RUN_FAILED)
-    finally:
-        store.close()
-
-
-def _action_id() -> str:
-    return uuid.uuid4().hex
-
+from worker.targets import table_for
 
 # --- holds ---------------------------------------------------------------------------------
 
@@ -160,8 +124,9 @@ def holds_add(
             pepper = ctx.settings.require_pepper()
         except SettingsError as exc:
             fail(str(exc))
-        key_hash = record_key_hash(pepper, customer, product, table, key)
-    with _state(ctx) as (store, bus):
+        stored = _stored_key(ctx, config, customer, product, table, key, pepper)
+        key_hash = record_key_hash(pepper, customer, product, table, stored)
+    with state_and_bus(ctx) as (store, bus):
         hold = HoldLedger(store).place(
             customer=customer,
             product=product,
@@ -184,7 +149,7 @@ def holds_add(
 @click.pass_obj
 def holds_list(ctx: Ctx, everything: bool, customer: str | None, fmt: str) -> None:
     """List the holds in force (with --all, released ones too), oldest first."""
-    with _state(ctx) as (store, _bus):
+    with state_and_bus(ctx) as (store, _bus):
         found = HoldLedger(store).list(include_released=everything, customer=customer)
     if fmt == "json":
         click.echo(json.dumps([_hold_json(h) for h in found], indent=2))
@@ -214,10 +179,59 @@ def holds_list(ctx: Ctx, everything: bool, customer: str | None, fmt: str) -> No
 def holds_release(ctx: Ctx, hold_id: str, reason: str, by: str) -> None:
     """Release a hold; its rows are free again at the next run, unless another hold covers
     them. The ledger keeps the released hold."""
-    with _state(ctx) as (store, bus):
+    with state_and_bus(ctx) as (store, bus):
         hold = HoldLedger(store).release(hold_id, by=by, reason=reason, at=utc_now())
         _publish_hold(bus, hold, "released", by, reason)
     click.echo(f"hold {hold.hold_id} on {_scope_text(hold)} released.")
+
+
+def _stored_key(
+    ctx: Ctx,
+    config: Config,
+    customer: str,
+    product: str,
+    table: str,
+    key: tuple[str, ...],
+    pepper: bytes,
+) -> tuple[Any, ...]:
+    """The record's key as its database stores it: each part read as its column's type, and
+    the row looked up, so the hold names exactly the row a run would (`07` is 7; a UUID in any
+    case). Exit 2 when no row of the customer has that key, 1 when the database is down."""
+    if customer not in config.customers:
+        fail(
+            f"the file of customer {customer!r} has problems (see `validate`); fix it first to "
+            "hold a single record, or hold the whole customer or product now"
+        )
+    chosen = config.customers[customer]
+    mapping = config.products[product]
+    subject = next(s for s in mapping.subjects.values() if s.table == table)
+    spec = table_for(subject, mapping)
+    target = Target(
+        spec,
+        chosen.products[product].tenant if mapping.tenancy.column else None,
+        None,
+        dt.date.min,
+        dt.datetime.min.replace(tzinfo=dt.UTC),
+    )
+    try:
+        connector = ConnectorFactory(ctx.env, pepper)(chosen, mapping)
+        connector.open()
+    except ConnectorError as exc:
+        fail(f"cannot look the record up: {exc}", ExitCode.RUN_FAILED)
+    try:
+        found = connector.find_key(target, key)
+    except SchemaError as exc:
+        fail(str(exc))
+    except ConnectorError as exc:
+        fail(f"cannot look the record up: {exc}", ExitCode.RUN_FAILED)
+    finally:
+        connector.close()
+    if found is None:
+        fail(
+            f"no row of {table} of {customer} × {product} has the key "
+            f"{', '.join(key)}; check the key (a hold names a record that exists)"
+        )
+    return found
 
 
 def _scope_text(hold: Hold) -> str:
@@ -253,7 +267,7 @@ def _hold_json(hold: Hold) -> dict[str, Any]:
 def _publish_hold(bus: EventBus, hold: Hold, change: str, by: str, reason: str) -> None:
     bus.publish(
         HoldChanged(
-            run_id=_action_id(),
+            run_id=action_id(),
             customer=hold.customer,
             product=hold.product or "*",
             hold_id=hold.hold_id,
@@ -267,140 +281,3 @@ def _publish_hold(bus: EventBus, hold: Hold, change: str, by: str, reason: str) 
             key_hash=hold.key_hash,
         )
     )
-
-
-# --- approvals -----------------------------------------------------------------------------
-
-
-@click.group(epilog=EXIT_CODES_HELP)
-def approvals() -> None:
-    """Requests waiting for a person: rules flagged `approval: required`, and rules that
-    tripped the blast-radius breaker. Decide with `approve` or `reject`."""
-
-
-@approvals.command("list", epilog=EXIT_CODES_HELP)
-@click.option("--all", "everything", is_flag=True, help="Also decided and used requests.")
-@FORMAT
-@click.pass_obj
-def approvals_list(ctx: Ctx, everything: bool, fmt: str) -> None:
-    """Show what waits (customer, product, rule, why, counts, since) and what is approved
-    but not yet used."""
-    with _state(ctx) as (store, _bus):
-        found = ApprovalLedger(store).list(include_closed=everything)
-    if fmt == "json":
-        click.echo(json.dumps([_approval_json(a) for a in found], indent=2))
-        return
-    if not found:
-        click.echo("Nothing waits for approval.")
-        return
-    rows = [
-        [
-            a.approval_id,
-            a.customer,
-            a.product,
-            a.rule,
-            a.why,
-            a.status,
-            a.eligible,
-            a.cutoff.isoformat(),
-            f"{len(a.approvers)}/{a.approvers_needed}",
-            f"{a.requested_at:%Y-%m-%d %H:%M}Z",
-        ]
-        for a in found
-    ]
-    headers = ["id", "customer", "product", "rule", "why", "status", "eligible", "cutoff"]
-    click.echo(render_table([*headers, "approvers", "since"], rows))
-    for a in found:
-        reasons = "; ".join(a.figures.get("reasons", []))
-        categories = ", ".join(a.figures.get("categories", []))
-        click.echo(
-            f"  {a.approval_id}: {a.figures.get('action', 'change')} {a.eligible} row(s) of "
-            f"{a.figures.get('table', '?')} ({categories or 'no categories'}): {reasons}"
-        )
-
-
-def _approval_json(a: Approval) -> dict[str, Any]:
-    return {
-        "approval_id": a.approval_id,
-        "customer": a.customer,
-        "product": a.product,
-        "rule": a.rule,
-        "why": a.why,
-        "status": a.status,
-        "requested_at": a.requested_at.isoformat(),
-        "cutoff": a.cutoff.isoformat(),
-        "eligible": a.eligible,
-        "bound": a.bound,
-        "approvers_needed": a.approvers_needed,
-        "figures": a.figures,
-        "decisions": [
-            {"decision": d.decision, "by": d.by, "reason": d.reason, "at": d.at.isoformat()}
-            for d in a.decisions
-        ],
-    }
-
-
-def _decide(ctx: Ctx, approval_id: str, decision: str, by: str, reason: str) -> Approval:
-    with _state(ctx) as (store, bus):
-        approval = ApprovalLedger(store).decide(
-            approval_id, decision, by=by, reason=reason, at=utc_now()
-        )
-        change = "rejected" if decision == "reject" else "approved"
-        bus.publish(
-            ApprovalChanged(
-                run_id=_action_id(),
-                customer=approval.customer,
-                product=approval.product,
-                rule=approval.rule,
-                approval_id=approval.approval_id,
-                change=change,
-                status=approval.status,
-                why=approval.why,
-                eligible=approval.eligible,
-                cutoff=approval.cutoff,
-                bound=approval.bound,
-                by=by.strip(),
-                reason_sha256=reason_digest(reason),
-                approvers=len(approval.approvers),
-                approvers_needed=approval.approvers_needed,
-            )
-        )
-    return approval
-
-
-@click.command(epilog=EXIT_CODES_HELP)
-@click.argument("approval_id")
-@click.option("--by", "by", required=True, metavar="NAME", help="Who approves.")
-@click.option("--reason", required=True, help="Why the change is right.")
-@click.pass_obj
-def approve(ctx: Ctx, approval_id: str, by: str, reason: str) -> None:
-    """Approve a waiting request. It covers the cutoff and rows counted (plus a tenth): the
-    next run of the pair does the rule, or asks again if it finds more. With four-eyes a
-    second, different approver completes it."""
-    a = _decide(ctx, approval_id, "approve", by, reason)
-    if a.status == "approved":
-        click.echo(
-            f"{a.approval_id} approved: the next run of {a.customer} × {a.product} does "
-            f"{a.rule} for rows before {a.cutoff.isoformat()}, at most {a.bound} row(s)."
-        )
-    else:
-        click.echo(
-            f"{a.approval_id}: {len(a.approvers)} of {a.approvers_needed} approvals "
-            f"({', '.join(a.approvers)}); it waits for a second, different approver."
-        )
-
-
-@click.command(epilog=EXIT_CODES_HELP)
-@click.argument("approval_id")
-@click.option("--by", "by", required=True, metavar="NAME", help="Who rejects.")
-@click.option("--reason", required=True, help="Why not (fix the cause: a setting, a mapping).")
-@click.pass_obj
-def reject(ctx: Ctx, approval_id: str, by: str, reason: str) -> None:
-    """Reject a waiting request: nothing is changed. A later run that finds the same rows
-    asks again, so fix the cause (a mistyped period, a wrong mapping)."""
-    a = _decide(ctx, approval_id, "reject", by, reason)
-    click.echo(f"{a.approval_id} rejected: {a.rule} of {a.customer} × {a.product} changes nothing.")
-
-
-COMMANDS = (holds, approvals, approve, reject)
-"""Registered on the main group by worker/cli.py."""

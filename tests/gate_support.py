@@ -1,0 +1,88 @@
+"""Helpers of the integration tests of holds, approvals and the breaker (tests/integration/
+test_breaker_runs.py, test_holds.py, test_gate_observed.py): the tests' own kidsapp
+configuration on real databases."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from tests import kidsapp
+from tests.support import NOW, PEPPER
+from worker.app import build_runner, run_pairs, subscribe_state
+from worker.configload import Config, load_config
+from worker.events import Event, EventBus
+from worker.holds import HoldLedger
+from worker.runreport import RunReport
+from worker.state import StateStore
+
+OLD = dt.date(2023, 6, 1)  # past 1 month and past the default 24 months on NOW (2026-11-28)
+RECENT = dt.date(2026, 11, 20)  # inside 1 month
+
+
+class Recorder:
+    """An EventBus subscriber that keeps every event."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+
+    def of(self, kind: type[Any]) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+def config(tmp_path: Path, **kwargs: Any) -> Config:
+    """The kidsapp configuration under `tmp_path/config`, loaded; `kwargs` as for
+    `kidsapp.write_config` (product, customers)."""
+    loaded = load_config(kidsapp.write_config(tmp_path / "config", **kwargs))
+    loaded.raise_for_problems()
+    return loaded
+
+
+def run(
+    cfg: Config,
+    url: str,
+    state: StateStore,
+    *,
+    dry_run: bool = False,
+    now: dt.datetime = NOW,
+    customer: str | None = None,
+    extra: list[Any] | None = None,
+) -> tuple[list[RunReport], Recorder]:
+    bus = EventBus()
+    subscribe_state(bus, state, lambda: now)
+    recorder = Recorder()
+    bus.subscribe(recorder)
+    for subscriber in extra or []:
+        bus.subscribe(subscriber)
+    runner = build_runner(
+        cfg, {kidsapp.URL_ENV: url}, bus, pepper=PEPPER, clock=lambda: now, store=state
+    )
+    pairs = [(c, p) for c, p in cfg.pairs() if customer is None or c.customer == customer]
+    return run_pairs(runner, pairs, now, dry_run=dry_run), recorder
+
+
+def seed(url: str, tenant_a: list[dt.date | None], tenant_b: list[dt.date | None]) -> None:
+    rows = [(i, 1, d) for i, d in enumerate(tenant_a, 1)]
+    rows += [(10_000 + i, 2, d) for i, d in enumerate(tenant_b, 1)]
+    kidsapp.create(url, rows)
+
+
+MISTYPED = {"kdv-a": {"settings": {"child_months": 1}}, "kdv-b": {}}
+
+
+def place(state: StateStore, **scope: Any) -> str:
+    fields: dict[str, Any] = {"product": None, "rule": None, "table": None, "key_hash": None}
+    fields.update(scope)
+    hold = HoldLedger(state).place(matter="M-1", reason="dossier", by="alice", at=NOW, **fields)
+    return hold.hold_id
+
+
+def sample(text: str, name: str, labels: dict[str, str]) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
