@@ -45,8 +45,9 @@ from worker.events import (
     RunFinished,
     RunStarted,
 )
+from worker.owner import process_owner
 from worker.state import ZERO_HASH, AuditEntry, AuditRecord, StateStore
-from worker.state.models import open_batches
+from worker.state.models import audit_events, open_batches, runs
 from worker.state.store import Also
 
 _AUDITED = (
@@ -264,7 +265,12 @@ class AuditTrail:
         try:
             if isinstance(event, RunStarted):
                 self._store.start_run(
-                    event.run_id, event.customer, event.product, event.at, event.dry_run
+                    event.run_id,
+                    event.customer,
+                    event.product,
+                    event.at,
+                    event.dry_run,
+                    owner=process_owner(),
                 )
             self._append(event, payload)
             if isinstance(event, RunFinished):
@@ -469,6 +475,19 @@ def verify(
         (r, rule, b, seq) for (r, rule, b), seq in sorted(pending.items(), key=lambda i: i[1])
     )
     open_runs = tuple(sorted(started, key=started.__getitem__))
+    removed = _outcomes_without_records(store, prev_seq, open_runs, unsettled)
+    if removed:
+        return VerifyResult(
+            ok=False,
+            checked=checked,
+            first_bad_seq=prev_seq + 1,
+            reason=f"the chain ends at event {prev_seq}, but {removed}: records were removed "
+            "from the end of the trail and the head moved back (a checkpoint kept outside "
+            "the state database shows how many)",
+            policies=policies,
+            unsettled=unsettled,
+            open_runs=open_runs,
+        )
     if unsettled or open_runs:
         parts = []
         if unsettled:
@@ -500,6 +519,77 @@ def verify(
         reason="the chain is intact",
         policies=policies,
     )
+
+
+def _outcomes_without_records(
+    store: StateStore,
+    last_seq: int,
+    open_runs: tuple[str, ...],
+    unsettled: tuple[tuple[str, str, int, int], ...],
+) -> str:
+    """What the state tables know ended while the trail has no record of it ('' if none).
+
+    `runs` gets its outcome and `open_batches` loses its row in the same transaction as the
+    `run.finished` / batch-outcome record (StateStore.append_audit), so a run with an outcome
+    but no `run.finished`, or an intent with no open batch and no outcome record, means
+    records were cut from the trail, not a crash to settle. A record written after the
+    verified snapshot (seq > `last_seq`: a worker running now) is not counted as cut.
+    """
+    if not open_runs and not unsettled:
+        return ""
+
+    def recorded_since(conn: Connection, kinds: tuple[str, ...]) -> set[tuple[str, str]]:
+        return {
+            (r, rule or "")
+            for r, rule in conn.execute(
+                sa.select(audit_events.c.run_id, audit_events.c.rule).where(
+                    audit_events.c.seq > last_seq, audit_events.c.kind.in_(kinds)
+                )
+            )
+        }
+
+    def read(conn: Connection) -> str:
+        found = []
+        if open_runs:
+            finished_since = {r for r, _ in recorded_since(conn, ("run.finished",))}
+            ended = [
+                (str(r), str(o))
+                for r, o in conn.execute(
+                    sa.select(runs.c.run_id, runs.c.outcome)
+                    .where(runs.c.run_id.in_(open_runs), runs.c.outcome.is_not(None))
+                    .order_by(runs.c.started_at)
+                )
+                if r not in finished_since
+            ]
+            if ended:
+                run_id, outcome = ended[0]
+                found.append(
+                    f"the runs table says {len(ended)} run(s) finished that have no "
+                    f"run.finished record (the first: {run_id}, {outcome})"
+                )
+        if unsettled:
+            still_open = {
+                (r, rule, int(b))
+                for r, rule, b in conn.execute(
+                    sa.select(open_batches.c.run_id, open_batches.c.rule, open_batches.c.batch)
+                )
+            }
+            outcomes_since = recorded_since(conn, _BATCH_KINDS[1:])
+            closed = [
+                u
+                for u in unsettled
+                if (u[0], u[1], u[2]) not in still_open and (u[0], u[1]) not in outcomes_since
+            ]
+            if closed:
+                run_id, rule, batch, seq = closed[0]
+                found.append(
+                    f"{len(closed)} batch intent(s) were closed by an outcome record the trail "
+                    f"no longer has (the first: event {seq}, run {run_id}, rule {rule}, "
+                    f"batch {batch})"
+                )
+        return " and ".join(found)
+
+    return store.read("comparing the trail with the runs it recorded", read)
 
 
 def _recompute(record: AuditRecord) -> str | None:

@@ -13,8 +13,10 @@ start (the daemon's, `run --once`'s, and each run of a pair) settles what its pa
 - a run left without an outcome is closed as `crashed`, with the rows its applied and settled
   batches changed.
 
-Runs in progress in this process are left alone. Without leases (one process per pair), a run
-in progress in another process would be closed too: run one worker per customer × product.
+Runs in progress are left alone: those of this process (`active`), and those whose owner
+(`runs.owner`, worker/owner.py) is still alive — a process on this host that still exists, or a
+run on another host with an audit record in the last 30 minutes. A second `run --once` beside
+the daemon therefore never closes the daemon's live run.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from connectors.base import Change, Connector, Key, Target
 from worker.config import Catalogue, Customer, ProductMapping
 from worker.events import BatchSettled, EventBus, Outcome, RunFinished
 from worker.keys import KeyHasher, row_key
+from worker.owner import abandoned
 from worker.policy import effective_rules, rule_cutoff
 from worker.state import StateStore
 from worker.state.models import audit_events, open_batches, runs
@@ -42,6 +45,11 @@ from worker.targets import target_for
 log = structlog.get_logger("worker.reconcile")
 SCAN_PAGE = 5_000
 Clock = Callable[[], dt.datetime]
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    """A stored time as aware UTC (SQLite and MariaDB return it naive)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -117,14 +125,14 @@ class Reconciler:
         active: Iterable[str] = (),
     ) -> Settled:
         """Settle what earlier runs of this pair left open; runs in `active` are skipped."""
-        busy = set(active)
+        busy = set(active) | {settled_by} | self._live_runs(customer.customer, mapping.product)
         found = self._open_batches(customer.customer, mapping.product)
         batches = [b for b in found if b.run_id not in busy]
         rows = 0
         for batch in batches:
             rows += self._settle_batch(connector, customer, mapping, batch, settled_by)
         closed = 0
-        for run_id in self._open_runs(customer.customer, mapping.product, busy | {settled_by}):
+        for run_id in self._open_runs(customer.customer, mapping.product, busy):
             self._close_run(run_id, customer.customer, mapping.product, settled_by)
             closed += 1
         if batches or closed:
@@ -169,6 +177,25 @@ class Reconciler:
             return found
 
         return self.store.read("reading open batches", read)
+
+    def _live_runs(self, customer: str, product: str) -> set[str]:
+        """Open runs of the pair whose owner is still alive (worker/owner.py)."""
+        last = (
+            sa.select(sa.func.max(audit_events.c.at))
+            .where(audit_events.c.run_id == runs.c.run_id)
+            .scalar_subquery()
+        )
+        query = sa.select(runs.c.run_id, runs.c.owner, runs.c.started_at, last).where(
+            runs.c.customer == customer, runs.c.product == product, runs.c.outcome.is_(None)
+        )
+        found = self.store.read("reading open runs", lambda c: list(c.execute(query)))
+        now = self.clock()
+        live = set()
+        for run_id, owner, started_at, last_at in found:
+            activity = max((_utc(t) for t in (started_at, last_at) if t is not None), default=None)
+            if not abandoned(owner, activity, now):
+                live.add(str(run_id))
+        return live
 
     def _open_runs(self, customer: str, product: str, busy: set[str]) -> list[str]:
         query = sa.select(runs.c.run_id).where(

@@ -46,6 +46,8 @@ runs = Table(
     Column("dry_run", Boolean(create_constraint=False), nullable=False),
     Column("error", Text, nullable=True),
     Column("rows_changed", BigInteger, nullable=False),
+    # host|pid of the process running it (worker/owner.py); NULL before 0005.
+    Column("owner", String(200), nullable=True),
     CheckConstraint(
         "outcome IS NULL OR outcome IN ('succeeded', 'failed', 'interrupted', 'crashed')",
         name="outcome",

@@ -19,6 +19,8 @@ class RunRecord:
     dry_run: bool
     error: str | None
     rows_changed: int
+    # host|pid of the process that ran it (worker/owner.py); None before migration 0005.
+    owner: str | None = None
 
 
 @dataclass(frozen=True)

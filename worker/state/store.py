@@ -241,9 +241,16 @@ class StateStore:
     # -- runs ----------------------------------------------------------------------------
 
     def start_run(
-        self, run_id: str, customer: str, product: str, at: dt.datetime, dry_run: bool
+        self,
+        run_id: str,
+        customer: str,
+        product: str,
+        at: dt.datetime,
+        dry_run: bool,
+        owner: str | None = None,
     ) -> None:
-        """Record that a run started (once, even when a retry repeats the call)."""
+        """Record that a run started (once, even when a retry repeats the call); `owner` is
+        the `host|pid` of the process running it (worker/owner.py)."""
         values = {
             "run_id": run_id,
             "customer": customer,
@@ -251,6 +258,7 @@ class StateStore:
             "started_at": _aware(at, "started_at"),
             "dry_run": dry_run,
             "rows_changed": 0,
+            "owner": owner,
         }
 
         def write() -> None:
