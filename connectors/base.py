@@ -122,13 +122,17 @@ class Mask(enum.StrEnum):
     YEAR = "year"
     POSTCODE_DIGITS = "postcode_digits"
     KEYED_HASH = "keyed_hash"
+    PSEUDONYM = "pseudonym"
 
 
 @dataclass(frozen=True)
 class ColumnMask:
+    """How one column is anonymised: `text` for FIXED, `length` (characters) for PSEUDONYM."""
+
     column: str
     mask: Mask
     text: str | None = None
+    length: int | None = None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from connectors.base import Basis, ColumnMask, Dependent, Mask, Table, Target
 from connectors.tenancy import reference_problems
-from worker.config import CustomerProduct, ProductMapping, Subject
+from worker.config import CustomerProduct, Masking, ProductMapping, Subject
 from worker.config import Dependent as DependentConfig
 from worker.policy import Cutoff, EffectiveRule, rule_cutoff
 
@@ -19,6 +19,11 @@ def _dependent(dep: DependentConfig) -> Dependent:
         columns=tuple(dep.columns),
         dependents=tuple(_dependent(d) for d in dep.dependents),
     )
+
+
+def column_mask(column: str, masking: Masking) -> ColumnMask:
+    """The connector's form of one `with` entry of a rule."""
+    return ColumnMask(column, Mask(masking.strategy.value), masking.text, masking.length)
 
 
 def table_for(subject: Subject, mapping: ProductMapping) -> Table:
@@ -75,7 +80,7 @@ def target_for(
         cutoff_date=cutoff.date,
         cutoff_instant=cutoff.instant,
         everything=bool(cutoff.everything),
-        masks=tuple(ColumnMask(column, Mask(m.strategy.value), m.text) for column, m in rule.masks),
+        masks=tuple(column_mask(column, m) for column, m in rule.masks),
         also=also,
     )
 
