@@ -27,12 +27,14 @@ from connectors.base import (
     ConnectorError,
     DateQuality,
     Dependent,
+    ForeignKeyRef,
     Guard,
     Key,
     Prepare,
     Problem,
     SchemaError,
     Table,
+    TableSchema,
     Target,
 )
 from connectors.tenancy import TenantKind, exact_tenant, kind_of_value, reference_problems
@@ -99,6 +101,18 @@ class MemoryConnector(Connector):
         for spec in tables:
             problems.extend(reference_problems(spec))
         return problems
+
+    def foreign_keys_to(self, table: str) -> list[ForeignKeyRef]:
+        """Tables in memory have no foreign keys."""
+        self._maybe_fail()
+        return []
+
+    def table_schema(self, table: str) -> TableSchema | None:
+        """Tables in memory declare no types or constraints: nothing to check masks against."""
+        self._maybe_fail()
+        if table not in self.tables:
+            raise SchemaError(f"table {table} does not exist")
+        return None
 
     def date_quality(self, table: str, column: str) -> DateQuality:
         self._maybe_fail()
