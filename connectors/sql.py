@@ -160,7 +160,7 @@ class SqlConnector(Connector):
                 self._metadata.reflect(bind=self.engine, only=wanted)
         problems: list[Problem] = []
         for spec in tables:
-            problems.extend(verify_table(spec, existing, self._table))
+            problems.extend(verify_table(spec, existing, self._table, self.engine.dialect))
             problems.extend(verify_tenancy(spec, existing, self._table))
         return problems
 
