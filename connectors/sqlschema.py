@@ -4,10 +4,12 @@ and nullability, the unique keys, and the foreign keys between tables.
 SQLAlchemy's inspector reads them on every backend. What the dialects report differs, and is
 evened out here:
 
-- an ON DELETE / ON UPDATE action a database does not report is its default: PostgreSQL and
-  SQLite leave out NO ACTION (their default), MariaDB/MySQL leave out RESTRICT and NO ACTION
-  alike (InnoDB's default, and InnoDB treats them the same), so a missing action reads as NO
-  ACTION, or as RESTRICT on MariaDB/MySQL; both refuse the delete;
+- an ON DELETE / ON UPDATE action a database does not report is its default: PostgreSQL
+  leaves out NO ACTION (its default), MariaDB/MySQL leave out RESTRICT and NO ACTION alike
+  (InnoDB's default, and InnoDB treats them the same), so a missing action reads as NO
+  ACTION, or as RESTRICT on MariaDB/MySQL; both refuse the delete. On SQLite the actions
+  come from `PRAGMA foreign_key_list`, because SQLAlchemy misses those written on a column
+  (`child_id INTEGER REFERENCES child(id) ON DELETE RESTRICT`);
 - SQLite's UNIQUE column constraints exist only as automatic indexes, read with
   `include_auto_indexes`; MariaDB's unique keys are indexes; PostgreSQL reports a UNIQUE
   constraint both as a constraint and as its index; each key is kept once;
@@ -50,8 +52,9 @@ def table_schema(engine: Engine, table: sa.Table) -> TableSchema:
     for index in inspector.get_indexes(table.name, **options):
         if index.get("unique"):
             keys.append(_unique(dict(index), columns))
+    actions = _sqlite_actions(engine, [table.name]) if dialect.name == "sqlite" else {}
     references = tuple(
-        _reference(table.name, found, dialect.name)
+        _reference(table.name, dict(found), dialect.name, actions)
         for found in inspector.get_foreign_keys(table.name)
         if found.get("referred_schema") is None
     )
@@ -63,11 +66,13 @@ def all_foreign_keys(engine: Engine) -> dict[str, list[ForeignKeyRef]]:
     (one catalogue query on PostgreSQL; one per table on MariaDB and SQLite)."""
     inspector = sa.inspect(engine)
     name = engine.dialect.name
+    every = inspector.get_multi_foreign_keys()
+    actions = _sqlite_actions(engine, [t for _, t in every]) if name == "sqlite" else {}
     found: dict[str, list[ForeignKeyRef]] = {}
-    for (_schema, table), keys in inspector.get_multi_foreign_keys().items():
+    for (_schema, table), keys in every.items():
         for key in keys:
             if key.get("referred_schema") is None:
-                ref = _reference(table, key, name)
+                ref = _reference(table, dict(key), name, actions)
                 found.setdefault(ref.referred_table, []).append(ref)
     for refs in found.values():
         refs.sort(key=lambda r: (r.table, r.columns))
@@ -136,7 +141,10 @@ def _unique(found: Mapping[str, Any], columns: Mapping[str, ColumnInfo]) -> Uniq
             names.extend(_named_in(str(expression), columns))
     options = found.get("dialect_options") or {}
     not_distinct = bool(options.get("postgresql_nulls_not_distinct"))
-    return UniqueKey(found.get("name"), tuple(dict.fromkeys(names)), not not_distinct)
+    name = found.get("name")
+    if isinstance(name, str) and name.startswith("sqlite_autoindex_"):
+        name = None  # SQLite's own name for an inline UNIQUE: nobody wrote it
+    return UniqueKey(name, tuple(dict.fromkeys(names)), not not_distinct)
 
 
 def _named_in(expression: str, columns: Iterable[str]) -> list[str]:
@@ -157,18 +165,51 @@ def _distinct(keys: Iterable[UniqueKey]) -> tuple[UniqueKey, ...]:
     return tuple(chosen.values())
 
 
-def _reference(table: str, found: Mapping[str, Any], dialect: str) -> ForeignKeyRef:
+# (table, referred table, constrained columns) → (ON UPDATE, ON DELETE) as SQLite states them
+Actions = Mapping[tuple[str, str, tuple[str, ...]], tuple[str, str]]
+
+
+def _reference(
+    table: str, found: Mapping[str, Any], dialect: str, actions: Actions
+) -> ForeignKeyRef:
     options = found.get("options") or {}
     default = RefAction.RESTRICT if dialect in ("mysql", "mariadb") else RefAction.NO_ACTION
+    columns = tuple(found["constrained_columns"])
+    on_update, on_delete = options.get("onupdate"), options.get("ondelete")
+    stated = actions.get((table, found["referred_table"], columns))
+    if stated is not None:
+        on_update, on_delete = stated
     return ForeignKeyRef(
         name=found.get("name"),
         table=table,
-        columns=tuple(found["constrained_columns"]),
+        columns=columns,
         referred_table=found["referred_table"],
         referred_columns=tuple(found["referred_columns"]),
-        on_delete=_action(options.get("ondelete"), default),
-        on_update=_action(options.get("onupdate"), default),
+        on_delete=_action(on_delete, default),
+        on_update=_action(on_update, default),
     )
+
+
+def _sqlite_actions(
+    engine: Engine, tables: Iterable[str]
+) -> dict[tuple[str, str, tuple[str, ...]], tuple[str, str]]:
+    """ON UPDATE and ON DELETE of each foreign key of `tables`, from SQLite's own
+    `PRAGMA foreign_key_list`: SQLAlchemy reads them from the CREATE TABLE text and misses
+    those of a column constraint (`child_id INTEGER REFERENCES child(id) ON DELETE
+    RESTRICT` reads as no action)."""
+    quote = engine.dialect.identifier_preparer.quote_identifier
+    found: dict[tuple[str, str, tuple[str, ...]], tuple[str, str]] = {}
+    with engine.connect() as conn:
+        for table in tables:
+            rows = conn.exec_driver_sql(f"PRAGMA foreign_key_list({quote(table)})").all()
+            by_id: dict[int, list[Any]] = {}
+            for row in rows:  # id, seq, table, from, to, on_update, on_delete, match
+                by_id.setdefault(int(row[0]), []).append(row)
+            for parts in by_id.values():
+                parts.sort(key=lambda r: int(r[1]))
+                columns = tuple(str(r[3]) for r in parts)
+                found[(table, str(parts[0][2]), columns)] = (str(parts[0][5]), str(parts[0][6]))
+    return found
 
 
 def _action(value: Any, default: RefAction) -> RefAction:
