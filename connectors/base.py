@@ -31,7 +31,11 @@ Every connector guarantees:
 - delete removes dependent rows before their parents and counts every row removed;
 - anonymise is idempotent: rows already anonymised are neither selected nor counted;
 - errors of the driver reach the caller as `ConnectorError` with the cause attached,
-  and never carry a row's values.
+  and never carry a row's values;
+- `foreign_keys_to` and `table_schema` report the schema as the database enforces it:
+  foreign keys with their ON DELETE / ON UPDATE actions (enforced on SQLite too: the SQL
+  connector turns them on in every session), column types, widths, NOT NULL and unique
+  keys, so that `validate` can refuse what a run would fail on.
 """
 
 from __future__ import annotations

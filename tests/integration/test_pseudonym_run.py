@@ -276,3 +276,67 @@ def test_a_second_anonymisation_changes_no_row(
     finally:
         connector.close()
         engine.dispose()
+
+
+@CHECKS
+@given(
+    values=st.lists(
+        st.one_of(
+            st.none(),
+            st.dates(dt.date(1000, 1, 1), dt.date(9999, 12, 31)),
+            st.datetimes(dt.datetime(1000, 1, 1), dt.datetime(9999, 12, 31, 23, 59, 59)),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+)
+def test_a_second_year_mask_changes_no_row(any_db_url: str, values: list[Any]) -> None:
+    """Any dates and timestamps under `year`, through the connector: afterwards every value
+    is done (the mask keeps it) and a second run selects and changes no row."""
+    md = sa.MetaData()
+    table = sa.Table(
+        "dated",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("d", sa.Date),
+        sa.Column("t", sa.DateTime),
+        sa.Column("left_on", sa.Date),
+    )
+    engine = sa.create_engine(any_db_url)
+    connector = SqlConnector(any_db_url, pepper=PEPPER)
+    rows_in = [
+        {
+            "id": i,
+            "d": v.date() if isinstance(v, dt.datetime) else v,
+            "t": v
+            if isinstance(v, dt.datetime) or v is None
+            else dt.datetime.combine(v, dt.time()),
+            "left_on": OLD,
+        }
+        for i, v in enumerate(values)
+    ]
+    try:
+        md.drop_all(engine)
+        md.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(table.insert(), rows_in)
+        connector.open()
+        masks = (ColumnMask("d", Mask.YEAR), ColumnMask("t", Mask.YEAR))
+        target = Target(
+            Table("dated", key=("id",)),
+            None,
+            "left_on",
+            dt.date(2025, 1, 1),
+            dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
+            masks=masks,
+        )
+        connector.apply(target, Change.ANONYMISE, connector.select_expired(target, None, 100))
+        assert connector.select_expired(target, None, 100) == []
+        assert dict(connector.apply(target, Change.ANONYMISE, [(r["id"],) for r in rows_in])) == {}
+        with engine.connect() as conn:
+            for _, d, t in conn.execute(sa.select(table.c.id, table.c.d, table.c.t)):
+                assert mask_value(masks[0], d, PEPPER) == d
+                assert mask_value(masks[1], t, PEPPER) == t
+    finally:
+        connector.close()
+        engine.dispose()
