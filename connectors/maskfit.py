@@ -347,7 +347,8 @@ def written(mask: ColumnMask) -> str:
     if mask.mask is Mask.NULL:
         return '"null"'
     if mask.mask is Mask.FIXED:
-        return '{fixed: "' + (mask.text or "").replace('"', '\\"') + '"}'
+        text = (mask.text or "").replace("\\", "\\\\").replace('"', '\\"')
+        return '{fixed: "' + text + '"}'
     if mask.mask is Mask.PSEUDONYM:
         return f"{{pseudonym: {{length: {mask.length}}}}}"
     return str(mask.mask)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -25,6 +26,8 @@ from connectors.base import (
     UniqueKey,
 )
 from connectors.maskfit import check_masks, collapsed_key, fitting_mask, refusals, written
+from worker.config.models import _masking
+from worker.targets import column_mask
 
 
 def text(name: str, length: int | None = 20, *, nullable: bool = True, **extra: Any) -> ColumnInfo:
@@ -275,3 +278,20 @@ def test_a_pseudonym_is_proposed_for_any_text_column_wide_enough(length: int, pa
         assert fits == ColumnMask("c", Mask.PSEUDONYM, length=length)
     else:
         assert fits == ColumnMask("c", Mask.KEYED_HASH)
+
+
+@given(
+    st.one_of(
+        st.text(st.characters(categories=["L", "N", "P", "S", "Zs"]), max_size=30)
+        .filter(lambda t: t == t.strip())  # a mapping's texts are read stripped
+        .map(lambda t: ColumnMask("c", Mask.FIXED, t)),
+        st.integers(PSEUDONYM_MIN_LENGTH, 69).map(
+            lambda n: ColumnMask("c", Mask.PSEUDONYM, length=n)
+        ),
+        st.sampled_from([ColumnMask("c", m) for m in (Mask.NULL, Mask.YEAR, Mask.KEYED_HASH)]),
+    )
+)
+def test_a_proposed_mask_is_written_as_the_mapping_reads_it(mask: ColumnMask) -> None:
+    """The form a message proposes, pasted into a mapping, reads back as the same mask."""
+    masking = _masking(yaml.safe_load(f"c: {written(mask)}")["c"])
+    assert column_mask("c", masking) == mask
