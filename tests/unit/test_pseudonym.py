@@ -114,3 +114,12 @@ def test_a_pseudonym_written_wrong_is_refused_with_the_fix(written: Any, message
     with pytest.raises(ValidationError) as refused:
         rule(written)
     assert message in str(refused.value)
+
+
+def test_a_mask_without_a_width_dumps_as_before() -> None:
+    """Only a pseudonym's dump has `length`: the policy fingerprint of a mapping without
+    pseudonyms is the one it had before the mask existed."""
+    masks = rule({"pseudonym": {"length": 20}}).model_dump(mode="json", by_alias=True)["with"]
+    assert masks == {"username": {"strategy": "pseudonym", "text": None, "length": 20}}
+    plain = rule({"fixed": "gone"}).model_dump(mode="json", by_alias=True)["with"]
+    assert plain == {"username": {"strategy": "fixed", "text": "gone"}}

@@ -15,11 +15,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StrictBool,
     StrictInt,
     StrictStr,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -151,11 +153,19 @@ class Strategy(enum.StrEnum):
 
 class Masking(Model):
     """One column's anonymisation: `text` for a fixed text, `length` (characters) for a
-    pseudonym."""
+    pseudonym. Dumped without `length` unless set, so the policy fingerprint of a mapping
+    without pseudonyms is what it was before they existed."""
 
     strategy: Strategy
     text: str | None = None
     length: int | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if self.length is None and isinstance(data, dict):
+            data.pop("length", None)
+        return data
 
 
 _WRITTEN = "a name, {fixed: TEXT} or {pseudonym: {length: N}}"
