@@ -5,6 +5,13 @@ is what makes anonymisation idempotent: a second run finds nothing left to do. E
 function maps a done value to itself, so applying a mask twice changes nothing either.
 A NULL holds no personal data and is left as it is by every strategy.
 
+A pseudonym is `anon-` followed by lowercase hex digits of an HMAC-SHA256 of the value keyed
+with the pepper, cut to the mask's width: the same value and pepper give the same pseudonym
+on every run, and the "done" test recognises exactly that shape (the prefix, then only
+`0-9a-f` up to the width), which a real value is very unlikely to have. A keyed hash is the
+pseudonym of width 25. Two different values get the same pseudonym with a probability of at
+most n(n-1)/2 / 16^(width-5) for n values (the birthday bound; `collision_bound`).
+
 The year mask reads what a date column may hold besides clean dates (see
 `connectors.dates`): a value that holds no date at all (an empty text, a MariaDB zero date
 such as `0000-00-00` or `2024-00-10`, PostgreSQL `±infinity`, read as the Python minimum or
@@ -18,6 +25,7 @@ import datetime as dt
 import hashlib
 import hmac
 import re
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,20 +34,58 @@ from sqlalchemy.sql.elements import ColumnElement
 from connectors.base import ColumnMask, Mask
 
 PSEUDONYM_PREFIX = "anon-"
-PSEUDONYM_HEX = 20
-_PSEUDONYM_RE = re.compile(rf"{PSEUDONYM_PREFIX}[0-9a-f]{{{PSEUDONYM_HEX}}}")
+PSEUDONYM_HEX = 20  # hex digits of a keyed hash
+KEYED_HASH_LENGTH = len(PSEUDONYM_PREFIX) + PSEUDONYM_HEX  # 25 characters
+# The narrowest pseudonym: 12 hex digits (48 bits); 100,000 values collide with a probability
+# of at most 1.8e-5. Narrower ones give no useful bound (10 digits: 0.45% for 100,000).
+PSEUDONYM_MIN_LENGTH = len(PSEUDONYM_PREFIX) + 12
+PSEUDONYM_MAX_LENGTH = len(PSEUDONYM_PREFIX) + 64  # all of an HMAC-SHA256 in hex
 _DIGITS_RE = re.compile(r"[^0-9]+")
 POSTCODE_DIGITS = 4
 
 
+def pseudonym(value: str, pepper: bytes, length: int = KEYED_HASH_LENGTH) -> str:
+    """A stable pseudonym of exactly `length` characters (PSEUDONYM_MIN_LENGTH to
+    PSEUDONYM_MAX_LENGTH): `anon-` and the first `length - 5` hex digits of the value's
+    HMAC-SHA256 under `pepper`. Raises ValueError for a length outside those bounds."""
+    if not PSEUDONYM_MIN_LENGTH <= length <= PSEUDONYM_MAX_LENGTH:
+        raise ValueError(
+            f"a pseudonym is {PSEUDONYM_MIN_LENGTH} to {PSEUDONYM_MAX_LENGTH} characters long"
+        )
+    digest = hmac.new(pepper, value.encode("utf-8"), hashlib.sha256).hexdigest()
+    return PSEUDONYM_PREFIX + digest[: length - len(PSEUDONYM_PREFIX)]
+
+
 def keyed_hash(value: str, pepper: bytes) -> str:
     """A stable pseudonym: the same value under the same pepper gives the same result."""
-    digest = hmac.new(pepper, value.encode("utf-8"), hashlib.sha256).hexdigest()
-    return PSEUDONYM_PREFIX + digest[:PSEUDONYM_HEX]
+    return pseudonym(value, pepper, KEYED_HASH_LENGTH)
 
 
-def is_pseudonym(value: str) -> bool:
-    return _PSEUDONYM_RE.fullmatch(value) is not None
+def is_pseudonym(value: str, length: int = KEYED_HASH_LENGTH) -> bool:
+    """True when `value` has the shape of a pseudonym of `length` characters."""
+    return _shape(length).fullmatch(value) is not None
+
+
+@lru_cache(maxsize=64)
+def _shape(length: int) -> re.Pattern[str]:
+    digits = length - len(PSEUDONYM_PREFIX)
+    return re.compile(rf"{re.escape(PSEUDONYM_PREFIX)}[0-9a-f]{{{digits}}}")
+
+
+def collision_bound(values: int, length: int) -> float:
+    """An upper bound on the probability that any two of `values` different values get the
+    same pseudonym of `length` characters: n(n-1)/2 pairs, each equal with 16^-(length-5)."""
+    pairs = values * (values - 1) / 2
+    return min(1.0, pairs / float(16 ** (length - len(PSEUDONYM_PREFIX))))
+
+
+def mask_length(mask: ColumnMask) -> int:
+    """The characters a pseudonym or keyed hash writes (ValueError for another mask)."""
+    if mask.mask is Mask.KEYED_HASH:
+        return KEYED_HASH_LENGTH
+    if mask.mask is Mask.PSEUDONYM and mask.length is not None:
+        return mask.length
+    raise ValueError(f"mask {mask.mask} of {mask.column} has no pseudonym length")
 
 
 def mask_value(mask: ColumnMask, value: Any, pepper: bytes) -> Any:
@@ -56,9 +102,9 @@ def mask_value(mask: ColumnMask, value: Any, pepper: bytes) -> Any:
         text = str(value)
         digits = _DIGITS_RE.sub("", text)[:POSTCODE_DIGITS]
         return text if digits == text else (digits or None)
-    if mask.mask is Mask.KEYED_HASH:
-        text = str(value)
-        return text if is_pseudonym(text) else keyed_hash(text, pepper)
+    if mask.mask in (Mask.KEYED_HASH, Mask.PSEUDONYM):
+        text, length = str(value), mask_length(mask)
+        return text if is_pseudonym(text, length) else pseudonym(text, pepper, length)
     raise ValueError(f"unknown mask {mask.mask!r}")
 
 
@@ -109,8 +155,8 @@ def done_clause(
             column.is_(None),
             sa.and_(sa.func.length(column) <= POSTCODE_DIGITS, sa.func.length(stripped) == 0),
         )
-    if mask.mask is Mask.KEYED_HASH:
-        return sa.or_(column.is_(None), _pseudonym_clause(column))
+    if mask.mask in (Mask.KEYED_HASH, Mask.PSEUDONYM):
+        return sa.or_(column.is_(None), _pseudonym_clause(column, mask_length(mask)))
     raise ValueError(f"unknown mask {mask.mask!r}")
 
 
@@ -138,12 +184,14 @@ def _year_done(column: sa.ColumnElement[Any], dialect: str) -> ColumnElement[boo
     return sa.or_(*done)
 
 
-def _pseudonym_clause(column: sa.ColumnElement[Any]) -> ColumnElement[bool]:
-    """SQL for `is_pseudonym`: a value merely shaped like one (an e-mail) is not done.
+def _pseudonym_clause(column: sa.ColumnElement[Any], length: int) -> ColumnElement[bool]:
+    """SQL for `is_pseudonym(value, length)`: a value merely shaped like one is not done.
 
-    LIKE fixes the length in characters; REPLACE, case-sensitive everywhere unlike LIKE and
-    `=`, checks the prefix and that only lowercase hex digits follow; LENGTH(...) = 0, not
-    = '', because MariaDB's comparison ignores trailing spaces.
+    LIKE fixes the length in characters (on PostgreSQL a CHAR(n) value keeps its padding
+    for LIKE, which is why validate asks a CHAR(n) column for a pseudonym of width n);
+    REPLACE, case-sensitive everywhere unlike LIKE and `=`, checks the prefix and that only
+    lowercase hex digits follow; LENGTH(...) = 0, not = '', because MariaDB's comparison
+    ignores trailing spaces.
     """
     size = len(PSEUDONYM_PREFIX)
     head = sa.func.replace(sa.func.substr(column, 1, size), PSEUDONYM_PREFIX, "")
@@ -151,7 +199,7 @@ def _pseudonym_clause(column: sa.ColumnElement[Any]) -> ColumnElement[bool]:
     for digit in "0123456789abcdef":
         rest = sa.func.replace(rest, digit, "")
     return sa.and_(
-        column.like(PSEUDONYM_PREFIX + "_" * PSEUDONYM_HEX),
+        column.like(PSEUDONYM_PREFIX + "_" * (length - size)),
         sa.func.length(head) == 0,
         sa.func.length(rest) == 0,
     )

@@ -31,7 +31,11 @@ Every connector guarantees:
 - delete removes dependent rows before their parents and counts every row removed;
 - anonymise is idempotent: rows already anonymised are neither selected nor counted;
 - errors of the driver reach the caller as `ConnectorError` with the cause attached,
-  and never carry a row's values.
+  and never carry a row's values;
+- `foreign_keys_to` and `table_schema` report the schema as the database enforces it:
+  foreign keys with their ON DELETE / ON UPDATE actions (enforced on SQLite too: the SQL
+  connector turns them on in every session), column types, widths, NOT NULL and unique
+  keys, so that `validate` can refuse what a run would fail on.
 """
 
 from __future__ import annotations
@@ -122,13 +126,17 @@ class Mask(enum.StrEnum):
     YEAR = "year"
     POSTCODE_DIGITS = "postcode_digits"
     KEYED_HASH = "keyed_hash"
+    PSEUDONYM = "pseudonym"
 
 
 @dataclass(frozen=True)
 class ColumnMask:
+    """How one column is anonymised: `text` for FIXED, `length` (characters) for PSEUDONYM."""
+
     column: str
     mask: Mask
     text: str | None = None
+    length: int | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,109 @@ class Dependent:
     references: tuple[tuple[str, str], ...]
     columns: tuple[str, ...] = ()
     dependents: tuple[Dependent, ...] = ()
+
+
+class RefAction(enum.StrEnum):
+    """What a foreign key does to the rows that reference a deleted (or updated) row."""
+
+    CASCADE = "CASCADE"  # deletes them too
+    SET_NULL = "SET NULL"
+    SET_DEFAULT = "SET DEFAULT"
+    RESTRICT = "RESTRICT"  # refuses the delete
+    NO_ACTION = "NO ACTION"  # refuses it too (at the end of the statement, or at COMMIT)
+
+    @property
+    def blocks(self) -> bool:
+        """True when a referenced row cannot go while a reference to it remains."""
+        return self in (RefAction.RESTRICT, RefAction.NO_ACTION)
+
+
+@dataclass(frozen=True)
+class ForeignKeyRef:
+    """A foreign key of `table` (`columns`) that points at `referred_table` (`referred_columns`,
+    pairwise in the same order), with what it does when a referred row is deleted or its
+    referred columns are updated.
+
+    Read from the live schema; an action the database does not report is its default: NO
+    ACTION on PostgreSQL and SQLite, RESTRICT on MariaDB/MySQL (InnoDB treats the two alike).
+    `name` is the constraint's name (None where SQLite keeps none).
+    """
+
+    name: str | None
+    table: str
+    columns: tuple[str, ...]
+    referred_table: str
+    referred_columns: tuple[str, ...]
+    on_delete: RefAction = RefAction.NO_ACTION
+    on_update: RefAction = RefAction.NO_ACTION
+
+    @property
+    def pairs(self) -> tuple[tuple[str, str], ...]:
+        """(own column, referred column) pairs, like a dependent's `references`."""
+        return tuple(zip(self.columns, self.referred_columns, strict=True))
+
+    def __str__(self) -> str:
+        own = ", ".join(self.columns)
+        theirs = ", ".join(self.referred_columns)
+        return f"{self.table}({own}) → {self.referred_table}({theirs}) ON DELETE {self.on_delete}"
+
+
+class ColumnKind(enum.StrEnum):
+    """What a column holds, as far as masks care."""
+
+    TEXT = "text"  # CHAR, VARCHAR, TEXT (not an enumeration)
+    CHOICE = "choice"  # an ENUM type: only its values fit
+    DATE = "date"
+    DATETIME = "datetime"
+    INTEGER = "integer"
+    NUMBER = "number"  # NUMERIC, FLOAT
+    BOOLEAN = "boolean"
+    UUID = "uuid"
+    OTHER = "other"  # binary, JSON, intervals, arrays, …
+    UNKNOWN = "unknown"  # a type SQLAlchemy does not know: only NULL and uniqueness are checked
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    """One column as the live schema declares it.
+
+    `length` is the declared maximum in characters (None: unbounded or not text); `padded`
+    says that it is a fixed-width CHAR(n), which PostgreSQL pads with spaces; `choices` are an
+    ENUM's values; `type_name` is the type as the database reports it, for messages.
+    """
+
+    name: str
+    kind: ColumnKind
+    type_name: str
+    nullable: bool
+    length: int | None = None
+    padded: bool = False
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UniqueKey:
+    """Columns no two rows may share: the primary key, a UNIQUE constraint or unique index.
+
+    `nulls_distinct` (the default everywhere; PostgreSQL 15+ `NULLS NOT DISTINCT` turns it
+    off): rows with a NULL in one of the columns never clash. An index on an expression lists
+    the columns the expression names.
+    """
+
+    name: str | None
+    columns: tuple[str, ...]
+    nulls_distinct: bool = True
+    primary: bool = False
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """A table's columns, unique keys and own foreign keys, read from the live schema."""
+
+    name: str
+    columns: Mapping[str, ColumnInfo]
+    unique: tuple[UniqueKey, ...] = ()
+    references: tuple[ForeignKeyRef, ...] = ()  # this table's foreign keys to others
 
 
 @dataclass(frozen=True)
@@ -364,6 +475,19 @@ class Connector(abc.ABC):
     @abc.abstractmethod
     def verify(self, tables: Sequence[Table]) -> list[Problem]:
         """Compare the expected tables with the live schema; fatal problems stop a run."""
+
+    @abc.abstractmethod
+    def foreign_keys_to(self, table: str) -> list[ForeignKeyRef]:
+        """The foreign keys of other tables that point at `table` (a table's references to
+        itself are left out), in the order of the referencing table's name and the
+        constraint's columns. Empty for a connector without foreign keys. Raises
+        `ConnectorError` when the schema cannot be read."""
+
+    @abc.abstractmethod
+    def table_schema(self, table: str) -> TableSchema | None:
+        """The live columns, unique keys and foreign keys of `table`, for checks of masks;
+        None when the connector has no declared schema (in memory). Raises `SchemaError`
+        when the table does not exist."""
 
     @abc.abstractmethod
     def backlog(self, target: Target) -> Backlog:

@@ -31,6 +31,7 @@ from connectors.base import (
     DateQuality,
     Dependent,
     FirstOf,
+    ForeignKeyRef,
     Guard,
     Key,
     Op,
@@ -39,6 +40,7 @@ from connectors.base import (
     RelatedRows,
     SchemaError,
     Table,
+    TableSchema,
     Target,
 )
 from connectors.tenancy import TenantKind, exact_tenant, kind_of_value, reference_problems
@@ -105,6 +107,18 @@ class MemoryConnector(Connector):
         for spec in tables:
             problems.extend(reference_problems(spec))
         return problems
+
+    def foreign_keys_to(self, table: str) -> list[ForeignKeyRef]:
+        """Tables in memory have no foreign keys."""
+        self._maybe_fail()
+        return []
+
+    def table_schema(self, table: str) -> TableSchema | None:
+        """Tables in memory declare no types or constraints: nothing to check masks against."""
+        self._maybe_fail()
+        if table not in self.tables:
+            raise SchemaError(f"table {table} does not exist")
+        return None
 
     def date_quality(self, table: str, column: str) -> DateQuality:
         self._maybe_fail()

@@ -13,9 +13,11 @@ comparison or a value written:
   error, never silently truncated), `lock_wait_timeout` (metadata and table locks),
   `innodb_lock_wait_timeout` (row locks) and `max_statement_time` (MariaDB) or
   `max_execution_time` (MySQL, SELECTs only).
-- SQLite: `busy_timeout` bounds the wait for a lock; a progress handler interrupts a
-  statement that runs past its deadline. The deadline starts before each statement, and is
-  cleared at commit, rollback and check-in so that it never outlives its statement.
+- SQLite: `foreign_keys = ON` (SQLite enforces foreign keys only when a connection asks, so
+  a RESTRICT or CASCADE acts as it does on the other databases); `busy_timeout` bounds the
+  wait for a lock; a progress handler interrupts a statement that runs past its deadline.
+  The deadline starts before each statement, and is cleared at commit, rollback and
+  check-in so that it never outlives its statement.
 """
 
 from __future__ import annotations
@@ -152,6 +154,7 @@ def _sqlite(engine: Engine, timeouts: Timeouts) -> None:
     def connect(dbapi_connection: Any, record: Any) -> None:
         cursor = dbapi_connection.cursor()
         try:
+            cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute(f"PRAGMA busy_timeout = {_milliseconds(timeouts.lock_seconds)}")
         finally:
             cursor.close()

@@ -30,12 +30,14 @@ from connectors.base import (
     ConnectorError,
     DateQuality,
     Dependent,
+    ForeignKeyRef,
     Guard,
     Key,
     Prepare,
     Problem,
     SchemaError,
     Table,
+    TableSchema,
     Target,
     Timeouts,
 )
@@ -43,6 +45,7 @@ from connectors.errors import describe, wrap_errors
 from connectors.masking import safe_url
 from connectors.session import pin_sessions
 from connectors.sqlchange import Batch, change_batch, key_in
+from connectors.sqlschema import all_foreign_keys, foreign_keys_to, table_schema
 from connectors.sqlverify import verify_table, verify_tenancy
 from connectors.tenancy import tenant_clause
 
@@ -81,6 +84,7 @@ class SqlConnector(Connector):
         self._engine_options = engine_options
         self._engine: Engine | None = None
         self._metadata = sa.MetaData()
+        self._foreign_keys: dict[str, list[ForeignKeyRef]] | None = None  # read once per open
 
     def __repr__(self) -> str:
         return f"SqlConnector({self.safe_url!r})"
@@ -125,6 +129,7 @@ class SqlConnector(Connector):
             self._engine.dispose()
             self._engine = None
         self._metadata = sa.MetaData()
+        self._foreign_keys = None
 
     @property
     def engine(self) -> Engine:
@@ -168,10 +173,23 @@ class SqlConnector(Connector):
                 self._metadata.reflect(bind=self.engine, only=wanted)
         problems: list[Problem] = []
         for spec in tables:
-            problems.extend(verify_table(spec, existing, self._table))
+            problems.extend(verify_table(spec, existing, self._table, self.engine.dialect))
             problems.extend(verify_tenancy(spec, existing, self._table))
             problems.extend(sqlbasis.verify_spec(spec, existing, self._table))
         return problems
+
+    def foreign_keys_to(self, table: str) -> list[ForeignKeyRef]:
+        """See `Connector.foreign_keys_to`; the whole database's foreign keys are read once
+        per `open` (connectors.sqlschema)."""
+        if self._foreign_keys is None:
+            with self._wrap("cannot read the foreign keys of the database"):
+                self._foreign_keys = all_foreign_keys(self.engine)
+        return foreign_keys_to(self._foreign_keys, table)
+
+    def table_schema(self, table: str) -> TableSchema:
+        spec = self._table(table)
+        with self._wrap(f"cannot read the constraints of table {table}"):
+            return table_schema(self.engine, spec)
 
     # --- selection -------------------------------------------------------------------
 

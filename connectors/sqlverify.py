@@ -6,6 +6,7 @@ the set of the database's table names.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -14,6 +15,7 @@ from connectors.base import Dependent, Problem, Table
 from connectors.tenancy import kind_of_type, reference_problems
 
 TableOf = Callable[[str], sa.Table]
+MAX_INDEX_NAME = 63  # PostgreSQL's limit (MariaDB's is 64)
 
 
 def verify_tenancy(spec: Table, existing: set[str], table_of: TableOf) -> list[Problem]:
@@ -50,9 +52,12 @@ def verify_tenancy(spec: Table, existing: set[str], table_of: TableOf) -> list[P
     return problems + reference_problems(spec, key_of)
 
 
-def verify_table(spec: Table, existing: set[str], table_of: TableOf) -> list[Problem]:
-    """Missing tables and columns, time bases of the wrong type (fatal), unindexed time
-    bases (a warning), for a table and its dependents."""
+def verify_table(
+    spec: Table, existing: set[str], table_of: TableOf, dialect: sa.Dialect | None = None
+) -> list[Problem]:
+    """Missing tables and columns, time bases of the wrong type (fatal), time bases no index
+    serves (a warning with the `CREATE INDEX` that would, in `dialect`'s SQL), for a table
+    and its dependents."""
     if spec.name not in existing:
         return [Problem(spec.name, None, "table is missing from the database")]
     table = table_of(spec.name)
@@ -72,25 +77,74 @@ def verify_table(spec: Table, existing: set[str], table_of: TableOf) -> list[Pro
                     f"a time basis must be a DATE or TIMESTAMP column, not {table.c[column].type}",
                 )
             )
-    indexed = {next(iter(ix.columns)).name for ix in table.indexes if ix.columns}
-    indexed.update(table.primary_key.columns.keys()[:1])
-    for column in spec.dates:
-        if column in table.c and column not in indexed:
-            problems.append(
-                Problem(
-                    spec.name,
-                    column,
-                    "no index on this time basis: selections will scan the table",
-                    fatal=False,
-                )
-            )
+    for column in dict.fromkeys(spec.dates):
+        if column in table.c:
+            advice = index_advice(table, column, spec.tenant_column, dialect)
+            if advice is not None:
+                problems.append(Problem(spec.name, column, advice, fatal=False))
     for dep in spec.dependents:
-        problems.extend(_verify_dependent(dep, spec.name, existing, table_of))
+        problems.extend(_verify_dependent(dep, spec.name, existing, table_of, dialect))
     return problems
 
 
+def index_advice(
+    table: sa.Table, basis: str, tenant: str | None, dialect: sa.Dialect | None = None
+) -> str | None:
+    """None when an index serves the selection of expired rows by `basis`; else a warning
+    with the `CREATE INDEX` that would (in `dialect`'s SQL).
+
+    The selection filters on the tenant column (a shared table) and compares the time basis
+    with the cutoff. An index serves it when its columns start with the time basis, or with
+    the tenant column and then the time basis. An index led by the tenant column alone still
+    leaves every row of the tenant to read; the advice says so.
+    """
+    tenant = tenant if tenant is not None and tenant in table.c else None
+    wanted = [tenant, basis] if tenant is not None else [basis]
+    leading: list[tuple[str | None, list[str]]] = [
+        (ix.name if isinstance(ix.name, str) else None, [c.name for c in ix.columns])
+        for ix in table.indexes
+    ]
+    primary = table.primary_key.name
+    leading.append(
+        (primary if isinstance(primary, str) else None, list(table.primary_key.columns.keys()))
+    )
+    for _name, columns in leading:
+        if columns[:1] == [basis] or (tenant is not None and columns[:2] == wanted):
+            return None
+    statement = _create_index(table, wanted, dialect)
+    by_tenant = [
+        name or "the primary key" for name, cols in leading if tenant and cols[:1] == [tenant]
+    ]
+    if by_tenant:
+        return (
+            f"no index leads with ({', '.join(wanted)}); {by_tenant[0]} leads with the tenant "
+            f"column only, so each run reads all of a customer's rows to compare {basis}; "
+            f"create one: {statement}"
+        )
+    return (
+        f"no index leads with ({', '.join(wanted)}): selections will scan the table; "
+        f"create one: {statement}"
+    )
+
+
+def _create_index(table: sa.Table, columns: list[str], dialect: sa.Dialect | None) -> str:
+    """`CREATE INDEX name ON table (columns)` quoted for `dialect`, on a detached copy of the
+    table (an index made on the reflected table would join its list of indexes)."""
+    name = f"ix_{table.name}_{'_'.join(columns)}"
+    if len(name) > MAX_INDEX_NAME:
+        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
+        name = f"{name[: MAX_INDEX_NAME - 9]}_{digest}"
+    copy = sa.Table(table.name, sa.MetaData(), *(sa.Column(c, table.c[c].type) for c in columns))
+    index = sa.Index(name, *(copy.c[c] for c in columns))
+    return f"{sa.schema.CreateIndex(index).compile(dialect=dialect)};"
+
+
 def _verify_dependent(
-    dep: Dependent, parent: str, existing: set[str], table_of: TableOf
+    dep: Dependent,
+    parent: str,
+    existing: set[str],
+    table_of: TableOf,
+    dialect: sa.Dialect | None,
 ) -> list[Problem]:
     sub = Table(
         dep.table,
@@ -98,7 +152,7 @@ def _verify_dependent(
         columns=(*dep.columns, *(c for c, _ in dep.references)),
         dependents=dep.dependents,
     )
-    problems = verify_table(sub, existing, table_of)
+    problems = verify_table(sub, existing, table_of, dialect)
     if dep.table in existing:
         parent_table = table_of(parent)
         for _, parent_col in dep.references:

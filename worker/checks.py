@@ -5,9 +5,14 @@ database once for its customer. Every problem points at the line of the product 
 that names the missing table or column, at the customer's `tenant` when its value does not
 convert exactly to the tenant column's type, or at the place that names the URL variable.
 
+Masks and deletes are checked against the live constraints (`worker.constraints`): a mask
+that cannot fit its column is a problem at the rule's `with` entry, a foreign key that refuses
+a delete rule's deletes one at the rule's `action`; a foreign key that cascades is a warning.
+
 Besides problems, the check says how many rows each customer has (a note), warns when a
-customer's tenant value has none at all (a typo?), and warns per time basis about values
-that are not clean dates (kept as unknown, or read from another form).
+customer's tenant value has none at all (a typo?), warns per time basis about values that
+are not clean dates (kept as unknown, or read from another form), and about time bases no
+index serves (with the `CREATE INDEX` that would).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from worker.config import Customer, Dependent, ProductMapping, Subject
 from worker.config.language import FirstOf
 from worker.configfiles import Doc, Problems, read_yaml
 from worker.configload import Config
+from worker.constraints import check_constraints
 from worker.errors import ConfigProblem
 from worker.targets import table_for
 
@@ -91,6 +97,14 @@ def check_live(config: Config, env: Mapping[str, str]) -> LiveResult:
                     )
                 else:
                     result.warnings.append(f"{product}: {problem} ({who})")
+            limits = check_constraints(connector, mapping)
+            for path, message in limits.problems:
+                at(
+                    _product_file(config.directory, mapping),
+                    path,
+                    f"{message} (the database of {who}, {variable})",
+                )
+            result.warnings.extend(f"{product}: {w} ({who})" for w in limits.warnings)
             result.checked += 1
             for customer in customers:
                 _check_rows(connector, customer, mapping, variable, at, result, config.directory)

@@ -92,11 +92,15 @@ def validate(ctx: Ctx, config_dir: Path | None, offline: bool) -> None:
     Exits 2 when a file is wrong (YAML syntax, unknown product or category, a period
     that is negative, absurd or below a legal floor), when a table or column that a
     mapping names is missing from the database, when a customer's tenant value does not
-    convert exactly to the tenant column's type, or when a dependent's references leave
-    out a tenant column its parent's key holds; every problem names the file, the path
-    inside it and what to fix. Exits 1 when a database cannot be reached. Also prints how
-    many rows each customer has, and warns about a tenant value without rows and about
-    time bases holding values that are not clean dates.
+    convert exactly to the tenant column's type, when a dependent's references leave
+    out a tenant column its parent's key holds, when an anonymisation cannot fit its
+    column (NULL in a NOT NULL column, one fixed text in a UNIQUE one, a value longer than
+    the column), or when a foreign key from a table the mapping does not delete first
+    refuses a delete rule (ON DELETE RESTRICT / NO ACTION); every problem names the file,
+    the path inside it and what to fix. Exits 1 when a database cannot be reached. Also
+    prints how many rows each customer has, and warns about a tenant value without rows,
+    time bases holding values that are not clean dates, time bases no index serves (with
+    the CREATE INDEX that would) and foreign keys that cascade a delete rule's deletes.
     """
     from worker.checks import check_live
 

@@ -64,10 +64,13 @@ def condition(cond: ConditionConfig) -> Condition:
     return Condition(cond.column, Op(operator), cond.value)
 
 
+def column_mask(column: str, masking: Masking) -> ColumnMask:
+    """The connector's form of one `with` entry of a rule."""
+    return ColumnMask(column, Mask(masking.strategy.value), masking.text, masking.length)
+
+
 def _masks(masks: dict[str, Masking]) -> tuple[ColumnMask, ...]:
-    return tuple(
-        ColumnMask(column, Mask(m.strategy.value), m.text) for column, m in sorted(masks.items())
-    )
+    return tuple(column_mask(column, m) for column, m in sorted(masks.items()))
 
 
 def related_rows(related: Related) -> RelatedRows:

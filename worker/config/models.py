@@ -14,11 +14,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StrictBool,
     StrictInt,
     StrictStr,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -37,6 +39,7 @@ from worker.config.values import (
     Identifier,
     check_amount,
     parse_period,
+    pseudonym_length,
     short,
     tenant_value,
 )
@@ -172,11 +175,27 @@ class Strategy(enum.StrEnum):
     YEAR = "year"
     POSTCODE_DIGITS = "postcode_digits"
     KEYED_HASH = "keyed_hash"
+    PSEUDONYM = "pseudonym"
 
 
 class Masking(Model):
+    """One column's anonymisation: `text` for a fixed text, `length` (characters) for a
+    pseudonym. Dumped without `length` unless set, so the policy fingerprint of a mapping
+    without pseudonyms is what it was before they existed."""
+
     strategy: Strategy
     text: str | None = None
+    length: int | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if self.length is None and isinstance(data, dict):
+            data.pop("length", None)
+        return data
+
+
+_WRITTEN = "a name, {fixed: TEXT} or {pseudonym: {length: N}}"
 
 
 def _masking(value: Any) -> Masking:
@@ -188,16 +207,24 @@ def _masking(value: Any) -> Masking:
         try:
             strategy = Strategy(value)
         except ValueError:
-            names = ", ".join(s.value for s in Strategy if s is not Strategy.FIXED)
+            bare = (s.value for s in Strategy if s not in (Strategy.FIXED, Strategy.PSEUDONYM))
             raise ValueError(
-                f"unknown anonymisation {value!r}; use one of {names}, or {{fixed: TEXT}}"
+                f"unknown anonymisation {value!r}; use one of {', '.join(bare)}, "
+                "{fixed: TEXT} or {pseudonym: {length: N}}"
             ) from None
         if strategy is Strategy.FIXED:
             raise ValueError("write a fixed text as {fixed: TEXT}")
+        if strategy is Strategy.PSEUDONYM:
+            raise ValueError(
+                "write a pseudonym as {pseudonym: {length: N}}, N the column's width in "
+                "characters (validate names it)"
+            )
         return Masking(strategy=strategy)
     if isinstance(value, dict) and set(value) == {"fixed"} and isinstance(value["fixed"], str):
         return Masking(strategy=Strategy.FIXED, text=value["fixed"])
-    raise ValueError(f"{short(value)} is not an anonymisation; use a name or {{fixed: TEXT}}")
+    if isinstance(value, dict) and set(value) == {"pseudonym"}:
+        return Masking(strategy=Strategy.PSEUDONYM, length=pseudonym_length(value["pseudonym"]))
+    raise ValueError(f"{short(value)} is not an anonymisation; use {_WRITTEN}")
 
 
 class Related(Model):

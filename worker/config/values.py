@@ -16,6 +16,12 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
+from connectors.anonymise import (
+    PSEUDONYM_MAX_LENGTH,
+    PSEUDONYM_MIN_LENGTH,
+    PSEUDONYM_PREFIX,
+    collision_bound,
+)
 from worker.periods import Period, Unit
 
 # PostgreSQL cuts identifiers at 63 bytes (NAMEDATALEN - 1): a longer name would silently name
@@ -218,3 +224,36 @@ def tenant_value(value: Any) -> Any:
             f"the tenant text is {len(value)} characters long; at most {TENANT_TEXT_MAX}"
         )
     return value
+
+
+# --- pseudonyms --------------------------------------------------------------------------
+
+
+def pseudonym_length(value: Any) -> int:
+    """The width of `{pseudonym: {length: N}}`: a whole number of characters from
+    PSEUDONYM_MIN_LENGTH (17) to PSEUDONYM_MAX_LENGTH (69). Narrower pseudonyms have too few
+    hex digits for a useful collision bound (connectors.anonymise.collision_bound); the
+    message says what the asked width would give. Raises ValueError with the fix."""
+    form = "write {pseudonym: {length: N}}, N the column's width in characters"
+    if not isinstance(value, dict) or set(value) != {"length"}:
+        raise ValueError(f"{short(value)} is not a pseudonym's settings; {form}")
+    length = value["length"]
+    if isinstance(length, bool) or not isinstance(length, int):
+        raise ValueError(  # noqa: TRY004  (pydantic locates ValueError only)
+            f"length {short(length)} is not a whole number; {form}"
+        )
+    if length > PSEUDONYM_MAX_LENGTH:
+        raise ValueError(
+            f"length {length} is more than a pseudonym holds ({PSEUDONYM_MAX_LENGTH}: "
+            f"{PSEUDONYM_PREFIX!r} and 64 hex digits); set at most {PSEUDONYM_MAX_LENGTH}"
+        )
+    if length < PSEUDONYM_MIN_LENGTH:
+        digits = max(0, length - len(PSEUDONYM_PREFIX))
+        chance = collision_bound(10_000, length) if digits else 1.0
+        raise ValueError(
+            f"a pseudonym of {length} characters leaves {digits} hex digit(s) after "
+            f"{PSEUDONYM_PREFIX!r}: two of 10,000 people would share one with a probability "
+            f"up to {chance:.2g}; set a length of at least {PSEUDONYM_MIN_LENGTH} (widen the "
+            'column if it is narrower), or use "null" where no link is needed'
+        )
+    return length
