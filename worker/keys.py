@@ -7,10 +7,19 @@ without storing its key.
 `encode` writes every field as a netstring, `<length>:<bytes>,`, where bytes are the field's
 UTF-8 text and length is their number in decimal: unambiguous whatever the text holds, and
 cheap to compute. A key part's text is the same whatever type the database or the operator
-gives it: a whole number in decimal (`7`), a text as it is, a date as `YYYY-MM-DD`, a
-date-time in ISO 8601 (`YYYY-MM-DDTHH:MM:SS[.ffffff][+HH:MM]`), bytes in lowercase hex, a
-boolean as `true`/`false`, anything else (a UUID, a decimal) by its usual text. So the
-operator's `--key 7` on the command line hashes like the integer 7 read from the database.
+gives it:
+
+- a whole number in decimal (`7`, `-12`); a boolean as `true`/`false`;
+- a text as it is; bytes in lowercase hex;
+- a date as `YYYY-MM-DD`;
+- a date-time as `YYYY-MM-DDTHH:MM:SS`, followed by `.ffffff` (six digits) only when its
+  microseconds are not zero; a date-time with a time zone is first converted to UTC and ends
+  in `+00:00` (`2020-01-01T10:00:00`, `2020-01-01T10:00:00.250000+00:00`);
+- a UUID in lowercase `8-4-4-4-12` form; a decimal as the database returns it, with its scale
+  (`7.10`); a float by Python's shortest round-trip text (`0.1`).
+
+So the operator's `--key 7` on the command line hashes like the integer 7 read from the
+database (`holds add` looks the key up and hashes the stored value).
 
 A row of a table without a key is named by all its values in table order, NULL written as
 one NUL character (`row_key`).
@@ -40,6 +49,8 @@ def key_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, dt.datetime):
+        if value.utcoffset() is not None:
+            value = value.astimezone(dt.UTC)
         return value.isoformat()
     if isinstance(value, dt.date):
         return value.isoformat()

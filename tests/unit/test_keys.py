@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import hashlib
 import hmac
+import uuid
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support import REPO
 from worker.keys import KeyHasher, encode_fields, key_text, record_key_hash
 
 PEPPER = b"keys-test-pepper-0123456789"
@@ -40,3 +44,43 @@ def test_the_fast_hasher_equals_the_plain_formula(key: list[object]) -> None:
     fields = ["kdv-zonnestraal", "flexkids", "child", *(key_text(k) for k in key)]
     expected = hmac.new(PEPPER, encode_fields(fields), hashlib.sha256).hexdigest()
     assert KeyHasher(PEPPER, "kdv-zonnestraal", "flexkids", "child")(tuple(key)) == expected
+
+
+DOCUMENTED = [
+    (7, "7"),
+    (-12, "-12"),
+    ("K-001", "K-001"),
+    (dt.date(2020, 1, 1), "2020-01-01"),
+    (dt.datetime(2020, 1, 1, 10, 0), "2020-01-01T10:00:00"),
+    (dt.datetime(2020, 1, 1, 10, 0, 0, 250000), "2020-01-01T10:00:00.250000"),
+    (
+        dt.datetime(2020, 1, 1, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=1))),
+        "2020-01-01T09:00:00+00:00",
+    ),
+    (uuid.UUID("0B8E4C6A-1F2D-4C3B-9A7E-5D6C7B8A9F01"), "0b8e4c6a-1f2d-4c3b-9a7e-5d6c7b8a9f01"),
+    (decimal.Decimal("7.10"), "7.10"),
+    (0.1, "0.1"),
+    (b"\x00\xff", "00ff"),
+    (True, "true"),
+]
+
+
+@pytest.mark.parametrize(("value", "text"), DOCUMENTED)
+def test_each_key_part_is_written_as_docs_audit_md_says(value: object, text: str) -> None:
+    assert key_text(value) == text
+    docs = (REPO / "docs" / "audit.md").read_text(encoding="utf-8")
+    section = docs[docs.index("## Record-key hashes") :]
+    assert f"`{text}`" in section, f"docs/audit.md gives no example {text!r}"
+
+
+@given(
+    st.datetimes(timezones=st.just(dt.UTC)),
+    st.integers(min_value=-14 * 60, max_value=14 * 60),
+)
+def test_a_date_time_hashes_the_same_in_every_session_time_zone(
+    instant: dt.datetime, minutes: int
+) -> None:
+    """PostgreSQL returns `timestamptz` in the session's zone: the text must not depend on it."""
+    shown = instant.astimezone(dt.timezone(dt.timedelta(minutes=minutes)))
+    assert key_text(shown) == key_text(instant)
+    assert key_text(instant).endswith("+00:00")
