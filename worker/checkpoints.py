@@ -26,6 +26,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,12 +153,15 @@ def signature_ok(checkpoint: Checkpoint, public: Ed25519PublicKey) -> bool:
     return True
 
 
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+
+
 def parse(text: str, where: str) -> list[Checkpoint]:
     """Checkpoints from `SEQ:HASH` or from JSON lines (`audit checkpoints` output)."""
     text = text.strip()
     if not text.startswith("{"):
         seq, sep, hash_ = text.partition(":")
-        if not sep or not seq.isdigit() or len(hash_) != 64:
+        if not sep or not seq.isdigit() or not _HEX64.fullmatch(hash_):
             raise CheckpointError(
                 f"{where}: write a checkpoint as SEQ:HASH (64 hex digits) or give a file of "
                 "`retention-worker audit checkpoints` lines"

@@ -62,6 +62,13 @@ def _anchors(values: tuple[str, ...], public_key: Path | None) -> dict[int, Chec
         else:
             text, where = value, f"--checkpoint {value}"
         for checkpoint in parse(text, where):
+            if public is not None and checkpoint.signature is None:
+                raise CheckpointError(
+                    f"checkpoint {checkpoint.short} in {where} carries no signature, so "
+                    "--public-key cannot vouch for it: give its JSON line from `retention-worker "
+                    "audit checkpoints` (which holds the signature), or leave out --public-key "
+                    "to use SEQ:HASH as an anchor you trust yourself"
+                )
             if public is not None and not signature_ok(checkpoint, public):
                 raise CheckpointError(
                     f"checkpoint {checkpoint.short} in {where} is not signed by that public "

@@ -49,9 +49,10 @@ def key_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, dt.datetime):
-        if value.utcoffset() is not None:
-            value = value.astimezone(dt.UTC)
-        return value.isoformat()
+        moment: dt.datetime = value
+        if moment.utcoffset() is not None:
+            moment = moment.astimezone(dt.UTC)
+        return moment.isoformat()
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, bytes | bytearray | memoryview):

@@ -105,6 +105,21 @@ def test_a_forged_or_rewritten_checkpoint_is_refused(tmp_path: Path) -> None:
     assert "the trail was rewritten after the checkpoint" in rewritten.stderr
     bad = cli(["audit", "verify", "--checkpoint", "12:nothex"], env)
     assert bad.returncode == 1 and "write a checkpoint as SEQ:HASH" in bad.stderr
+    not_hex = cli(["audit", "verify", "--checkpoint", f"1:{'g' * 64}"], env)
+    assert not_hex.returncode == 1 and "write a checkpoint as SEQ:HASH" in not_hex.stderr
+
+    # A public key vouches only for signed checkpoints: a bare SEQ:HASH or a line whose
+    # signature was taken out is refused, not silently accepted as checked.
+    real = json.loads(line)
+    anchor = f"{real['seq']}:{real['hash']}"
+    bare = cli(["audit", "verify", "--checkpoint", anchor, "--public-key", public], env)
+    assert bare.returncode == 1 and "carries no signature" in bare.stderr, bare.stderr
+    stripped = tmp_path / "stripped.jsonl"
+    stripped.write_text(json.dumps({**real, "signature": None}) + "\n", encoding="utf-8")
+    unsigned = cli(["audit", "verify", "--checkpoint", str(stripped), "--public-key", public], env)
+    assert unsigned.returncode == 1 and "carries no signature" in unsigned.stderr
+    trusted = cli(["audit", "verify", "--checkpoint", anchor], env)
+    assert trusted.returncode == 0, trusted.stderr
 
 
 def test_audit_policy_prints_the_configuration_a_run_followed(tmp_path: Path) -> None:
