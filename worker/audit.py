@@ -160,6 +160,7 @@ def _payload(event: Audited) -> dict[str, Any]:
                 "keys": len(event.key_hashes),
                 "key_hashes": list(event.key_hashes),
                 "rows": {t: int(n) for t, n in event.rows.items()},
+                **({"masks": {c: dict(m) for c, m in event.masks.items()}} if event.masks else {}),
             }
         case BatchSettled():
             _only_hashes(event.not_applied, f"batch.settled of run {event.run_id}")

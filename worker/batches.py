@@ -30,6 +30,7 @@ from worker.keys import KeyHasher, row_key
 from worker.periods import add_period
 from worker.policy import EffectiveRule
 from worker.runreport import RulePlan
+from worker.targets import intent_masks
 
 if TYPE_CHECKING:
     from worker.run import Runner
@@ -159,6 +160,7 @@ def _one_batch(
                 key_hashes=tuple(hasher(k) for k in applied.changed_keys),
                 cutoff=plan.cutoff,
                 rows=dict(applied),
+                masks=intent_masks(target.masks) if change is Change.ANONYMISE else {},
                 **common,
                 **names,
             )
@@ -279,6 +281,7 @@ def _keyless_batches(
                     key_hashes=tuple(hasher(row_key(r)) for r in applied.changed_keys),
                     cutoff=plan.cutoff,
                     rows=dict(applied),
+                    masks={},  # a keyless table is only deleted from
                     **common,
                     **names,
                 )

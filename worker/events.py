@@ -14,7 +14,7 @@ import datetime as dt
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Union
 
 
 class Outcome(enum.StrEnum):
@@ -101,6 +101,9 @@ class BatchIntent:
     key_hashes: tuple[str, ...]
     cutoff: dt.date
     rows: Mapping[str, int] = field(default_factory=dict)
+    # For anonymise: column → mask as written ({"mask": ..., "text"?: ..., "length"?: ...}), so
+    # a crash is settled against the masks this batch wrote even if the rule changed since.
+    masks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     name = "batch.intent"
 
 

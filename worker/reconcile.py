@@ -21,6 +21,7 @@ the daemon therefore never closes the daemon's live run.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections import Counter
@@ -32,7 +33,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy import Connection
 
-from connectors.base import Change, Connector, Key, Target
+from connectors.base import Change, ColumnMask, Connector, Key, Target
 from worker.config import Catalogue, Customer, ProductMapping
 from worker.events import BatchSettled, EventBus, Outcome, RunFinished
 from worker.keys import KeyHasher, row_key
@@ -40,7 +41,7 @@ from worker.owner import abandoned
 from worker.policy import effective_rules, rule_cutoff
 from worker.state import StateStore
 from worker.state.models import audit_events, open_batches, runs
-from worker.targets import target_for
+from worker.targets import masks_of_intent, target_for
 
 log = structlog.get_logger("worker.reconcile")
 SCAN_PAGE = 5_000
@@ -65,6 +66,8 @@ class OpenBatch:
     batch: int
     key_hashes: tuple[str, ...]
     rows: dict[str, int]
+    # The masks the batch wrote (anonymise; empty in intents written before they were kept).
+    masks: tuple[ColumnMask, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,7 @@ class Reconciler:
                         batch=int(payload["batch"]),
                         key_hashes=tuple(payload["key_hashes"]),
                         rows={t: int(n) for t, n in payload.get("rows", {}).items()},
+                        masks=masks_of_intent(payload.get("masks", {})),
                     )
                 )
             return found
@@ -215,6 +219,8 @@ class Reconciler:
         settled_by: str,
     ) -> int:
         target = self._target(customer, mapping, batch)
+        if batch.masks:  # what this batch wrote, whatever the rule says now
+            target = dataclasses.replace(target, masks=batch.masks)
         hasher = KeyHasher(self.pepper, customer.customer, mapping.product, batch.table)
         if not target.table.key:
             return self._settle_rows(connector, target, hasher, batch, settled_by)
@@ -231,7 +237,7 @@ class Reconciler:
                     present[digest] = key
             after = page[-1]
         change = Change(batch.action)
-        # Without the rule's masks (the rule is gone) a present row counts as not done.
+        # Without any masks (an old intent of a rule now gone) a present row counts as not done.
         if change is Change.ANONYMISE and present and target.masks:
             left = connector.remaining(target, change, list(present.values()))
             present = {h: k for h, k in present.items() if k in left}

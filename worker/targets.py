@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from connectors.base import (
     Aggregated,
@@ -67,6 +68,27 @@ def condition(cond: ConditionConfig) -> Condition:
 def column_mask(column: str, masking: Masking) -> ColumnMask:
     """The connector's form of one `with` entry of a rule."""
     return ColumnMask(column, Mask(masking.strategy.value), masking.text, masking.length)
+
+
+def intent_masks(masks: Sequence[ColumnMask]) -> dict[str, dict[str, Any]]:
+    """Masks as a batch intent records them: column → {"mask", "text"?, "length"?}."""
+    out: dict[str, dict[str, Any]] = {}
+    for m in masks:
+        entry: dict[str, Any] = {"mask": str(m.mask)}
+        if m.text is not None:
+            entry["text"] = m.text
+        if m.length is not None:
+            entry["length"] = m.length
+        out[m.column] = entry
+    return out
+
+
+def masks_of_intent(recorded: Mapping[str, Mapping[str, Any]]) -> tuple[ColumnMask, ...]:
+    """The masks an intent recorded (intent_masks), back in the connector's terms."""
+    return tuple(
+        ColumnMask(column, Mask(m["mask"]), m.get("text"), m.get("length"))
+        for column, m in sorted(recorded.items())
+    )
 
 
 def _masks(masks: dict[str, Masking]) -> tuple[ColumnMask, ...]:
