@@ -28,7 +28,6 @@ from worker.app import (
     url_variable,
     utc_now,
 )
-from worker.audit import verify
 from worker.checkpoints import Checkpointer, new_key_pair
 from worker.configload import Config, load_config
 from worker.errors import ExitCode
@@ -38,6 +37,7 @@ from worker.policy import effective_rules, rule_cutoff
 from worker.report import format_changes, format_plan
 from worker.settings import Settings, load_env_file
 from worker.state import StateStore
+from worker.verify import verify
 
 Echo = Callable[[str], None]
 

@@ -99,7 +99,7 @@ def audit_verify(ctx: Ctx, checkpoints: tuple[str, ...], public_key: Path | None
     With --checkpoint, also exit 1 when the trail is shorter than a checkpoint or has another
     hash at its seq (events removed from the end, or rewritten), naming the checkpoint.
     """
-    from worker.audit import verify
+    from worker.verify import verify
 
     try:
         anchors = _anchors(checkpoints, public_key)

@@ -19,13 +19,13 @@ from tests.gate_support import (
 )
 from tests.support import NOW, copy_config
 from worker.approvals import ApprovalError, ApprovalLedger
-from worker.audit import verify
 from worker.events import (
     ApprovalChanged,
     RuleGated,
 )
 from worker.periods import Period, Unit, cutoff
 from worker.state import StateStore
+from worker.verify import verify
 
 
 def test_a_mistyped_month_trips_the_breaker_and_changes_nothing(

@@ -24,7 +24,6 @@ from tests.gate_support import (
 )
 from tests.support import NOW, PEPPER
 from worker.approvals import ApprovalLedger
-from worker.audit import verify
 from worker.daemon import Daemon
 from worker.fingerprint import policy_fingerprint
 from worker.http import HealthServer
@@ -32,6 +31,7 @@ from worker.keys import record_key_hash
 from worker.metrics import Metrics
 from worker.settings import Settings
 from worker.state import StateStore
+from worker.verify import verify
 
 
 def test_scraped_metrics_equal_holds_and_approvals_after_a_run(

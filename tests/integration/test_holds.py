@@ -26,7 +26,6 @@ from tests.gate_support import (
 from tests.support import NOW, PEPPER
 from worker.app import build_runner, run_pairs, subscribe_state
 from worker.approvals import ApprovalLedger
-from worker.audit import verify
 from worker.events import (
     BatchApplied,
     BatchIntent,
@@ -38,6 +37,7 @@ from worker.holds import HoldError, HoldLedger
 from worker.keys import record_key_hash
 from worker.periods import Period, Unit, cutoff
 from worker.state import StateStore
+from worker.verify import verify
 
 
 def test_holds_keep_a_pair_a_rule_or_one_record(

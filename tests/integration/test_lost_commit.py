@@ -20,11 +20,11 @@ from tests import dbs, kidsapp
 from tests.faults import CommitProxy, commit_proxy
 from tests.support import NOW, PEPPER
 from worker.app import build_runner, reconcile_all, run_pairs, subscribe_state
-from worker.audit import verify
 from worker.configload import Config, load_config
 from worker.events import BatchApplied, BatchFailed, BatchSettled, Event, EventBus, Outcome
 from worker.retry import RetryPolicy
 from worker.state import StateStore
+from worker.verify import verify
 
 OLD = dt.date(2023, 1, 1)
 

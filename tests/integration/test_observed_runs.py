@@ -17,7 +17,7 @@ from tests import dbs
 from tests.rows import flexkids_row
 from tests.support import FIXTURE_CONFIG, NOW, PEPPER, fixture_config, insert
 from worker.app import build_runner, run_pairs
-from worker.audit import AuditTrail, verify
+from worker.audit import AuditTrail
 from worker.daemon import Daemon
 from worker.events import BatchApplied, BatchIntent, EventBus, Outcome
 from worker.http import HealthServer
@@ -25,6 +25,7 @@ from worker.metrics import Metrics
 from worker.retry import RetryPolicy
 from worker.settings import Settings
 from worker.state import StateStore
+from worker.verify import verify
 
 KDV = "kdv-zonnestraal"
 

@@ -16,10 +16,10 @@ import sqlalchemy as sa
 from tests import kidsapp
 from tests.support import NOW, PEPPER
 from worker.app import build_runner, run_pairs, subscribe_state
-from worker.audit import verify
 from worker.configload import Config, load_config
 from worker.events import BatchApplied, BatchIntent, BatchSettled, Event, EventBus
 from worker.state import StateStore
+from worker.verify import verify
 
 OLD = dt.date(2023, 1, 1)
 ONLY_A: dict[str, dict[str, Any]] = {"kdv-a": {}}  # tenant 1; tenant 2's rows are another's

@@ -14,12 +14,13 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from worker.audit import AuditTrail, verify
+from worker.audit import AuditTrail
 from worker.errors import StateError
 from worker.events import BatchApplied, BatchIntent, Event, Outcome, RunFinished, RunStarted
 from worker.retry import RetryPolicy
 from worker.state import StateStore
 from worker.state.models import metadata
+from worker.verify import verify
 
 START = dt.datetime(2025, 3, 1, 2, 0, tzinfo=dt.UTC)
 

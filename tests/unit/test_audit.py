@@ -19,7 +19,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from worker.audit import AuditTrail, canonical_json, record_hash, verify
+from worker.audit import AuditTrail, canonical_json, record_hash
 from worker.errors import AuditWriteError, StateError
 from worker.events import (
     BatchApplied,
@@ -35,6 +35,7 @@ from worker.events import (
 from worker.retry import RetryPolicy
 from worker.state import ZERO_HASH, StateStore
 from worker.state.models import metadata
+from worker.verify import verify
 
 START = dt.datetime(2025, 3, 1, 2, 0, tzinfo=dt.UTC)
 PEPPER = b"test-pepper"
