@@ -45,7 +45,10 @@ import datetime as dt
 import enum
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from connectors.sqlexplain import Explained
 
 Key = tuple[Any, ...]
 
@@ -557,6 +560,12 @@ class Connector(abc.ABC):
         as the database stores it; None when no row has it. Each part is read as its key
         column's type (`07` is 7, a UUID in any case or without hyphens, a date-time with a
         space or a `T`); a part that is no value of that type raises SchemaError."""
+
+    def explain(self, target: Target, limit: int) -> Explained | None:
+        """The database's plan for the selection of `target`'s first batch of `limit` rows
+        (see `connectors.sqlexplain`); None for a connector without a query planner.
+        Raises `ConnectorError` when the database refuses to explain."""
+        return None
 
     def batch_limit(self, key_width: int) -> int:
         """The most keys one batch may hold within the driver's bind-parameter limit."""

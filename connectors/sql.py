@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from connectors import dates, sqlbasis
+from connectors import dates, sqlbasis, sqlexplain
 from connectors.anonymise import done_clause
 from connectors.base import (
     AmbiguousCommit,
@@ -45,8 +45,9 @@ from connectors.errors import describe, wrap_errors
 from connectors.masking import safe_url
 from connectors.session import pin_sessions
 from connectors.sqlchange import Batch, change_batch, key_in
+from connectors.sqlexplain import Explained
 from connectors.sqlschema import all_foreign_keys, foreign_keys_to, table_schema
-from connectors.sqlverify import verify_table, verify_tenancy
+from connectors.sqlverify import index_advice, verify_table, verify_tenancy
 from connectors.tenancy import tenant_clause
 
 # Seconds to wait for a PostgreSQL server to accept a connection, unless the URL says.
@@ -295,18 +296,39 @@ class SqlConnector(Connector):
         ):
             return int(conn.execute(query).scalar_one())
 
-    def select_expired(self, target: Target, after: Key | None, limit: int) -> list[Key]:
+    def _selection(self, target: Target, after: Key | None, limit: int) -> sa.Select[Any]:
         table = self._table(target.table.name)
         keys = self._key_cols(table, target)
         query = sa.select(*keys).where(self._expired(table, target))
         if after is not None:
             query = query.where(_key_after(keys, after))
-        query = query.order_by(*keys).limit(limit)
+        return query.order_by(*keys).limit(limit)
+
+    def select_expired(self, target: Target, after: Key | None, limit: int) -> list[Key]:
+        table = self._table(target.table.name)
+        query = self._selection(target, after, limit)
         with (
             self._wrap(f"cannot select expired rows of {table.name}"),
             self.engine.connect() as conn,
         ):
             return [tuple(row) for row in conn.execute(query)]
+
+    def explain(self, target: Target, limit: int) -> Explained | None:
+        table = self._table(target.table.name)
+        query = self._selection(target, None, limit) if target.table.key else None
+        if query is None:  # a table without a key: the keyless delete's selection
+            query = sa.select(*table.c).where(self._expired(table, target)).limit(limit)
+        basis = target.basis if isinstance(target.basis, str) else None
+        advice = None
+        if basis is not None and basis in table.c:
+            advice = index_advice(table, basis, target.table.tenant_column, self.engine.dialect)
+        with (
+            self._wrap(f"cannot explain the selection of {table.name}"),
+            self.engine.connect() as conn,
+        ):
+            lines, scans = sqlexplain.explain(conn, query, table)
+            rows = sqlexplain.estimated_rows(conn, table)
+        return Explained(tuple(lines), scans, rows, advice)
 
     # --- changes ---------------------------------------------------------------------
 

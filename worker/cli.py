@@ -28,6 +28,7 @@ from worker.cli_holds import holds
 from worker.configload import Config, load_config
 from worker.errors import ConfigError, ExitCode, RetentionError, SettingsError
 from worker.events import EventBus, Outcome
+from worker.explain import explain_pairs, format_explained
 from worker.logging import LogSubscriber, configure_logging
 from worker.progress import Progress
 from worker.report import format_changes, format_plan, set_aside
@@ -203,6 +204,12 @@ def _exit_for(reports: list[RunReport], config: Config) -> ExitCode:
     help="Evaluate as of this ISO date-time (default: now; without an offset it is UTC), "
     "e.g. 2027-01-01T12:00+01:00 to preview that day's backlog.",
 )
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Also show the product database's plan for each rule's selection and print the "
+    "CREATE INDEX that would avoid reading a large table whole (table format only).",
+)
 @click.pass_obj
 def plan(
     ctx: Ctx,
@@ -211,8 +218,11 @@ def plan(
     product: str | None,
     fmt: str,
     at: str | None,
+    explain: bool,
 ) -> None:
     """Dry run: count what each rule would change, per customer × product. Changes nothing."""
+    if explain and fmt != "table":
+        fail("--explain prints text: use it with --format table (the default)", ExitCode.BAD_CONFIG)
     sel = PairSelection(customer, product)
     config = _checked_config(ctx, config_dir, sel)
     bus = EventBus()
@@ -238,6 +248,8 @@ def plan(
         if store is not None:
             store.close()
     click.echo(format_plan(reports, fmt, when, set_aside(config.problems)))
+    if explain:
+        click.echo(format_explained(explain_pairs(runner, sel.pick(config), when)))
     sys.exit(_exit_for(reports, config))
 
 
