@@ -15,7 +15,8 @@ How the data is made:
   the UTC hours where an Amsterdam day starts); the rest spread over the last ten years;
   nullable bases also get rows with NULL (still registered, still employed, never logged
   in), and `*_on` bases a few dates in the near future.
-- Subject rows get a random number of dependents (login events, photos), sometimes none.
+- Subject rows get a random number of dependents (login events, photos, emergency contacts),
+  sometimes none.
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ __all__ = ["BASIS", "bsn_passes_elfproef", "iban_passes_mod97", "personal_values
 Row = dict[str, Any]
 Basis = dt.date | dt.datetime | None
 
-# The time-basis column of each subject table (the `dates:` of config/products/*.yaml).
+# The time-basis column of each subject table, which the generator places around every cutoff
+# (a column of the `dates:` of config/products/*.yaml; a basis read from several columns or
+# from a related table is built on these too).
 BASIS: Mapping[str, Mapping[str, str]] = {
     "flexkids": {
         "app_user": "last_login_at",
@@ -366,7 +369,21 @@ class _Seeder:
                 "created_at": at_some_time(rng, began),
             }
 
-        self.subjects("staff", staff, around, size)
+        rng, members = self.subjects("staff", staff, around, size)
+        contacts = []
+        for staff_id, row in members:
+            for _ in range(rng.randint(0, 2)):  # emergency contacts: sometimes none
+                first, last = fake_name(rng, fake_gender(rng))
+                contacts.append(
+                    {
+                        "staff_id": staff_id,
+                        "name": f"{first} {last}",
+                        "phone": fake_phone(rng),
+                        "relation": rng.choice(("partner", "ouder", "buur", "vriend")),
+                        "created_at": at_some_time(rng, row["joined_on"]),
+                    }
+                )
+        self.insert("staff_contact", contacts)
 
 
 def _check(product: str, tenant: int | None, around: Sequence[dt.date], size: int) -> None:

@@ -12,7 +12,9 @@ created_at) so the data looks like a real product database. Conventions:
 
 FlexKids is one shared database: every subject table carries `organisation_id`, the
 customer's tenant id; dependents (login_event, child_photo) reach it through their parent.
-Konnect is one database per customer and has no tenant column.
+Konnect is one database per customer and has no tenant column; its staff_contact rows (a
+staff member's emergency contacts) go with the staff member's anonymisation (a rule's
+`related` rows).
 
 The schemas work on SQLite, PostgreSQL (psycopg 3) and MariaDB (pymysql).
 """
@@ -227,6 +229,16 @@ def konnect_metadata() -> sa.MetaData:
         sa.Column("role", sa.String(50), nullable=False),
         sa.Column("joined_on", sa.Date, nullable=False),
         sa.Column("left_on", sa.Date, index=True),
+        _created(),
+    )
+    sa.Table(
+        "staff_contact",
+        md,
+        _id(),
+        _fk("staff_id", "staff.id", nullable=False),
+        sa.Column("name", sa.String(100)),
+        sa.Column("phone", sa.String(20)),
+        sa.Column("relation", sa.String(20), nullable=False),
         _created(),
     )
     return md

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests import dbs
+from tests.integration import school
 from worker.state import StateStore
 
 
@@ -46,3 +47,29 @@ def db_pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[st
 def product_url(tmp_path: Path) -> str:
     """A SQLite product database file for one test."""
     return f"sqlite:///{tmp_path / 'kidsapp.db'}"
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+        pytest.param("mariadb", id="mariadb", marks=pytest.mark.mariadb),
+    ],
+)
+def school_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """One database with the school schema per backend, for a whole test module."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('school') / 'school.db'}"
+        school.create(url)
+        yield url
+        return
+    if request.param == "postgresql":
+        server, make = request.getfixturevalue("pg_server_url"), dbs.postgres_database
+    else:
+        server, make = request.getfixturevalue("mariadb_server_url"), dbs.mariadb_database
+    with make(server) as url:
+        school.create(url)
+        yield url

@@ -34,15 +34,18 @@ products:
 """
 
 
-def write_config(root: Path, product: str, customers: Mapping[str, str]) -> Config:
+def write_config(
+    root: Path, product: str, customers: Mapping[str, str], catalogue: str = CATALOGUE
+) -> Config:
     """Write catalogue, `products/kids.yaml` and `customers/<name>.yaml`; load and return it.
 
     `product` and each customer's text are dedented; a customer's text is the part after
-    `customer: <name>`. Raises ConfigError when the files have problems (a test's typo).
+    `customer: <name>`; `catalogue` replaces the default one (a product `kids`).
+    Raises ConfigError when the files have problems (a test's typo).
     """
     (root / "products").mkdir(parents=True, exist_ok=True)
     (root / "customers").mkdir(exist_ok=True)
-    (root / "catalogue.yaml").write_text(CATALOGUE, encoding="utf-8")
+    (root / "catalogue.yaml").write_text(catalogue, encoding="utf-8")
     (root / "products" / "kids.yaml").write_text(textwrap.dedent(product), encoding="utf-8")
     for name, text in customers.items():
         body = f"customer: {name}\n{textwrap.dedent(text)}"

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from demo.schemas import PRODUCTS, create_schema
 from tests.acceptance.harness import copy_tree
 from tests.support import FIXTURE_CONFIG, REPO, RUN_DIR
+from worker.config.language import Aggregate
 from worker.configload import load_config
 
 SHIPPED = REPO / "config"
@@ -50,7 +51,8 @@ def test_the_shipped_configuration_is_valid() -> None:
 @pytest.mark.shipped_config
 @pytest.mark.parametrize("product", PRODUCTS)
 def test_the_demo_schemas_hold_what_the_shipped_mappings_name(tmp_path: Path, product: str) -> None:
-    """`make demo` seeds the shipped mappings: every table, key, column and reference exists."""
+    """`make demo` seeds the shipped mappings: every table, key, column, condition's column,
+    related table and reference exists."""
     mapping = load_config(SHIPPED).products[product]
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     create_schema(url, product)
@@ -64,9 +66,25 @@ def test_the_demo_schemas_hold_what_the_shipped_mappings_name(tmp_path: Path, pr
         engine.dispose()
     tenant = {mapping.tenancy.column} - {None}
     for subject in mapping.subjects.values():
-        assert {*subject.key, *subject.columns, *subject.dates.values(), *tenant} <= found[
-            subject.table
-        ]
+        conditions = {c.column for c in subject.where}
+        assert {
+            *subject.key,
+            *subject.columns,
+            *subject.date_columns(),
+            *conditions,
+            *tenant,
+        } <= found[subject.table]
+        for spec in subject.dates.values():
+            if isinstance(spec, Aggregate):  # a time basis read from a related table
+                related = found[spec.from_.table]
+                assert {spec.column, *spec.from_.references} <= related, spec.from_.table
+                assert set(spec.from_.references.values()) <= found[subject.table]
+    for rule in mapping.rules:
+        table = mapping.subjects[rule.subject].table
+        assert {c.column for c in rule.where} <= found[table], rule.id
+        for rel in rule.related:
+            assert {*rel.references, *rel.columns} <= found[rel.table], rel.table
+            assert set(rel.references.values()) <= found[table], rel.table
         pending = [(subject.table, d) for d in subject.dependents]
         while pending:
             parent, dep = pending.pop()

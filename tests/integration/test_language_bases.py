@@ -1,0 +1,234 @@
+"""Time bases beyond the subject's own column (issue 9, points 1 and 2), on SQLite, PostgreSQL
+and MariaDB: the latest end date over related rows with "all ended" semantics and both
+settings of the no-related-rows default (`if_none`), the earliest value over related rows, and
+the first non-NULL of several columns (`first_of`).
+
+Both tenants hold pupils with the same keys; tenant 2's related rows are chosen so that a
+time basis reading another tenant's rows would change a tenant 1 pupil it must keep, or keep
+one it must change. Each test runs tenant 1, then tenant 2, and compares every row by key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.integration import school
+from tests.integration.own_config import validate
+from tests.integration.school import INSIDE, LONG_AGO, ON, PAST, pupil
+from worker.state import StateStore
+
+ANONYMISED = {"name": None}
+
+
+def placement(org: int, i: int, pupil_id: int, started: object, ended: object) -> dict[str, object]:
+    return {"org": org, "id": i, "pupil_id": pupil_id, "started_on": started, "ended_on": ended}
+
+
+# Tenant 1: 1 three placements, one open; 2 all ended, the latest one day inside the period;
+# 3 all ended, the latest one day past it; 4 no placements, its own left_on past; 5 none,
+# left_on inside; 6 all ended, the latest on the cutoff day. Every pupil's own left_on but
+# 5's is past: a basis that read it instead would change them all.
+# Tenant 2, same keys: 1 all ended long ago; 2 all ended past; 3 one open; 4 all ended past;
+# 5 none, left_on past; 6 as tenant 1's.
+def _placements() -> list[dict[str, object]]:
+    rows = []
+    n = 0
+    for org, plan in (
+        (1, {1: [PAST, LONG_AGO, None], 2: [LONG_AGO, INSIDE, PAST], 3: [LONG_AGO, PAST, PAST]}),
+        (1, {6: [LONG_AGO, ON, PAST]}),
+        (2, {1: [LONG_AGO, LONG_AGO, LONG_AGO], 2: [PAST, LONG_AGO, PAST]}),
+        (2, {3: [LONG_AGO, None, PAST], 4: [PAST, PAST, LONG_AGO], 6: [LONG_AGO, ON, PAST]}),
+    ):
+        for pupil_id, ends in plan.items():
+            for end in ends:
+                n += 1
+                rows.append(placement(org, n, pupil_id, LONG_AGO, end))
+    return rows
+
+
+SEED = {
+    "pupil": [
+        *(pupil(1, i, left_on=PAST) for i in (1, 2, 3, 4, 6)),
+        pupil(1, 5, left_on=INSIDE),
+        *(pupil(2, i, left_on=PAST) for i in range(1, 7)),
+    ],
+    "placement": _placements(),
+}
+
+
+def latest_mapping(if_none: str | None) -> str:
+    fallback = f"\n        if_none: {if_none}" if if_none is not None else ""
+    return f"""\
+subjects:
+  pupil:
+    kind: child
+    table: pupil
+    key: [org, id]
+    columns: {{name: name}}
+    dates:
+      left_on: left_on
+      placed_until:
+        latest: ended_on
+        from: {{table: placement, references: {{org: org, pupil_id: id}}}}{fallback}
+rules:
+  - id: kids.pupil.left
+    subject: pupil
+    after: {{date: placed_until, period: 12m}}
+    action: anonymise
+    with: {{name: "null"}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("if_none", "first", "second"),
+    [
+        pytest.param(None, {3}, {1, 2, 4}, id="default-keep"),
+        pytest.param("left_on", {3, 4}, {1, 2, 4, 5}, id="if_none-left_on"),
+    ],
+)
+def test_latest_end_over_related_rows_with_all_ended_semantics(
+    school_url: str,
+    tmp_path: Path,
+    state: StateStore,
+    if_none: str | None,
+    first: set[int],
+    second: set[int],
+) -> None:
+    """A child with three placements, one open: kept. All ended, the latest one day inside
+    the period: kept; on the cutoff day: kept; one day past: anonymised. No placements: kept
+    by default (`if_none` unset is `keep`), or judged by the pupil's own left_on when
+    `if_none: left_on`. Only the tenant's own placements count."""
+    school.reseed(school_url, SEED)
+    config = school.config(tmp_path, latest_mapping(if_none))
+    code, out = validate(tmp_path, {school.ENV_NAME: school_url})
+    assert code == 0, out
+    before = school.snapshot(school_url)
+
+    report = school.run(config, school_url, state, "kdv-a")
+    assert report.rules[0].cutoff == school.CUTOFF
+    assert report.rules[0].changed == {"pupil": len(first)}
+    after = school.snapshot(school_url)
+    school.changed_only(before, after, "pupil", {(1, i): ANONYMISED for i in first})
+    school.unchanged_but(before, after, "pupil")
+
+    report = school.run(config, school_url, state, "kdv-b")
+    assert report.rules[0].changed == {"pupil": len(second)}
+    final = school.snapshot(school_url)
+    school.changed_only(after, final, "pupil", {(2, i): ANONYMISED for i in second})
+    school.unchanged_but(before, final, "pupil")
+
+
+EARLIEST = """\
+subjects:
+  pupil:
+    kind: child
+    table: pupil
+    key: [org, id]
+    columns: {name: name}
+    dates:
+      first_placed:
+        earliest: started_on
+        from: {table: placement, references: {pupil_id: id}}
+rules:
+  - id: kids.pupil.first-placed
+    subject: pupil
+    after: {date: first_placed, period: 12m}
+    action: anonymise
+    with: {name: "null"}
+"""
+
+
+def test_earliest_value_over_related_rows(
+    school_url: str, tmp_path: Path, state: StateStore
+) -> None:
+    """The earliest start of a pupil's placements: NULL starts are skipped, one start past
+    the cutoff is enough, a pupil whose starts are all inside the period or who has no
+    placement is kept. Tenant 2's earlier starts for the same keys never count for 1."""
+    rows = [
+        placement(1, 1, 1, INSIDE, None),
+        placement(1, 2, 1, PAST, None),  # 1: earliest past → changed
+        placement(1, 3, 2, INSIDE, None),
+        placement(1, 4, 2, ON, None),  # 2: earliest on the cutoff → kept
+        placement(1, 5, 3, None, None),
+        placement(1, 6, 3, PAST, INSIDE),  # 3: NULL skipped, past → changed
+        placement(1, 7, 4, None, None),  # 4: no start at all → kept
+        placement(2, 1, 2, LONG_AGO, None),  # tenant 2's pupil 2 (and 4, 5): past
+        placement(2, 2, 4, LONG_AGO, None),
+        placement(2, 3, 5, PAST, None),
+    ]
+    school.reseed(
+        school_url, {"pupil": [pupil(o, i) for o in (1, 2) for i in range(1, 6)], "placement": rows}
+    )
+    config = school.config(tmp_path, EARLIEST)
+    before = school.snapshot(school_url)
+
+    report = school.run(config, school_url, state, "kdv-a")
+    assert report.rules[0].changed == {"pupil": 2}
+    after = school.snapshot(school_url)
+    school.changed_only(before, after, "pupil", {(1, 1): ANONYMISED, (1, 3): ANONYMISED})
+    school.unchanged_but(before, after, "pupil")
+
+    school.run(config, school_url, state, "kdv-b")
+    final = school.snapshot(school_url)
+    school.changed_only(after, final, "pupil", {(2, i): ANONYMISED for i in (2, 4, 5)})
+
+
+FIRST_OF = """\
+subjects:
+  pupil:
+    kind: child
+    table: pupil
+    key: [org, id]
+    columns: {name: name}
+    dates:
+      ended: {first_of: [contract_end, last_activity]}
+rules:
+  - id: kids.pupil.ended
+    subject: pupil
+    after: {date: ended, period: 12m}
+    action: delete
+"""
+
+
+def test_first_of_takes_the_first_column_that_is_not_null(
+    school_url: str, tmp_path: Path, state: StateStore
+) -> None:
+    """The contract end, or else the last activity: a contract end past the cutoff deletes
+    the pupil even with recent activity; one inside the period keeps it even with old
+    activity; without a contract end the last activity decides; neither: kept. Tenant 2
+    holds the same keys with the columns swapped, and is judged on its own rows."""
+    cases = [  # (id, contract_end, last_activity)
+        (1, PAST, INSIDE),  # changed
+        (2, INSIDE, PAST),
+        (3, None, PAST),  # changed
+        (4, None, INSIDE),
+        (5, None, None),
+        (6, ON, LONG_AGO),
+        (7, LONG_AGO, None),  # changed
+    ]
+    school.reseed(
+        school_url,
+        {
+            "pupil": [
+                *(pupil(1, i, contract_end=c, last_activity=a) for i, c, a in cases),
+                *(pupil(2, i, contract_end=a, last_activity=c) for i, c, a in cases),
+            ]
+        },
+    )
+    config = school.config(tmp_path, FIRST_OF)
+    code, out = validate(tmp_path, {school.ENV_NAME: school_url})
+    assert code == 0, out
+    before = school.snapshot(school_url)
+
+    report = school.run(config, school_url, state, "kdv-a")
+    assert report.rules[0].changed == {"pupil": 3}
+    after = school.snapshot(school_url)
+    school.changed_only(before, after, "pupil", {(1, 1): None, (1, 3): None, (1, 7): None})
+    school.unchanged_but(before, after, "pupil")
+
+    school.run(config, school_url, state, "kdv-b")
+    final = school.snapshot(school_url)
+    # Swapped: 2 (PAST, INSIDE), 6 (LONG_AGO, ON), 3 (PAST, None), 7 (None, LONG_AGO).
+    school.changed_only(after, final, "pupil", {(2, i): None for i in (2, 3, 6, 7)})
