@@ -3,7 +3,8 @@
 Identifiers come from reflection, never from strings pasted into SQL. Works on PostgreSQL
 (psycopg 3), MariaDB/MySQL (pymysql) and SQLite. How tenant values are compared lives in
 `connectors.tenancy`, how odd time bases are read in `connectors.dates`, and how each session
-is pinned (UTC, strict SQL mode, timeouts) in `connectors.session`.
+is pinned (UTC, strict SQL mode, timeouts) in `connectors.session`; how the URL is checked
+and the client-side connect and read bounds in `connectors.reach`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from connectors.base import (
 )
 from connectors.errors import describe, wrap_errors
 from connectors.masking import safe_url
+from connectors.reach import checked_url, engine_options
 from connectors.session import pin_sessions
 from connectors.sqlchange import Batch, change_batch, key_in
 from connectors.sqlexplain import Explained
@@ -50,8 +52,6 @@ from connectors.sqlschema import all_foreign_keys, foreign_keys_to, table_schema
 from connectors.sqlverify import index_advice, verify_table, verify_tenancy
 from connectors.tenancy import tenant_clause
 
-# Seconds to wait for a PostgreSQL server to accept a connection, unless the URL says.
-CONNECT_TIMEOUT_SECONDS = 10
 # Bind parameters a statement needs besides the keys: tenant, cutoff, masks, holds.
 PARAMETER_MARGIN = 1_000
 
@@ -71,15 +71,7 @@ class SqlConnector(Connector):
         timeouts: Timeouts | None = None,
         **engine_options: Any,
     ) -> None:
-        try:
-            self._url = sa.make_url(url)
-        except (sa.exc.ArgumentError, ValueError):
-            # `from None`: the parser's message may repeat a part of the URL.
-            raise ConnectorError(
-                "the database URL is not valid; expected e.g. "
-                "postgresql+psycopg://user:password@host:5432/db or "
-                "mysql+pymysql://user:password@host:3306/db"
-            ) from None
+        self._url = checked_url(url)  # BadDatabaseUrl before any connection
         self._pepper = pepper
         self._timeouts = timeouts or Timeouts()
         self._engine_options = engine_options
@@ -107,14 +99,7 @@ class SqlConnector(Connector):
     def open(self) -> None:
         if self._engine is not None:
             return
-        options = dict(self._engine_options)
-        if (
-            self._url.get_backend_name() == "postgresql"
-            and "connect_timeout" not in self._url.query
-        ):
-            options.setdefault("connect_args", {}).setdefault(
-                "connect_timeout", CONNECT_TIMEOUT_SECONDS
-            )
+        options = engine_options(self._url, self._timeouts, self._engine_options)
         with self._wrap(f"cannot open {self.safe_url}"):
             engine = sa.create_engine(self._url, pool_pre_ping=True, **options)
             pin_sessions(engine, self._timeouts)

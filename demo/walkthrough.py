@@ -110,7 +110,9 @@ def walkthrough(folder: Path, config_dir: Path, *, reset: bool, echo: Echo) -> i
         configure_logging("WARNING", "console")
     now = utc_now()
 
-    store = StateStore(settings.state_url, retry=settings.retry_policy())
+    store = StateStore(
+        settings.state_url, retry=settings.retry_policy(), timeouts=settings.state_timeouts()
+    )
     try:
         store.migrate()
         if fresh:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import structlog
 
 from connectors.base import Connector, ConnectorError, Timeouts
+from connectors.reach import BadDatabaseUrl
 from connectors.registry import make_connector
 from worker.audit import AuditTrail
 from worker.checkpoints import Checkpointer, Signer
@@ -62,7 +63,9 @@ class ConnectorFactory:
     """Builds the connector of a customer × product from the environment.
 
     Its sessions run under the product mapping's `timeouts`, else the process settings
-    (RETENTION_LOCK_TIMEOUT_SECONDS, RETENTION_STATEMENT_TIMEOUT_SECONDS in `env`).
+    (RETENTION_LOCK_TIMEOUT_SECONDS, RETENTION_STATEMENT_TIMEOUT_SECONDS in `env`), and
+    client-side connect and read bounds derived from them (`connectors.reach`). A URL the
+    worker cannot use raises BadDatabaseUrl naming its variable, before any connection.
     """
 
     def __init__(self, env: Mapping[str, str], pepper: bytes) -> None:
@@ -85,6 +88,9 @@ class ConnectorFactory:
             )
         except ValueError as exc:
             raise ConnectorError(f"{mapping.product}: {exc}") from None
+        except BadDatabaseUrl as exc:
+            variable = url_variable(customer, mapping)
+            raise BadDatabaseUrl(f"{variable} is not usable: {exc}") from None
 
 
 @dataclass

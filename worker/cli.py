@@ -167,7 +167,11 @@ def _state_for_reading(ctx: Ctx) -> StateStore | None:
     stderr) when it is missing or not migrated, since counting changes nothing."""
     from worker.state import StateStore
 
-    store = StateStore(ctx.settings.state_url, retry=ctx.settings.retry_policy())
+    store = StateStore(
+        ctx.settings.state_url,
+        retry=ctx.settings.retry_policy(),
+        timeouts=ctx.settings.state_timeouts(),
+    )
     try:
         store.check()
     except RetentionError as exc:
@@ -297,7 +301,11 @@ def run(
         _daemon(ctx, config_dir)
     sel = PairSelection(customer, product)
     config = _checked_config(ctx, config_dir, sel)
-    store = StateStore(ctx.settings.state_url, retry=ctx.settings.retry_policy())
+    store = StateStore(
+        ctx.settings.state_url,
+        retry=ctx.settings.retry_policy(),
+        timeouts=ctx.settings.state_timeouts(),
+    )
     try:
         store.check()
         bus = EventBus()
@@ -350,7 +358,11 @@ def migrate(ctx: Ctx) -> None:
     """Create or upgrade the worker's own state database (runs and the audit trail)."""
     from worker.state import StateStore
 
-    store = StateStore(ctx.settings.state_url, retry=ctx.settings.retry_policy())
+    store = StateStore(
+        ctx.settings.state_url,
+        retry=ctx.settings.retry_policy(),
+        timeouts=ctx.settings.state_timeouts(),
+    )
     try:
         store.migrate()
     except RetentionError as exc:

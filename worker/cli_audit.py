@@ -36,7 +36,11 @@ from worker.state import StateStore
 
 @contextmanager
 def _store(ctx: Ctx) -> Iterator[StateStore]:
-    store = StateStore(ctx.settings.state_url, retry=ctx.settings.retry_policy())
+    store = StateStore(
+        ctx.settings.state_url,
+        retry=ctx.settings.retry_policy(),
+        timeouts=ctx.settings.state_timeouts(),
+    )
     try:
         store.check()
         yield store

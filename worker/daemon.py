@@ -58,7 +58,9 @@ class Daemon:
         self.pepper = settings.require_pepper()
         self.signer = settings.checkpoint_signer()
         self.metrics = Metrics()
-        self.state = StateStore(settings.state_url, retry=settings.retry_policy())
+        self.state = StateStore(
+            settings.state_url, retry=settings.retry_policy(), timeouts=settings.state_timeouts()
+        )
         self.stop = threading.Event()
         self.config: Config | None = None
         self._wake = threading.Event()

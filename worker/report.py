@@ -1,19 +1,30 @@
 """What `plan` and `run --once` print: per pair, what was eligible, what changed, what failed.
 
 Every summary is honest about each customer × product: a failed pair or a dry run is never
-summed up as "nothing was past its retention period", and pairs set aside by configuration
-problems are listed with the problems. `plan --format json` prints one document of one shape:
+summed up as "nothing was past its retention period", a count that was not taken is printed
+as "not counted" (JSON null), never as 0, and pairs set aside by configuration problems are
+listed with the problems. A pair's eligible rows are counted only when the pair succeeded:
+a pair that failed or was interrupted may have stopped before some of its rules were counted,
+so its own figure is "not counted" (the rules it did count are still listed, each with its
+own figure). `plan --format json` prints one document of one shape:
 
     {"at": ISO instant (UTC), "dry_run": true,
-     "totals": {"pairs", "succeeded", "failed", "interrupted", "set_aside", "eligible"},
-     "pairs": [{"customer", "product", "outcome", "error", "eligible",
+     "totals": {"pairs", "succeeded", "failed", "interrupted", "set_aside", "eligible",
+                "not_counted", "held", "awaiting_approval"},
+     "pairs": [{"customer", "product", "outcome", "error", "eligible", "problems",
                 "rules": [{"rule", "action", "table", "period", "source", "cutoff",
-                           "eligible"}]}],
+                           "eligible", "held", "gate", "why", "reasons", "approval_id"}]}],
      "set_aside": [{"file", "customer", "product", "problems": [text, ...]}]}
 
-`outcome` is succeeded, failed or interrupted; `customer` or `product` of a set-aside entry is
-null when the problem is in the other kind of file (a product file sets that product aside for
-every customer).
+`outcome` is succeeded, failed, interrupted or set_aside. A set-aside entry of `pairs` stands
+for the pairs a broken file keeps from running: its `customer` (a customer file) or `product`
+(a product file: that product for every customer) is null where it is every one, `error`
+names the file, `problems` lists them and `eligible` is null; the catalogue sets aside
+everything (both null). `eligible` of a pair is null when it was not counted;
+`totals.eligible` sums the counted pairs and is null when there were pairs and none was
+counted; `totals.not_counted` is the number of pairs entries (failed, interrupted and set
+aside) without a count; `totals.pairs` counts the pairs that ran, `totals.set_aside` the
+set-aside entries.
 """
 
 from __future__ import annotations
@@ -78,15 +89,42 @@ def _is_number(text: str) -> bool:
     return text.replace(".", "", 1).isdigit()
 
 
-def _eligible(report: RunReport) -> int:
+NOT_COUNTED = "not counted"
+
+
+def _eligible(report: RunReport) -> int | None:
+    """The pair's eligible rows; None when it did not succeed (its count may be partial)."""
+    if report.outcome is not Outcome.SUCCEEDED:
+        return None
     return sum(plan.eligible for plan in report.rules)
 
 
+def _eligible_text(report: RunReport) -> str:
+    eligible = _eligible(report)
+    if eligible is not None:
+        return f"{eligible} row(s) eligible"
+    if not report.rules:
+        return f"eligible rows {NOT_COUNTED}"
+    partial = sum(plan.eligible for plan in report.rules)
+    return (
+        f"eligible rows {NOT_COUNTED} (it stopped after counting {len(report.rules)} "
+        f"rule(s): {partial} row(s) there)"
+    )
+
+
+def _counted_total(reports: Sequence[RunReport]) -> int | None:
+    """Eligible rows of the counted pairs; None when there were pairs and none was counted."""
+    counted = [e for r in reports if (e := _eligible(r)) is not None]
+    if reports and not counted:
+        return None
+    return sum(counted)
+
+
 def _pair_line(report: RunReport) -> str:
-    """One line per pair: outcome, eligible rows, rows changed (or would change), rows held,
-    rules waiting for approval, error."""
+    """One line per pair: outcome, eligible rows (or "not counted"), rows changed (or would
+    change), rows held, rules waiting for approval, error."""
     outcome = str(report.outcome).upper() if report.outcome is not Outcome.SUCCEEDED else "ok"
-    figures = f"{_eligible(report)} row(s) eligible"
+    figures = _eligible_text(report)
     if not report.dry_run:
         figures += f", {report.changed} row(s) changed"
     if report.held:
@@ -121,8 +159,23 @@ def _set_aside_lines(entries: Sequence[SetAside]) -> list[str]:
             if entry.product
             else "everything"
         )
-        lines.append(f"  SET ASIDE {who}: {len(entry.problems)} problem(s) in {entry.file}")
+        lines.append(
+            f"  SET ASIDE {who}: {len(entry.problems)} problem(s) in {entry.file}; "
+            f"eligible rows {NOT_COUNTED}"
+        )
     return lines
+
+
+def _set_aside_pair(entry: SetAside) -> dict[str, Any]:
+    return {
+        "customer": entry.customer,
+        "product": entry.product,
+        "outcome": "set_aside",
+        "error": f"set aside: {len(entry.problems)} problem(s) in {entry.file}",
+        "eligible": None,
+        "problems": list(entry.problems),
+        "rules": [],
+    }
 
 
 def plan_document(
@@ -136,6 +189,7 @@ def plan_document(
             "outcome": str(r.outcome),
             "error": r.error,
             "eligible": _eligible(r),
+            "problems": [],
             "rules": [
                 {
                     "rule": p.rule,
@@ -155,14 +209,15 @@ def plan_document(
             ],
         }
         for r in reports
-    ]
+    ] + [_set_aside_pair(e) for e in entries]
     totals = {
         "pairs": len(reports),
         "succeeded": sum(r.outcome is Outcome.SUCCEEDED for r in reports),
         "failed": sum(r.outcome is Outcome.FAILED for r in reports),
         "interrupted": sum(r.outcome is Outcome.INTERRUPTED for r in reports),
         "set_aside": len(entries),
-        "eligible": sum(_eligible(r) for r in reports),
+        "eligible": _counted_total(reports),
+        "not_counted": sum(_eligible(r) is None for r in reports) + len(entries),
         "held": sum(r.held for r in reports),
         "awaiting_approval": sum(len(r.awaiting) for r in reports),
     }
@@ -213,13 +268,23 @@ def format_plan(
     lines.append(f"Plan as of {at.astimezone(dt.UTC).isoformat()} (nothing is changed):")
     lines += [_pair_line(r) for r in reports]
     lines += _set_aside_lines(entries)
-    total = sum(_eligible(r) for r in reports)
-    failed = sum(r.outcome is not Outcome.SUCCEEDED for r in reports)
-    summary = f"{total} row(s) eligible now in {len(reports) - failed} pair(s)"
+    lines.append(_eligible_summary(reports, entries, "now") + "; nothing was changed.")
+    return "\n".join(lines)
+
+
+def _eligible_summary(reports: Sequence[RunReport], entries: Sequence[SetAside], when: str) -> str:
+    """ "N row(s) eligible <when> in K pair(s)", then what could not be counted; never a 0
+    for pairs that were not counted."""
+    total = _counted_total(reports)
+    counted = sum(_eligible(r) is not None for r in reports)
+    failed = len(reports) - counted
+    if total is None:
+        summary = f"eligible rows {NOT_COUNTED}: no pair could be counted"
+    else:
+        summary = f"{total} row(s) eligible{f' {when}' if when else ''} in {counted} pair(s)"
     if failed or entries:
         summary += f"; {failed} pair(s) could not be counted, {len(entries)} file(s) set aside"
-    lines.append(summary + "; nothing was changed.")
-    return "\n".join(lines)
+    return summary
 
 
 def format_changes(reports: Sequence[RunReport], entries: Sequence[SetAside] = ()) -> str:
@@ -243,9 +308,15 @@ def format_changes(reports: Sequence[RunReport], entries: Sequence[SetAside] = (
     lines += [_pair_line(r) for r in reports]
     lines += _set_aside_lines(entries)
     failed = [r for r in reports if r.outcome is not Outcome.SUCCEEDED]
-    eligible = sum(_eligible(r) for r in reports)
+    eligible = _counted_total(reports)
     if dry:
-        lines.append(f"{eligible} row(s) eligible; a run without --dry-run would change them.")
+        if failed or entries or eligible is None:
+            lines.append(
+                _eligible_summary(reports, entries, "")
+                + "; a run without --dry-run would change the rows counted."
+            )
+        else:
+            lines.append(f"{eligible} row(s) eligible; a run without --dry-run would change them.")
     elif failed or entries:
         lines.append(
             f"{sum(r.changed for r in reports)} row(s) changed; {len(failed)} pair(s) did not "

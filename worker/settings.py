@@ -16,6 +16,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from connectors.base import Timeouts
 from connectors.masking import safe_url
 from worker.checkpoints import CheckpointError, Signer
 from worker.config.files import NotARegularFile, read_regular
@@ -126,6 +127,14 @@ class Settings:
     def retry_policy(self) -> RetryPolicy:
         """The retry policy for transient errors of product and state databases."""
         return RetryPolicy(budget_seconds=self.retry_budget_seconds)
+
+    def state_timeouts(self) -> Timeouts:
+        """The lock and statement timeouts of the state database's sessions (the same
+        settings as the product databases' defaults; see worker/state/bounds.py)."""
+        return Timeouts(
+            lock_seconds=self.lock_timeout_seconds,
+            statement_seconds=self.statement_timeout_seconds,
+        )
 
     def checkpoint_signer(self) -> Signer | None:
         """The signer of audit checkpoints, or None when no key is set (unsigned ones).

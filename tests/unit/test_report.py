@@ -50,13 +50,45 @@ PROBLEMS = [
 
 
 def test_a_failed_pair_is_never_summed_up_as_nothing_to_do() -> None:
-    """A pair that failed before counting anything: its error is printed, not "nothing"."""
+    """A pair that failed before counting anything: its error is printed, not "nothing", and
+    its eligible rows are "not counted", never 0."""
     text = format_changes(
         [report("kdv-a", Outcome.FAILED, error="cannot reach postgresql://u:***@db/x")]
     )
     assert NOTHING not in text
-    assert "kdv-a × flexkids: FAILED; 0 row(s) eligible, 0 row(s) changed: cannot reach" in text
+    assert (
+        "kdv-a × flexkids: FAILED; eligible rows not counted, 0 row(s) changed: cannot reach"
+        in text
+    )
+    assert "0 row(s) eligible" not in text
     assert "1 pair(s) did not finish" in text
+
+
+def test_a_dry_run_that_failed_says_not_counted() -> None:
+    """--dry-run where one pair failed before counting and one stopped after its first rule:
+    neither is summed up as 0 eligible, the rules counted are named; the total covers only
+    the pair that succeeded and says what could not be counted."""
+    text = format_changes(
+        [
+            report("kdv-a", dry=True, rules=[rule(12)]),
+            report("kdv-b", Outcome.FAILED, dry=True, error="lock timeout"),
+            report("kdv-c", Outcome.FAILED, dry=True, rules=[rule(4)], error="lock timeout"),
+        ]
+    )
+    assert NOTHING not in text
+    assert "kdv-a × flexkids: ok; 12 row(s) eligible" in text
+    assert "kdv-b × flexkids: FAILED; eligible rows not counted: lock timeout" in text
+    assert (
+        "kdv-c × flexkids: FAILED; eligible rows not counted (it stopped after counting 1 "
+        "rule(s): 4 row(s) there): lock timeout" in text
+    )
+    assert text.endswith(
+        "12 row(s) eligible in 1 pair(s); 2 pair(s) could not be counted, 0 file(s) set "
+        "aside; a run without --dry-run would change the rows counted."
+    )
+    only_failed = format_changes([report("kdv-b", Outcome.FAILED, dry=True, error="x")])
+    assert "0 row(s)" not in only_failed
+    assert "eligible rows not counted: no pair could be counted" in only_failed
 
 
 def test_a_dry_run_says_what_is_eligible_and_that_nothing_changed() -> None:
@@ -100,13 +132,38 @@ def test_the_json_plan_is_one_document_of_one_shape() -> None:
         "interrupted": 0,
         "set_aside": 2,
         "eligible": 5,
+        "not_counted": 3,
         "held": 0,
         "awaiting_approval": 0,
     }
-    assert [(p["customer"], p["outcome"], p["error"]) for p in doc["pairs"]] == [
-        ("kdv-a", "succeeded", None),
-        ("kdv-b", "failed", "timeout"),
+    assert [
+        (p["customer"], p["product"], p["outcome"], p["eligible"], p["error"]) for p in doc["pairs"]
+    ] == [
+        ("kdv-a", "flexkids", "succeeded", 5, None),
+        ("kdv-b", "flexkids", "failed", None, "timeout"),
+        (
+            "kdv-a",
+            None,
+            "set_aside",
+            None,
+            "set aside: 2 problem(s) in config/customers/kdv-a.yaml",
+        ),
+        (
+            None,
+            "konnect",
+            "set_aside",
+            None,
+            "set aside: 1 problem(s) in config/products/konnect.yaml",
+        ),
     ]
+    assert [p["problems"] for p in doc["pairs"]] == [
+        [],
+        [],
+        ["products.flexkids.tenant (line 4): bad", "timezone (line 2): unknown"],
+        ["rules.0.id (line 9): duplicate"],
+    ]
+    shape = {"customer", "product", "outcome", "error", "eligible", "problems", "rules"}
+    assert all(set(p) == shape for p in doc["pairs"])
     assert doc["pairs"][0]["rules"][0]["cutoff"] == "2019-11-28"
     assert doc["set_aside"] == [
         {
@@ -124,6 +181,11 @@ def test_the_json_plan_is_one_document_of_one_shape() -> None:
     ]
     empty = json.loads(format_plan([], "json", AT))
     assert set(empty) == set(doc)
+    assert set(empty["totals"]) == set(doc["totals"])
+    assert empty["totals"]["eligible"] == 0  # no pairs: nothing to count, truly 0
+    failed = json.loads(format_plan([report("kdv-b", Outcome.FAILED, error="x")], "json", AT))
+    assert failed["totals"]["eligible"] is None  # never 0 for a count that was not taken
+    assert failed["pairs"][0]["eligible"] is None
 
 
 def test_the_plan_table_lists_failed_and_set_aside_pairs() -> None:
@@ -137,8 +199,11 @@ def test_the_plan_table_lists_failed_and_set_aside_pairs() -> None:
         AT,
         set_aside(PROBLEMS),
     )
-    assert "kdv-b × flexkids: FAILED; 0 row(s) eligible: timeout" in text
-    assert "SET ASIDE customer kdv-a: 2 problem(s) in config/customers/kdv-a.yaml" in text
+    assert "kdv-b × flexkids: FAILED; eligible rows not counted: timeout" in text
+    assert (
+        "SET ASIDE customer kdv-a: 2 problem(s) in config/customers/kdv-a.yaml; "
+        "eligible rows not counted" in text
+    )
     assert "SET ASIDE product konnect (every customer)" in text
     assert text.endswith(
         "5 row(s) eligible now in 1 pair(s); 1 pair(s) could not be counted, "

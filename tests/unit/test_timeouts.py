@@ -64,7 +64,7 @@ def test_the_factory_hands_the_timeouts_to_the_connector() -> None:
     """The connector built for a product runs its sessions under that product's timeouts."""
     from worker.config import Customer
 
-    factory = ConnectorFactory({"KIDS_DATABASE_URL": "sqlite://"}, pepper=b"p" * 16)
+    factory = ConnectorFactory({"KIDS_DATABASE_URL": "sqlite:///kids.db"}, pepper=b"p" * 16)
     mapping = ProductMapping.model_validate({**MAPPING, "timeouts": {"lock_seconds": 3}})
     customer = Customer.model_validate({"customer": "c", "products": {"kids": {"tenant": 1}}})
     connector = factory(customer, mapping)

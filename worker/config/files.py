@@ -11,7 +11,7 @@ import errno
 import os
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,14 +26,23 @@ M = TypeVar("M", bound=BaseModel)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 WHOLE_FILE = "(whole file)"
+Index = dict[int, dict[str, tuple[yaml.Node, yaml.Node]]]
+"""Per mapping node (by id): its first key and value node per key text."""
+MAX_PROBLEMS_PER_FILE = 50
 
 
 class Problems:
-    """The problems found so far, each with its file shown relative to the configuration."""
+    """The problems found so far, each with its file shown relative to the configuration.
+
+    At most `MAX_PROBLEMS_PER_FILE` are kept per file; past that, one "… and N more" problem
+    (its N counting on) stands for the rest, so output and memory stay bounded.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.items: list[ConfigProblem] = []
+        self._per_file: dict[str, int] = {}
+        self._more: dict[str, int] = {}  # file → index of its "… and N more" item
 
     def add(self, file: Path, path: str, message: str, line: int | None = None) -> ConfigProblem:
         """A problem at `path` (dotted, or a place such as "line 3, column 7") in `file`.
@@ -44,12 +53,28 @@ class Problems:
         path = _CONTROL.sub(lambda m: repr(m.group())[1:-1], path)
         where = f"{path} (line {line})" if line and path else path
         problem = ConfigProblem(display(file, self.root), where, message)
-        self.items.append(problem)
+        count = self._per_file.get(problem.file, 0) + 1
+        self._per_file[problem.file] = count
+        if count <= MAX_PROBLEMS_PER_FILE:
+            self.items.append(problem)
+            return problem
+        # A hostile file must not produce unbounded output: one line stands for the rest.
+        more = ConfigProblem(
+            problem.file,
+            WHOLE_FILE,
+            f"… and {count - MAX_PROBLEMS_PER_FILE} more problem(s) in this file; fix the "
+            "ones above and validate again",
+        )
+        if count == MAX_PROBLEMS_PER_FILE + 1:
+            self._more[problem.file] = len(self.items)
+            self.items.append(more)
+        else:
+            self.items[self._more[problem.file]] = more
         return problem
 
     def at(self, doc: Doc, path: tuple[str | int, ...], message: str) -> ConfigProblem:
         """A problem at `path` inside a read file, with the line of that path."""
-        return self.add(doc.file, dotted(path), message, line_of(doc.node, path))
+        return self.add(doc.file, dotted(path), message, doc.line_of(path))
 
 
 def dotted(path: tuple[Any, ...]) -> str:
@@ -69,9 +94,16 @@ def display(file: Path, root: Path) -> str:
 
 @dataclass
 class Doc:
+    """A read file: its data, and the composed node tree that knows each value's line."""
+
     file: Path
     data: Any
     node: yaml.Node | None
+    _index: Index = field(default_factory=dict, repr=False)
+
+    def line_of(self, path: tuple[str | int, ...]) -> int | None:
+        """`line_of(self.node, path)`, each mapping's keys indexed once for all calls."""
+        return line_of(self.node, path, self._index)
 
 
 def yaml_files(folder: Path, problems: Problems) -> list[Path]:
@@ -204,15 +236,30 @@ def _syntax_problem(file: Path, text: str, exc: yaml.YAMLError, problems: Proble
     problems.add(file, where, f"YAML syntax error: {what}; fix the syntax at that spot")
 
 
-def line_of(node: yaml.Node | None, path: tuple[str | int, ...]) -> int | None:
+def line_of(
+    node: yaml.Node | None,
+    path: tuple[str | int, ...],
+    index: Index | None = None,
+) -> int | None:
     """The 1-based line of `path` inside a composed YAML tree, as near as it exists.
 
     A mapping entry is found on the line of its key: a block value starts a line later.
+    `index` (see `Index`, filled as needed) makes each step a dictionary look-up: pass the
+    same dict for every path of one tree (as `Doc.line_of` does), so locating many problems
+    in a large file stays linear, each mapping's keys read once, instead of a scan of the
+    keys per problem.
     """
+    keys = index if index is not None else {}
     found, mark = node, (node.start_mark if node is not None else None)
     for part in path:
         if isinstance(found, yaml.MappingNode):
-            key, nxt = next(((k, v) for k, v in found.value if k.value == str(part)), (None, None))
+            by_text = keys.get(id(found))
+            if by_text is None:
+                by_text = {}
+                for k, v in found.value:
+                    by_text.setdefault(str(k.value), (k, v))
+                keys[id(found)] = by_text
+            key, nxt = by_text.get(str(part), (None, None))
             mark = key.start_mark if key is not None else mark
         elif isinstance(found, yaml.SequenceNode) and isinstance(part, int):
             nxt = found.value[part] if part < len(found.value) else None
@@ -245,7 +292,7 @@ def parse_model(model: type[M], doc: Doc, problems: Problems) -> M | None:
             message = _explain(err)
             if (path, message) not in seen:
                 seen.add((path, message))
-                problems.add(doc.file, path, message, line_of(doc.node, loc))
+                problems.add(doc.file, path, message, doc.line_of(loc))
         return None
 
 

@@ -10,6 +10,13 @@ because a write whose commit was acknowledged but whose reply was lost must not 
 a run's start is inserted only once, and an audit record already in the trail (same run, kind,
 time and payload) is not appended again.
 
+Every session is bounded, so a locked audit table or a silent server fails the write instead
+of hanging the daemon (`worker.state.bounds`): on PostgreSQL a lock and a statement timeout,
+and on both kinds the client-side bounds of `connectors.reach`, from `timeouts`
+(RETENTION_LOCK_TIMEOUT_SECONDS, RETENTION_STATEMENT_TIMEOUT_SECONDS); a migration alone runs
+without the server-side limits. A product change whose record could not be written is
+settled by reconciliation (worker/reconcile.py) on the next start or run.
+
 Audit appends are serialised on the `audit_head` row: `SELECT ... FOR UPDATE` on PostgreSQL
 (several replicas), a process-wide lock plus `BEGIN IMMEDIATE` on SQLite. The store knows
 nothing about hashing: the caller passes a `seal(seq, prev_hash)` that computes the new hash
@@ -37,11 +44,14 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from connectors.base import Timeouts
 from connectors.errors import is_transient
 from connectors.masking import safe_url
+from connectors.reach import client_options
 from connectors.redact import describe
 from worker.errors import StateError
 from worker.retry import RetryPolicy
+from worker.state.bounds import bound_sessions, unbounded
 from worker.state.models import audit_events, audit_head, runs
 from worker.state.records import AuditEntry, AuditHead, AuditRecord, RunRecord
 
@@ -84,8 +94,11 @@ def _describe(exc: BaseException) -> str:
 class StateStore:
     """The worker's state database: runs, the audit trail, and its schema migrations."""
 
-    def __init__(self, url: str, *, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self, url: str, *, retry: RetryPolicy | None = None, timeouts: Timeouts | None = None
+    ) -> None:
         self._retry = retry if retry is not None else RetryPolicy()
+        self._timeouts = timeouts or Timeouts()
         try:
             parsed = make_url(url)
         except (ArgumentError, ValueError):
@@ -104,7 +117,12 @@ class StateStore:
 
     def _create_engine(self, url: URL) -> Engine:
         if not self._sqlite:
-            return create_engine(url, pool_pre_ping=True)
+            engine = create_engine(
+                url, pool_pre_ping=True, connect_args=client_options(url, self._timeouts)
+            )
+            if self._postgres:
+                bound_sessions(engine, self._timeouts)
+            return engine
         database = url.database or ""
         if database in ("", ":memory:"):
             # One shared connection: for single-threaded tests only.
@@ -113,7 +131,7 @@ class StateStore:
             )
         else:
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args={"timeout": 30})
+            engine = create_engine(url, connect_args=client_options(url, self._timeouts))
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
@@ -193,6 +211,8 @@ class StateStore:
         def write() -> None:
             with self._write("migrating the schema") as conn:
                 if self._postgres:
+                    # A migration may rewrite a large trail and waits for another replica's.
+                    unbounded(conn)
                     # Replicas starting together: the second waits, then finds nothing to do.
                     conn.execute(
                         text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATE_LOCK_KEY}
