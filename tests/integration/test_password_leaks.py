@@ -105,9 +105,11 @@ def test_no_password_in_any_url_form_reaches_output_or_state(
     assert runs.returncode == 1, runs.stderr[-2000:]
     assert runs.stdout.count("FAILED") == len(forms)
     assert validated.returncode in (1, 2)
-    # A keyword DSN, and a raw ":" after a raw "@", do not parse: said without the URL.
-    assert validated.stderr.count("unreachable: ") == len(forms) - 2
+    # A keyword DSN, and a raw ":" after a raw "@", do not parse: said without the URL; a
+    # password in pymysql's query string is refused before any connection, masked.
+    assert validated.stderr.count("unreachable: ") == len(forms) - 3
     assert validated.stderr.count("the database URL is not valid") == 2
+    assert "URL_MY_QUERY is not usable" in validated.stderr
     assert planned.returncode == 1
     pairs = json.loads(planned.stdout)["pairs"]
     assert [p["outcome"] for p in pairs] == ["failed"] * len(forms)
