@@ -84,7 +84,15 @@ def _eligible(report: RunReport) -> int:
 
 def _pair_line(report: RunReport) -> str:
     """One line per pair: outcome, eligible rows, rows changed (or would change), rows held,
-    rules waiting for approval, error."""
+    rules waiting for approval, error; or why another process ran it (worker/leases.py)."""
+    if report.skipped is not None:
+        skipped = report.skipped
+        tick = skipped.tick.strftime("%Y-%m-%d %H:%M:%SZ")
+        what = "done" if skipped.why == "done" else "being run"
+        return (
+            f"  {report.customer} × {report.product}: skipped; {what} by {skipped.holder} "
+            f"in the tick of {tick}"
+        )
     outcome = str(report.outcome).upper() if report.outcome is not Outcome.SUCCEEDED else "ok"
     figures = f"{_eligible(report)} row(s) eligible"
     if not report.dry_run:
@@ -251,8 +259,13 @@ def format_changes(reports: Sequence[RunReport], entries: Sequence[SetAside] = (
             f"{sum(r.changed for r in reports)} row(s) changed; {len(failed)} pair(s) did not "
             f"finish and {len(entries)} file(s) were set aside: see above."
         )
-    elif not changed and eligible == 0:
+    elif not changed and eligible == 0 and not any(r.skipped for r in reports):
         lines.append("Nothing changed: no data was past its retention period.")
+    skipped = sum(1 for r in reports if r.skipped is not None)
+    if skipped:
+        lines.append(
+            f"{skipped} pair(s) were run by another process in this tick (leases): see above."
+        )
     waiting = sum(len(r.awaiting) for r in reports)
     if waiting and not dry:
         lines.append(
