@@ -188,9 +188,10 @@ class Leases:
                 .on_conflict_do_nothing(
                     index_elements=[leases.c.customer, leases.c.product, leases.c.tick]
                 )
-            )
+                .returning(leases.c.token)  # the rowcount of this INSERT is -1 on psycopg 3
+            ).first()
             taken_from = None
-            if inserted.rowcount != 1:
+            if inserted is None:
                 row = conn.execute(
                     select(leases).where(pk).with_for_update(skip_locked=True)
                 ).first()
