@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -21,13 +22,14 @@ from worker.checkpoints import Checkpointer, Signer
 from worker.config import Customer, ProductMapping
 from worker.configload import Config
 from worker.errors import SettingsError
-from worker.events import EventBus
+from worker.events import EventBus, PairSkipped
 from worker.gate import Gatekeeper, HistoryRecorder
+from worker.leases import Leases
 from worker.reconcile import Reconciler, open_work
 from worker.retry import RetryPolicy
 from worker.run import Clock, Runner, active_runs
 from worker.runreport import RunReport, UnexpectedRunError
-from worker.settings import product_timeouts, read_secret
+from worker.settings import DEFAULT_LEASE_SECONDS, product_timeouts, read_secret
 from worker.state import StateStore
 from worker.status import StatusRecorder
 
@@ -119,13 +121,18 @@ def build_runner(
     retry: RetryPolicy | None = None,
     store: StateStore | None = None,
     signer: Signer | None = None,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    scheduled: bool = False,
 ) -> Runner:
     """A Runner over the environment's databases; `batch_size` overrides the mappings'.
 
     `retry` defaults to 60 s of retries of transient errors (see `worker.retry`). `store`
     holds the legal holds, approvals and rule history the run obeys; only a dry run may go
     without one (nothing is then held or approved). With a store, every run ends with a
-    checkpoint of the audit chain, signed by `signer` when given.
+    checkpoint of the audit chain, signed by `signer` when given, and every real run first
+    takes its pair's lease for the tick, lasting `lease_seconds` unless renewed; a
+    `scheduled` runner (the daemon's, `run --once --scheduled`) also skips pairs another
+    process already finished in that tick (worker/leases.py).
     """
     return Runner(
         config.catalogue,
@@ -141,6 +148,8 @@ def build_runner(
         reconciler=(
             Reconciler(store, bus, config.catalogue, pepper, clock) if store is not None else None
         ),
+        leases=Leases(store, lease_seconds) if store is not None else None,
+        scheduled=scheduled,
     )
 
 
@@ -199,20 +208,71 @@ def run_pairs(
     now: dt.datetime,
     *,
     dry_run: bool,
+    wait: bool = False,
+    announce: bool = True,
 ) -> list[RunReport]:
-    """Run every pair; one pair's failure is reported and never stops the next."""
+    """Run every pair; one pair's failure is reported and never stops the next.
+
+    A pair another process holds or finished in its tick is skipped, and (with `announce`)
+    published as PairSkipped, once. With `wait` (`run --once`), pairs held by another
+    process are asked for again (see `_due`) until that process has finished them or this
+    one has taken over its expired lease; so when this returns, every pair is done for the
+    tick unless a stop was asked for.
+    """
     reports: list[RunReport] = []
+    waiting: list[tuple[float, Customer, ProductMapping]] = []
     for customer, mapping in pairs:
         if runner.stop.is_set():
             break
-        try:
-            reports.append(runner.run(customer, mapping, now, dry_run=dry_run))
-        except UnexpectedRunError as exc:
-            log.exception(
-                "run.crashed",
-                customer=customer.customer,
-                product=mapping.product,
-                run_id=exc.report.run_id,
-            )
-            reports.append(exc.report)
+        report = _run_one(runner, customer, mapping, now, dry_run=dry_run)
+        if report.skipped is not None and announce:
+            runner.bus.publish(_skip_event(report))
+        if wait and report.skipped is not None and report.skipped.why == "held":
+            waiting.append((_due(runner, report.skipped.wait_seconds), customer, mapping))
+        else:
+            reports.append(report)
+    while waiting and not runner.stop.is_set():
+        waiting.sort(key=lambda item: item[0])
+        due, customer, mapping = waiting.pop(0)
+        if runner.stop.wait(max(0.0, due - time.monotonic()) + WAIT_MARGIN_SECONDS):
+            break
+        report = _run_one(runner, customer, mapping, now, dry_run=dry_run)
+        if report.skipped is not None and report.skipped.why == "held":
+            waiting.append((_due(runner, report.skipped.wait_seconds), customer, mapping))
+        else:
+            reports.append(report)
     return reports
+
+
+WAIT_MARGIN_SECONDS = 0.25
+"""Asked again this long after a holder's lease would expire (it may have been renewed)."""
+
+
+def _due(runner: Runner, wait_seconds: float) -> float:
+    """When (monotonic) to ask again for a pair another process holds: when its lease would
+    expire, or after a sixth of the lease time (at least 1 s) if that is sooner, so a
+    holder that finishes early is noticed soon without asking for every pair every second."""
+    lease = runner.leases.seconds if runner.leases is not None else wait_seconds
+    return time.monotonic() + min(wait_seconds, max(1.0, lease / 6))
+
+
+def _run_one(
+    runner: Runner, customer: Customer, mapping: ProductMapping, now: dt.datetime, *, dry_run: bool
+) -> RunReport:
+    try:
+        return runner.run(customer, mapping, now, dry_run=dry_run)
+    except UnexpectedRunError as exc:
+        log.exception(
+            "run.crashed",
+            customer=customer.customer,
+            product=mapping.product,
+            run_id=exc.report.run_id,
+        )
+        return exc.report
+
+
+def _skip_event(report: RunReport) -> PairSkipped:
+    skipped = report.skipped
+    if skipped is None:  # callers check; kept for the type checker
+        raise ValueError(f"{report.customer} × {report.product} was not skipped")
+    return PairSkipped(report.customer, report.product, skipped.tick, skipped.why, skipped.holder)

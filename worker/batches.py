@@ -70,8 +70,7 @@ def run_batches(
     batch = 0
     lost = 0
     while True:
-        if runner.stop.is_set():
-            raise RunInterrupted()
+        runner.check_stop()
         page = runner._retry(connector.select_expired, target, after, size)
         if not page:
             return
@@ -252,8 +251,7 @@ def _keyless_batches(
     common: dict[str, Any] = {"rule": rule.id, "action": "delete", "table": target.table.name}
     batch = 0
     while True:
-        if runner.stop.is_set():
-            raise RunInterrupted()
+        runner.check_stop()
         holds = runner.gatekeeper.active_holds(customer.customer, mapping.product)
         stopped = held_by(holds, rule)
         if stopped:

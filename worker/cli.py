@@ -55,9 +55,9 @@ def main(ctx: click.Context, env_file: Path | None) -> None:
     RETENTION_HTTP_PORT, RETENTION_LOG_LEVEL, RETENTION_LOG_FORMAT (json|console|auto),
     RETENTION_STOP_GRACE_SECONDS, RETENTION_RETRY_BUDGET_SECONDS,
     RETENTION_LOCK_TIMEOUT_SECONDS, RETENTION_STATEMENT_TIMEOUT_SECONDS,
-    RETENTION_CHECKPOINT_KEY (or RETENTION_CHECKPOINT_KEY_FILE). Each product mapping
-    (or customer, for one-database-per-customer products) names the variable holding its
-    database URL.
+    RETENTION_LEASE_SECONDS, RETENTION_CHECKPOINT_KEY (or RETENTION_CHECKPOINT_KEY_FILE).
+    Each product mapping (or customer, for one-database-per-customer products) names the
+    variable holding its database URL.
     See docs/configuration.md and docs/operations.md.
     """
     if env_file is not None:
@@ -262,6 +262,13 @@ def plan(
 @select_options
 @click.option("--once", is_flag=True, help="Do what is due now, then exit.")
 @click.option("--dry-run", is_flag=True, help="With --once: count only, change nothing.")
+@click.option(
+    "--scheduled",
+    is_flag=True,
+    help="With --once: run as the scheduled run of the current tick of each pair's "
+    "schedule, like the daemon: skip pairs that another process (a daemon replica, "
+    "another CronJob) already finished in that tick. The Helm chart's CronJobs use it.",
+)
 @click.pass_obj
 def run(
     ctx: Ctx,
@@ -270,14 +277,20 @@ def run(
     product: str | None,
     once: bool,
     dry_run: bool,
+    scheduled: bool,
 ) -> None:
     """Run the retention rules: with --once now, otherwise as a daemon on each schedule.
 
-    With --once, every customer × product due is run in turn; one pair's failure never
-    stops the next. On a terminal, progress per pair and rule (rows done of eligible) goes
-    to stderr. The summary lists what changed per product, table and action, then each
-    pair's outcome with its eligible and changed rows (and the error of a failed pair), and
-    the configuration files set aside. Transient database errors (a lost connection, a
+    With --once, every customer × product selected (--customer, --product) is run in
+    turn; one pair's failure never stops the next. Before a pair runs, its lease for the
+    current tick of its schedule is taken in the state database: a pair that another process
+    (a daemon replica, another run --once) is running is waited for, and taken over if that
+    process is gone or stops renewing its lease for RETENTION_LEASE_SECONDS (default 60).
+    With --scheduled, a pair already done in this tick is skipped. On a terminal, progress
+    per pair and rule (rows done of eligible) goes to stderr. The summary lists what changed
+    per product, table and action, then each pair's outcome with its eligible and changed
+    rows (and the error of a failed pair, or the process that ran a skipped one), and the
+    configuration files set aside. Transient database errors (a lost connection, a
     failover) are retried for RETENTION_RETRY_BUDGET_SECONDS (default 60).
 
     The daemon runs each customer × product on its schedule (default daily at 02:00 in
@@ -286,7 +299,8 @@ def run(
     SIGHUP (an invalid one is refused and the old one stays), and stops cleanly on
     SIGTERM or SIGINT: the batch in flight finishes, then the process exits 0 (1 if runs
     were still busy after RETENTION_STOP_GRACE_SECONDS, default 20). A second signal
-    exits at once.
+    exits at once. Several daemons (replicas) may share one state database: the leases
+    let one of them run each pair per tick.
     """
     from worker.state import StateStore
 
@@ -296,8 +310,8 @@ def run(
     except SettingsError as exc:
         fail(str(exc))
     if not once:
-        if customer or product or dry_run:
-            fail("--customer, --product and --dry-run go with --once")
+        if customer or product or dry_run or scheduled:
+            fail("--customer, --product, --dry-run and --scheduled go with --once")
         _daemon(ctx, config_dir)
     sel = PairSelection(customer, product)
     config = _checked_config(ctx, config_dir, sel)
@@ -321,10 +335,12 @@ def run(
             retry=ctx.settings.retry_policy(),
             store=store,
             signer=signer,
+            lease_seconds=ctx.settings.lease_seconds,
+            scheduled=scheduled,
         )
         if not dry_run:
             reconcile_all(config, ctx.env, bus, store, pepper=pepper)
-        reports = run_pairs(runner, sel.pick(config), utc_now(), dry_run=dry_run)
+        reports = run_pairs(runner, sel.pick(config), utc_now(), dry_run=dry_run, wait=True)
     except RetentionError as exc:
         fail(str(exc), ExitCode.RUN_FAILED)
     finally:

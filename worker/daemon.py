@@ -29,7 +29,7 @@ from worker.http import HealthServer
 from worker.logging import LogSubscriber
 from worker.metrics import Metrics
 from worker.run import Clock
-from worker.scheduler import build_scheduler, sync_jobs
+from worker.scheduler import build_scheduler, job_id, sync_jobs
 from worker.settings import Settings
 from worker.state import StateStore
 from worker.status import read_status
@@ -38,6 +38,7 @@ log = structlog.get_logger("worker.daemon")
 
 HEARTBEAT_SECONDS = 1.0
 HEALTHY_WITHIN_SECONDS = 30.0
+LEASE_MARGIN_SECONDS = 0.5  # after a holder's lease would expire (it may have been renewed)
 
 
 class Daemon:
@@ -173,8 +174,13 @@ class Daemon:
                 self._active -= 1
                 self._active_lock.notify_all()
 
-    def run_job(self, customer: str, product: str) -> None:
-        """A scheduled tick: the same run as `run --once`, for one customer × product."""
+    def run_job(self, customer: str, product: str, at: dt.datetime | None = None) -> None:
+        """A scheduled tick: the same run as `run --once`, for one customer × product.
+
+        When another process holds the pair's lease for this tick, the pair is asked
+        again (`at` is then the first attempt's time, so the same tick) when that lease
+        would expire: if its holder has crashed, this process takes the pair over.
+        """
         if self.stop.is_set():
             return
         with self._tracked():
@@ -194,11 +200,33 @@ class Daemon:
                 retry=self.settings.retry_policy(),
                 store=self.state,
                 signer=self.signer,
+                lease_seconds=self.settings.lease_seconds,
+                scheduled=True,
             )
+            now = at or self.clock()
             try:
-                run_pairs(runner, pairs, self.clock(), dry_run=False)
+                reports = run_pairs(runner, pairs, now, dry_run=False, announce=at is None)
             except Exception:
                 log.exception("job.crashed", job=f"{customer}/{product}")
+                return
+            for report in reports:
+                if report.skipped is not None and report.skipped.why == "held":
+                    self._ask_again(customer, product, now, report.skipped.wait_seconds)
+
+    def _ask_again(self, customer: str, product: str, at: dt.datetime, wait: float) -> None:
+        """Run the pair's job for the tick of `at` again in `wait` seconds (real time)."""
+        when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=wait + LEASE_MARGIN_SECONDS)
+        try:
+            self.scheduler.add_job(
+                self.run_job,
+                trigger="date",
+                run_date=when,
+                args=(customer, product, at),
+                id=f"{job_id(customer, product)}#lease",
+                replace_existing=True,
+            )
+        except Exception:  # noqa: BLE001  (a scheduler shut down by a stop)
+            log.debug("job.not_asked_again", job=job_id(customer, product))
 
     # --- lifetime --------------------------------------------------------------------
 

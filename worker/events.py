@@ -267,6 +267,19 @@ class ConfigLoaded:
     name = "config.loaded"
 
 
+@dataclass(frozen=True)
+class PairSkipped:
+    """This process did not run a pair in its tick: another process holds its lease (`held`)
+    or finished it (`done`); `holder` is that process's `host|pid` (worker/leases.py)."""
+
+    customer: str
+    product: str
+    tick: dt.datetime
+    why: str  # held | done
+    holder: str
+    name = "pair.skipped"
+
+
 Event = Union[  # noqa: UP007  (a runtime alias used in isinstance-free dispatch)
     RunStarted,
     RuleEvaluated,
@@ -281,6 +294,7 @@ Event = Union[  # noqa: UP007  (a runtime alias used in isinstance-free dispatch
     CheckpointMade,
     ConnectorStatus,
     ConfigLoaded,
+    PairSkipped,
 ]
 
 Subscriber = Callable[[Event], None]

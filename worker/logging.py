@@ -41,6 +41,7 @@ from worker.events import (
     Event,
     HoldChanged,
     Outcome,
+    PairSkipped,
     RuleEvaluated,
     RuleGated,
     RunFinished,
@@ -368,4 +369,12 @@ def _describe(event: Event) -> tuple[int, dict[str, Any]]:
         case ConfigLoaded():
             level = logging.INFO if event.valid else logging.ERROR
             return level, {"valid": event.valid, "problems": event.problems}
+        case PairSkipped():
+            return logging.INFO, {
+                "customer": event.customer,
+                "product": event.product,
+                "tick": event.tick.isoformat(),
+                "why": event.why,
+                "holder": event.holder,
+            }
     return logging.DEBUG, {}

@@ -4,10 +4,10 @@
 owns its own `CollectorRegistry`, so nothing is registered at import time and tests can build
 as many as they like.
 
-Labels are product, customer, rule, action and outcome only: never a record id or anything
-personal. Dry runs change nothing, so they add no processed rows, no batch durations and no
-last-success time; their outcome and duration are still counted (a dry run that fails is a
-failure to plan, worth an alert).
+Labels are product, customer, rule, action, outcome and why (of a skipped pair) only: never
+a record id or anything personal. Dry runs change nothing, so they add no processed rows, no
+batch durations and no last-success time; their outcome and duration are still counted (a
+dry run that fails is a failure to plan, worth an alert).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from worker.events import (
     ConnectorStatus,
     Event,
     Outcome,
+    PairSkipped,
     RuleEvaluated,
     RuleGated,
     RunFinished,
@@ -47,6 +48,7 @@ RULE_LABELS = ("product", "customer", "rule", "action")
 RUN_LABELS = ("product", "customer", "outcome")
 TARGET_LABELS = ("product", "customer")
 PENDING_LABELS = ("product", "customer", "rule")
+SKIP_LABELS = ("product", "customer", "why")
 
 # A batch is one small transaction: milliseconds to a few seconds, a minute at worst.
 BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -149,6 +151,13 @@ class Metrics:
             "Sequence number of the last signed checkpoint of the audit chain.",
             registry=r,
         )
+        self.pairs_skipped = Counter(
+            "retention_pairs_skipped",
+            "Pairs this process did not run in a tick: another process held their lease "
+            "(why=held) or had finished them (why=done).",
+            SKIP_LABELS,
+            registry=r,
+        )
         # Runs of different customers may finish on different scheduler threads at once.
         self._lock = threading.Lock()
         self._dry_runs: set[str] = set()
@@ -200,6 +209,8 @@ class Metrics:
                     self.config_reload_failures.inc()
             case CheckpointMade():
                 self.checkpoint_seq.set(event.seq)
+            case PairSkipped():
+                self.pairs_skipped.labels(event.product, event.customer, event.why).inc()
             case ConnectorStatus():
                 self.connector_up.labels(event.product, event.customer).set(1 if event.up else 0)
             case _:

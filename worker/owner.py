@@ -23,7 +23,8 @@ def process_owner() -> str:
     return f"{socket.gethostname()}|{os.getpid()}"
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """True while a process with id `pid` exists on this host (signal 0)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -55,4 +56,4 @@ def abandoned(
     pid = int(pid_text)
     if pid == int(me_pid):
         return True  # this process (its live runs are skipped by the caller) or a reused pid
-    return not _alive(pid)
+    return not alive(pid)

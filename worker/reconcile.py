@@ -15,8 +15,9 @@ start (the daemon's, `run --once`'s, and each run of a pair) settles what its pa
 
 Runs in progress are left alone: those of this process (`active`), and those whose owner
 (`runs.owner`, worker/owner.py) is still alive — a process on this host that still exists, or a
-run on another host with an audit record in the last 30 minutes. A second `run --once` beside
-the daemon therefore never closes the daemon's live run.
+run on another host with an audit record in the last 30 minutes, unless the caller took over
+that owner's expired lease of the pair (worker/leases.py). A second `run --once` beside the
+daemon therefore never closes the daemon's live run.
 """
 
 from __future__ import annotations
@@ -126,9 +127,15 @@ class Reconciler:
         *,
         settled_by: str,
         active: Iterable[str] = (),
+        gone: str | None = None,
     ) -> Settled:
-        """Settle what earlier runs of this pair left open; runs in `active` are skipped."""
-        busy = set(active) | {settled_by} | self._live_runs(customer.customer, mapping.product)
+        """Settle what earlier runs of this pair left open; runs in `active` are skipped.
+
+        `gone` is the `host|pid` of a process whose expired lease of this pair the caller
+        took over (worker/leases.py): its open runs are abandoned whatever host it was on.
+        """
+        live = self._live_runs(customer.customer, mapping.product, gone)
+        busy = set(active) | {settled_by} | live
         found = self._open_batches(customer.customer, mapping.product)
         batches = [b for b in found if b.run_id not in busy]
         rows = 0
@@ -182,8 +189,9 @@ class Reconciler:
 
         return self.store.read("reading open batches", read)
 
-    def _live_runs(self, customer: str, product: str) -> set[str]:
-        """Open runs of the pair whose owner is still alive (worker/owner.py)."""
+    def _live_runs(self, customer: str, product: str, gone: str | None = None) -> set[str]:
+        """Open runs of the pair whose owner is still alive (worker/owner.py) and is not
+        `gone` (a lease holder whose lease expired)."""
         last = (
             sa.select(sa.func.max(audit_events.c.at))
             .where(audit_events.c.run_id == runs.c.run_id)
@@ -197,7 +205,7 @@ class Reconciler:
         live = set()
         for run_id, owner, started_at, last_at in found:
             activity = max((_utc(t) for t in (started_at, last_at) if t is not None), default=None)
-            if not abandoned(owner, activity, now):
+            if (gone is None or owner != gone) and not abandoned(owner, activity, now):
                 live.add(str(run_id))
         return live
 

@@ -93,8 +93,9 @@ NOT_COUNTED = "not counted"
 
 
 def _eligible(report: RunReport) -> int | None:
-    """The pair's eligible rows; None when it did not succeed (its count may be partial)."""
-    if report.outcome is not Outcome.SUCCEEDED:
+    """The pair's eligible rows; None when it did not succeed (its count may be partial) or
+    another process ran it (leases: this process counted nothing)."""
+    if report.outcome is not Outcome.SUCCEEDED or report.skipped is not None:
         return None
     return sum(plan.eligible for plan in report.rules)
 
@@ -122,7 +123,16 @@ def _counted_total(reports: Sequence[RunReport]) -> int | None:
 
 def _pair_line(report: RunReport) -> str:
     """One line per pair: outcome, eligible rows (or "not counted"), rows changed (or would
-    change), rows held, rules waiting for approval, error."""
+    change), rows held, rules waiting for approval, error; or why another process ran it
+    (worker/leases.py)."""
+    if report.skipped is not None:
+        skipped = report.skipped
+        tick = skipped.tick.strftime("%Y-%m-%d %H:%M:%SZ")
+        what = "done" if skipped.why == "done" else "being run"
+        return (
+            f"  {report.customer} × {report.product}: skipped; {what} by {skipped.holder} "
+            f"in the tick of {tick}"
+        )
     outcome = str(report.outcome).upper() if report.outcome is not Outcome.SUCCEEDED else "ok"
     figures = _eligible_text(report)
     if not report.dry_run:
@@ -322,8 +332,13 @@ def format_changes(reports: Sequence[RunReport], entries: Sequence[SetAside] = (
             f"{sum(r.changed for r in reports)} row(s) changed; {len(failed)} pair(s) did not "
             f"finish and {len(entries)} file(s) were set aside: see above."
         )
-    elif not changed and eligible == 0:
+    elif not changed and eligible == 0 and not any(r.skipped for r in reports):
         lines.append("Nothing changed: no data was past its retention period.")
+    skipped = sum(1 for r in reports if r.skipped is not None)
+    if skipped:
+        lines.append(
+            f"{skipped} pair(s) were run by another process in this tick (leases): see above."
+        )
     waiting = sum(len(r.awaiting) for r in reports)
     if waiting and not dry:
         lines.append(

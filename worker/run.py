@@ -41,6 +41,7 @@ from worker.fingerprint import fingerprint, policy_document
 from worker.gate import Gatekeeper
 from worker.holds import ActiveHolds
 from worker.keys import KeyHasher
+from worker.leases import Busy, Lease, Leases, pair_tick
 from worker.logging import bind_run
 from worker.policy import (
     EffectiveRule,
@@ -51,7 +52,7 @@ from worker.policy import (
 )
 from worker.reconcile import Reconciler
 from worker.retry import RetryPolicy
-from worker.runreport import RulePlan, RunReport, UnexpectedRunError
+from worker.runreport import RulePlan, RunReport, Skipped, UnexpectedRunError
 from worker.targets import overlapping, tables_for, target_for
 
 T = TypeVar("T")
@@ -110,6 +111,8 @@ class Runner:
         gatekeeper: Gatekeeper | None = None,
         checkpointer: Checkpointer | None = None,
         reconciler: Reconciler | None = None,
+        leases: Leases | None = None,
+        scheduled: bool = False,
     ) -> None:
         self.catalogue = catalogue
         self.bus = bus
@@ -123,6 +126,11 @@ class Runner:
         self.gatekeeper = gatekeeper or Gatekeeper(None, bus, clock)
         self.checkpointer = checkpointer
         self.reconciler = reconciler
+        # Real runs take the pair's lease for its tick first (worker/leases.py). A scheduled
+        # run (the daemon, `run --once --scheduled`) skips a pair already done in its tick.
+        self.leases = leases
+        self.scheduled = scheduled
+        self._held = threading.local()
 
     def _retry(self, fn: Callable[..., T], *args: Any) -> T:
         """Call `fn`, retrying transient database errors within the retry budget."""
@@ -131,10 +139,88 @@ class Runner:
     def run(
         self, customer: Customer, mapping: ProductMapping, now: dt.datetime, *, dry_run: bool
     ) -> RunReport:
-        """Do (or, with dry_run, only count) what is due for one customer × product."""
+        """Do (or, with dry_run, only count) what is due for one customer × product.
+
+        A real run with leases first takes the pair's lease for the tick `now` falls in;
+        when another process holds it (or, for a scheduled run, finished the pair in that
+        tick), nothing runs and the report's `skipped` says why. Raises StateError when the
+        lease cannot be taken.
+        """
+        if dry_run or self.leases is None:
+            return self._one(customer, mapping, now, dry_run=dry_run, lease=None)
+        tick = pair_tick(customer, mapping, now)
+        taken = self.leases.take(customer.customer, mapping.product, tick, again=not self.scheduled)
+        if isinstance(taken, Busy):
+            return RunReport(
+                "",
+                customer.customer,
+                mapping.product,
+                Outcome.SUCCEEDED,
+                False,
+                skipped=Skipped(taken.why, taken.holder, taken.tick, taken.wait_seconds),
+            )
+        outcome: Outcome | None = None
+        try:
+            with taken.kept():
+                report = self._one(customer, mapping, now, dry_run=False, lease=taken)
+            outcome = report.outcome
+        except UnexpectedRunError as exc:
+            outcome = exc.report.outcome
+            raise
+        finally:
+            self._end_lease(taken, outcome)
+        return report
+
+    def _one(
+        self,
+        customer: Customer,
+        mapping: ProductMapping,
+        now: dt.datetime,
+        *,
+        dry_run: bool,
+        lease: Lease | None,
+    ) -> RunReport:
         run_id = uuid.uuid4().hex
-        with bind_run(run_id, customer.customer, mapping.product), _active(run_id):
-            return self._run(run_id, customer, mapping, now, dry_run=dry_run)
+        self._held.lease = lease
+        try:
+            with bind_run(run_id, customer.customer, mapping.product), _active(run_id):
+                return self._run(run_id, customer, mapping, now, dry_run=dry_run)
+        finally:
+            self._held.lease = None
+
+    @staticmethod
+    def _end_lease(lease: Lease, outcome: Outcome | None) -> None:
+        """Done for the tick when the run succeeded or failed (the next tick tries again);
+        released when it was interrupted, so another process may finish it in this tick.
+        A failure to record it is logged: the lease then simply expires."""
+        done = outcome in (Outcome.SUCCEEDED, Outcome.FAILED) and not lease.lost
+        try:
+            lease.end(done=done)
+        except RetentionError as exc:
+            log.warning(
+                "lease.end_failed",
+                customer=lease.customer,
+                product=lease.product,
+                tick=lease.tick.isoformat(),
+                error=str(exc),
+            )
+
+    def check_stop(self) -> None:
+        """Between batches: raise RunInterrupted when a stop was asked for, or when this
+        run's lease was lost (taken over, or not renewed in time: worker/leases.py)."""
+        if self.stop.is_set():
+            raise RunInterrupted()
+        lease: Lease | None = getattr(self._held, "lease", None)
+        if lease is not None and lease.lost:
+            log.warning(
+                "lease.lost",
+                customer=lease.customer,
+                product=lease.product,
+                tick=lease.tick.isoformat(),
+                why=lease.lost,
+                detail="the run stops before its next batch; the new holder goes on",
+            )
+            raise RunInterrupted()
 
     def _run(
         self,
@@ -159,8 +245,14 @@ class Runner:
             connector = self._open(customer, mapping)
             self._verify(connector, mapping)
             if self.reconciler is not None and not dry_run:
+                lease = getattr(self._held, "lease", None)
                 self.reconciler.settle(
-                    connector, customer, mapping, settled_by=run_id, active=active_runs()
+                    connector,
+                    customer,
+                    mapping,
+                    settled_by=run_id,
+                    active=active_runs(),
+                    gone=lease.taken_from if lease is not None else None,
                 )
             holds = self.gatekeeper.active_holds(customer.customer, mapping.product)
             rules = effective_rules(self.catalogue, customer, mapping)

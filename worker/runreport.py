@@ -36,6 +36,19 @@ class RulePlan:
     approval_id: str | None = None
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A pair this process did not run (worker/leases.py): `why` is `held` (another process
+    works it now) or `done` (another process finished it in this tick); `holder` is that
+    process's `host|pid`; `tick` the schedule's tick (UTC); `wait_seconds` how long the
+    holder's lease lasts unless renewed."""
+
+    why: str
+    holder: str
+    tick: dt.datetime
+    wait_seconds: float = 0.0
+
+
 @dataclass
 class RunReport:
     run_id: str
@@ -45,6 +58,9 @@ class RunReport:
     dry_run: bool
     rules: list[RulePlan] = field(default_factory=list)
     error: str | None = None
+    # Set when the pair was not run because another process holds or finished it (no
+    # run_id then, and nothing in the runs table or the audit trail).
+    skipped: Skipped | None = None
 
     @property
     def changed(self) -> int:

@@ -102,6 +102,7 @@ def sync_jobs(
             **extra,
         )
     for existing in scheduler.get_jobs():
-        if existing.id not in wanted:
+        # `pair#lease`: a pair asked again when another process's lease expires (daemon.py).
+        if existing.id.partition("#")[0] not in wanted:
             existing.remove()
     return wanted

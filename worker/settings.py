@@ -30,6 +30,9 @@ MAX_SECRET_BYTES = 64 * 1024  # a URL or a pepper; more is the wrong file (or /d
 # Product sessions: the longest wait for a lock, and the longest statement (seconds).
 DEFAULT_LOCK_TIMEOUT_SECONDS = 30
 DEFAULT_STATEMENT_TIMEOUT_SECONDS = 600
+# A pair's lease (worker/leases.py): renewed every third of it while its run works.
+DEFAULT_LEASE_SECONDS = 60
+MIN_LEASE_SECONDS = 2
 _DIGITS = re.compile(r"[0-9]{1,9}")
 _HOST = re.compile(r"[A-Za-z0-9._:\-\[\]%]{1,255}")
 
@@ -94,6 +97,9 @@ class Settings:
     pepper: bytes = field(default=b"", repr=False)
     # PEM Ed25519 private key signing audit checkpoints (worker/checkpoints.py); "" unsigned.
     checkpoint_key: str = field(default="", repr=False)
+    # Seconds a pair's lease lasts without renewal (worker/leases.py): how long a crashed
+    # holder's pairs wait before another process takes them over.
+    lease_seconds: int = DEFAULT_LEASE_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -122,6 +128,9 @@ class Settings:
             statement_timeout_seconds=statement,
             pepper=pepper.encode("utf-8"),
             checkpoint_key=read_secret(env, "RETENTION_CHECKPOINT_KEY") or "",
+            lease_seconds=_int(
+                env, "RETENTION_LEASE_SECONDS", DEFAULT_LEASE_SECONDS, MIN_LEASE_SECONDS, 3600
+            ),
         )
 
     def retry_policy(self) -> RetryPolicy:

@@ -1,4 +1,5 @@
-"""A run in progress belongs to its process: a second `run --once` beside it leaves it alone;
+"""A run in progress belongs to its process: a second `run --once` beside it leaves it alone
+(it waits for the pair's lease, then runs the pair after it);
 a trail cut at its end is reported as records removed, not as a crash to reconcile. The real
 CLI, SQLite state and product files.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -28,6 +30,8 @@ def _env(tmp_path: Path, product: dict[str, object], customers: dict[str, dict[s
         "RETENTION_LOG_LEVEL": "ERROR",
         kidsapp.URL_ENV: f"sqlite:///{tmp_path / 'p.db'}",
         "PATH": "/usr/bin:/bin",
+        # A worktree's tests run its own code in the subprocess too.
+        **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
     }
 
 
@@ -43,7 +47,8 @@ def _events(env: dict[str, str], sql: str) -> list[tuple[object, ...]]:
 def test_a_second_run_once_does_not_close_a_live_run_as_crashed(tmp_path: Path) -> None:
     """The runbooks say: run `retention-worker run --once` in the pod where the daemon runs.
     Started while another process's run of the pair is between batches, it must leave that
-    live run alone: one outcome per run, none `crashed`, and the trail verifies."""
+    live run alone: it waits for the pair's lease and runs the pair only after the first run
+    finished. One outcome per run, none `crashed`, and the trail verifies."""
     env = _env(tmp_path, kidsapp.mapping(batch_size=5, batch_pause=0.5), {"kdv-a": {}})
     kidsapp.create(env[kidsapp.URL_ENV], [(i, 1, OLD) for i in range(1, 101)])
     assert cli(["migrate"], env).returncode == 0
@@ -73,6 +78,12 @@ def test_a_second_run_once_does_not_close_a_live_run_as_crashed(tmp_path: Path) 
     assert all(len(o) == 1 for o in outcomes.values()), f"run.finished per run: {outcomes}"
     assert "crashed" not in {o for found in outcomes.values() for o in found}, outcomes
     assert len(outcomes) == 2, outcomes
+    first_end, second_start = _events(
+        env,
+        "SELECT (SELECT MIN(at) FROM audit_events WHERE kind = 'run.finished'),"
+        " (SELECT MAX(at) FROM audit_events WHERE kind = 'run.started')",
+    )[0]
+    assert str(second_start) > str(first_end), "the second run started before the first ended"
     verified = cli(["audit", "verify"], env)
     assert verified.returncode == 0, verified.stderr
 

@@ -245,12 +245,12 @@ def test_cronjobs_mode_runs_each_product_once_on_its_schedule(tmp_path: Path) ->
         "rw-retention-worker-flexkids": (
             "30 1 * * *",
             "Forbid",
-            ["run", "--once", "--product", "flexkids"],
+            ["run", "--once", "--scheduled", "--product", "flexkids"],
         ),
         "rw-retention-worker-konnect": (
             "0 2 * * *",
             "Forbid",
-            ["run", "--once", "--product", "konnect"],
+            ["run", "--once", "--scheduled", "--product", "konnect"],
         ),
     }
 

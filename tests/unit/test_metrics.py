@@ -19,6 +19,7 @@ from worker.events import (
     ConnectorStatus,
     Event,
     Outcome,
+    PairSkipped,
     RuleEvaluated,
     RuleGated,
     RunFinished,
@@ -300,10 +301,12 @@ def test_labels_are_only_the_allowed_sets() -> None:
         "retention_rows_held": target,
         "retention_runs_awaiting_approval": target,
         "retention_approval_pending_since_timestamp_seconds": {"product", "customer", "rule"},
+        "retention_pairs_skipped": {"product", "customer", "why"},
     }
     events = realistic_run()
     events.insert(-1, gated("run-1", "parent.erase", since=AT))
-    m = feed(Metrics(), [*events, ConfigLoaded(valid=False, problems=1)])
+    skipped = PairSkipped(CUSTOMER, PRODUCT, AT, "held", "pod-b|1")
+    m = feed(Metrics(), [*events, ConfigLoaded(valid=False, problems=1), skipped])
     seen = set()
     for family in m.registry.collect():
         assert family.name in expected, f"undocumented metric {family.name}"
@@ -311,6 +314,22 @@ def test_labels_are_only_the_allowed_sets() -> None:
         for sample in family.samples:
             assert set(sample.labels) - {"le"} == expected[family.name], sample
     assert seen == set(expected)
+
+
+def test_a_skipped_pair_is_counted_by_why() -> None:
+    """PairSkipped counts per product, customer and why; nothing else moves."""
+    m = feed(
+        Metrics(),
+        [
+            PairSkipped(CUSTOMER, PRODUCT, AT, "held", "pod-b|1"),
+            PairSkipped(CUSTOMER, PRODUCT, AT, "held", "pod-b|1"),
+            PairSkipped(CUSTOMER, PRODUCT, AT, "done", "pod-c|7"),
+        ],
+    )
+    labels = {"product": PRODUCT, "customer": CUSTOMER}
+    assert value(m, "retention_pairs_skipped_total", {**labels, "why": "held"}) == 2
+    assert value(m, "retention_pairs_skipped_total", {**labels, "why": "done"}) == 1
+    assert value(m, "retention_runs_total", {**labels, "outcome": "succeeded"}) is None
 
 
 def test_each_instance_has_its_own_registry() -> None:

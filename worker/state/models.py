@@ -235,5 +235,23 @@ open_batches = Table(
     Index("ix_open_batches_customer_product", "customer", "product"),
 )
 
+# Who works a customer × product in one tick of its schedule (worker/leases.py): the holder
+# (`host|pid`, worker/owner.py) and its token, until `expires_at` unless renewed; `done_at`
+# once the run finished, so no other process runs the pair again in that tick.
+leases = Table(
+    "leases",
+    metadata,
+    Column("customer", String(200), primary_key=True),
+    Column("product", String(200), primary_key=True),
+    Column("tick", DateTime(timezone=True), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("token", String(64), nullable=False),
+    Column("taken_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("done_at", DateTime(timezone=True), nullable=True),
+    # How often an expired lease of this tick was taken over from a holder that was gone.
+    Column("takeovers", Integer, nullable=False),
+)
+
 ZERO_HASH = "0" * 64
 """The `prev_hash` of the first audit record, and the head's hash while the trail is empty."""

@@ -1,0 +1,352 @@
+"""Leases: one process at a time works a customer × product, and only once per tick.
+
+Several daemons (replicas) and `run --once` processes (Kubernetes CronJobs) may share one
+state database. Before a real run of a pair, a process takes the pair's lease for the
+pair's current *tick*: the latest instant at or before the run's `now` that the pair's
+schedule names (worker/scheduler.py `schedule_for`), so every process that runs the pair
+for that schedule slot agrees on the key `(customer, product, tick)`.
+
+    take  → INSERT … ON CONFLICT DO NOTHING; else the row, locked (FOR UPDATE SKIP LOCKED):
+            done          → skip ("done": another process finished the pair in this tick)
+            not expired   → skip ("held": another process works it now)
+            expired, or its holder certainly gone (a dead pid on this host)
+                          → take it over, counted in `takeovers`
+    work  → a heartbeat thread renews the lease every third of RETENTION_LEASE_SECONDS;
+            between batches the run asks `lost`: a lease taken over, or not renewed for
+            RETENTION_LEASE_SECONDS, stops the run as interrupted before its next batch
+    end   → succeeded or failed: marked done (the next tick runs the pair again);
+            interrupted: released (deleted), so another process may run it in this tick
+
+Expiry is judged by the state database's clock (PostgreSQL `clock_timestamp()`; SQLite is
+one file on one host, so the host's clock), never by the clocks of several pods. The
+holder is `host|pid` (worker/owner.py) plus a random token per take, so a restarted
+container that got the same host name and pid never mistakes an old lease for its own.
+On PostgreSQL concurrent takers are kept apart by the primary key and row locks; on SQLite
+by its single writer (BEGIN IMMEDIATE). A taker also deletes the pair's leases of older
+ticks that are done or expired, so the table holds about one row per pair.
+
+The rows hold customer and product names, times and `host|pid`: no personal data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import structlog
+from sqlalchemy import Connection, and_, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from worker.config import Customer, ProductMapping
+from worker.cron import cron_trigger
+from worker.errors import RetentionError
+from worker.owner import alive, process_owner
+from worker.scheduler import schedule_for
+from worker.settings import DEFAULT_LEASE_SECONDS
+from worker.state import StateStore
+from worker.state.models import leases
+
+log = structlog.get_logger("worker.leases")
+
+# Look-back windows for the latest tick: a minute, an hour, a day, a month, a year, 5 years.
+_WINDOWS = (60, 3_600, 86_400, 32 * 86_400, 400 * 86_400, 1_830 * 86_400)
+
+Why = Literal["held", "done"]
+Clock = Callable[[], dt.datetime]
+
+
+def latest_tick(cron: str, timezone: str, now: dt.datetime) -> dt.datetime:
+    """The latest tick of the crontab line `cron` in `timezone` at or before `now` (aware),
+    in UTC; `now` itself (in UTC) when the line has no tick in the five years before it.
+
+    Searches back in widening windows, so the work is about the number of ticks in the
+    first window that holds one (a line ticking every 2 s costs 30 ticks, a daily one a few).
+    ValueError for a bad line or time zone (configload rejects those before).
+    """
+    trigger = cron_trigger(cron, timezone)
+    now = now.astimezone(dt.UTC)
+    for seconds in _WINDOWS:
+        found = None
+        for tick in trigger.ticks_between(now - dt.timedelta(seconds=seconds), now):
+            found = tick
+        if found is not None:
+            return found
+    return now
+
+
+def pair_tick(customer: Customer, mapping: ProductMapping, now: dt.datetime) -> dt.datetime:
+    """The tick of a customer × product that a run at `now` belongs to (UTC), from the
+    schedule the daemon uses for it (the customer's own, else the product's)."""
+    schedule = schedule_for(customer, mapping)
+    return latest_tick(schedule.cron, schedule.timezone or customer.timezone, now)
+
+
+@dataclass(frozen=True)
+class Busy:
+    """Why this process does not run a pair now: another process holds its lease for the
+    tick (`held`, for about `wait_seconds` more unless renewed) or finished it (`done`).
+    `holder` is that process's `host|pid`."""
+
+    customer: str
+    product: str
+    tick: dt.datetime
+    why: Why
+    holder: str
+    wait_seconds: float = 0.0
+
+
+_TOKENS: set[str] = set()
+"""Tokens of the leases this process holds (sets of str are safe across threads in CPython
+for add, discard and `in`)."""
+
+
+def _gone(holder: str, token: str) -> bool:
+    """True when the lease's holder is certainly gone before its lease expires: a process
+    on this host that no longer exists, or this host and pid without this process holding
+    the token (a restarted container that got the same host name and pid). A holder on
+    another host is judged by expiry alone (worker/owner.py reads pids the same way)."""
+    host, _, pid_text = holder.partition("|")
+    me_host, _, me_pid = process_owner().partition("|")
+    if host != me_host or not pid_text.isdigit():
+        return False
+    if pid_text == me_pid:
+        return token not in _TOKENS
+    return not alive(int(pid_text))
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Leases:
+    """Takes, renews and ends the leases of pairs in the state database.
+
+    `seconds` is the lease time (RETENTION_LEASE_SECONDS, at least 1). `clock` replaces the
+    database's clock (tests only); `holder` replaces `host|pid`. Every method raises
+    StateError (worker/errors.py) when the state database fails beyond the retry budget.
+    """
+
+    def __init__(
+        self,
+        store: StateStore,
+        seconds: float = DEFAULT_LEASE_SECONDS,
+        *,
+        clock: Clock | None = None,
+        holder: str | None = None,
+    ) -> None:
+        if seconds <= 0:
+            raise ValueError(f"a lease lasts more than 0 seconds, not {seconds}")
+        self.store = store
+        self.seconds = float(seconds)
+        self.clock = clock
+        self.holder = holder or process_owner()
+
+    def now(self, conn: Connection) -> dt.datetime:
+        """The time leases are judged by: the injected clock, else the database's."""
+        if self.clock is not None:
+            return _utc(self.clock())
+        if conn.dialect.name == "postgresql":
+            return _utc(conn.execute(select(func.clock_timestamp())).scalar_one())
+        return dt.datetime.now(dt.UTC)
+
+    def take(
+        self, customer: str, product: str, tick: dt.datetime, *, again: bool = False
+    ) -> Lease | Busy:
+        """Take the lease of `customer` × `product` for `tick` (aware), or say who has it.
+
+        With `again`, a lease already done in this tick is taken anyway (a person's
+        `run --once`, not `--scheduled`); a lease another live process holds never is.
+        """
+        tick = _utc(tick)
+        token = uuid.uuid4().hex
+        pk = and_(leases.c.customer == customer, leases.c.product == product, leases.c.tick == tick)
+
+        def write(conn: Connection) -> Lease | Busy:
+            now = self.now(conn)
+            expires = now + dt.timedelta(seconds=self.seconds)
+            values = {
+                "customer": customer,
+                "product": product,
+                "tick": tick,
+                "holder": self.holder,
+                "token": token,
+                "taken_at": now,
+                "expires_at": expires,
+                "done_at": None,
+                "takeovers": 0,
+            }
+            dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+            inserted = conn.execute(
+                dialect.insert(leases)
+                .values(values)
+                .on_conflict_do_nothing(
+                    index_elements=[leases.c.customer, leases.c.product, leases.c.tick]
+                )
+                .returning(leases.c.token)  # the rowcount of this INSERT is -1 on psycopg 3
+            ).first()
+            taken_from = None
+            if inserted is None:
+                row = conn.execute(
+                    select(leases).where(pk).with_for_update(skip_locked=True)
+                ).first()
+                if row is None:  # another process is taking or renewing it this instant
+                    return Busy(customer, product, tick, "held", "another process", self.seconds)
+                if row.done_at is not None and not again:
+                    return Busy(customer, product, tick, "done", row.holder)
+                left = (_utc(row.expires_at) - now).total_seconds()
+                if row.done_at is None and left > 0 and not _gone(row.holder, row.token):
+                    return Busy(customer, product, tick, "held", row.holder, left)
+                if row.done_at is None:
+                    taken_from = str(row.holder)
+                conn.execute(
+                    update(leases)
+                    .where(pk, leases.c.token == row.token)
+                    .values(
+                        {
+                            **values,
+                            "takeovers": int(row.takeovers) + (1 if taken_from else 0),
+                        }
+                    )
+                )
+            conn.execute(
+                delete(leases).where(
+                    leases.c.customer == customer,
+                    leases.c.product == product,
+                    leases.c.tick < tick,
+                    (leases.c.done_at.is_not(None)) | (leases.c.expires_at < now),
+                )
+            )
+            return Lease(self, customer, product, tick, token, taken_from)
+
+        _TOKENS.add(token)  # before the row exists: this process's other threads see it live
+        taken: Lease | Busy | None = None
+        try:
+            taken = self.store.write(f"taking the lease of {customer} × {product}", write)
+        finally:
+            if not isinstance(taken, Lease):
+                _TOKENS.discard(token)
+        if isinstance(taken, Lease) and taken.taken_from is not None:
+            log.warning(
+                "lease.taken_over",
+                customer=customer,
+                product=product,
+                tick=tick.isoformat(),
+                previous_holder=taken.taken_from,
+                detail="its holder stopped renewing it (crashed or cut off); this process runs "
+                "the pair",
+            )
+        return taken
+
+
+class Lease:
+    """A lease this process holds: renew it while working, then `end` it.
+
+    `taken_from` is the `host|pid` of the holder whose expired lease this one took over,
+    else None. `lost` turns true once the lease was taken over by another process, or could
+    not be renewed for the lease time: the run must stop before its next batch.
+    """
+
+    def __init__(
+        self,
+        leases_: Leases,
+        customer: str,
+        product: str,
+        tick: dt.datetime,
+        token: str,
+        taken_from: str | None,
+    ) -> None:
+        self._leases = leases_
+        self.customer = customer
+        self.product = product
+        self.tick = tick
+        self.token = token
+        self.taken_from = taken_from
+        self._confirmed = time.monotonic()  # the lease lasts at least `seconds` from here
+        self._lost = ""
+        self._stop = threading.Event()
+
+    @property
+    def _mine(self) -> Any:
+        return and_(
+            leases.c.customer == self.customer,
+            leases.c.product == self.product,
+            leases.c.tick == self.tick,
+            leases.c.token == self.token,
+        )
+
+    @property
+    def lost(self) -> str:
+        """Why the lease is no longer safely this process's ("" while it is)."""
+        if not self._lost and time.monotonic() - self._confirmed > self._leases.seconds:
+            self._lost = f"not renewed for {self._leases.seconds:g} s"
+        return self._lost
+
+    def renew(self) -> bool:
+        """Extend the lease by the lease time from now; False when it is no longer ours."""
+        started = time.monotonic()
+
+        def write(conn: Connection) -> int:
+            now = self._leases.now(conn)
+            result = conn.execute(
+                update(leases)
+                .where(self._mine, leases.c.done_at.is_(None))
+                .values(expires_at=now + dt.timedelta(seconds=self._leases.seconds))
+            )
+            return int(result.rowcount)
+
+        mine = self._leases.store.write(f"renewing the lease of {self._names()}", write) == 1
+        if mine:
+            self._confirmed = started
+        elif not self._lost:
+            self._lost = "taken over by another process"
+        return mine
+
+    def end(self, *, done: bool) -> None:
+        """Mark the pair done in this tick (`done`), or release the lease for another process."""
+        self._stop.set()
+        _TOKENS.discard(self.token)
+
+        def write(conn: Connection) -> None:
+            if done:
+                now = self._leases.now(conn)
+                conn.execute(update(leases).where(self._mine).values(done_at=now, expires_at=now))
+            else:
+                conn.execute(delete(leases).where(self._mine))
+
+        self._leases.store.write(f"ending the lease of {self._names()}", write)
+
+    @contextmanager
+    def kept(self) -> Iterator[Lease]:
+        """Renew the lease in a background thread every third of the lease time, until the
+        block ends; a renewal that finds the lease gone marks it `lost` (and is logged)."""
+        thread = threading.Thread(target=self._beat, name=f"lease {self._names()}", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            thread.join(timeout=self._leases.seconds)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._leases.seconds / 3):
+            try:
+                if self.renew():
+                    continue
+            except RetentionError as exc:
+                log.warning("lease.renew_failed", **self._fields(), error=str(exc))
+                if not self.lost:
+                    continue
+            log.warning("lease.lost", **self._fields(), why=self.lost)
+            return
+
+    def _names(self) -> str:
+        return f"{self.customer} × {self.product}"
+
+    def _fields(self) -> dict[str, str]:
+        return {"customer": self.customer, "product": self.product, "tick": self.tick.isoformat()}
