@@ -36,6 +36,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import Connection
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from worker.audit import canonical_json, iso_utc
 from worker.errors import RetentionError
@@ -208,17 +210,21 @@ class Checkpointer:
             checkpoint = Checkpoint(seq, hash_, at.astimezone(dt.UTC))
 
         def save(conn: Connection) -> None:
-            exists = conn.execute(sa.select(checkpoints.c.seq).where(checkpoints.c.seq == seq))
-            if exists.first() is None:
-                conn.execute(
-                    checkpoints.insert().values(
-                        seq=seq,
-                        hash=hash_,
-                        at=checkpoint.at,
-                        key_id=checkpoint.key_id,
-                        signature=checkpoint.signature,
-                    )
-                )
+            # Several processes (replicas, CronJobs) may checkpoint the same head at once: the
+            # first one stored wins, the others' insert does nothing (same seq, same hash).
+            # INSERT … ON CONFLICT DO NOTHING exists on both state backends (PostgreSQL docs,
+            # "INSERT"; SQLite docs, "UPSERT").
+            values = {
+                "seq": seq,
+                "hash": hash_,
+                "at": checkpoint.at,
+                "key_id": checkpoint.key_id,
+                "signature": checkpoint.signature,
+            }
+            if conn.dialect.name == "postgresql":
+                conn.execute(pg_insert(checkpoints).values(**values).on_conflict_do_nothing())
+            else:
+                conn.execute(sqlite_insert(checkpoints).values(**values).on_conflict_do_nothing())
 
         self._store.write(f"storing the checkpoint at seq {seq}", save)
         return checkpoint

@@ -15,6 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from worker.audit import AuditTrail
+from worker.checkpoints import Checkpoint, Checkpointer
 from worker.errors import StateError
 from worker.events import BatchApplied, BatchIntent, Event, Outcome, RunFinished, RunStarted
 from worker.retry import RetryPolicy
@@ -229,3 +230,53 @@ def test_state_writes_survive_a_killed_connection(pg_url: str) -> None:
     assert fired >= len(events) + 2  # two inserts were killed and done again
     assert kinds == [e.name for e in events]
     assert result.ok, result.reason
+
+
+def test_two_processes_checkpointing_one_head_both_succeed(store: StateStore, pg_url: str) -> None:
+    """Replicas race to checkpoint the same head: while another session's insert of that
+    checkpoint is uncommitted, `make` waits on it and then stores nothing more, without an
+    error (before: it saw no row, inserted, and failed with a unique violation)."""
+    trail = AuditTrail(store, Clock())
+    for event in run_events("c" * 32, batches=1):
+        trail(event)
+    seq, hash_ = store.read(
+        "head", lambda c: tuple(c.execute(sa.text("SELECT seq, hash FROM audit_head")).one())
+    )
+    other = sa.create_engine(pg_url, poolclass=sa.pool.NullPool)
+    done: list[BaseException | Checkpoint] = []
+    try:
+        with other.connect() as conn:
+            tx = conn.begin()
+            conn.execute(
+                sa.text("INSERT INTO checkpoints (seq, hash, at) VALUES (:s, :h, :a)"),
+                {"s": seq, "h": hash_, "a": START},
+            )
+            worker = threading.Thread(
+                target=lambda: done.append(_make_or_error(Checkpointer(store, None)))
+            )
+            worker.start()
+            waiting = sa.text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            for _ in range(500):  # until make() waits on our uncommitted row (bounded)
+                if conn.execute(waiting).scalar_one() > 0:
+                    break
+                threading.Event().wait(0.01)
+            else:
+                pytest.fail("make() never waited on the other session's checkpoint")
+            tx.commit()
+            worker.join(timeout=30)
+    finally:
+        other.dispose()
+    assert len(done) == 1 and isinstance(done[0], Checkpoint), done
+    assert (done[0].seq, done[0].hash) == (seq, hash_)
+    stored = store.read("list", lambda c: c.execute(sa.text("SELECT seq FROM checkpoints")).all())
+    assert [tuple(r) for r in stored] == [(seq,)]
+
+
+def _make_or_error(checkpointer: Checkpointer) -> BaseException | Checkpoint:
+    try:
+        return checkpointer.make(START)
+    except BaseException as exc:  # noqa: BLE001  (the test reports it)
+        return exc
