@@ -498,6 +498,12 @@ class Connector(abc.ABC):
         """
 
     @abc.abstractmethod
+    def preview(self, target: Target, change: Change) -> dict[str, int]:
+        """Rows per table that `change` of every expired row of `target` would change now,
+        as `apply` counts them: dependents, related rows and rows foreign keys cascade to
+        included; tables with none left out. Changes nothing (for `plan`)."""
+
+    @abc.abstractmethod
     def date_quality(self, table: str, column: str) -> DateQuality:
         """Count the values of a time basis column that are not clean dates (all tenants)."""
 

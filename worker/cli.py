@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import sys
 from pathlib import Path
@@ -19,11 +18,18 @@ from worker.app import (
     reconcile_all,
     run_pairs,
     subscribe_state,
-    utc_now,
 )
 from worker.cli_approvals import approvals, approve, reject
 from worker.cli_audit import audit
-from worker.cli_common import EXIT_CODES_HELP, Ctx, config_option, fail, select_options
+from worker.cli_common import (
+    EXIT_CODES_HELP,
+    Ctx,
+    config_option,
+    fail,
+    parse_at,
+    run_at,
+    select_options,
+)
 from worker.cli_holds import holds
 from worker.configload import Config, load_config
 from worker.errors import ConfigError, ExitCode, RetentionError, SettingsError
@@ -133,19 +139,6 @@ def validate(ctx: Ctx, config_dir: Path | None, offline: bool) -> None:
     click.echo(f"{live.checked} database(s) match their mapping.")
 
 
-def _parse_at(value: str | None) -> dt.datetime:
-    if value is None:
-        return utc_now()
-    try:
-        at = dt.datetime.fromisoformat(value)
-    except ValueError:
-        fail(
-            f"--at {value!r} is not an ISO date or date-time, e.g. 2027-01-31 or "
-            "2027-01-31T02:00+01:00"
-        )
-    return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
-
-
 def _checked_config(ctx: Ctx, config_dir: Path | None, sel: PairSelection) -> Config:
     config = _load(ctx, config_dir)
     if config.problems:
@@ -212,7 +205,12 @@ def plan(
     fmt: str,
     at: str | None,
 ) -> None:
-    """Dry run: count what each rule would change, per customer × product. Changes nothing."""
+    """Dry run: count what each rule would change, per customer × product. Changes nothing.
+
+    Per table, the counts are what `run --once` at the same instant changes: the subject's
+    rows, their dependents (nested), related rows, and rows of other tables that the
+    database's foreign keys delete or set to NULL with them (ON DELETE CASCADE / SET NULL).
+    """
     sel = PairSelection(customer, product)
     config = _checked_config(ctx, config_dir, sel)
     bus = EventBus()
@@ -231,7 +229,7 @@ def plan(
         retry=ctx.settings.retry_policy(),
         store=store,
     )
-    when = _parse_at(at)
+    when = parse_at(at)
     try:
         reports = run_pairs(runner, sel.pick(config), when, dry_run=True)
     finally:
@@ -246,6 +244,14 @@ def plan(
 @select_options
 @click.option("--once", is_flag=True, help="Do what is due now, then exit.")
 @click.option("--dry-run", is_flag=True, help="With --once: count only, change nothing.")
+@click.option(
+    "--at",
+    "at",
+    metavar="WHEN",
+    help="With --once: evaluate the rules as of this ISO date-time, not after now (default: "
+    "now; without an offset it is UTC), to reproduce an earlier run: only what was due then "
+    "changes. A later instant is refused (preview it with `plan --at`).",
+)
 @click.pass_obj
 def run(
     ctx: Ctx,
@@ -254,13 +260,17 @@ def run(
     product: str | None,
     once: bool,
     dry_run: bool,
+    at: str | None,
 ) -> None:
     """Run the retention rules: with --once now, otherwise as a daemon on each schedule.
 
     With --once, every customer × product due is run in turn; one pair's failure never
-    stops the next. On a terminal, progress per pair and rule (rows done of eligible) goes
-    to stderr. The summary lists what changed per product, table and action, then each
-    pair's outcome with its eligible and changed rows (and the error of a failed pair), and
+    stops the next. With --at WHEN (not after now) the rules are evaluated as of WHEN, as
+    `plan --at WHEN` counts them: an earlier instant changes only the rows due then; the
+    audit trail's run.started records the instant (`as_of`). On a terminal, progress per
+    pair and rule (rows done of eligible) goes to stderr. The summary lists what changed per
+    product, table and action (rows foreign keys cascade to included), then each pair's
+    outcome with its eligible and changed rows (and the error of a failed pair), and
     the configuration files set aside. Transient database errors (a lost connection, a
     failover) are retried for RETENTION_RETRY_BUDGET_SECONDS (default 60).
 
@@ -280,9 +290,10 @@ def run(
     except SettingsError as exc:
         fail(str(exc))
     if not once:
-        if customer or product or dry_run:
-            fail("--customer, --product and --dry-run go with --once")
+        if customer or product or dry_run or at:
+            fail("--customer, --product, --dry-run and --at go with --once")
         _daemon(ctx, config_dir)
+    when = run_at(at)
     sel = PairSelection(customer, product)
     config = _checked_config(ctx, config_dir, sel)
     store = StateStore(ctx.settings.state_url, retry=ctx.settings.retry_policy())
@@ -304,7 +315,7 @@ def run(
         )
         if not dry_run:
             reconcile_all(config, ctx.env, bus, store, pepper=pepper)
-        reports = run_pairs(runner, sel.pick(config), utc_now(), dry_run=dry_run)
+        reports = run_pairs(runner, sel.pick(config), when, dry_run=dry_run)
     except RetentionError as exc:
         fail(str(exc), ExitCode.RUN_FAILED)
     finally:

@@ -6,14 +6,16 @@ problems are listed with the problems. `plan --format json` prints one document 
 
     {"at": ISO instant (UTC), "dry_run": true,
      "totals": {"pairs", "succeeded", "failed", "interrupted", "set_aside", "eligible"},
-     "pairs": [{"customer", "product", "outcome", "error", "eligible",
+     "pairs": [{"customer", "product", "outcome", "error", "eligible", "tables",
                 "rules": [{"rule", "action", "table", "period", "source", "cutoff",
-                           "eligible"}]}],
+                           "eligible", "tables"}]}],
      "set_aside": [{"file", "customer", "product", "problems": [text, ...]}]}
 
-`outcome` is succeeded, failed or interrupted; `customer` or `product` of a set-aside entry is
-null when the problem is in the other kind of file (a product file sets that product aside for
-every customer).
+`tables` are the rows per table a run would change (table → rows: the subject's, its
+dependents', related rows and rows foreign keys cascade to), as `run` counts them in its
+summary and audit; `totals.rows` adds them up. `outcome` is succeeded, failed or interrupted;
+`customer` or `product` of a set-aside entry is null when the problem is in the other kind of
+file (a product file sets that product aside for every customer).
 """
 
 from __future__ import annotations
@@ -82,6 +84,10 @@ def _eligible(report: RunReport) -> int:
     return sum(plan.eligible for plan in report.rules)
 
 
+def _would(report: RunReport) -> int:
+    return sum(report.would_change.values())
+
+
 def _pair_line(report: RunReport) -> str:
     """One line per pair: outcome, eligible rows, rows changed (or would change), rows held,
     rules waiting for approval, error."""
@@ -89,6 +95,8 @@ def _pair_line(report: RunReport) -> str:
     figures = f"{_eligible(report)} row(s) eligible"
     if not report.dry_run:
         figures += f", {report.changed} row(s) changed"
+    elif report.outcome is Outcome.SUCCEEDED:
+        figures += f", {_would(report)} row(s) would change"
     if report.held:
         figures += f", {report.held} held"
     if report.awaiting:
@@ -136,6 +144,7 @@ def plan_document(
             "outcome": str(r.outcome),
             "error": r.error,
             "eligible": _eligible(r),
+            "tables": dict(sorted(r.would_change.items())),
             "rules": [
                 {
                     "rule": p.rule,
@@ -145,6 +154,7 @@ def plan_document(
                     "source": p.source,
                     "cutoff": p.cutoff.isoformat(),
                     "eligible": p.eligible,
+                    "tables": dict(sorted(p.would_change.items())),
                     "held": p.held,
                     "gate": p.gate,
                     "why": p.why,
@@ -163,6 +173,7 @@ def plan_document(
         "interrupted": sum(r.outcome is Outcome.INTERRUPTED for r in reports),
         "set_aside": len(entries),
         "eligible": sum(_eligible(r) for r in reports),
+        "rows": sum(_would(r) for r in reports),
         "held": sum(r.held for r in reports),
         "awaiting_approval": sum(len(r.awaiting) for r in reports),
     }
@@ -210,12 +221,17 @@ def format_plan(
     if rows:
         headers = ["customer", "product", "rule", "action", "period", "cutoff", "eligible"]
         lines.append(render_table([*headers, "gate"], rows))
+    changes = _per_table(reports)
+    if changes:
+        lines.append("A run would change:")
+        lines.append(render_table(["product", "table", "action", "rows"], changes))
     lines.append(f"Plan as of {at.astimezone(dt.UTC).isoformat()} (nothing is changed):")
     lines += [_pair_line(r) for r in reports]
     lines += _set_aside_lines(entries)
     total = sum(_eligible(r) for r in reports)
     failed = sum(r.outcome is not Outcome.SUCCEEDED for r in reports)
     summary = f"{total} row(s) eligible now in {len(reports) - failed} pair(s)"
+    summary += f", {sum(_would(r) for r in reports)} row(s) in all tables would change"
     if failed or entries:
         summary += f"; {failed} pair(s) could not be counted, {len(entries)} file(s) set aside"
     lines.append(summary + "; nothing was changed.")
@@ -225,20 +241,12 @@ def format_plan(
 def format_changes(reports: Sequence[RunReport], entries: Sequence[SetAside] = ()) -> str:
     """What a run changed, per product, table and action; then each pair's outcome."""
     dry = any(r.dry_run for r in reports)
-    totals: dict[tuple[str, str, str], int] = {}
-    for report in reports:
-        for plan in report.rules:
-            for table, count in plan.changed.items():
-                key = (report.product, table, plan.action)
-                totals[key] = totals.get(key, 0) + count
     lines: list[str] = []
-    changed = {k: v for k, v in sorted(totals.items()) if v}
+    changed = _per_table(reports)
     if changed:
-        lines.append(
-            render_table(
-                ["product", "table", "action", "rows"], [[*k, v] for k, v in changed.items()]
-            )
-        )
+        if dry:
+            lines.append("A run would change:")
+        lines.append(render_table(["product", "table", "action", "rows"], changed))
     lines.append("Dry run: nothing was changed." if dry else "Per customer × product:")
     lines += [_pair_line(r) for r in reports]
     lines += _set_aside_lines(entries)
@@ -259,3 +267,16 @@ def format_changes(reports: Sequence[RunReport], entries: Sequence[SetAside] = (
             f"{waiting} rule(s) wait for a person's approval: `retention-worker approvals list`."
         )
     return "\n".join(lines)
+
+
+def _per_table(reports: Sequence[RunReport]) -> list[list[Any]]:
+    """[product, table, action, rows] rows, sorted: what a run changed (a dry run: would
+    change), added up over customers and rules; tables with no row left out."""
+    totals: dict[tuple[str, str, str], int] = {}
+    for report in reports:
+        for plan in report.rules:
+            rows = plan.would_change if report.dry_run else plan.changed
+            for table, count in rows.items():
+                key = (report.product, table, plan.action)
+                totals[key] = totals.get(key, 0) + count
+    return [[*k, v] for k, v in sorted(totals.items()) if v]

@@ -100,6 +100,7 @@ def test_the_json_plan_is_one_document_of_one_shape() -> None:
         "interrupted": 0,
         "set_aside": 2,
         "eligible": 5,
+        "rows": 0,
         "held": 0,
         "awaiting_approval": 0,
     }
@@ -126,6 +127,30 @@ def test_the_json_plan_is_one_document_of_one_shape() -> None:
     assert set(empty) == set(doc)
 
 
+def test_the_plan_counts_rows_per_table_a_run_would_change() -> None:
+    """Per rule and pair (JSON) and per product, table and action (table form): the subject's
+    rows and every other table's, dependents and cascades included, as a run counts them."""
+    first = rule(3)
+    first.would_change = {"invoice": 3, "invoice_line": 7}
+    second = rule(2)
+    second.would_change = {"invoice": 2, "payment": 1}
+    reports = [report("kdv-a", dry=True, rules=[first, second])]
+    doc = plan_document(reports, AT)
+    assert doc["totals"]["eligible"] == 5
+    assert doc["totals"]["rows"] == 13
+    assert doc["pairs"][0]["tables"] == {"invoice": 5, "invoice_line": 7, "payment": 1}
+    assert [r["tables"] for r in doc["pairs"][0]["rules"]] == [
+        {"invoice": 3, "invoice_line": 7},
+        {"invoice": 2, "payment": 1},
+    ]
+    text = format_plan(reports, "table", AT)
+    assert "flexkids  invoice_line  delete     7" in text
+    assert "flexkids  invoice       delete     5" in text
+    assert "kdv-a × flexkids: ok; 5 row(s) eligible, 13 row(s) would change" in text
+    assert "5 row(s) eligible now in 1 pair(s), 13 row(s) in all tables would change" in text
+    assert "flexkids  payment       delete     1" in format_changes(reports)
+
+
 def test_the_plan_table_lists_failed_and_set_aside_pairs() -> None:
     """The table form names every pair, the failed one with its error, and set-aside files."""
     text = format_plan(
@@ -141,8 +166,8 @@ def test_the_plan_table_lists_failed_and_set_aside_pairs() -> None:
     assert "SET ASIDE customer kdv-a: 2 problem(s) in config/customers/kdv-a.yaml" in text
     assert "SET ASIDE product konnect (every customer)" in text
     assert text.endswith(
-        "5 row(s) eligible now in 1 pair(s); 1 pair(s) could not be counted, "
-        "1 file(s) set aside; nothing was changed.".replace("1 file(s)", "2 file(s)")
+        "5 row(s) eligible now in 1 pair(s), 0 row(s) in all tables would change; "
+        "1 pair(s) could not be counted, 2 file(s) set aside; nothing was changed."
     )
 
 
