@@ -28,7 +28,8 @@ Every connector guarantees:
   trail records them before the change is committed. When the outcome of COMMIT itself is
   unknown (the reply was lost), it raises `AmbiguousCommit` carrying what the transaction
   would have changed; `remaining` then tells whether it did;
-- delete removes dependent rows before their parents and counts every row removed;
+- delete removes dependent rows before their parents and counts every row removed, those
+  the database's foreign keys delete or set to NULL with them included (`preview` too);
 - anonymise is idempotent: rows already anonymised are neither selected nor counted;
 - errors of the driver reach the caller as `ConnectorError` with the cause attached,
   and never carry a row's values;
