@@ -1,8 +1,7 @@
 """The shipped config/ is the customers' to edit; the tests never depend on what it says.
 
 Only the tests marked ``shipped_config`` here may read it, and they assert what every valid
-configuration keeps: it loads, the demo can seed what its mappings name, and the demo's plan
-counts what its run changes. The rest of the
+configuration keeps: it loads, and the demo can seed what its mappings name. The rest of the
 suite uses tests/fixtures/config (tests/conftest.py fails a test that opens config/), and the
 last test shows that a customer's valid edit leaves the tests that read configuration green.
 """
@@ -19,7 +18,6 @@ import pytest
 import sqlalchemy as sa
 
 from demo.schemas import PRODUCTS, create_schema
-from demo.walkthrough import walkthrough
 from tests.acceptance.harness import copy_tree
 from tests.support import FIXTURE_CONFIG, REPO, RUN_DIR
 from worker.configload import load_config
@@ -75,24 +73,6 @@ def test_the_demo_schemas_hold_what_the_shipped_mappings_name(tmp_path: Path, pr
             assert {*dep.references, *dep.columns} <= found[dep.table], dep.table
             assert set(dep.references.values()) <= found[parent], dep.table
             pending += [(dep.table, d) for d in dep.dependents]
-
-
-@pytest.mark.shipped_config
-def test_the_demo_plan_counts_per_table_what_its_run_changes(tmp_path: Path) -> None:
-    """`retention-worker demo`: the plan's rows per product, table and action (dependents and
-    cascades included) are the rows the run then changes, line for line (issue 9, point 9)."""
-    lines: list[str] = []
-    assert walkthrough(tmp_path / "demo", SHIPPED, reset=True, echo=lines.append) == 0
-    text = "\n".join(lines)
-    planned = _between(text, "A run would change:\n", "\nPlan as of")
-    changed = _between(text, "== Run once\n", "\nPer customer × product:")
-    assert planned == changed
-    rows = [int(line.split()[-1]) for line in changed.splitlines()[2:]]
-    assert f"{sum(rows)} row(s) in all tables would change" in text
-
-
-def _between(text: str, start: str, end: str) -> str:
-    return text.split(start, 1)[1].split(end, 1)[0]
 
 
 def test_no_test_names_the_shipped_configuration() -> None:
