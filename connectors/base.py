@@ -28,7 +28,8 @@ Every connector guarantees:
   trail records them before the change is committed. When the outcome of COMMIT itself is
   unknown (the reply was lost), it raises `AmbiguousCommit` carrying what the transaction
   would have changed; `remaining` then tells whether it did;
-- delete removes dependent rows before their parents and counts every row removed;
+- delete removes dependent rows before their parents and counts every row removed, those
+  the database's foreign keys delete or set to NULL with them included (`preview` too);
 - anonymise is idempotent: rows already anonymised are neither selected nor counted;
 - errors of the driver reach the caller as `ConnectorError` with the cause attached,
   and never carry a row's values;
@@ -499,6 +500,12 @@ class Connector(abc.ABC):
         With `basis=None` and `everything=True` this counts all the tenant's rows of the
         table. Raises `TenantValueError` when the tenant value does not convert exactly.
         """
+
+    @abc.abstractmethod
+    def preview(self, target: Target, change: Change) -> dict[str, int]:
+        """Rows per table that `change` of every expired row of `target` would change now,
+        as `apply` counts them: dependents, related rows and rows foreign keys cascade to
+        included; tables with none left out. Changes nothing (for `plan`)."""
 
     @abc.abstractmethod
     def date_quality(self, table: str, column: str) -> DateQuality:

@@ -210,6 +210,16 @@ class MemoryConnector(Connector):
             oldest = min(self._basis(r, basis, tenant, column) for r in rows)
         return Backlog(len(rows), oldest)
 
+    def preview(self, target: Target, change: Change) -> dict[str, int]:
+        """What `apply` of every expired key would count, on a copy of the tables."""
+        self._maybe_fail()
+        saved = copy.deepcopy(self.tables)
+        try:
+            keys = {_key(r, target.table.key) for r in self._expired(target)}
+            return dict(self._apply(target, change, keys, None)) if keys else {}
+        finally:
+            self.tables = saved
+
     def count_rows(self, target: Target) -> int:
         self._maybe_fail()
         name, column = target.table.name, target.table.tenant_column

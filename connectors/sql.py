@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from connectors import dates, sqlbasis, sqlexplain
+from connectors import dates, sqlbasis, sqlexplain, sqlreach
 from connectors.anonymise import done_clause
 from connectors.base import (
     AmbiguousCommit,
@@ -256,6 +256,16 @@ class SqlConnector(Connector):
         found = dates.read_oldest(first, basis) if basis is not None else None
         return Backlog(int(count), found)
 
+    def preview(self, target: Target, change: Change) -> dict[str, int]:
+        table = self._table(target.table.name)
+        self.foreign_keys_to(table.name)
+        expired = self._expired(table, target)
+        what = f"cannot count what a {change} of {table.name} reaches"
+        with self._wrap(what), self.engine.connect() as conn:
+            return sqlreach.preview(
+                conn, self._table, self.foreign_keys_to, self._tenant, target, change, expired
+            )
+
     def date_quality(self, table: str, column: str) -> DateQuality:
         spec = self._table(table)
         if column not in spec.c:
@@ -329,7 +339,9 @@ class SqlConnector(Connector):
         if not keys:
             return Applied()
         table = self._table(target.table.name)
-        batch = Batch(self._table, self._tenant, self._expired(table, target), self._pepper)
+        self.foreign_keys_to(table.name)  # read before the transaction (SQLite: a 2nd session)
+        expired = self._expired(table, target)
+        batch = Batch(self._table, self._tenant, expired, self._pepper, self.foreign_keys_to)
         with self._wrap(f"cannot {change} rows of {table.name}"), self.engine.connect() as conn:
             transaction = conn.begin()
             applied = change_batch(conn, table, target, change, keys, batch, guard)

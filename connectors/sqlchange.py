@@ -4,7 +4,8 @@
 
     lock the batch's still-eligible rows (SELECT ... FOR UPDATE; with the masked values for
     anonymise) → ask the guard which a hold now covers → change the others (dependents first,
-    then the subject) → report the keys and rows per table changed
+    then the subject) → report the keys and rows per table changed, rows that the database's
+    foreign keys delete or update with each DELETE included (connectors/sqlreach.py)
 
 Identifiers come from reflected tables; values are bound parameters.
 """
@@ -27,15 +28,18 @@ from connectors.base import (
     Change,
     ColumnMask,
     Dependent,
+    ForeignKeyRef,
     Guard,
     Key,
     Mask,
     SchemaError,
     Target,
 )
+from connectors.sqlreach import cascaded
 
 TableOf = Callable[[str], sa.Table]
 TenantOf = Callable[[sa.Table, Target], ColumnElement[bool] | None]
+Counts = dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,12 @@ class Batch:
     tenant_of: TenantOf
     expired: ColumnElement[bool]  # the target's full re-check (tenant, cutoff, held, masks)
     pepper: bytes
+    # The foreign keys pointing at a table: what a DELETE cascades to is counted too.
+    refs_to: Callable[[str], list[ForeignKeyRef]] = lambda _name: []
+
+    def cascades(self, conn: Connection, table: sa.Table, where: ColumnElement[bool]) -> Counts:
+        """Rows per table the foreign keys delete or update with a DELETE of `where`."""
+        return cascaded(conn, self.table_of, self.refs_to, table, where)
 
 
 def key_in(columns: Sequence[sa.Column[Any]], keys: Any, dialect: str = "") -> ColumnElement[bool]:
@@ -120,6 +130,7 @@ def _delete(
         parent = sa.select(table).where(where).subquery()
         for dep in target.table.dependents:
             _delete_dependent(conn, dep, parent, target, batch, counts)
+    _add(counts, batch.cascades(conn, table, where))
     statement = sa.delete(table).where(where)
     if conn.dialect.delete_returning:
         gone = [tuple(r) for r in conn.execute(statement.returning(*key_cols))]
@@ -158,6 +169,7 @@ def _delete_dependent(
         sub = sa.select(table).where(where).subquery()
         for child in dep.dependents:
             _delete_dependent(conn, child, sub, target, batch, counts)
+    _add(counts, batch.cascades(conn, table, where))
     result = conn.execute(sa.delete(table).where(where))
     counts[dep.table] = counts.get(dep.table, 0) + result.rowcount
 
@@ -236,6 +248,7 @@ def _related(
         if tenant is not None:
             where = sa.and_(where, tenant)
         if rel.change is Change.DELETE:
+            _add(counts, batch.cascades(conn, related, where))
             done = conn.execute(sa.delete(related).where(where)).rowcount
         else:
             done = _mask_related(conn, related, rel.masks, where, batch)
@@ -278,6 +291,11 @@ def _mask_related(
             .values(new)
         )
     return len(rows)
+
+
+def _add(counts: Counts, more: Counts) -> None:
+    for name, count in more.items():
+        counts[name] = counts.get(name, 0) + count
 
 
 def _is_date(column: sa.ColumnElement[Any]) -> bool:

@@ -146,7 +146,10 @@ def _processed(processed: Mapping[tuple[str, str], Mapping[str, int]]) -> list[d
 def _payload(event: Audited) -> dict[str, Any]:
     match event:
         case RunStarted():
-            return {"dry_run": event.dry_run, "policy": event.policy}
+            started: dict[str, Any] = {"dry_run": event.dry_run, "policy": event.policy}
+            if event.as_of is not None:
+                started["as_of"] = iso_utc(event.as_of)
+            return started
         case BatchIntent():
             _only_hashes(
                 event.key_hashes,

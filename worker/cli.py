@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import sys
 from pathlib import Path
@@ -19,11 +18,18 @@ from worker.app import (
     reconcile_all,
     run_pairs,
     subscribe_state,
-    utc_now,
 )
 from worker.cli_approvals import approvals, approve, reject
 from worker.cli_audit import audit
-from worker.cli_common import EXIT_CODES_HELP, Ctx, config_option, fail, select_options
+from worker.cli_common import (
+    EXIT_CODES_HELP,
+    Ctx,
+    config_option,
+    fail,
+    parse_at,
+    run_at,
+    select_options,
+)
 from worker.cli_holds import holds
 from worker.configload import Config, load_config
 from worker.errors import ConfigError, ExitCode, RetentionError, SettingsError
@@ -134,19 +140,6 @@ def validate(ctx: Ctx, config_dir: Path | None, offline: bool) -> None:
     click.echo(f"{live.checked} database(s) match their mapping.")
 
 
-def _parse_at(value: str | None) -> dt.datetime:
-    if value is None:
-        return utc_now()
-    try:
-        at = dt.datetime.fromisoformat(value)
-    except ValueError:
-        fail(
-            f"--at {value!r} is not an ISO date or date-time, e.g. 2027-01-31 or "
-            "2027-01-31T02:00+01:00"
-        )
-    return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
-
-
 def _checked_config(ctx: Ctx, config_dir: Path | None, sel: PairSelection) -> Config:
     config = _load(ctx, config_dir)
     if config.problems:
@@ -224,7 +217,12 @@ def plan(
     at: str | None,
     explain: bool,
 ) -> None:
-    """Dry run: count what each rule would change, per customer × product. Changes nothing."""
+    """Dry run: count what each rule would change, per customer × product. Changes nothing.
+
+    Per table, the counts are what `run --once` at the same instant changes: the subject's
+    rows, their dependents (nested), related rows, and rows of other tables that the
+    database's foreign keys delete or set to NULL with them (ON DELETE CASCADE / SET NULL).
+    """
     if explain and fmt != "table":
         fail("--explain prints text: use it with --format table (the default)", ExitCode.BAD_CONFIG)
     sel = PairSelection(customer, product)
@@ -245,7 +243,7 @@ def plan(
         retry=ctx.settings.retry_policy(),
         store=store,
     )
-    when = _parse_at(at)
+    when = parse_at(at)
     try:
         reports = run_pairs(runner, sel.pick(config), when, dry_run=True)
     finally:
@@ -269,6 +267,14 @@ def plan(
     "schedule, like the daemon: skip pairs that another process (a daemon replica, "
     "another CronJob) already finished in that tick. The Helm chart's CronJobs use it.",
 )
+@click.option(
+    "--at",
+    "at",
+    metavar="WHEN",
+    help="With --once: evaluate the rules as of this ISO date-time, not after now (default: "
+    "now; without an offset it is UTC), to reproduce an earlier run: only what was due then "
+    "changes. A later instant is refused (preview it with `plan --at`).",
+)
 @click.pass_obj
 def run(
     ctx: Ctx,
@@ -278,6 +284,7 @@ def run(
     once: bool,
     dry_run: bool,
     scheduled: bool,
+    at: str | None,
 ) -> None:
     """Run the retention rules: with --once now, otherwise as a daemon on each schedule.
 
@@ -286,10 +293,13 @@ def run(
     current tick of its schedule is taken in the state database: a pair that another process
     (a daemon replica, another run --once) is running is waited for, and taken over if that
     process is gone or stops renewing its lease for RETENTION_LEASE_SECONDS (default 60).
-    With --scheduled, a pair already done in this tick is skipped. On a terminal, progress
-    per pair and rule (rows done of eligible) goes to stderr. The summary lists what changed
-    per product, table and action, then each pair's outcome with its eligible and changed
-    rows (and the error of a failed pair, or the process that ran a skipped one), and the
+    With --scheduled, a pair already done in this tick is skipped. With --at WHEN (not after
+    now) the rules are evaluated as of WHEN, as `plan --at WHEN` counts them: an earlier
+    instant changes only the rows due then; the audit trail's run.started records the
+    instant (`as_of`). On a terminal, progress per pair and rule (rows done of eligible) goes
+    to stderr. The summary lists what changed per product, table and action (rows foreign
+    keys cascade to included), then each pair's outcome with its eligible and changed rows
+    (and the error of a failed pair, or the process that ran a skipped one), and the
     configuration files set aside. Transient database errors (a lost connection, a
     failover) are retried for RETENTION_RETRY_BUDGET_SECONDS (default 60).
 
@@ -310,9 +320,10 @@ def run(
     except SettingsError as exc:
         fail(str(exc))
     if not once:
-        if customer or product or dry_run or scheduled:
-            fail("--customer, --product, --dry-run and --scheduled go with --once")
+        if customer or product or dry_run or scheduled or at:
+            fail("--customer, --product, --dry-run, --scheduled and --at go with --once")
         _daemon(ctx, config_dir)
+    when = run_at(at)
     sel = PairSelection(customer, product)
     config = _checked_config(ctx, config_dir, sel)
     store = StateStore(
@@ -340,7 +351,7 @@ def run(
         )
         if not dry_run:
             reconcile_all(config, ctx.env, bus, store, pepper=pepper)
-        reports = run_pairs(runner, sel.pick(config), utc_now(), dry_run=dry_run, wait=True)
+        reports = run_pairs(runner, sel.pick(config), when, dry_run=dry_run, wait=True)
     except RetentionError as exc:
         fail(str(exc), ExitCode.RUN_FAILED)
     finally:

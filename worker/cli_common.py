@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import Any, NoReturn
 
 import click
 
+from worker.app import utc_now
 from worker.errors import ExitCode
 from worker.settings import Settings
 
@@ -42,3 +44,31 @@ def config_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 def select_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--product", metavar="P", help="Only this product.")(fn)
     return click.option("--customer", metavar="C", help="Only this customer.")(fn)
+
+
+def parse_at(value: str | None) -> dt.datetime:
+    """`--at WHEN`: an ISO date or date-time (UTC without an offset); now when not given.
+    Exits 2 naming the expected form when WHEN does not parse."""
+    if value is None:
+        return utc_now()
+    try:
+        at = dt.datetime.fromisoformat(value)
+    except ValueError:
+        fail(
+            f"--at {value!r} is not an ISO date or date-time, e.g. 2027-01-31 or "
+            "2027-01-31T02:00+01:00"
+        )
+    return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
+
+
+def run_at(value: str | None) -> dt.datetime:
+    """`run --once --at`: the instant to evaluate the rules at, never after now (a run does
+    only what is due; a later day's backlog is previewed with `plan --at`)."""
+    now = utc_now()
+    at = parse_at(value) if value is not None else now
+    if at > now:
+        fail(
+            f"--at {value} is after now ({now.isoformat(timespec='seconds')}): a run changes "
+            "only what is due by now; preview a later day with `plan --at`"
+        )
+    return at

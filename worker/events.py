@@ -35,6 +35,8 @@ class RunStarted:
     dry_run: bool = False
     # Fingerprint of the effective configuration the run follows (worker/fingerprint.py).
     policy: str = ""
+    # The instant the rules were evaluated at: `run --once --at WHEN`, else the run's start.
+    as_of: dt.datetime | None = None
     name = "run.started"
 
 

@@ -254,6 +254,7 @@ def _describe(event: Event) -> tuple[int, dict[str, Any]]:
                 **_run_fields(event),
                 "dry_run": event.dry_run,
                 "policy": event.policy,
+                "as_of": event.as_of.isoformat() if event.as_of else None,
             }
         case RuleEvaluated():
             return logging.INFO, {

@@ -10,10 +10,11 @@ own figure). `plan --format json` prints one document of one shape:
 
     {"at": ISO instant (UTC), "dry_run": true,
      "totals": {"pairs", "succeeded", "failed", "interrupted", "set_aside", "eligible",
-                "not_counted", "held", "awaiting_approval"},
-     "pairs": [{"customer", "product", "outcome", "error", "eligible", "problems",
+                "not_counted", "rows", "held", "awaiting_approval"},
+     "pairs": [{"customer", "product", "outcome", "error", "eligible", "problems", "tables",
                 "rules": [{"rule", "action", "table", "period", "source", "cutoff",
-                           "eligible", "held", "gate", "why", "reasons", "approval_id"}]}],
+                           "eligible", "tables", "held", "gate", "why", "reasons",
+                           "approval_id"}]}],
      "set_aside": [{"file", "customer", "product", "problems": [text, ...]}]}
 
 `outcome` is succeeded, failed, interrupted or set_aside. A set-aside entry of `pairs` stands
@@ -25,6 +26,10 @@ everything (both null). `eligible` of a pair is null when it was not counted;
 counted; `totals.not_counted` is the number of pairs entries (failed, interrupted and set
 aside) without a count; `totals.pairs` counts the pairs that ran, `totals.set_aside` the
 set-aside entries.
+
+`tables` are the rows per table a run would change (table → rows: the subject's, its
+dependents', related rows and rows foreign keys cascade to), as `run` counts them in its
+summary and audit; `totals.rows` adds them up over the counted pairs.
 """
 
 from __future__ import annotations
@@ -121,6 +126,10 @@ def _counted_total(reports: Sequence[RunReport]) -> int | None:
     return sum(counted)
 
 
+def _would(report: RunReport) -> int:
+    return sum(report.would_change.values())
+
+
 def _pair_line(report: RunReport) -> str:
     """One line per pair: outcome, eligible rows (or "not counted"), rows changed (or would
     change), rows held, rules waiting for approval, error; or why another process ran it
@@ -137,6 +146,8 @@ def _pair_line(report: RunReport) -> str:
     figures = _eligible_text(report)
     if not report.dry_run:
         figures += f", {report.changed} row(s) changed"
+    elif report.outcome is Outcome.SUCCEEDED:
+        figures += f", {_would(report)} row(s) would change"
     if report.held:
         figures += f", {report.held} held"
     if report.awaiting:
@@ -184,6 +195,7 @@ def _set_aside_pair(entry: SetAside) -> dict[str, Any]:
         "error": f"set aside: {len(entry.problems)} problem(s) in {entry.file}",
         "eligible": None,
         "problems": list(entry.problems),
+        "tables": {},
         "rules": [],
     }
 
@@ -200,6 +212,7 @@ def plan_document(
             "error": r.error,
             "eligible": _eligible(r),
             "problems": [],
+            "tables": dict(sorted(r.would_change.items())),
             "rules": [
                 {
                     "rule": p.rule,
@@ -209,6 +222,7 @@ def plan_document(
                     "source": p.source,
                     "cutoff": p.cutoff.isoformat(),
                     "eligible": p.eligible,
+                    "tables": dict(sorted(p.would_change.items())),
                     "held": p.held,
                     "gate": p.gate,
                     "why": p.why,
@@ -228,6 +242,7 @@ def plan_document(
         "set_aside": len(entries),
         "eligible": _counted_total(reports),
         "not_counted": sum(_eligible(r) is None for r in reports) + len(entries),
+        "rows": sum(_would(r) for r in reports if _eligible(r) is not None),
         "held": sum(r.held for r in reports),
         "awaiting_approval": sum(len(r.awaiting) for r in reports),
     }
@@ -275,6 +290,10 @@ def format_plan(
     if rows:
         headers = ["customer", "product", "rule", "action", "period", "cutoff", "eligible"]
         lines.append(render_table([*headers, "gate"], rows))
+    changes = _per_table(reports)
+    if changes:
+        lines.append("A run would change:")
+        lines.append(render_table(["product", "table", "action", "rows"], changes))
     lines.append(f"Plan as of {at.astimezone(dt.UTC).isoformat()} (nothing is changed):")
     lines += [_pair_line(r) for r in reports]
     lines += _set_aside_lines(entries)
@@ -292,6 +311,10 @@ def _eligible_summary(reports: Sequence[RunReport], entries: Sequence[SetAside],
         summary = f"eligible rows {NOT_COUNTED}: no pair could be counted"
     else:
         summary = f"{total} row(s) eligible{f' {when}' if when else ''} in {counted} pair(s)"
+        summary += (
+            f", {sum(_would(r) for r in reports if _eligible(r) is not None)} row(s) in all "
+            "tables would change"
+        )
     if failed or entries:
         summary += f"; {failed} pair(s) could not be counted, {len(entries)} file(s) set aside"
     return summary
@@ -300,20 +323,12 @@ def _eligible_summary(reports: Sequence[RunReport], entries: Sequence[SetAside],
 def format_changes(reports: Sequence[RunReport], entries: Sequence[SetAside] = ()) -> str:
     """What a run changed, per product, table and action; then each pair's outcome."""
     dry = any(r.dry_run for r in reports)
-    totals: dict[tuple[str, str, str], int] = {}
-    for report in reports:
-        for plan in report.rules:
-            for table, count in plan.changed.items():
-                key = (report.product, table, plan.action)
-                totals[key] = totals.get(key, 0) + count
     lines: list[str] = []
-    changed = {k: v for k, v in sorted(totals.items()) if v}
+    changed = _per_table(reports)
     if changed:
-        lines.append(
-            render_table(
-                ["product", "table", "action", "rows"], [[*k, v] for k, v in changed.items()]
-            )
-        )
+        if dry:
+            lines.append("A run would change:")
+        lines.append(render_table(["product", "table", "action", "rows"], changed))
     lines.append("Dry run: nothing was changed." if dry else "Per customer × product:")
     lines += [_pair_line(r) for r in reports]
     lines += _set_aside_lines(entries)
@@ -345,3 +360,16 @@ def format_changes(reports: Sequence[RunReport], entries: Sequence[SetAside] = (
             f"{waiting} rule(s) wait for a person's approval: `retention-worker approvals list`."
         )
     return "\n".join(lines)
+
+
+def _per_table(reports: Sequence[RunReport]) -> list[list[Any]]:
+    """[product, table, action, rows] rows, sorted: what a run changed (a dry run: would
+    change), added up over customers and rules; tables with no row left out."""
+    totals: dict[tuple[str, str, str], int] = {}
+    for report in reports:
+        for plan in report.rules:
+            rows = plan.would_change if report.dry_run else plan.changed
+            for table, count in rows.items():
+                key = (report.product, table, plan.action)
+                totals[key] = totals.get(key, 0) + count
+    return [[*k, v] for k, v in sorted(totals.items()) if v]

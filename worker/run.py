@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from connectors.base import Basis, Connector, ConnectorError, Key, Target
+from connectors.base import Basis, Change, Connector, ConnectorError, Key, Target
 from worker.batches import RunInterrupted, run_batches
 from worker.checkpoints import Checkpointer
 from worker.config import Catalogue, Customer, ProductMapping
@@ -239,7 +239,9 @@ class Runner:
         try:
             document = policy_document(self.catalogue, customer, mapping)
             policy = fingerprint(document)
-            self.bus.publish(RunStarted(at=self.clock(), dry_run=dry_run, policy=policy, **names))
+            self.bus.publish(
+                RunStarted(at=self.clock(), dry_run=dry_run, policy=policy, as_of=now, **names)
+            )
             if not dry_run:
                 self.gatekeeper.remember_policy(policy, document, self.clock())
             connector = self._open(customer, mapping)
@@ -359,7 +361,8 @@ class Runner:
         target = target_for(rule, mapping, chosen, cutoff, also)
         backlog = self._retry(connector.backlog, target)
         hasher = KeyHasher(self.pepper, customer.customer, mapping.product, target.table.name)
-        held = self._held_records(connector, target, holds, hasher, mapping)
+        held_keys = self._held_records(connector, target, holds, hasher, mapping)
+        held = len(held_keys)
         gate = keeper.gate(
             run_id=report.run_id,
             customer=customer.customer,
@@ -379,7 +382,8 @@ class Runner:
             period=str(rule.period),
             source=str(rule.source),
             cutoff=cutoff.date,
-            today=cutoff.today,
+            # Rows change today, even when rules are evaluated at an earlier `--at`.
+            today=max(cutoff.today, rule_cutoff(rule, self.clock(), customer.timezone).today),
             eligible=backlog.count,
             lag_seconds=self._lag(rule, backlog.oldest, backlog.count, now, customer.timezone),
             held=backlog.count if gate.state == "held" else held,
@@ -408,6 +412,9 @@ class Runner:
                 )
             )
             return
+        if report.dry_run and backlog.count - held:
+            would = replace(target, held=target.held | held_keys) if held_keys else target
+            plan.would_change = self._retry(connector.preview, would, Change(plan.action))
         if report.dry_run or backlog.count - held == 0:
             return
         run_batches(self, connector, customer, mapping, rule, target, plan, names, hasher)
@@ -425,19 +432,20 @@ class Runner:
         holds: ActiveHolds,
         hasher: KeyHasher,
         mapping: ProductMapping,
-    ) -> int:
-        """Eligible rows of `target` that a record hold covers (pages through the eligible
-        keys only when the table has record holds at all)."""
+    ) -> frozenset[Key]:
+        """Keys of eligible rows of `target` that a record hold covers (pages through the
+        eligible keys only when the table has record holds at all)."""
         if not holds.count_records(target.table.name):
-            return 0
+            return frozenset()
         size = self.batch_size or mapping.batch_size
         after: Key | None = None
-        count = 0
+        found: set[Key] = set()
         while True:
             keys = self._retry(connector.select_expired, target, after, size)
             if not keys:
-                return count
-            count += len(holds.held(target.table.name, (hasher(k) for k in keys)))
+                return frozenset(found)
+            held = holds.held(target.table.name, (hasher(k) for k in keys))
+            found.update(k for k in keys if hasher(k) in held)
             after = keys[-1]
 
     def _evaluated(self, plan: RulePlan, names: Mapping[str, str]) -> None:

@@ -23,10 +23,15 @@ class RulePlan:
     period: str
     source: str
     cutoff: dt.date
-    today: dt.date  # the customer's calendar date the cutoff was computed for
+    # The customer's calendar date the rows change on (backups expire from it): that of the
+    # cutoff's evaluation, or of the clock when later (`run --once --at` an earlier instant).
+    today: dt.date
     eligible: int
     lag_seconds: float
     changed: dict[str, int] = field(default_factory=dict)
+    # A dry run's count of what a run would change, per table (Connector.preview): empty
+    # when the rule would change nothing (held, waiting for approval, nothing eligible).
+    would_change: dict[str, int] = field(default_factory=dict)
     # Eligible rows a legal hold keeps (part of `eligible`).
     held: int = 0
     # "" (ran), "approved" (ran under an approval), "held", "awaiting_approval".
@@ -65,6 +70,15 @@ class RunReport:
     @property
     def changed(self) -> int:
         return sum(sum(r.changed.values()) for r in self.rules)
+
+    @property
+    def would_change(self) -> dict[str, int]:
+        """A dry run's rows per table that a run would change, over every rule."""
+        tables: dict[str, int] = {}
+        for plan in self.rules:
+            for table, count in plan.would_change.items():
+                tables[table] = tables.get(table, 0) + count
+        return tables
 
     @property
     def awaiting(self) -> list[RulePlan]:

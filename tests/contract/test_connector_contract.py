@@ -175,6 +175,28 @@ class ContractTests:
         del after["membership"], before["membership"]
         assert after == before
 
+    def test_preview_counts_what_apply_then_changes_and_changes_nothing(
+        self, backend: Backend
+    ) -> None:
+        """`preview` (what `plan` prints) is, per table, what `apply` of every expired key
+        counts right after: nested dependents, held keys left out, masked rows not again."""
+        cases = [
+            (target(held=frozenset({(3,)})), Change.DELETE),
+            (link_target(), Change.UNLINK),
+            (target(masks=FULL_MASKS), Change.ANONYMISE),
+            (target(masks=FULL_MASKS), Change.ANONYMISE),  # all done: nothing left
+        ]
+        previews = []
+        for where, change in cases:
+            before = backend.snapshot()
+            preview = backend.connector.preview(where, change)
+            assert backend.snapshot() == before
+            keys = backend.connector.select_expired(where, None, 100)
+            assert preview == dict(backend.connector.apply(where, change, keys))
+            previews.append(preview)
+        assert previews[0] == {"photo_tag": 3, "photo": 2, "membership": 5, "person": 4}
+        assert previews[-1] == {}
+
     def test_apply_without_keys_changes_nothing(self, backend: Backend) -> None:
         """An empty batch changes nothing."""
         before = backend.snapshot()

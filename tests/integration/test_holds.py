@@ -50,6 +50,8 @@ def test_holds_keep_a_pair_a_rule_or_one_record(
     pair = place(state, customer="kdv-a", product=kidsapp.PRODUCT)
     rule = place(state, customer="kdv-b", product=kidsapp.PRODUCT, rule=kidsapp.RULE)
 
+    planned, _ = run(cfg, product_url, state, dry_run=True)
+    assert [(r.would_change, r.held) for r in planned] == [({}, 4), ({}, 3)]
     reports, seen = run(cfg, product_url, state)
 
     assert [(r.changed, r.held) for r in reports] == [(0, 4), (0, 3)]
@@ -59,6 +61,8 @@ def test_holds_keep_a_pair_a_rule_or_one_record(
     ledger.release(rule, by="bob", reason="closed", at=NOW)
     key = record_key_hash(PEPPER, "kdv-a", kidsapp.PRODUCT, "child", (2,))
     place(state, customer="kdv-a", product=kidsapp.PRODUCT, table="child", key_hash=key)
+    planned, _ = run(cfg, product_url, state, dry_run=True)
+    assert [r.would_change for r in planned] == [{"child": 3}, {"child": 3}]  # the plan
 
     reports, seen = run(cfg, product_url, state)
 

@@ -83,8 +83,9 @@ def test_a_dry_run_that_failed_says_not_counted() -> None:
         "rule(s): 4 row(s) there): lock timeout" in text
     )
     assert text.endswith(
-        "12 row(s) eligible in 1 pair(s); 2 pair(s) could not be counted, 0 file(s) set "
-        "aside; a run without --dry-run would change the rows counted."
+        "12 row(s) eligible in 1 pair(s), 0 row(s) in all tables would change; 2 pair(s) "
+        "could not be counted, 0 file(s) set aside; a run without --dry-run would change "
+        "the rows counted."
     )
     only_failed = format_changes([report("kdv-b", Outcome.FAILED, dry=True, error="x")])
     assert "0 row(s)" not in only_failed
@@ -133,6 +134,7 @@ def test_the_json_plan_is_one_document_of_one_shape() -> None:
         "set_aside": 2,
         "eligible": 5,
         "not_counted": 3,
+        "rows": 0,
         "held": 0,
         "awaiting_approval": 0,
     }
@@ -162,7 +164,7 @@ def test_the_json_plan_is_one_document_of_one_shape() -> None:
         ["products.flexkids.tenant (line 4): bad", "timezone (line 2): unknown"],
         ["rules.0.id (line 9): duplicate"],
     ]
-    shape = {"customer", "product", "outcome", "error", "eligible", "problems", "rules"}
+    shape = {"customer", "product", "outcome", "error", "eligible", "problems", "tables", "rules"}
     assert all(set(p) == shape for p in doc["pairs"])
     assert doc["pairs"][0]["rules"][0]["cutoff"] == "2019-11-28"
     assert doc["set_aside"] == [
@@ -188,6 +190,30 @@ def test_the_json_plan_is_one_document_of_one_shape() -> None:
     assert failed["pairs"][0]["eligible"] is None
 
 
+def test_the_plan_counts_rows_per_table_a_run_would_change() -> None:
+    """Per rule and pair (JSON) and per product, table and action (table form): the subject's
+    rows and every other table's, dependents and cascades included, as a run counts them."""
+    first = rule(3)
+    first.would_change = {"invoice": 3, "invoice_line": 7}
+    second = rule(2)
+    second.would_change = {"invoice": 2, "payment": 1}
+    reports = [report("kdv-a", dry=True, rules=[first, second])]
+    doc = plan_document(reports, AT)
+    assert doc["totals"]["eligible"] == 5
+    assert doc["totals"]["rows"] == 13
+    assert doc["pairs"][0]["tables"] == {"invoice": 5, "invoice_line": 7, "payment": 1}
+    assert [r["tables"] for r in doc["pairs"][0]["rules"]] == [
+        {"invoice": 3, "invoice_line": 7},
+        {"invoice": 2, "payment": 1},
+    ]
+    text = format_plan(reports, "table", AT)
+    assert "flexkids  invoice_line  delete     7" in text
+    assert "flexkids  invoice       delete     5" in text
+    assert "kdv-a × flexkids: ok; 5 row(s) eligible, 13 row(s) would change" in text
+    assert "5 row(s) eligible now in 1 pair(s), 13 row(s) in all tables would change" in text
+    assert "flexkids  payment       delete     1" in format_changes(reports)
+
+
 def test_the_plan_table_lists_failed_and_set_aside_pairs() -> None:
     """The table form names every pair, the failed one with its error, and set-aside files."""
     text = format_plan(
@@ -206,8 +232,8 @@ def test_the_plan_table_lists_failed_and_set_aside_pairs() -> None:
     )
     assert "SET ASIDE product konnect (every customer)" in text
     assert text.endswith(
-        "5 row(s) eligible now in 1 pair(s); 1 pair(s) could not be counted, "
-        "1 file(s) set aside; nothing was changed.".replace("1 file(s)", "2 file(s)")
+        "5 row(s) eligible now in 1 pair(s), 0 row(s) in all tables would change; "
+        "1 pair(s) could not be counted, 2 file(s) set aside; nothing was changed."
     )
 
 
