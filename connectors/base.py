@@ -353,7 +353,10 @@ class Target:
     `held` keys are never selected (legal holds). `also` are further cutoffs the row must be
     past as well: those of other rules that touch the same columns (the longest retention
     wins; worker/policy.py). `where` are row conditions every selected row meets; `related`
-    the rows of other tables an anonymise changes with each subject row.
+    the rows of other tables an anonymise changes with each subject row. `gone`, only in a
+    plan (a dry run), are the targets of the pair's earlier delete rules: a time basis read
+    from a related table leaves out the rows they would delete, as the run (which deletes
+    them first) reads it, so a plan counts what the run changes.
     """
 
     table: Table
@@ -367,6 +370,7 @@ class Target:
     also: tuple[Basis, ...] = ()
     where: tuple[Condition, ...] = ()
     related: tuple[RelatedRows, ...] = ()
+    gone: tuple[Target, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -170,8 +170,16 @@ class MemoryConnector(Connector):
             return False
         return _key(row, spec.key) not in target.held
 
-    def _basis(self, row: Row, spec: BasisSpec, tenant: Any, column: str | None) -> Any:
-        """The basis value of a row (None when unknown or, for "latest", not ended)."""
+    def _basis(
+        self,
+        row: Row,
+        spec: BasisSpec,
+        tenant: Any,
+        column: str | None,
+        gone: tuple[Target, ...] = (),
+    ) -> Any:
+        """The basis value of a row (None when unknown or, for "latest", not ended); related
+        rows an earlier delete rule would delete (`gone`, in a plan) are left out."""
         if isinstance(spec, str):
             return row.get(spec)
         if isinstance(spec, FirstOf):
@@ -181,6 +189,7 @@ class MemoryConnector(Connector):
             for r in self.tables[spec.table]
             if all(r.get(own) == row.get(parent) for own, parent in spec.references)
             and (column is None or column not in r or self._same_tenant(r, column, tenant))
+            and not any(self._gone(r, g) for g in gone if g.table.name == spec.table)
         ]
         if not related:
             return row.get(spec.if_none) if spec.if_none is not None else None
@@ -190,8 +199,13 @@ class MemoryConnector(Connector):
             return max(known) if len(known) == len(values) else None  # all ended
         return min(known) if known else None
 
+    def _gone(self, row: Row, earlier: Target) -> bool:
+        name = earlier.table.name
+        tenant = self._tenant(name, earlier) if earlier.table.tenant_column else None
+        return self._matches(row, earlier, tenant)
+
     def _past(self, row: Row, spec: BasisSpec, target: Target, tenant: Any) -> bool:
-        value = self._basis(row, spec, tenant, target.table.tenant_column)
+        value = self._basis(row, spec, tenant, target.table.tenant_column, target.gone)
         return isinstance(value, dt.date) and _known(value) and _before(value, target)
 
     def _expired(self, target: Target) -> list[Row]:
@@ -207,7 +221,7 @@ class MemoryConnector(Connector):
         if basis is not None and rows:
             name, column = target.table.name, target.table.tenant_column
             tenant = self._tenant(name, target) if column else None
-            oldest = min(self._basis(r, basis, tenant, column) for r in rows)
+            oldest = min(self._basis(r, basis, tenant, column, target.gone) for r in rows)
         return Backlog(len(rows), oldest)
 
     def preview(self, target: Target, change: Change) -> dict[str, int]:

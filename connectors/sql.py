@@ -179,7 +179,7 @@ class SqlConnector(Connector):
 
     # --- selection -------------------------------------------------------------------
 
-    def _key_cols(self, table: sa.Table, target: Target) -> list[sa.Column[Any]]:
+    def _key_cols(self, table: sa.FromClause, target: Target) -> list[Any]:
         return [table.c[name] for name in target.table.key]
 
     def _tenant(self, table: sa.FromClause, target: Target) -> ColumnElement[bool] | None:
@@ -192,19 +192,31 @@ class SqlConnector(Connector):
             raise ConnectorError("a shared table needs the customer's tenant value")
         return tenant_clause(table.c[column], target.tenant, self.dialect)
 
-    def _basis(self, spec: BasisSpec, table: sa.Table, target: Target) -> ColumnElement[bool]:
+    def _scope(self, related: sa.FromClause, target: Target) -> ColumnElement[bool] | None:
+        """The rows of a related table (an alias) that a time basis reads: the tenant's, and
+        in a plan not those an earlier delete rule of the pair would delete (`Target.gone`)."""
+        clauses = [c for c in [self._tenant(related, target)] if c is not None]
+        original = getattr(related, "element", related)
+        for earlier in target.gone:
+            if earlier.table.name == getattr(original, "name", None):
+                # CASE, not NOT: a row the earlier rule cannot judge (a NULL date) makes its
+                # clause NULL, and NOT NULL would drop that row, which the run keeps.
+                clauses.append(sa.case((self._expired(related, earlier), 1), else_=0) == 0)
+        return sa.and_(*clauses) if clauses else None
+
+    def _basis(self, spec: BasisSpec, table: sa.FromClause, target: Target) -> ColumnElement[bool]:
         """SQL true for a row past `target`'s cutoff on the basis `spec`."""
         return sqlbasis.expired(
-            spec, table, target, self.dialect, self._table, lambda t: self._tenant(t, target)
+            spec, table, target, self.dialect, self._table, lambda t: self._scope(t, target)
         )
 
-    def _expired(self, table: sa.Table, target: Target) -> ColumnElement[bool]:
+    def _expired(self, table: sa.FromClause, target: Target) -> ColumnElement[bool]:
         """Tenant, cutoff, holds and (for anonymise) not yet done."""
         clauses: list[ColumnElement[bool]] = []
         if target.table.tenant_column is not None:
             if target.table.tenant_column not in table.c:
                 raise SchemaError(
-                    f"table {table.name} has no tenant column {target.table.tenant_column}"
+                    f"table {target.table.name} has no tenant column {target.table.tenant_column}"
                 )
             tenant = self._tenant(table, target)
             if tenant is not None:
@@ -241,7 +253,7 @@ class SqlConnector(Connector):
                 table,
                 self.dialect,
                 self._table,
-                lambda t: self._tenant(t, target),
+                lambda t: self._scope(t, target),
             )
         query = (
             sa.select(sa.func.count(), oldest)

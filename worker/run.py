@@ -259,9 +259,10 @@ class Runner:
             holds = self.gatekeeper.active_holds(customer.customer, mapping.product)
             rules = effective_rules(self.catalogue, customer, mapping)
             by_id = {r.id: r for r in rules}
+            gone: list[Target] = []  # a plan's earlier delete rules (Target.gone)
             for rule in rules:
                 also = overlapping(rule, by_id, now, customer.timezone)
-                self._rule(connector, customer, mapping, rule, now, report, holds, also)
+                self._rule(connector, customer, mapping, rule, now, report, holds, also, gone)
         except RunInterrupted:
             report.outcome = Outcome.INTERRUPTED
         except (RetentionError, ConnectorError) as exc:
@@ -343,12 +344,15 @@ class Runner:
         report: RunReport,
         holds: ActiveHolds,
         also: tuple[Basis, ...] = (),
+        gone: list[Target] | None = None,
     ) -> None:
         """Count a rule's backlog, ask the gate, then (unless dry) work through it in batches.
 
         The rule's figures join the report before the first batch, so a run that is
         stopped or fails halfway still reports what it changed. A rule the gate stops (a
         legal hold, an approval to wait for) changes nothing; the run goes on with the next.
+        In a dry run, `gone` collects the targets of the pair's delete rules that would run,
+        and each later rule reads related tables without their rows (see `Target.gone`).
         """
         chosen = customer.products[mapping.product]
         cutoff = rule_cutoff(rule, now, customer.timezone)
@@ -359,6 +363,8 @@ class Runner:
             day = min(cutoff.date, approval.approved_cutoff)
             cutoff = cutoff_on(rule, cutoff.today, day, customer.timezone)
         target = target_for(rule, mapping, chosen, cutoff, also)
+        if report.dry_run and gone:
+            target = replace(target, gone=tuple(gone))
         backlog = self._retry(connector.backlog, target)
         hasher = KeyHasher(self.pepper, customer.customer, mapping.product, target.table.name)
         held_keys = self._held_records(connector, target, holds, hasher, mapping)
@@ -395,6 +401,8 @@ class Runner:
         report.rules.append(plan)
         names = {"run_id": report.run_id, "customer": customer.customer, "product": mapping.product}
         self._evaluated(plan, names)
+        if report.dry_run and gone is not None and gate.proceed and plan.action == "delete":
+            gone.append(target)
         if not gate.proceed:
             self.bus.publish(
                 RuleGated(

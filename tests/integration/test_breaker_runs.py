@@ -17,7 +17,7 @@ from tests.gate_support import (
     run,
     seed,
 )
-from tests.support import NOW, copy_config
+from tests.support import NOW, copy_config, edit_config
 from worker.approvals import ApprovalError, ApprovalLedger
 from worker.events import (
     ApprovalChanged,
@@ -211,13 +211,43 @@ def test_normal_nights_never_trip_the_default_breaker(
     assert ApprovalLedger(state).list(include_closed=True) == []
 
 
-def test_the_demo_never_trips_the_default_breaker(tmp_path: Path) -> None:
+# The parent's time basis as the shipped demo maps it: the latest de-registration of his
+# children (a related table that an earlier rule of the pair deletes from), else his own end.
+RELATED_BASIS = """\
+    dates:
+      relation_ended: relation_ended_on
+      last_child_left:
+        latest: deregistered_on
+        from: {table: child, references: {organisation_id: organisation_id, parent_id: id}}
+        if_none: relation_ended
+    where:
+      - {column: relation_ended_on, is_null: false}
+"""
+
+
+@pytest.mark.parametrize("parent_basis", ["own column", "related table"])
+def test_the_demo_never_trips_the_default_breaker(tmp_path: Path, parent_basis: str) -> None:
     """The whole demo (seed, plan, run, verify) on the tests' copy of the configuration:
     no rule waits for approval with the default limits, and the demo exits 0. Its plan's rows
     per product, table and action (dependents included) are, line for line, the rows its run
-    then changes (issue 9, point 9)."""
+    then changes (issue 9, point 9) — also where a parent's time basis reads the children
+    that the pair's child rule deletes first in the run (the plan leaves them out too)."""
+    config_dir = copy_config(tmp_path)
+    if parent_basis == "related table":
+        products = "products/flexkids.yaml"
+        edit_config(config_dir, products, "    dates: {relation_ended: relation_ended_on}\n", "")
+        parent = "    table: parent\n    key: [id]\n"
+        edit_config(config_dir, products, parent, parent + RELATED_BASIS)
+        edit_config(config_dir, products, "date: relation_ended\n", "date: last_child_left\n")
+        # The child rule first, as in the shipped demo: the run deletes children before it
+        # judges their parents.
+        text = (config_dir / products).read_text(encoding="utf-8")
+        child_rule = text[text.index("  # Phased: health notes") :]
+        edit_config(config_dir, products, child_rule, "")
+        parent_rule = "  - id: flexkids.parent.relation-ended\n"
+        edit_config(config_dir, products, parent_rule, child_rule + "\n" + parent_rule)
     lines: list[str] = []
-    code = walkthrough(tmp_path / "demo", copy_config(tmp_path), reset=False, echo=lines.append)
+    code = walkthrough(tmp_path / "demo", config_dir, reset=False, echo=lines.append)
     text = "\n".join(lines)
     assert code == 0, text
     assert "awaits approval" not in text and "wait for approval" not in text

@@ -17,6 +17,7 @@ import pytest
 from tests.integration import school
 from tests.integration.own_config import validate
 from tests.integration.school import INSIDE, LONG_AGO, ON, PAST, pupil
+from tests.support import run_once
 from worker.state import StateStore
 
 ANONYMISED = {"name": None}
@@ -232,3 +233,77 @@ def test_first_of_takes_the_first_column_that_is_not_null(
     final = school.snapshot(school_url)
     # Swapped: 2 (PAST, INSIDE), 6 (LONG_AGO, ON), 3 (PAST, None), 7 (None, LONG_AGO).
     school.changed_only(after, final, "pupil", {(2, i): None for i in (2, 3, 6, 7)})
+
+
+RELATED_AFTER_DELETE = """\
+subjects:
+  placement:
+    kind: child
+    table: placement
+    key: [org, id]
+    columns: {}
+    dates: {ended: ended_on}
+  pupil:
+    kind: child
+    table: pupil
+    key: [org, id]
+    columns: {name: name}
+    dates:
+      left_on: left_on
+      placed_until:
+        latest: ended_on
+        from: {table: placement, references: {org: org, pupil_id: id}}
+        if_none: left_on
+rules:
+  - id: kids.placement.ended
+    subject: placement
+    after: {date: ended, period: 12m}
+    action: delete
+  - id: kids.pupil.left
+    subject: pupil
+    after: {date: placed_until, period: 12m}
+    action: anonymise
+    with: {name: "null"}
+"""
+
+
+def test_a_plan_reads_related_rows_as_the_run_leaves_them(
+    school_url: str, tmp_path: Path, state: StateStore
+) -> None:
+    """An earlier rule deletes placements that a later rule's time basis reads: the run
+    judges each pupil on the placements left, and the plan counts the same (issue 9, point
+    9). Tenant 1: pupil 1's placements all go, his own left_on is inside (kept, though the
+    latest placement was past); 2 keeps an open placement (kept: a NULL end the earlier
+    rule cannot judge stays); 3's placements all go, left_on past (changed); 4 keeps one
+    ended inside the period (kept). Tenant 2's same keys are all past."""
+    rows = [
+        placement(1, 1, 1, LONG_AGO, PAST),
+        placement(1, 2, 1, LONG_AGO, PAST),
+        placement(1, 3, 2, LONG_AGO, PAST),
+        placement(1, 4, 2, LONG_AGO, None),
+        placement(1, 5, 3, LONG_AGO, PAST),
+        placement(1, 6, 4, LONG_AGO, INSIDE),
+        placement(1, 7, 4, LONG_AGO, PAST),
+        *(placement(2, i, i, LONG_AGO, PAST) for i in range(1, 5)),
+    ]
+    pupils = [pupil(1, 1, left_on=INSIDE), *(pupil(1, i, left_on=PAST) for i in (2, 3, 4))]
+    pupils += [pupil(2, i, left_on=PAST) for i in range(1, 5)]
+    school.reseed(school_url, {"pupil": pupils, "placement": rows})
+    config = school.config(tmp_path, RELATED_AFTER_DELETE)
+    before = school.snapshot(school_url)
+
+    [plan] = run_once(config, {school.ENV_NAME: school_url}, state, customer="kdv-a", dry_run=True)
+    assert school.snapshot(school_url) == before
+    report = school.run(config, school_url, state, "kdv-a")
+    assert [(p.rule, p.changed) for p in report.rules] == [
+        ("kids.placement.ended", {"placement": 5}),
+        ("kids.pupil.left", {"pupil": 1}),
+    ]
+    assert [(p.rule, p.would_change) for p in plan.rules] == [
+        (p.rule, p.changed) for p in report.rules
+    ]
+    after = school.snapshot(school_url)
+    school.changed_only(before, after, "pupil", {(1, 3): ANONYMISED})
+    gone = {(1, i) for i in (1, 2, 3, 5, 7)}
+    assert set(before["placement"]) - set(after["placement"]) == gone
+    school.unchanged_but(before, after, "pupil", "placement")
