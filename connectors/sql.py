@@ -41,7 +41,7 @@ from connectors.base import (
     Target,
     Timeouts,
 )
-from connectors.errors import describe, wrap_errors
+from connectors.errors import describe, refused_by_constraint, wrap_errors
 from connectors.masking import safe_url
 from connectors.session import pin_sessions
 from connectors.sqlchange import Batch, change_batch, key_in
@@ -334,6 +334,8 @@ class SqlConnector(Connector):
             try:
                 transaction.commit()
             except sa.exc.SQLAlchemyError as exc:
+                if refused_by_constraint(exc):  # checked at COMMIT (deferred): rolled back
+                    raise
                 raise AmbiguousCommit(
                     f"the outcome of committing {change} of {len(applied.changed_keys)} row(s) of "
                     f"{table.name} is unknown ({describe(exc)}); check which rows are gone",

@@ -11,9 +11,9 @@ problems are listed with the problems. `plan --format json` prints one document 
                            "eligible"}]}],
      "set_aside": [{"file", "customer", "product", "problems": [text, ...]}]}
 
-`outcome` is succeeded, failed or interrupted; `customer` or `product` of a set-aside entry is
-null when the problem is in the other kind of file (a product file sets that product aside for
-every customer).
+`outcome` is succeeded, failed or interrupted (a real run may also end partial: rows
+blocked); `customer` or `product` of a set-aside entry is null when the problem is in the other
+kind of file (a product file sets that product aside for every customer).
 """
 
 from __future__ import annotations
@@ -91,12 +91,16 @@ def _pair_line(report: RunReport) -> str:
         figures += f", {report.changed} row(s) changed"
     if report.held:
         figures += f", {report.held} held"
+    if report.blocked:
+        figures += f", {report.blocked} blocked"
     if report.awaiting:
         verb = "would wait" if report.dry_run else "wait"
         figures += f", {len(report.awaiting)} rule(s) {verb} for approval"
     note = f": {report.error}" if report.error else ""
     lines = [f"  {report.customer} × {report.product}: {outcome}; {figures}{note}"]
     for plan in report.rules:
+        if plan.blocked:
+            lines.append(f"    {plan.rule}: {plan.blocked} row(s) blocked (batch.blocked)")
         if plan.gate in ("held", "awaiting_approval"):
             ident = f" ({plan.approval_id})" if plan.approval_id else ""
             lines.append(
@@ -242,7 +246,8 @@ def format_changes(reports: Sequence[RunReport], entries: Sequence[SetAside] = (
     lines.append("Dry run: nothing was changed." if dry else "Per customer × product:")
     lines += [_pair_line(r) for r in reports]
     lines += _set_aside_lines(entries)
-    failed = [r for r in reports if r.outcome is not Outcome.SUCCEEDED]
+    failed = [r for r in reports if not r.outcome.complete]
+    blocked = sum(r.blocked for r in reports)
     eligible = sum(_eligible(r) for r in reports)
     if dry:
         lines.append(f"{eligible} row(s) eligible; a run without --dry-run would change them.")
@@ -253,6 +258,11 @@ def format_changes(reports: Sequence[RunReport], entries: Sequence[SetAside] = (
         )
     elif not changed and eligible == 0:
         lines.append("Nothing changed: no data was past its retention period.")
+    if blocked and not dry:
+        lines.append(
+            f"{blocked} row(s) were refused by the database and stay (outcome partial): "
+            'docs/operations.md, "Rows blocked".'
+        )
     waiting = sum(len(r.awaiting) for r in reports)
     if waiting and not dry:
         lines.append(
