@@ -334,6 +334,7 @@ class SqlConnector(Connector):
             try:
                 transaction.commit()
             except sa.exc.SQLAlchemyError as exc:
+                conn.invalidate()  # a failed COMMIT may leave it in the transaction (SQLite)
                 if refused_by_constraint(exc):  # checked at COMMIT (deferred): rolled back
                     raise
                 raise AmbiguousCommit(
