@@ -87,6 +87,12 @@ class AmbiguousCommit(ConnectorError):
         self.applied = applied
 
 
+class RowsRefused(ConnectorError):
+    """The database refused a change because of some of its rows (an integrity constraint: a
+    foreign key still referencing a row, CHECK, UNIQUE, NOT NULL); nothing was changed. The
+    worker splits such a batch to find those rows (worker/isolation.py)."""
+
+
 class LockTimeout(ConnectorError):
     """A statement waited longer than the lock timeout for a lock another session holds."""
 

@@ -15,10 +15,10 @@ from contextlib import contextmanager
 
 import sqlalchemy.exc as sa_exc
 
-from connectors.base import ConnectorError, LockTimeout, StatementTimeout, Timeouts
+from connectors.base import ConnectorError, LockTimeout, RowsRefused, StatementTimeout, Timeouts
 from connectors.redact import describe
 
-__all__ = ["describe", "is_transient", "timeout_kind", "wrap_errors"]
+__all__ = ["describe", "is_transient", "refused_by_constraint", "timeout_kind", "wrap_errors"]
 
 # SQLSTATE classes and codes that a retry may cure: connection trouble, deadlock,
 # serialization failure, admin shutdown of a backend.
@@ -33,6 +33,11 @@ _LOCK_CODES = {"55P03", "1205"}
 _STATEMENT_CODES = {"1969", "3024"}
 _SQLITE_LOCK = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
 _SQLITE_INTERRUPT = 9
+# Integrity constraints that refuse a change because of the rows it touches: the DB-API's
+# IntegrityError (SQLSTATE class 23; SQLite SQLITE_CONSTRAINT; pymysql's 1048, 1062, 1216,
+# 1217, 1451, 1452), and MariaDB/MySQL's CHECK constraint errors, which pymysql does not map
+# to IntegrityError (4025, 3819).
+_CONSTRAINT_MYSQL = {1048, 1062, 1216, 1217, 1451, 1452, 1557, 1586, 3819, 4025}
 
 
 def _code(orig: BaseException) -> str | None:
@@ -67,6 +72,19 @@ def is_transient(exc: BaseException) -> bool:
         text = str(orig).lower()
         return any(w in text for w in ("closed", "lost", "terminat", "gone away", "connect"))
     return False
+
+
+def refused_by_constraint(exc: BaseException) -> bool:
+    """True when `exc` is an integrity constraint refusing the rows of a change (a foreign key
+    still referencing a deleted row: SQLSTATE 23503, MariaDB 1451; CHECK, UNIQUE, NOT NULL).
+    Such an error is a fact about some rows, not about the connection or the statement."""
+    if isinstance(exc, sa_exc.IntegrityError):
+        return True
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return False
+    code = _code(orig) or ""
+    return (len(code) == 5 and code.startswith("23")) or _errno(orig) in _CONSTRAINT_MYSQL
 
 
 def timeout_kind(exc: BaseException) -> type[LockTimeout] | type[StatementTimeout] | None:
@@ -116,7 +134,8 @@ def wrap_errors(what: str, timeouts: Timeouts | None = None) -> Iterator[None]:
     """Convert SQLAlchemy and driver errors into ConnectorError, keeping the cause.
 
     A lock or statement timeout becomes LockTimeout or StatementTimeout (not transient),
-    whose message names the operation and table (`what`), the timeout, and how to change it.
+    whose message names the operation and table (`what`), the timeout, and how to change it;
+    an integrity constraint refusing rows becomes RowsRefused.
     """
     try:
         yield
@@ -127,4 +146,6 @@ def wrap_errors(what: str, timeouts: Timeouts | None = None) -> Iterator[None]:
         if kind is not None:
             message = f"{_timeout_message(what, kind, timeouts)} ({describe(exc)})"
             raise kind(message) from exc
+        if refused_by_constraint(exc):
+            raise RowsRefused(f"{what}: {describe(exc)}") from exc
         raise ConnectorError(f"{what}: {describe(exc)}", transient=is_transient(exc)) from exc

@@ -345,6 +345,7 @@ def _mysql(orig: BaseException, connecting: bool) -> Reduced:
 
 _SQLITE_CONNECTION = {14, 26}  # SQLITE_CANTOPEN, SQLITE_NOTADB
 _SQLITE_TRIGGER = 19 | (7 << 8)  # SQLITE_CONSTRAINT_TRIGGER: RAISE() in a trigger
+_SQLITE_FOREIGN_KEY = "FOREIGN KEY constraint failed"  # a fixed text: no value can be in it
 _SQLITE_COLUMNS = re.compile(
     r"\A(?:UNIQUE|NOT NULL|PRIMARY KEY) constraint failed: (?P<columns>[A-Za-z0-9_$., ]+)\Z"
 )
@@ -358,7 +359,8 @@ def _sqlite(orig: BaseException) -> Reduced:
     errcode = getattr(orig, "sqlite_errorcode", None)
     code = str(getattr(orig, "sqlite_errorname", None) or (errcode if errcode is not None else ""))
     text = (str(orig).strip().splitlines() or [""])[0]
-    if errcode == _SQLITE_TRIGGER:
+    if errcode == _SQLITE_TRIGGER and text != _SQLITE_FOREIGN_KEY:
+        # (ON DELETE RESTRICT fails as SQLITE_CONSTRAINT_TRIGGER with the fixed text below.)
         return Reduced(kind, code, RAISED_BY_DATABASE_CODE)
     if isinstance(errcode, int) and errcode & 0xFF in _SQLITE_CONNECTION:
         return Reduced(kind, code, scrub(text))
@@ -374,6 +376,6 @@ def _sqlite(orig: BaseException) -> Reduced:
         label = "constraint" if named.group("check") else named.group("what")
         wording = "check constraint failed" if named.group("check") else f"no such {label}"
         return Reduced(kind, code, wording, _named((label, named.group("name"))))
-    if text in ("FOREIGN KEY constraint failed", "database is locked", "interrupted"):
+    if text in (_SQLITE_FOREIGN_KEY, "database is locked", "interrupted"):
         return Reduced(kind, code, text)
     return Reduced(kind, code)

@@ -42,7 +42,7 @@ from connectors.base import (
     Target,
     Timeouts,
 )
-from connectors.errors import describe, wrap_errors
+from connectors.errors import describe, refused_by_constraint, wrap_errors
 from connectors.masking import safe_url
 from connectors.reach import checked_url, engine_options
 from connectors.session import pin_sessions
@@ -365,6 +365,9 @@ class SqlConnector(Connector):
             try:
                 transaction.commit()
             except sa.exc.SQLAlchemyError as exc:
+                conn.invalidate()  # a failed COMMIT may leave it in the transaction (SQLite)
+                if refused_by_constraint(exc):  # checked at COMMIT (deferred): rolled back
+                    raise
                 raise AmbiguousCommit(
                     f"the outcome of committing {change} of {len(applied.changed_keys)} row(s) of "
                     f"{table.name} is unknown ({describe(exc)}); check which rows are gone",

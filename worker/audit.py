@@ -35,6 +35,7 @@ from worker.errors import AuditWriteError, StateError
 from worker.events import (
     ApprovalChanged,
     BatchApplied,
+    BatchBlocked,
     BatchFailed,
     BatchIntent,
     BatchSettled,
@@ -55,6 +56,7 @@ _AUDITED = (
     BatchApplied,
     BatchSettled,
     BatchFailed,
+    BatchBlocked,
     RunFinished,
     RuleGated,
     HoldChanged,
@@ -66,13 +68,19 @@ Audited = (
     | BatchApplied
     | BatchSettled
     | BatchFailed
+    | BatchBlocked
     | RunFinished
     | RuleGated
     | HoldChanged
     | ApprovalChanged
 )
 _KEY_HASH = re.compile(r"[0-9a-f]{16,128}")
-_CODED_ERROR = re.compile(r"\b[A-Z][A-Za-z0-9]{1,60} \[SQLSTATE [0-9A-Z]{5}\]")
+# A database error as connectors/redact.py reduces it: class and code (SQLSTATE, MariaDB
+# error number, SQLite result code name).
+_CODED_ERROR = re.compile(
+    r"\b[A-Z][A-Za-z0-9]{1,60} "
+    r"\[(?:SQLSTATE [0-9A-Z]{5}|errno \d{1,5}(?:, SQLSTATE [0-9A-Z]{5})?|SQLITE_[A-Z_]{1,40})\]"
+)
 _NAMED_ERROR = re.compile(r"([A-Z][A-Za-z0-9]{1,60}):")
 
 
@@ -192,6 +200,17 @@ def _payload(event: Audited) -> dict[str, Any]:
             return applied
         case BatchFailed():
             return {"table": event.table, "batch": event.batch, "error": error_class(event.error)}
+        case BatchBlocked():
+            _only_hashes(event.key_hashes, f"batch.blocked of run {event.run_id}")
+            return {
+                "table": event.table,
+                "batch": event.batch,
+                "blocked": event.total,
+                "key_hashes": list(event.key_hashes),
+                "unresolved": event.unresolved,
+                "errors": sorted({error_class(e) or "Error" for e in event.errors}),
+                "attempts": event.attempts,
+            }
         case RuleGated():
             return {
                 "table": event.table,

@@ -17,15 +17,32 @@ retried, which would find the rows gone and count nothing.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence, Set
 from typing import TYPE_CHECKING, Any
 
-from connectors.base import AmbiguousCommit, Applied, Change, Connector, ConnectorError, Key, Target
+from connectors.base import (
+    AmbiguousCommit,
+    Applied,
+    Change,
+    Connector,
+    ConnectorError,
+    Key,
+    RowsRefused,
+    Target,
+)
 from worker.config import Customer, ProductMapping
 from worker.errors import RetentionError
-from worker.events import BatchApplied, BatchFailed, BatchIntent, BatchSettled, RuleGated
+from worker.events import (
+    BatchApplied,
+    BatchFailed,
+    BatchIntent,
+    BatchSettled,
+    RuleGated,
+)
 from worker.gate import held_by
+from worker.isolation import LostCommits, split
 from worker.keys import KeyHasher, row_key
 from worker.periods import add_period
 from worker.policy import EffectiveRule
@@ -67,8 +84,27 @@ def run_batches(
     common = {"rule": rule.id, "action": str(change), "table": table}
     keeper = runner.gatekeeper
     after: Key | None = None
-    batch = 0
+    numbers = itertools.count(1)
     lost = 0
+
+    def one(keys: Sequence[Key], number: int | None, held: Set[str]) -> bool:
+        """Apply `keys` as batch `number` (None: the next number), as `_one_batch` does."""
+        return _one_batch(
+            runner,
+            connector,
+            customer,
+            mapping,
+            rule,
+            target,
+            plan,
+            names,
+            hasher,
+            change,
+            keys,
+            next(numbers) if number is None else number,
+            held,
+        )
+
     while True:
         runner.check_stop()
         page = runner._retry(connector.select_expired, target, after, size)
@@ -96,28 +132,18 @@ def run_batches(
         if not keys:
             after = page[-1]
             continue
-        batch += 1
-        done = _one_batch(
-            runner,
-            connector,
-            customer,
-            mapping,
-            rule,
-            target,
-            plan,
-            names,
-            hasher,
-            change,
-            keys,
-            batch,
-            held,
-        )
+        batch = next(numbers)
+        try:
+            done = one(keys, batch, held)
+        except RowsRefused as refused:
+            split(runner.bus, plan, {**common, **names}, hasher, (keys, batch, held), refused, one)
+            done = True
         if done:
             after, lost = page[-1], 0
         else:
             lost += 1
             if lost > MAX_LOST_COMMITS:
-                raise ConnectorError(
+                raise LostCommits(
                     f"the reply to COMMIT was lost {lost} times in a row for {table}; nothing "
                     "of those batches was committed; check the network to the database"
                 )
@@ -152,7 +178,10 @@ def _one_batch(
             return set(locked)
         return {k for k in locked if fresh.held(table, (hasher(k),))}
 
+    prepared: list[bool] = []
+
     def prepare(applied: Applied) -> None:
+        prepared.append(True)
         runner.bus.publish(
             BatchIntent(
                 batch=batch,
@@ -203,6 +232,18 @@ def _one_batch(
             _count(plan, found)
             return True
         applied = found
+    except RowsRefused as exc:
+        if prepared:  # refused at COMMIT (a deferred constraint): close the intent
+            runner.bus.publish(
+                BatchFailed(
+                    batch=batch,
+                    error=str(exc),
+                    duration_seconds=time.monotonic() - started,
+                    **common,
+                    **names,
+                )
+            )
+        raise  # the caller splits the batch (worker/isolation.py)
     except ConnectorError as exc:
         runner.bus.publish(
             BatchFailed(

@@ -177,9 +177,10 @@ def _state_for_reading(ctx: Ctx) -> StateStore | None:
 
 
 def _exit_for(reports: list[RunReport], config: Config) -> ExitCode:
-    """1 when a pair failed, else 2 when files were set aside, else 3 when a rule waits for
-    approval (a real run: a dry run only counts), else 0."""
-    if any(r.outcome is Outcome.FAILED for r in reports):
+    """1 when a pair failed or left rows the database refused (partial), else 2 when files
+    were set aside, else 3 when a rule waits for approval (a real run: a dry run only
+    counts), else 0."""
+    if any(r.outcome in (Outcome.FAILED, Outcome.PARTIAL) for r in reports):
         return ExitCode.RUN_FAILED
     if config.problems:
         return ExitCode.BAD_CONFIG

@@ -16,7 +16,8 @@ from worker.errors import ExitCode
 from worker.settings import Settings
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 ok; 1 a run failed; 2 bad configuration or usage; 3 awaiting approval."
+    "Exit codes: 0 ok; 1 a run failed or left rows blocked (partial); 2 bad configuration or "
+    "usage; 3 awaiting approval."
 )
 
 

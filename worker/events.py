@@ -21,9 +21,17 @@ class Outcome(enum.StrEnum):
     """How a customer × product run ended."""
 
     SUCCEEDED = "succeeded"
+    # Every rule ran, but the database refused some rows (worker/isolation.py): they stay,
+    # reported by `batch.blocked`; the rest was done.
+    PARTIAL = "partial"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
     CRASHED = "crashed"  # closed by a later start: the process died mid-run
+
+    @property
+    def complete(self) -> bool:
+        """True when every rule of the run was worked through (succeeded, or partial)."""
+        return self in (Outcome.SUCCEEDED, Outcome.PARTIAL)
 
 
 @dataclass(frozen=True)
@@ -177,6 +185,36 @@ class BatchFailed:
 
 
 @dataclass(frozen=True)
+class BatchBlocked:
+    """Rows of batch `batch` that the database refused (a foreign key still referencing them,
+    a CHECK, UNIQUE or NOT NULL constraint) and that stay unchanged; the batch's other rows
+    were applied as batches of their own (worker/isolation.py).
+
+    `key_hashes`: keyed hashes of every row left so; `unresolved`: how many of them were not
+    singled out, because the batch reached the limit of rows to single out (they may be
+    fine, and are tried again by the next run); `errors`: the distinct refusals, reduced to
+    safe text (connectors/redact.py); `attempts`: the transactions it took.
+    """
+
+    run_id: str
+    customer: str
+    product: str
+    rule: str
+    action: str
+    table: str
+    batch: int
+    key_hashes: tuple[str, ...]
+    unresolved: int
+    errors: tuple[str, ...]
+    attempts: int
+    name = "batch.blocked"
+
+    @property
+    def total(self) -> int:
+        return len(self.key_hashes)
+
+
+@dataclass(frozen=True)
 class RunFinished:
     run_id: str
     customer: str
@@ -290,6 +328,7 @@ Event = Union[  # noqa: UP007  (a runtime alias used in isinstance-free dispatch
     BatchApplied,
     BatchSettled,
     BatchFailed,
+    BatchBlocked,
     RunFinished,
     HoldChanged,
     ApprovalChanged,

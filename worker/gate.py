@@ -316,7 +316,7 @@ class HistoryRecorder:
             case RunFinished():
                 self._dry.discard(event.run_id)
                 seen = self._rules.pop(event.run_id, {})
-                if event.outcome is Outcome.SUCCEEDED and not event.dry_run and seen:
+                if Outcome(event.outcome).complete and not event.dry_run and seen:
                     self._write(event, seen)
             case _:
                 pass

@@ -33,6 +33,7 @@ from connectors.masking import MASK, SECRET_NAME, mask_text
 from worker.events import (
     ApprovalChanged,
     BatchApplied,
+    BatchBlocked,
     BatchFailed,
     BatchIntent,
     CheckpointMade,
@@ -212,6 +213,7 @@ def bind_run(run_id: str, customer: str, product: str) -> Iterator[None]:
 
 _OUTCOME_LEVEL = {
     Outcome.SUCCEEDED: logging.INFO,
+    Outcome.PARTIAL: logging.WARNING,
     Outcome.INTERRUPTED: logging.WARNING,
     Outcome.FAILED: logging.ERROR,
 }
@@ -239,6 +241,7 @@ def _run_fields(
     | BatchIntent
     | BatchApplied
     | BatchFailed
+    | BatchBlocked
     | RunFinished
     | HoldChanged
     | ApprovalChanged,
@@ -339,6 +342,18 @@ def _describe(event: Event) -> tuple[int, dict[str, Any]]:
                 "batch": event.batch,
                 "error": event.error,
                 "duration_seconds": event.duration_seconds,
+            }
+        case BatchBlocked():  # counts and safe error text: never a key or a value
+            return logging.WARNING, {
+                **_run_fields(event),
+                "rule": event.rule,
+                "action": event.action,
+                "table": event.table,
+                "batch": event.batch,
+                "blocked": event.total,
+                "unresolved": event.unresolved,
+                "errors": list(event.errors),
+                "attempts": event.attempts,
             }
         case RunFinished():
             processed = [

@@ -25,6 +25,7 @@ from prometheus_client import (
 
 from worker.events import (
     BatchApplied,
+    BatchBlocked,
     BatchFailed,
     CheckpointMade,
     ConfigLoaded,
@@ -106,9 +107,16 @@ class Metrics:
             RULE_LABELS,
             registry=r,
         )
+        self.rows_blocked = Counter(
+            "retention_rows_blocked",
+            "Eligible rows the database refused to change (a foreign key or another "
+            "constraint) and that stay, by rule and action (worker/isolation.py).",
+            RULE_LABELS,
+            registry=r,
+        )
         self.last_success = Gauge(
             "retention_last_success_timestamp_seconds",
-            "Unix time at which the last successful (not dry) run finished.",
+            "Unix time at which the last successful (or partial; not dry) run finished.",
             TARGET_LABELS,
             registry=r,
         )
@@ -201,6 +209,9 @@ class Metrics:
                 labels = (event.product, event.customer, event.rule, event.action)
                 self.batch_duration.labels(*labels).observe(event.duration_seconds)
                 self.batch_failures.labels(*labels).inc()
+            case BatchBlocked():
+                labels = (event.product, event.customer, event.rule, event.action)
+                self.rows_blocked.labels(*labels).inc(event.total)
             case RunFinished():
                 self._run_finished(event)
             case ConfigLoaded():
@@ -268,7 +279,7 @@ class Metrics:
         self.run_duration.labels(event.product, event.customer, outcome).observe(
             event.duration_seconds
         )
-        if outcome != Outcome.SUCCEEDED or dry:
+        if not Outcome(outcome).complete or dry:  # partial: every rule ran
             return
         self.last_success.labels(event.product, event.customer).set(event.at.timestamp())
         self._gates(event.product, event.customer, held, awaiting)

@@ -17,7 +17,8 @@ own figure). `plan --format json` prints one document of one shape:
                            "approval_id"}]}],
      "set_aside": [{"file", "customer", "product", "problems": [text, ...]}]}
 
-`outcome` is succeeded, failed, interrupted or set_aside. A set-aside entry of `pairs` stands
+`outcome` is succeeded, failed, interrupted or set_aside (a real run may also end partial:
+rows blocked). A set-aside entry of `pairs` stands
 for the pairs a broken file keeps from running: its `customer` (a customer file) or `product`
 (a product file: that product for every customer) is null where it is every one, `error`
 names the file, `problems` lists them and `eligible` is null; the catalogue sets aside
@@ -98,9 +99,10 @@ NOT_COUNTED = "not counted"
 
 
 def _eligible(report: RunReport) -> int | None:
-    """The pair's eligible rows; None when it did not succeed (its count may be partial) or
+    """The pair's eligible rows; None when it did not run every rule (its count may be
+    partial; a `partial` outcome, rows blocked, did run them all) or
     another process ran it (leases: this process counted nothing)."""
-    if report.outcome is not Outcome.SUCCEEDED or report.skipped is not None:
+    if not report.outcome.complete or report.skipped is not None:
         return None
     return sum(plan.eligible for plan in report.rules)
 
@@ -150,12 +152,16 @@ def _pair_line(report: RunReport) -> str:
         figures += f", {_would(report)} row(s) would change"
     if report.held:
         figures += f", {report.held} held"
+    if report.blocked:
+        figures += f", {report.blocked} blocked"
     if report.awaiting:
         verb = "would wait" if report.dry_run else "wait"
         figures += f", {len(report.awaiting)} rule(s) {verb} for approval"
     note = f": {report.error}" if report.error else ""
     lines = [f"  {report.customer} × {report.product}: {outcome}; {figures}{note}"]
     for plan in report.rules:
+        if plan.blocked:
+            lines.append(f"    {plan.rule}: {plan.blocked} row(s) blocked (batch.blocked)")
         if plan.gate in ("held", "awaiting_approval"):
             ident = f" ({plan.approval_id})" if plan.approval_id else ""
             lines.append(
@@ -332,7 +338,8 @@ def format_changes(reports: Sequence[RunReport], entries: Sequence[SetAside] = (
     lines.append("Dry run: nothing was changed." if dry else "Per customer × product:")
     lines += [_pair_line(r) for r in reports]
     lines += _set_aside_lines(entries)
-    failed = [r for r in reports if r.outcome is not Outcome.SUCCEEDED]
+    failed = [r for r in reports if not r.outcome.complete]
+    blocked = sum(r.blocked for r in reports)
     eligible = _counted_total(reports)
     if dry:
         if failed or entries or eligible is None:
@@ -353,6 +360,11 @@ def format_changes(reports: Sequence[RunReport], entries: Sequence[SetAside] = (
     if skipped:
         lines.append(
             f"{skipped} pair(s) were run by another process in this tick (leases): see above."
+        )
+    if blocked and not dry:
+        lines.append(
+            f"{blocked} row(s) were refused by the database and stay (outcome partial): "
+            'docs/operations.md, "Rows blocked".'
         )
     waiting = sum(len(r.awaiting) for r in reports)
     if waiting and not dry:

@@ -40,6 +40,7 @@ from worker.events import (
 from worker.fingerprint import fingerprint, policy_document
 from worker.gate import Gatekeeper
 from worker.holds import ActiveHolds
+from worker.isolation import rule_failed, rule_failure
 from worker.keys import KeyHasher
 from worker.leases import Busy, Lease, Leases, pair_tick
 from worker.logging import bind_run
@@ -245,7 +246,7 @@ class Runner:
             if not dry_run:
                 self.gatekeeper.remember_policy(policy, document, self.clock())
             connector = self._open(customer, mapping)
-            self._verify(connector, mapping)
+            drift = self._verify(connector, mapping)
             if self.reconciler is not None and not dry_run:
                 lease = getattr(self._held, "lease", None)
                 self.reconciler.settle(
@@ -259,10 +260,24 @@ class Runner:
             holds = self.gatekeeper.active_holds(customer.customer, mapping.product)
             rules = effective_rules(self.catalogue, customer, mapping)
             by_id = {r.id: r for r in rules}
+            failed: list[str] = []
             gone: list[Target] = []  # a plan's earlier delete rules (Target.gone)
-            for rule in rules:
+            for rule in rules:  # one rule's failure does not stop the others (isolation.py)
+                table = rule.subject.table
+                if table in drift:
+                    failed.append(rule_failed(report, rule.id, table, SchemaDrift(drift[table])))
+                    continue
                 also = overlapping(rule, by_id, now, customer.timezone)
-                self._rule(connector, customer, mapping, rule, now, report, holds, also, gone)
+                try:
+                    self._rule(connector, customer, mapping, rule, now, report, holds, also, gone)
+                except ConnectorError as exc:
+                    if not rule_failure(exc):
+                        raise
+                    failed.append(rule_failed(report, rule.id, table, exc))
+            if failed:
+                report.outcome, report.error = Outcome.FAILED, "; ".join(failed)
+            elif report.blocked:
+                report.outcome = Outcome.PARTIAL
         except RunInterrupted:
             report.outcome = Outcome.INTERRUPTED
         except (RetentionError, ConnectorError) as exc:
@@ -325,14 +340,26 @@ class Runner:
         self.bus.publish(ConnectorStatus(customer.customer, mapping.product, up=True))
         return connector
 
-    def _verify(self, connector: Connector, mapping: ProductMapping) -> None:
-        problems = [p for p in self._retry(connector.verify, tables_for(mapping)) if p.fatal]
-        if problems:
-            listed = "; ".join(str(p) for p in problems)
-            raise SchemaDrift(
+    def _verify(self, connector: Connector, mapping: ProductMapping) -> dict[str, str]:
+        """Each subject table whose schema does not match the mapping (its dependents, bases
+        and related tables included), with the message that fails its rules; raises
+        SchemaDrift when none matches (nothing could run)."""
+        found: dict[str, list[str]] = {}
+        for table in tables_for(mapping):
+            problems = [p for p in self._retry(connector.verify, [table]) if p.fatal]
+            if problems:
+                found[table.name] = [str(p) for p in problems]
+
+        def drift(listed: list[str]) -> str:
+            return (
                 f"the {mapping.product} database does not match config/products/"
-                f"{mapping.product}.yaml: {listed}; fix the mapping or migrate the database"
+                f"{mapping.product}.yaml: {'; '.join(dict.fromkeys(listed))}; fix the mapping "
+                "or migrate the database"
             )
+
+        if found and len(found) == len(mapping.subjects):
+            raise SchemaDrift(drift([p for listed in found.values() for p in listed]))
+        return {table: drift(listed) for table, listed in found.items()}
 
     def _rule(
         self,

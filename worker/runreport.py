@@ -39,6 +39,10 @@ class RulePlan:
     why: str = ""  # hold | flagged | breaker | exceeds_approval
     reasons: tuple[str, ...] = ()
     approval_id: str | None = None
+    # Eligible rows the database refused and that stay (worker/isolation.py).
+    blocked: int = 0
+    # The rule's own failure (the pair's other rules still ran); None when it did not fail.
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,11 @@ class RunReport:
     def held(self) -> int:
         """Eligible rows kept by legal holds."""
         return sum(r.held for r in self.rules)
+
+    @property
+    def blocked(self) -> int:
+        """Eligible rows the database refused to change (they stay; worker/isolation.py)."""
+        return sum(r.blocked for r in self.rules)
 
 
 class UnexpectedRunError(RetentionError):

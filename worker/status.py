@@ -53,7 +53,7 @@ def read_status(store: StateStore, pairs: Iterable[Pair]) -> StatusSnapshot:
         snap = StatusSnapshot()
         success = (
             sa.select(runs.c.customer, runs.c.product, sa.func.max(runs.c.finished_at))
-            .where(runs.c.outcome == "succeeded", runs.c.dry_run.is_(False))
+            .where(runs.c.outcome.in_(("succeeded", "partial")), runs.c.dry_run.is_(False))
             .group_by(runs.c.customer, runs.c.product)
         )
         for customer, product, at in conn.execute(success):
@@ -110,7 +110,7 @@ class StatusRecorder:
                     self._dry.discard(event.run_id)
                     return
                 pair = (event.customer, event.product)
-                complete = event.outcome is Outcome.SUCCEEDED
+                complete = Outcome(event.outcome).complete
                 self._write(pair, figures, self._up.pop(pair, None), complete, event.at)
             case _:
                 pass

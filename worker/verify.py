@@ -36,6 +36,9 @@ class VerifyResult:
     open_runs: tuple[str, ...] = ()
 
 
+# An intent and the records that close it. `batch.blocked` (rows a refused batch left,
+# worker/isolation.py) closes no intent: the parts it applied have intents and outcomes of
+# their own, and an intent a refusal at COMMIT leaves is closed by `batch.failed`.
 _BATCH_KINDS = ("batch.intent", "batch.applied", "batch.failed", "batch.settled")
 
 

@@ -20,6 +20,7 @@ RULE_TESTS = REPO / "deploy" / "prometheus" / "alerts.test.yaml"
 OPERATIONS = REPO / "docs" / "operations.md"
 EXPECTED_ALERTS = {
     "RetentionPairFailing",
+    "RetentionRowsBlocked",
     "RetentionNoSuccessfulRun",
     "RetentionComplianceLagHigh",
     "RetentionConfigInvalid",

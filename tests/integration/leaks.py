@@ -16,6 +16,9 @@ ACTIONS = {
 }
 
 
+RULE = "kids.child.left"
+
+
 def product(action: str) -> str:
     """The kids mapping: one database per customer, a table `child`, and one rule that does
     `action` (an entry of ACTIONS) to children who left more than 12 months ago."""
@@ -30,7 +33,7 @@ def product(action: str) -> str:
             columns: {{name: name}}
             dates: {{left: left_on}}
         rules:
-          - id: kids.child.left
+          - id: {RULE}
             subject: child
             after: {{date: left, period: 12m}}
             {action.replace(chr(10), chr(10) + " " * 12)}

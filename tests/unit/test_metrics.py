@@ -12,6 +12,7 @@ import pytest
 
 from worker.events import (
     BatchApplied,
+    BatchBlocked,
     BatchFailed,
     BatchIntent,
     CheckpointMade,
@@ -291,6 +292,7 @@ def test_labels_are_only_the_allowed_sets() -> None:
         "retention_compliance_lag_seconds": rule,
         "retention_batch_duration_seconds": rule,
         "retention_batch_failures": rule,
+        "retention_rows_blocked": rule,
         "retention_runs": run,
         "retention_run_duration_seconds": run,
         "retention_last_success_timestamp_seconds": target,
@@ -330,6 +332,33 @@ def test_a_skipped_pair_is_counted_by_why() -> None:
     assert value(m, "retention_pairs_skipped_total", {**labels, "why": "held"}) == 2
     assert value(m, "retention_pairs_skipped_total", {**labels, "why": "done"}) == 1
     assert value(m, "retention_runs_total", {**labels, "outcome": "succeeded"}) is None
+
+
+def test_blocked_rows_are_counted_and_a_partial_run_counts_as_complete() -> None:
+    """batch.blocked adds its rows to retention_rows_blocked_total (no key in a label); a
+    partial run (every rule ran, some rows blocked) sets the last-success time."""
+    blocked = BatchBlocked(
+        run_id="run-1",
+        customer=CUSTOMER,
+        product=PRODUCT,
+        rule="child.contact",
+        action="anonymise",
+        table="children",
+        batch=1,
+        key_hashes=("a" * 64, "b" * 64),
+        unresolved=0,
+        errors=("cannot anonymise rows of children: UniqueViolation [SQLSTATE 23505]",),
+        attempts=5,
+    )
+    events = [
+        RunStarted("run-1", CUSTOMER, PRODUCT, AT),
+        blocked,
+        finished("run-1", Outcome.PARTIAL),
+    ]
+    m = feed(Metrics(), events)
+    assert value(m, "retention_rows_blocked_total", rule_labels()) == 2
+    assert value(m, "retention_runs_total", {**RULE_LABELS, "outcome": "partial"}) == 1
+    assert value(m, "retention_last_success_timestamp_seconds", RULE_LABELS) == AT.timestamp()
 
 
 def test_each_instance_has_its_own_registry() -> None:

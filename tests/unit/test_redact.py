@@ -171,6 +171,25 @@ def test_an_error_raised_by_code_in_the_database_shows_no_text_and_no_names(
     assert "[" in description  # SQLSTATE, errno or result code
 
 
+def test_sqlite_on_delete_restrict_is_told_as_a_foreign_key_not_a_trigger() -> None:
+    """SQLite fails ON DELETE RESTRICT as SQLITE_CONSTRAINT_TRIGGER with a fixed text: that
+    text is shown (it holds no value); any other text of that code is not."""
+    fk = sqlite_error(
+        sqlite3.IntegrityError, "FOREIGN KEY constraint failed", 1811, "SQLITE_CONSTRAINT_TRIGGER"
+    )
+    assert describe(fk) == (
+        "IntegrityError [SQLITE_CONSTRAINT_TRIGGER]: FOREIGN KEY constraint failed"
+    )
+    forged = sqlite_error(
+        sqlite3.IntegrityError,
+        "FOREIGN KEY constraint failed: Jan",
+        1811,
+        "SQLITE_CONSTRAINT_TRIGGER",
+    )
+    assert "Jan" not in describe(forged)
+    assert RAISED_BY_DATABASE_CODE in describe(forged)
+
+
 @pytest.mark.parametrize(
     ("error", "shown"),
     [

@@ -49,7 +49,8 @@ runs = Table(
     # host|pid of the process running it (worker/owner.py); NULL before 0005.
     Column("owner", String(200), nullable=True),
     CheckConstraint(
-        "outcome IS NULL OR outcome IN ('succeeded', 'failed', 'interrupted', 'crashed')",
+        "outcome IS NULL OR outcome IN "
+        "('succeeded', 'partial', 'failed', 'interrupted', 'crashed')",
         name="outcome",
     ),
     Index("ix_runs_customer_product_started_at", "customer", "product", "started_at"),

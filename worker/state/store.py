@@ -56,7 +56,7 @@ from worker.state.models import audit_events, audit_head, runs
 from worker.state.records import AuditEntry, AuditHead, AuditRecord, RunRecord
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-OUTCOMES = frozenset({"succeeded", "failed", "interrupted", "crashed"})
+OUTCOMES = frozenset({"succeeded", "partial", "failed", "interrupted", "crashed"})
 _MIGRATE_LOCK_KEY = 0x52_45_54_45_4E_54  # pg_advisory_xact_lock key: ASCII "RETENT"
 _SQLITE_WRITE_LOCK = threading.Lock()  # one SQLite writer per process; the file lock does the rest
 _BEGIN_OPTION = "retention_sqlite_begin"
