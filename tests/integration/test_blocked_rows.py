@@ -173,18 +173,37 @@ def audit_rows(state: StateStore, kind: str) -> list[dict[str, Any]]:
     return [json.loads(p) for p in state.read("test", lambda c: list(c.execute(query).scalars()))]
 
 
+# Each backend's URL fixture (tests/conftest.py). MariaDB checks foreign keys at once: it has
+# no deferred constraints, so the deferred cases run on SQLite and PostgreSQL only.
+URL_FIXTURE = {"sqlite": "sqlite_url", "postgresql": "pg_url", "mariadb": "mariadb_url"}
+SQLITE = pytest.param("sqlite", id="sqlite")
+POSTGRES = pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)
+MARIADB = pytest.param("mariadb", id="mariadb", marks=pytest.mark.mariadb)
+
+
+def url_of(request: pytest.FixtureRequest, backend: str) -> str:
+    url = request.getfixturevalue(URL_FIXTURE[backend])
+    assert isinstance(url, str)
+    return url
+
+
 @pytest.mark.parametrize(
-    "deferred",
+    ("backend", "deferred"),
     [
-        pytest.param(False, id="restrict"),
-        pytest.param(True, id="deferred"),
+        *(
+            pytest.param(b.values[0], False, id=f"{b.id}-restrict", marks=b.marks)
+            for b in (SQLITE, POSTGRES, MARIADB)
+        ),
+        *(
+            pytest.param(b.values[0], True, id=f"{b.id}-deferred", marks=b.marks)
+            for b in (SQLITE, POSTGRES)
+        ),
     ],
 )
 def test_one_blocked_row_the_rest_of_its_rule_and_the_later_rules_are_done(
-    tmp_path: Path, any_db_url: str, deferred: bool, state: StateStore
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str, deferred: bool, state: StateStore
 ) -> None:
-    if deferred and any_db_url.startswith("mysql"):
-        pytest.skip("MariaDB checks foreign keys at once; it has no deferred constraints")
+    any_db_url = url_of(request, backend)
     seed(any_db_url, deferred=deferred)
     report, seen, metrics = run(config(tmp_path / "config"), any_db_url, state)
 
@@ -261,14 +280,14 @@ class Killed(BaseException):
     """The process dies: nothing after this point of the run happens."""
 
 
+@pytest.mark.parametrize("backend", [SQLITE, POSTGRES])
 def test_a_crash_after_a_refused_commit_settles_its_keys_as_not_applied(
-    tmp_path: Path, any_db_url: str, state: StateStore
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str, state: StateStore
 ) -> None:
     """A key checked at COMMIT (deferred): the batch's intent is written, COMMIT is refused,
     and the worker dies before `batch.failed`. The next start settles that intent exactly:
     every key of it, the blocked one included, still there, so not applied."""
-    if any_db_url.startswith("mysql"):
-        pytest.skip("MariaDB checks foreign keys at once; it has no deferred constraints")
+    any_db_url = url_of(request, backend)
     seed(any_db_url, deferred=True)
     bus = EventBus()
 
