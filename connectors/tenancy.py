@@ -31,6 +31,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from connectors.base import Dependent, Problem, SchemaError, Table, TenantValueError
+from connectors.tenantrange import check_fits
 
 _WHOLE_NUMBER = re.compile(r"0|-?[1-9][0-9]*")
 _NUMBER_WRITTEN_OTHERWISE = re.compile(r"[+-]?[0-9]+")
@@ -134,7 +135,8 @@ def tenant_clause(column: sa.ColumnElement[Any], value: Any, dialect: str) -> Co
     """SQL that is true exactly for the rows whose `column` holds the tenant `value`.
 
     Raises SchemaError when the column's type holds no tenant (not integer, text or UUID),
-    TenantValueError when `value` does not convert exactly (see `exact_tenant`).
+    TenantValueError when `value` does not convert exactly (see `exact_tenant`) or lies
+    outside the column's declared range or length (`connectors.tenantrange`).
     """
     table = getattr(getattr(column, "table", None), "name", "?")
     where = f"{table}.{getattr(column, 'name', '?')}"
@@ -145,6 +147,7 @@ def tenant_clause(column: sa.ColumnElement[Any], value: Any, dialect: str) -> Co
             "compare exactly; a tenant column must hold whole numbers, text or UUIDs"
         )
     bound = exact_tenant(value, kind, where)
+    check_fits(bound, column.type, dialect, where)
     plain: ColumnElement[bool] = column == sa.literal(bound, column.type)
     if kind is not TenantKind.TEXT:
         return plain
@@ -201,3 +204,17 @@ def reference_problems(
 
     walk(spec.name, spec.key, spec.dependents)
     return problems
+
+
+def linked_tables(spec: Table) -> list[str]:
+    """The tables besides `spec`'s own that a rule of it reads or changes, each once: its
+    dependents at every depth, its related tables and the tables of its related time bases.
+    Each one that has the tenant column is filtered by it."""
+    found: list[str] = []
+    pending: list[Dependent] = list(spec.dependents)
+    while pending:
+        dep = pending.pop(0)
+        found.append(dep.table)
+        pending.extend(dep.dependents)
+    found += [r.table for r in spec.related] + [b.table for b in spec.bases]
+    return [name for name in dict.fromkeys(found) if name != spec.name]

@@ -27,9 +27,11 @@ from connectors.base import (
     ConnectorError,
     Problem,
     SchemaError,
+    Table,
     Target,
     TenantValueError,
 )
+from connectors.tenancy import linked_tables
 from worker.app import ConnectorFactory, url_variable
 from worker.config import Customer, Dependent, ProductMapping, Subject
 from worker.config.language import FirstOf
@@ -132,21 +134,34 @@ def _check_rows(
     column = mapping.tenancy.column
     tenant = chosen.tenant if column else None
     counts: dict[str, int] = {}
+    linked: dict[str, None] = {}
     for subject in mapping.subjects.values():
         if subject.table in counts:
             continue
-        target = Target(table_for(subject, mapping), tenant, None, _ANY_DAY.date(), _ANY_DAY)
+        spec = table_for(subject, mapping)
+        linked.update(dict.fromkeys(linked_tables(spec)))
+        target = Target(spec, tenant, None, _ANY_DAY.date(), _ANY_DAY)
         try:
             counts[subject.table] = connector.backlog(_everything(target)).count
         except TenantValueError as exc:
-            at(
-                directory / "customers" / f"{customer.customer}.yaml",
-                ("products", mapping.product, "tenant"),
-                f"{exc} (the {mapping.product} database, {variable})",
-            )
+            _refuse_tenant(exc, customer, mapping, variable, at, directory)
             return
         except SchemaError:
             continue  # a missing table or column: reported by the schema comparison
+    if column:  # every other table a rule filters by the tenant: the value must fit there too
+        for name in linked:
+            if name in counts:
+                continue
+            bare = Target(
+                Table(name, (), tenant_column=column), tenant, None, _ANY_DAY.date(), _ANY_DAY
+            )
+            try:
+                connector.backlog(_everything(bare))
+            except TenantValueError as exc:
+                _refuse_tenant(exc, customer, mapping, variable, at, directory)
+                return
+            except SchemaError:
+                continue  # no tenant column there, or missing: the schema comparison says
     total = sum(counts.values())
     each = ", ".join(f"{table} {n}" for table, n in counts.items())
     if column:
@@ -164,6 +179,21 @@ def _check_rows(
         result.notes.append(
             f"{customer.customer} × {mapping.product}: {total} row(s) in its own database ({each})"
         )
+
+
+def _refuse_tenant(
+    exc: TenantValueError,
+    customer: Customer,
+    mapping: ProductMapping,
+    variable: str,
+    at: Callable[[Path, Path_, str], None],
+    directory: Path,
+) -> None:
+    at(
+        directory / "customers" / f"{customer.customer}.yaml",
+        ("products", mapping.product, "tenant"),
+        f"{exc} (customer {customer.customer}, the {mapping.product} database, {variable})",
+    )
 
 
 def _everything(target: Target) -> Target:
