@@ -240,8 +240,9 @@ def _check_dates(connector: Connector, mapping: ProductMapping, who: str) -> lis
             if quality.converted:
                 warnings.append(
                     f"{where}: {quality.converted} row(s) hold a number or a text with a 'T' "
-                    f"or a zone; they are read as UTC instants with SQLite's date functions "
-                    f"(numbers up to 5373484.5 as Julian days, others as Unix seconds) ({who})"
+                    "or a zone; they are read as UTC instants with SQLite's date functions "
+                    "(10000101 to 99991231 as YYYYMMDD dates, up to 5373484.5 as Julian days, "
+                    f"from 10^11 as Unix milliseconds, others as Unix seconds) ({who})"
                 )
     return warnings
 
