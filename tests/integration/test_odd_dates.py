@@ -289,10 +289,13 @@ BIRTH_CASES: dict[str, list[tuple[str, str | None]]] = {
         ("'-infinity'", "-infinity"),
         ("'infinity'", "infinity"),
         ("'9999-12-31'", "9999-12-31"),
+        ("'0044-03-15 BC'", "0044-01-01 BC"),  # before year 1: the year and its era stay
+        ("'12000-06-01'", "12000-06-01"),  # after 9999: a "never", as 9999-12-31
         ("NULL", None),
     ],
     "mysql": [
         ("'1990-05-17'", "1990-01-01"),
+        ("'0000-03-15'", "0000-01-01"),  # year zero, a real month and day
         ("'0000-00-00'", "0000-00-00"),
         ("'2024-00-10'", "2024-00-10"),
         ("'9999-12-31'", "9999-12-31"),
@@ -319,9 +322,10 @@ def birth_dates(url: str) -> dict[int, Any]:
 def test_the_year_mask_reads_odd_values_back(
     any_db_url: str, tmp_path: Path, state: StateStore
 ) -> None:
-    """Anonymising birth dates that hold zero dates, infinity, empty text or numbers never
-    crashes: values holding no date stay, unreadable ones become NULL, and a second run
-    finds nothing left to do."""
+    """Anonymising birth dates that hold zero dates, infinity, empty text, numbers, BC dates
+    or dates after 9999 never crashes: values holding no date (or a "never") stay, BC dates
+    keep their year and era, unreadable ones become NULL, and a second run finds nothing
+    left to do."""
     cases = BIRTH_CASES[backend(any_db_url)]
     left = [("'2020-01-01'", D(2020, 1, 1))] * len(cases)
     create(any_db_url, "left_on", left, [literal for literal, _ in cases])
