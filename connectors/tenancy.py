@@ -21,7 +21,6 @@ from __future__ import annotations
 import enum
 import re
 import uuid
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,7 +29,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from connectors.base import Dependent, Problem, SchemaError, Table, TenantValueError
+from connectors.base import SchemaError, TenantValueError
 from connectors.tenantrange import check_fits
 
 _WHOLE_NUMBER = re.compile(r"0|-?[1-9][0-9]*")
@@ -164,57 +163,3 @@ def tenant_clause(column: sa.ColumnElement[Any], value: Any, dialect: str) -> Co
     else:  # no dialect the worker supports; the plain comparison is all it can do
         return plain
     return sa.and_(plain, exact)
-
-
-def reference_problems(
-    spec: Table, key_of: Callable[[str], Sequence[str] | None] = lambda _: None
-) -> list[Problem]:
-    """Dependents that would reach another tenant's rows: fatal problems, with the fix.
-
-    A parent whose key holds the tenant column (`[organisation_id, id]`) shares the rest of
-    its key with other tenants; a dependent whose `references` leave the tenant column out
-    (`{child_id: id}`) then matches every tenant's rows with that id. `key_of(table)` gives
-    the key of a dependent's table (its primary key), or None when unknown; the subject's
-    key is the mapping's.
-    """
-    tenant = spec.tenant_column
-    if tenant is None:
-        return []
-    problems: list[Problem] = []
-
-    def walk(parent: str, key: Sequence[str] | None, dependents: Sequence[Dependent]) -> None:
-        for dep in dependents:
-            referenced = [p for _, p in dep.references]
-            if key is not None and tenant in key and tenant not in referenced:
-                refs = ", ".join(f"{own}: {p}" for own, p in dep.references)
-                problems.append(
-                    Problem(
-                        dep.table,
-                        None,
-                        f"the key of {parent} is [{', '.join(key)}], but the references of "
-                        f"{dep.table} ({{{refs}}}) leave out the tenant column {tenant}: "
-                        f"deleting one tenant's {parent} rows would delete other tenants' "
-                        f"{dep.table} rows with the same {', '.join(referenced)}; add "
-                        f"`{tenant}: {tenant}` to its references (naming {dep.table}'s own "
-                        "tenant column)",
-                        part="references",
-                    )
-                )
-            walk(dep.table, key_of(dep.table), dep.dependents)
-
-    walk(spec.name, spec.key, spec.dependents)
-    return problems
-
-
-def linked_tables(spec: Table) -> list[str]:
-    """The tables besides `spec`'s own that a rule of it reads or changes, each once: its
-    dependents at every depth, its related tables and the tables of its related time bases.
-    Each one that has the tenant column is filtered by it."""
-    found: list[str] = []
-    pending: list[Dependent] = list(spec.dependents)
-    while pending:
-        dep = pending.pop(0)
-        found.append(dep.table)
-        pending.extend(dep.dependents)
-    found += [r.table for r in spec.related] + [b.table for b in spec.bases]
-    return [name for name in dict.fromkeys(found) if name != spec.name]

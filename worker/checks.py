@@ -18,7 +18,7 @@ index serves (with the `CREATE INDEX` that would).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,15 +31,15 @@ from connectors.base import (
     Target,
     TenantValueError,
 )
-from connectors.tenancy import linked_tables
+from connectors.tenantlinks import linked_tables
 from worker.app import ConnectorFactory, url_variable
-from worker.config import Customer, Dependent, ProductMapping, Subject
+from worker.config import Customer, ProductMapping, Subject
 from worker.config.language import FirstOf
 from worker.configfiles import Doc, Problems, read_yaml
 from worker.configload import Config
 from worker.constraints import check_constraints
 from worker.errors import ConfigProblem
-from worker.targets import table_for
+from worker.targets import dependent_path, link_path, table_for
 
 Path_ = tuple[str | int, ...]
 _ANY_DAY = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # unused by a target that takes everything
@@ -258,13 +258,13 @@ def _compare(connector: Connector, mapping: ProductMapping) -> list[tuple[Proble
 def _path(name: str, subject: Subject, mapping: ProductMapping, problem: Problem) -> Path_:
     """Where in the product mapping the table or column of a problem is named."""
     base: Path_ = ("subjects", name)
-    if problem.table != subject.table or problem.part:
-        found = _dependent_path(subject.dependents, problem.table, (*base, "dependents"))
+    if problem.part:
+        return link_path(name, subject, mapping, problem) or base
+    if problem.table != subject.table:
+        found = dependent_path(subject.dependents, problem.table, (*base, "dependents"))
         if found is None:
             return (*base, "dependents")
         dep, dep_base = found
-        if problem.part:
-            return (*dep_base, problem.part)
         if problem.column in dep.columns:
             return (*dep_base, "columns", problem.column)
         if problem.column in dep.references:
@@ -284,20 +284,6 @@ def _path(name: str, subject: Subject, mapping: ProductMapping, problem: Problem
     if problem.column == mapping.tenancy.column:
         return ("tenancy", "column")
     return base
-
-
-def _dependent_path(
-    dependents: Sequence[Dependent], table: str, base: Path_
-) -> tuple[Dependent, Path_] | None:
-    """The dependent (at any depth) on `table`, and its path in the mapping."""
-    for i, dep in enumerate(dependents):
-        here: Path_ = (*base, i)
-        if dep.table == table:
-            return dep, here
-        deeper = _dependent_path(dep.dependents, table, (*here, "dependents"))
-        if deeper is not None:
-            return deeper
-    return None
 
 
 def _product_file(directory: Path, mapping: ProductMapping) -> Path:
