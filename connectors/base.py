@@ -558,6 +558,11 @@ class Connector(abc.ABC):
         column's type (`07` is 7, a UUID in any case or without hyphens, a date-time with a
         space or a `T`); a part that is no value of that type raises SchemaError."""
 
+    def identity(self) -> tuple[str, ...] | None:
+        """Which database this is, as the server says (connectors.identity), to find two
+        customers' databases that are one; None when unknown. Raises ConnectorError."""
+        return None
+
     def batch_limit(self, key_width: int) -> int:
         """The most keys one batch may hold within the driver's bind-parameter limit."""
         return 50_000

@@ -42,6 +42,7 @@ from connectors.base import (
     Timeouts,
 )
 from connectors.errors import describe, wrap_errors
+from connectors.identity import server_identity
 from connectors.masking import safe_url
 from connectors.session import pin_sessions
 from connectors.sqlchange import Batch, change_batch, key_in
@@ -140,6 +141,10 @@ class SqlConnector(Connector):
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    def identity(self) -> tuple[str, ...] | None:
+        with self._wrap(f"cannot ask {self.safe_url} which database it is"):
+            return server_identity(self.engine)
 
     def ping(self) -> None:
         with self._wrap(f"cannot reach {self.safe_url}"), self.engine.connect() as conn:

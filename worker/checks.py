@@ -74,6 +74,7 @@ def check_live(config: Config, env: Mapping[str, str]) -> LiveResult:
     groups: dict[tuple[str, str], list[Customer]] = {}
     for customer, mapping in config.pairs():
         groups.setdefault((mapping.product, url_variable(customer, mapping)), []).append(customer)
+    seen: dict[tuple[str, ...], list[tuple[Customer, ProductMapping, str]]] = {}
     for (product, variable), customers in groups.items():
         mapping = config.products[product]
         shared = not mapping.tenancy.per_customer
@@ -86,6 +87,9 @@ def check_live(config: Config, env: Mapping[str, str]) -> LiveResult:
             continue
         try:
             connector.open()
+            identity = connector.identity() if mapping.tenancy.per_customer else None
+            if identity is not None:
+                seen.setdefault((product, *identity), []).append((customers[0], mapping, variable))
             for problem, path in _compare(connector, mapping):
                 if problem.fatal and problem.part:  # the mapping itself; the fix is said
                     at(_product_file(config.directory, mapping), path, str(problem))
@@ -115,8 +119,32 @@ def check_live(config: Config, env: Mapping[str, str]) -> LiveResult:
             result.unreachable.append(f"{who}: {exc}")
         finally:
             connector.close()
+    for claimants in seen.values():
+        _same_database(claimants, config.directory, at)
     result.problems = found.items
     return result
+
+
+def _same_database(
+    claimants: list[tuple[Customer, ProductMapping, str]],
+    directory: Path,
+    at: Callable[[Path, Path_, str], None],
+) -> None:
+    """Customers of a per-customer product whose databases are one, as the server says."""
+    if len({customer.customer for customer, _, _ in claimants}) < 2:
+        return
+    for customer, mapping, variable in claimants:
+        others = ", ".join(
+            sorted(f"{c.customer} ({v})" for c, _, v in claimants if c is not customer)
+        )
+        file, path = _variable_place(directory, mapping, customer)
+        at(
+            file,
+            path,
+            f"{variable} reaches the same database as {others}, as the server itself says "
+            "(the same server and database name, however the URLs spell the host): each "
+            "customer needs its own database; point each variable at the customer's own",
+        )
 
 
 def _check_rows(
