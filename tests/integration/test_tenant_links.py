@@ -126,6 +126,61 @@ def test_three_levels_of_dependents_delete_only_the_tenants_own_rows(
         assert after[name] == kept, name
 
 
+LINKED_TABLES: dict[str, Spec] = {
+    "child": ((ORG, "id", "name"), (ORG, "id"), ()),
+    "attendance": ((ORG, "id", "child_id", "ended_on"), (ORG, "id"), ()),
+    "medical": ((ORG, "id", "child_id", "notes"), (ORG, "id"), ()),
+}
+
+
+def test_related_rows_and_a_related_time_basis_stay_within_the_tenant(
+    any_db_url: str, tmp_path: Path, state: StateStore
+) -> None:
+    """Child 7 of tenants 1 and 2; tenant 1's attendance ended in 2020, tenant 2's has not
+    ended (NULL) and holds a later date: tenant 1's child is anonymised by its own dates, and
+    only its own medical row is deleted with it."""
+    create(
+        any_db_url,
+        LINKED_TABLES,
+        {
+            "child": [{ORG: t, "id": 7, "name": f"Kind {t}"} for t in (1, 2)],
+            "attendance": [
+                {ORG: 1, "id": 3, "child_id": 7, "ended_on": OLD},
+                {ORG: 2, "id": 3, "child_id": 7, "ended_on": None},
+                {ORG: 2, "id": 4, "child_id": 7, "ended_on": dt.date(2026, 11, 1)},
+            ],
+            "medical": [{ORG: t, "id": 5, "child_id": 7, "notes": "asthma"} for t in (1, 2)],
+        },
+    )
+    subject = """\
+    key: [organisation_id, id]
+    columns: {name: name}
+    dates:
+      left:
+        latest: ended_on
+        from: {table: attendance,
+               references: {child_id: id, organisation_id: organisation_id}}
+"""
+    rule = """action: anonymise
+    with: {name: "null"}
+    related:
+      - {table: medical, references: {child_id: id, organisation_id: organisation_id},
+         action: delete}"""
+    config = write_config(tmp_path, mapping(subject, rule), CUSTOMERS)
+    env = {ENV_NAME: any_db_url}
+    assert validate(tmp_path, env)[0] == 0
+    before = snapshot(any_db_url, LINKED_TABLES)
+
+    [report] = run_once(config, env, state)
+
+    assert report.outcome is Outcome.SUCCEEDED, report.error
+    assert report.rules[0].changed == {"child": 1, "medical": 1}
+    after = snapshot(any_db_url, LINKED_TABLES)
+    assert {k[:2]: v["name"] for k, v in after["child"].items()} == {(1, 7): None, (2, 7): "Kind 2"}
+    assert after["attendance"] == before["attendance"]
+    assert after["medical"] == {k: v for k, v in before["medical"].items() if v[ORG] == 2}
+
+
 # --- links that would cross tenants: refused ----------------------------------------------
 
 REFUSED = {
