@@ -15,8 +15,10 @@ most n(n-1)/2 / 16^(width-5) for n values (the birthday bound; `collision_bound`
 The year mask reads what a date column may hold besides clean dates (see
 `connectors.dates`): a value that holds no date at all (an empty text, a MariaDB zero date
 such as `0000-00-00` or `2024-00-10`, PostgreSQL `±infinity`, read as the Python minimum or
-maximum) is left as it is and counts as done; a number or a text it cannot read as an ISO
-date may hold a birth date in another form and becomes NULL.
+maximum, and a PostgreSQL date after the year 9999, read as its text) is left as it is and
+counts as done; a PostgreSQL date before the year 1 (read as its text, `0044-03-15 BC`) keeps
+its year and era (`0044-01-01 BC`); a number or a text it cannot read as an ISO date may hold
+a birth date in another form and becomes NULL.
 """
 
 from __future__ import annotations
@@ -109,6 +111,7 @@ def mask_value(mask: ColumnMask, value: Any, pepper: bytes) -> Any:
 
 
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})")
+_BEYOND_9999 = re.compile(r"^\d{5,}-\d{2}-\d{2}")  # PostgreSQL's text for years past 9999
 _NO_DATE = {dt.date.min, dt.date.max}
 _NO_INSTANT = {dt.datetime.min, dt.datetime.max}
 
@@ -124,10 +127,14 @@ def _year(value: Any) -> Any:
     if isinstance(value, str):
         if not value.strip():
             return value  # holds no date
+        if _BEYOND_9999.match(value):
+            return value  # past 9999-12-31: a "never", left as is like 9999-12-31 itself
         found = _ISO_DATE.match(value)
         if found is not None:
             if found[2] == "00" or found[3] == "00":
                 return value  # a zero date or zero-in-date: holds no date
+            if value.rstrip().endswith(" BC"):  # PostgreSQL's text for a date before year 1
+                return f"{found[1]}-01-01 BC"
             return f"{found[1]}-01-01"
     return None  # cannot be generalised; it may hold a date in another form
 

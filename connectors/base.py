@@ -584,6 +584,11 @@ class Connector(abc.ABC):
         Raises `ConnectorError` when the database refuses to explain."""
         return None
 
+    def identity(self) -> tuple[str, ...] | None:
+        """Which database this is, as the server says (connectors.identity), to find two
+        customers' databases that are one; None when unknown. Raises ConnectorError."""
+        return None
+
     def batch_limit(self, key_width: int) -> int:
         """The most keys one batch may hold within the driver's bind-parameter limit."""
         return 50_000

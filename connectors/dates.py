@@ -12,10 +12,20 @@ A row is expired only when its time basis holds a readable date (or instant) fro
 - any date before 1900: a placeholder (`1800-01-01`, `0001-01-01`), not a record's real date.
 
 SQLite has no date type: a basis column may hold ISO text with a `T` or a zone
-(`2023-12-31T22:30:00-02:00`) or a number. These are read correctly with SQLite's own date
-functions, in UTC: a number from 0 to 5373484.5 is a Julian day number, any other number is
-Unix seconds (SQLite's `auto` rule). So SQLite compares a normalised text, not the raw
-value; this costs the basis index (SQLite is for demos and small databases).
+(`2023-12-31T22:30:00-02:00`) or a number (a column declared DATE has NUMERIC affinity, so
+even the text `'20200131'` is stored as the number 20200131). These are read with SQLite's
+own date functions, in UTC, in this order:
+
+- a whole number (or an 8-digit text) from 10000101 to 99991231 is a calendar date written
+  YYYYMMDD (20200131 is 2020-01-31), never Unix seconds (which would make it a day in 1970,
+  "very old"); one that is no real day (20201399, 20200230) is unknown, kept;
+- a number from 0 to 5373484.5 is a Julian day number (SQLite's `auto` rule);
+- a number from 10^11 on (in absolute value) is Unix milliseconds (from 1973-03-03 on; as
+  seconds it would lie past the year 5000);
+- any other number is Unix seconds.
+
+So SQLite compares a normalised text, not the raw value; this costs the basis index (SQLite
+is for demos and small databases).
 
 The lower bound also keeps every odd value out of `MIN(basis)`, so the backlog's `oldest`
 value and the lag computed from it are always a real date.
@@ -34,6 +44,12 @@ from connectors.base import EARLIEST_BASIS, Target
 _SQLITE_DATE = "%Y-%m-%d"
 _SQLITE_INSTANT = "%Y-%m-%d %H:%M:%f"  # SS.SSS: milliseconds
 _JULIAN_DAY_MAX = 5373484.5  # 9999-12-31 as a Julian day number: SQLite's `auto` limit
+# Whole numbers (and 8-digit texts) from 1000-01-01 to 9999-12-31 written as YYYYMMDD.
+_YMD_LOW, _YMD_HIGH = 10000101, 99991231
+_EIGHT_DIGITS = sa.literal("[0-9]" * 8, sa.String)
+# From here on (in absolute value) a number is Unix milliseconds: 1973-03-03T09:46:40Z as
+# milliseconds; as seconds it would be the year 5138, no record's date.
+_MILLISECONDS_FROM = 100_000_000_000
 
 
 def is_instant(column: sa.ColumnElement[Any]) -> bool:
@@ -69,15 +85,43 @@ def _sqlite_text(value: dt.date | dt.datetime, instant: bool) -> str:
     return f"{value:%Y-%m-%d %H:%M:%S}.{value.microsecond // 1000:03d}"
 
 
+def _sqlite_calendar(raw: ColumnElement[Any]) -> tuple[ColumnElement[bool], ColumnElement[Any]]:
+    """(is it a YYYYMMDD number or 8-digit text, its 'YYYY-MM-DD' text when that is a real
+    day of the calendar, else NULL)."""
+    digits = sa.type_coerce(
+        sa.case(
+            (sa.func.typeof(raw) == "integer", raw),
+            (
+                sa.and_(sa.func.typeof(raw) == "text", raw.op("GLOB")(_EIGHT_DIGITS)),
+                sa.cast(raw, sa.Integer),
+            ),
+        ),
+        sa.Integer,
+    )
+    calendar = digits.between(_YMD_LOW, _YMD_HIGH)
+    ymd = sa.func.printf("%04d-%02d-%02d", digits // 10000, (digits // 100) % 100, digits % 100)
+    real_day = sa.func.date(sa.func.julianday(ymd)) == ymd  # 2020-02-30 comes back as 03-01
+    return calendar, sa.case((real_day, ymd))
+
+
 def sqlite_normal(column: sa.ColumnElement[Any]) -> ColumnElement[Any]:
     """SQLite: the basis as comparable UTC text ('YYYY-MM-DD' or 'YYYY-MM-DD HH:MM:SS.SSS'),
-    NULL when SQLite's date functions cannot read it."""
+    NULL when it holds no date the worker reads (module docstring: YYYYMMDD, Julian day,
+    Unix milliseconds or seconds, ISO text)."""
     fmt = _SQLITE_INSTANT if is_instant(column) else _SQLITE_DATE
     raw = sa.type_coerce(column, sa.types.NullType())
     number = sa.func.typeof(raw).in_(["integer", "real"])
     julian = raw.between(sa.literal(0, sa.Float), sa.literal(_JULIAN_DAY_MAX, sa.Float))
+    calendar, ymd = _sqlite_calendar(raw)
+    milliseconds = sa.func.abs(raw) >= sa.literal(_MILLISECONDS_FROM, sa.Float)
     normal = sa.case(
-        (sa.and_(number, sa.not_(julian)), sa.func.strftime(fmt, raw, "unixepoch")),
+        (calendar, sa.func.strftime(fmt, ymd)),
+        (sa.and_(number, julian), sa.func.strftime(fmt, raw)),
+        (
+            sa.and_(number, milliseconds),
+            sa.func.strftime(fmt, raw / sa.literal(1000.0, sa.Float), "unixepoch"),
+        ),
+        (number, sa.func.strftime(fmt, raw, "unixepoch")),
         else_=sa.func.strftime(fmt, raw),
     )
     return sa.type_coerce(normal, sa.String)
@@ -126,6 +170,7 @@ def converted(column: sa.ColumnElement[Any], dialect: str) -> ColumnElement[bool
     raw = sa.type_coerce(column, sa.String)
     shaped = sa.or_(
         sa.func.typeof(raw).in_(["integer", "real"]),
+        raw.op("GLOB")(_EIGHT_DIGITS),
         raw.op("GLOB")(sa.literal("*T*", sa.String)),
         raw.op("GLOB")(sa.literal("*Z", sa.String)),
         raw.op("GLOB")(sa.literal("*[+-][0-9][0-9]:[0-9][0-9]", sa.String)),

@@ -43,7 +43,8 @@ from connectors.base import (
     TableSchema,
     Target,
 )
-from connectors.tenancy import TenantKind, exact_tenant, kind_of_value, reference_problems
+from connectors.tenancy import TenantKind, exact_tenant, kind_of_value
+from connectors.tenantlinks import reference_problems
 
 Row = dict[str, Any]
 

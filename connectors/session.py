@@ -6,7 +6,9 @@ MariaDB), so neither those nor a server default or `SET GLOBAL` can change the c
 comparison or a value written:
 
 - PostgreSQL: `TimeZone = 'UTC'`, `lock_timeout`, `statement_timeout`; `±infinity` dates
-  and timestamps are read as the Python minimum and maximum instead of failing the read.
+  and timestamps are read as the Python minimum and maximum instead of failing the read,
+  and dates Python cannot hold (BC, after the year 9999) as PostgreSQL's text for them
+  (`0044-03-15 BC`, `12000-06-01`).
 - MariaDB/MySQL: `time_zone = '+00:00'` (TIMESTAMP columns are read and written in UTC),
   strict SQL mode (STRICT_ALL_TABLES, NO_ZERO_DATE, NO_ZERO_IN_DATE,
   ERROR_FOR_DIVISION_BY_ZERO, NO_ENGINE_SUBSTITUTION: a value that does not fit is an
@@ -75,38 +77,49 @@ def _postgres(dbapi_connection: Any, timeouts: Timeouts) -> None:
 
 
 def _read_infinity(dbapi_connection: Any) -> None:
-    """psycopg: read ±infinity as date/datetime min and max instead of raising DataError."""
+    """psycopg: read ±infinity as date/datetime min and max instead of raising DataError;
+    a date or timestamp outside Python's years 1 to 9999 (BC, or after 9999) as its text."""
     adapters = getattr(dbapi_connection, "adapters", None)
     if adapters is None:  # another driver than psycopg 3
         return
+    from psycopg import DataError
     from psycopg.types.datetime import DateLoader, TimestampLoader, TimestamptzLoader
 
     class InfinityDateLoader(DateLoader):
-        def load(self, data: Any) -> dt.date:
+        def load(self, data: Any) -> dt.date | str:  # type: ignore[override]  # a text too
             raw = bytes(data)
             if raw == b"infinity":
                 return dt.date.max
             if raw == b"-infinity":
                 return dt.date.min
-            return super().load(data)
+            try:
+                return super().load(data)
+            except DataError:  # BC or after 9999: "too small" / "too large"
+                return raw.decode("ascii")
 
     class InfinityTimestampLoader(TimestampLoader):
-        def load(self, data: Any) -> dt.datetime:
+        def load(self, data: Any) -> dt.datetime | str:  # type: ignore[override]  # a text too
             raw = bytes(data)
             if raw == b"infinity":
                 return dt.datetime.max
             if raw == b"-infinity":
                 return dt.datetime.min
-            return super().load(data)
+            try:
+                return super().load(data)
+            except DataError:
+                return raw.decode("ascii")
 
     class InfinityTimestamptzLoader(TimestamptzLoader):
-        def load(self, data: Any) -> dt.datetime:
+        def load(self, data: Any) -> dt.datetime | str:  # type: ignore[override]  # a text too
             raw = bytes(data)
             if raw == b"infinity":
                 return dt.datetime.max.replace(tzinfo=dt.UTC)
             if raw == b"-infinity":
                 return dt.datetime.min.replace(tzinfo=dt.UTC)
-            return super().load(data)
+            try:
+                return super().load(data)
+            except DataError:
+                return raw.decode("ascii")
 
     adapters.register_loader("date", InfinityDateLoader)
     adapters.register_loader("timestamp", InfinityTimestampLoader)

@@ -43,6 +43,7 @@ from connectors.base import (
     Timeouts,
 )
 from connectors.errors import describe, refused_by_constraint, wrap_errors
+from connectors.identity import server_identity
 from connectors.masking import safe_url
 from connectors.reach import checked_url, engine_options
 from connectors.session import pin_sessions
@@ -126,6 +127,10 @@ class SqlConnector(Connector):
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    def identity(self) -> tuple[str, ...] | None:
+        with self._wrap(f"cannot ask {self.safe_url} which database it is"):
+            return server_identity(self.engine)
 
     def ping(self) -> None:
         with self._wrap(f"cannot reach {self.safe_url}"), self.engine.connect() as conn:

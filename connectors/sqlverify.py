@@ -12,25 +12,21 @@ from collections.abc import Callable
 import sqlalchemy as sa
 
 from connectors.base import Dependent, Problem, Table
-from connectors.tenancy import kind_of_type, reference_problems
+from connectors.tenancy import kind_of_type
+from connectors.tenantlinks import linked_tables, reference_problems, unscoped_problems
 
 TableOf = Callable[[str], sa.Table]
 MAX_INDEX_NAME = 63  # PostgreSQL's limit (MariaDB's is 64)
 
 
 def verify_tenancy(spec: Table, existing: set[str], table_of: TableOf) -> list[Problem]:
-    """The tenant column's type, and dependents that could reach another tenant's rows."""
+    """The tenant column's type on every table a rule of `spec` filters by it, and links
+    that could reach another tenant's rows (connectors.tenantlinks), at every depth."""
     column = spec.tenant_column
     if column is None:
         return []
     problems: list[Problem] = []
-    tables = [spec.name]
-    pending = list(spec.dependents)
-    while pending:
-        dep = pending.pop()
-        tables.append(dep.table)
-        pending.extend(dep.dependents)
-    for name in dict.fromkeys(tables):
+    for name in [spec.name, *linked_tables(spec)]:
         if name not in existing or column not in table_of(name).c:
             continue
         kind = table_of(name).c[column].type
@@ -49,7 +45,29 @@ def verify_tenancy(spec: Table, existing: set[str], table_of: TableOf) -> list[P
             return None
         return list(table_of(name).primary_key.columns.keys()) or None
 
-    return problems + reference_problems(spec, key_of)
+    def has_tenant(name: str) -> bool | None:
+        return column in table_of(name).c if name in existing else None
+
+    def unique_keys(name: str) -> list[list[str]]:
+        return unique_column_sets(table_of(name)) if name in existing else []
+
+    return (
+        problems
+        + reference_problems(spec, key_of)
+        + unscoped_problems(spec, has_tenant, unique_keys)
+    )
+
+
+def unique_column_sets(table: sa.Table) -> list[list[str]]:
+    """The columns of the primary key, each unique constraint and each unique index."""
+    found = [[c.name for c in table.primary_key.columns]]
+    found += [
+        [c.name for c in constraint.columns]
+        for constraint in table.constraints
+        if isinstance(constraint, sa.UniqueConstraint)
+    ]
+    found += [[c.name for c in index.columns] for index in table.indexes if index.unique]
+    return [columns for columns in found if columns]
 
 
 def verify_table(

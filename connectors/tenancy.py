@@ -21,7 +21,6 @@ from __future__ import annotations
 import enum
 import re
 import uuid
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,7 +29,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from connectors.base import Dependent, Problem, SchemaError, Table, TenantValueError
+from connectors.base import SchemaError, TenantValueError
+from connectors.tenantrange import check_fits
 
 _WHOLE_NUMBER = re.compile(r"0|-?[1-9][0-9]*")
 _NUMBER_WRITTEN_OTHERWISE = re.compile(r"[+-]?[0-9]+")
@@ -134,7 +134,8 @@ def tenant_clause(column: sa.ColumnElement[Any], value: Any, dialect: str) -> Co
     """SQL that is true exactly for the rows whose `column` holds the tenant `value`.
 
     Raises SchemaError when the column's type holds no tenant (not integer, text or UUID),
-    TenantValueError when `value` does not convert exactly (see `exact_tenant`).
+    TenantValueError when `value` does not convert exactly (see `exact_tenant`) or lies
+    outside the column's declared range or length (`connectors.tenantrange`).
     """
     table = getattr(getattr(column, "table", None), "name", "?")
     where = f"{table}.{getattr(column, 'name', '?')}"
@@ -145,6 +146,7 @@ def tenant_clause(column: sa.ColumnElement[Any], value: Any, dialect: str) -> Co
             "compare exactly; a tenant column must hold whole numbers, text or UUIDs"
         )
     bound = exact_tenant(value, kind, where)
+    check_fits(bound, column.type, dialect, where)
     plain: ColumnElement[bool] = column == sa.literal(bound, column.type)
     if kind is not TenantKind.TEXT:
         return plain
@@ -161,43 +163,3 @@ def tenant_clause(column: sa.ColumnElement[Any], value: Any, dialect: str) -> Co
     else:  # no dialect the worker supports; the plain comparison is all it can do
         return plain
     return sa.and_(plain, exact)
-
-
-def reference_problems(
-    spec: Table, key_of: Callable[[str], Sequence[str] | None] = lambda _: None
-) -> list[Problem]:
-    """Dependents that would reach another tenant's rows: fatal problems, with the fix.
-
-    A parent whose key holds the tenant column (`[organisation_id, id]`) shares the rest of
-    its key with other tenants; a dependent whose `references` leave the tenant column out
-    (`{child_id: id}`) then matches every tenant's rows with that id. `key_of(table)` gives
-    the key of a dependent's table (its primary key), or None when unknown; the subject's
-    key is the mapping's.
-    """
-    tenant = spec.tenant_column
-    if tenant is None:
-        return []
-    problems: list[Problem] = []
-
-    def walk(parent: str, key: Sequence[str] | None, dependents: Sequence[Dependent]) -> None:
-        for dep in dependents:
-            referenced = [p for _, p in dep.references]
-            if key is not None and tenant in key and tenant not in referenced:
-                refs = ", ".join(f"{own}: {p}" for own, p in dep.references)
-                problems.append(
-                    Problem(
-                        dep.table,
-                        None,
-                        f"the key of {parent} is [{', '.join(key)}], but the references of "
-                        f"{dep.table} ({{{refs}}}) leave out the tenant column {tenant}: "
-                        f"deleting one tenant's {parent} rows would delete other tenants' "
-                        f"{dep.table} rows with the same {', '.join(referenced)}; add "
-                        f"`{tenant}: {tenant}` to its references (naming {dep.table}'s own "
-                        "tenant column)",
-                        part="references",
-                    )
-                )
-            walk(dep.table, key_of(dep.table), dep.dependents)
-
-    walk(spec.name, spec.key, spec.dependents)
-    return problems

@@ -18,7 +18,7 @@ index serves (with the `CREATE INDEX` that would).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,17 +27,19 @@ from connectors.base import (
     ConnectorError,
     Problem,
     SchemaError,
+    Table,
     Target,
     TenantValueError,
 )
+from connectors.tenantlinks import linked_tables
 from worker.app import ConnectorFactory, url_variable
-from worker.config import Customer, Dependent, ProductMapping, Subject
+from worker.config import Customer, ProductMapping, Subject
 from worker.config.language import FirstOf
 from worker.configfiles import Doc, Problems, read_yaml
 from worker.configload import Config
 from worker.constraints import check_constraints
 from worker.errors import ConfigProblem
-from worker.targets import table_for
+from worker.targets import dependent_path, link_path, table_for
 
 Path_ = tuple[str | int, ...]
 _ANY_DAY = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # unused by a target that takes everything
@@ -72,6 +74,7 @@ def check_live(config: Config, env: Mapping[str, str]) -> LiveResult:
     groups: dict[tuple[str, str], list[Customer]] = {}
     for customer, mapping in config.pairs():
         groups.setdefault((mapping.product, url_variable(customer, mapping)), []).append(customer)
+    seen: dict[tuple[str, ...], list[tuple[Customer, ProductMapping, str]]] = {}
     for (product, variable), customers in groups.items():
         mapping = config.products[product]
         shared = not mapping.tenancy.per_customer
@@ -84,6 +87,9 @@ def check_live(config: Config, env: Mapping[str, str]) -> LiveResult:
             continue
         try:
             connector.open()
+            identity = connector.identity() if mapping.tenancy.per_customer else None
+            if identity is not None:
+                seen.setdefault((product, *identity), []).append((customers[0], mapping, variable))
             for problem, path in _compare(connector, mapping):
                 if problem.fatal and problem.part:  # the mapping itself; the fix is said
                     at(_product_file(config.directory, mapping), path, str(problem))
@@ -113,8 +119,32 @@ def check_live(config: Config, env: Mapping[str, str]) -> LiveResult:
             result.unreachable.append(f"{who}: {exc}")
         finally:
             connector.close()
+    for claimants in seen.values():
+        _same_database(claimants, config.directory, at)
     result.problems = found.items
     return result
+
+
+def _same_database(
+    claimants: list[tuple[Customer, ProductMapping, str]],
+    directory: Path,
+    at: Callable[[Path, Path_, str], None],
+) -> None:
+    """Customers of a per-customer product whose databases are one, as the server says."""
+    if len({customer.customer for customer, _, _ in claimants}) < 2:
+        return
+    for customer, mapping, variable in claimants:
+        others = ", ".join(
+            sorted(f"{c.customer} ({v})" for c, _, v in claimants if c is not customer)
+        )
+        file, path = _variable_place(directory, mapping, customer)
+        at(
+            file,
+            path,
+            f"{variable} reaches the same database as {others}, as the server itself says "
+            "(the same server and database name, however the URLs spell the host): each "
+            "customer needs its own database; point each variable at the customer's own",
+        )
 
 
 def _check_rows(
@@ -132,21 +162,34 @@ def _check_rows(
     column = mapping.tenancy.column
     tenant = chosen.tenant if column else None
     counts: dict[str, int] = {}
+    linked: dict[str, None] = {}
     for subject in mapping.subjects.values():
         if subject.table in counts:
             continue
-        target = Target(table_for(subject, mapping), tenant, None, _ANY_DAY.date(), _ANY_DAY)
+        spec = table_for(subject, mapping)
+        linked.update(dict.fromkeys(linked_tables(spec)))
+        target = Target(spec, tenant, None, _ANY_DAY.date(), _ANY_DAY)
         try:
             counts[subject.table] = connector.backlog(_everything(target)).count
         except TenantValueError as exc:
-            at(
-                directory / "customers" / f"{customer.customer}.yaml",
-                ("products", mapping.product, "tenant"),
-                f"{exc} (the {mapping.product} database, {variable})",
-            )
+            _refuse_tenant(exc, customer, mapping, variable, at, directory)
             return
         except SchemaError:
             continue  # a missing table or column: reported by the schema comparison
+    if column:  # every other table a rule filters by the tenant: the value must fit there too
+        for name in linked:
+            if name in counts:
+                continue
+            bare = Target(
+                Table(name, (), tenant_column=column), tenant, None, _ANY_DAY.date(), _ANY_DAY
+            )
+            try:
+                connector.backlog(_everything(bare))
+            except TenantValueError as exc:
+                _refuse_tenant(exc, customer, mapping, variable, at, directory)
+                return
+            except SchemaError:
+                continue  # no tenant column there, or missing: the schema comparison says
     total = sum(counts.values())
     each = ", ".join(f"{table} {n}" for table, n in counts.items())
     if column:
@@ -164,6 +207,21 @@ def _check_rows(
         result.notes.append(
             f"{customer.customer} × {mapping.product}: {total} row(s) in its own database ({each})"
         )
+
+
+def _refuse_tenant(
+    exc: TenantValueError,
+    customer: Customer,
+    mapping: ProductMapping,
+    variable: str,
+    at: Callable[[Path, Path_, str], None],
+    directory: Path,
+) -> None:
+    at(
+        directory / "customers" / f"{customer.customer}.yaml",
+        ("products", mapping.product, "tenant"),
+        f"{exc} (customer {customer.customer}, the {mapping.product} database, {variable})",
+    )
 
 
 def _everything(target: Target) -> Target:
@@ -210,8 +268,9 @@ def _check_dates(connector: Connector, mapping: ProductMapping, who: str) -> lis
             if quality.converted:
                 warnings.append(
                     f"{where}: {quality.converted} row(s) hold a number or a text with a 'T' "
-                    f"or a zone; they are read as UTC instants with SQLite's date functions "
-                    f"(numbers up to 5373484.5 as Julian days, others as Unix seconds) ({who})"
+                    "or a zone; they are read as UTC instants with SQLite's date functions "
+                    "(10000101 to 99991231 as YYYYMMDD dates, up to 5373484.5 as Julian days, "
+                    f"from 10^11 as Unix milliseconds, others as Unix seconds) ({who})"
                 )
     return warnings
 
@@ -227,13 +286,13 @@ def _compare(connector: Connector, mapping: ProductMapping) -> list[tuple[Proble
 def _path(name: str, subject: Subject, mapping: ProductMapping, problem: Problem) -> Path_:
     """Where in the product mapping the table or column of a problem is named."""
     base: Path_ = ("subjects", name)
-    if problem.table != subject.table or problem.part:
-        found = _dependent_path(subject.dependents, problem.table, (*base, "dependents"))
+    if problem.part:
+        return link_path(name, subject, mapping, problem) or base
+    if problem.table != subject.table:
+        found = dependent_path(subject.dependents, problem.table, (*base, "dependents"))
         if found is None:
             return (*base, "dependents")
         dep, dep_base = found
-        if problem.part:
-            return (*dep_base, problem.part)
         if problem.column in dep.columns:
             return (*dep_base, "columns", problem.column)
         if problem.column in dep.references:
@@ -253,20 +312,6 @@ def _path(name: str, subject: Subject, mapping: ProductMapping, problem: Problem
     if problem.column == mapping.tenancy.column:
         return ("tenancy", "column")
     return base
-
-
-def _dependent_path(
-    dependents: Sequence[Dependent], table: str, base: Path_
-) -> tuple[Dependent, Path_] | None:
-    """The dependent (at any depth) on `table`, and its path in the mapping."""
-    for i, dep in enumerate(dependents):
-        here: Path_ = (*base, i)
-        if dep.table == table:
-            return dep, here
-        deeper = _dependent_path(dep.dependents, table, (*here, "dependents"))
-        if deeper is not None:
-            return deeper
-    return None
 
 
 def _product_file(directory: Path, mapping: ProductMapping) -> Path:

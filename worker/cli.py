@@ -81,7 +81,7 @@ def main(ctx: click.Context, env_file: Path | None) -> None:
 
 
 def _load(ctx: Ctx, config_dir: Path | None) -> Config:
-    return load_config(config_dir or ctx.settings.config_dir)
+    return load_config(config_dir or ctx.settings.config_dir, ctx.env)
 
 
 def _print_problems(config: Config) -> None:
@@ -100,7 +100,9 @@ def validate(ctx: Ctx, config_dir: Path | None, offline: bool) -> None:
     that is negative, absurd or below a legal floor), when a table or column that a
     mapping names is missing from the database, when a customer's tenant value does not
     convert exactly to the tenant column's type, when a dependent's references leave
-    out a tenant column its parent's key holds, when an anonymisation cannot fit its
+    out a tenant column its parent's key holds, when two customers' URLs reach one
+    database (compared offline as the database they name, and live as each server says
+    which it is), when an anonymisation cannot fit its
     column (NULL in a NOT NULL column, one fixed text in a UNIQUE one, a value longer than
     the column), or when a foreign key from a table the mapping does not delete first
     refuses a delete rule (ON DELETE RESTRICT / NO ACTION); every problem names the file,

@@ -108,7 +108,7 @@ class Daemon:
 
     def load(self) -> bool:
         """Load (or reload) the configuration; an invalid one never replaces a valid one."""
-        config = load_config(self.config_dir)
+        config = load_config(self.config_dir, self.env)
         if config.problems and self.config is not None:
             for problem in config.problems:
                 log.error("config.problem", problem=str(problem))

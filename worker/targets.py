@@ -17,11 +17,12 @@ from connectors.base import (
     FirstOf,
     Mask,
     Op,
+    Problem,
     RelatedRows,
     Table,
     Target,
 )
-from connectors.tenancy import reference_problems
+from connectors.tenantlinks import reference_problems
 from worker.config import Action, CustomerProduct, Masking, ProductMapping, Subject
 from worker.config import Dependent as DependentConfig
 from worker.config.language import Aggregate, DateSpec
@@ -136,23 +137,63 @@ def tables_for(mapping: ProductMapping) -> list[Table]:
 def tenant_reference_problems(
     mapping: ProductMapping,
 ) -> list[tuple[tuple[str | int, ...], str]]:
-    """Offline: dependents whose `references` leave out the tenant column that their
-    subject's key holds, as (path in the product mapping, message with the fix).
+    """Offline: links (dependents, related rows, related time bases) whose `references` leave
+    out the tenant column that their subject's key holds, as (path in the product mapping,
+    message with the fix).
 
     Needs no database: the key, the references and the tenant column are all in the
     mapping. (Live, `Connector.verify` also checks nested dependents, whose parent's key is
-    the parent table's primary key.)
+    the parent table's primary key, and links to tables without the tenant column:
+    connectors/tenantlinks.py.)
     """
     found: list[tuple[tuple[str | int, ...], str]] = []
     for name, subject in mapping.subjects.items():
         for problem in reference_problems(table_for(subject, mapping)):
-            for i, dep in enumerate(subject.dependents):
-                if dep.table == problem.table:
-                    found.append(
-                        (("subjects", name, "dependents", i, "references"), problem.message)
-                    )
-                    break
+            path = link_path(name, subject, mapping, problem)
+            if path is not None:
+                found.append((path, problem.message))
     return found
+
+
+Path = tuple[str | int, ...]
+
+
+def link_path(
+    name: str, subject: Subject, mapping: ProductMapping, problem: Problem
+) -> Path | None:
+    """Where the product mapping writes the references of the link `problem` is about (its
+    `part`: a dependent at any depth, a rule's related rows, a related time basis)."""
+    base: Path = ("subjects", name)
+    if problem.part == "related":
+        for i, rule in enumerate(mapping.rules):
+            if mapping.subjects.get(rule.subject) is not subject:
+                continue
+            for j, rel in enumerate(rule.related):
+                if rel.table == problem.table:
+                    return ("rules", i, "related", j, "references")
+    elif problem.part == "from":
+        for date_name, spec in subject.dates.items():
+            if isinstance(spec, Aggregate) and spec.from_.table == problem.table:
+                return (*base, "dates", date_name, "from", "references")
+    elif problem.part is not None:
+        found = dependent_path(subject.dependents, problem.table, (*base, "dependents"))
+        if found is not None:
+            return (*found[1], problem.part)
+    return None
+
+
+def dependent_path(
+    dependents: Sequence[DependentConfig], table: str, base: Path
+) -> tuple[DependentConfig, Path] | None:
+    """The dependent (at any depth) on `table`, and its path in the mapping."""
+    for i, dep in enumerate(dependents):
+        here: Path = (*base, i)
+        if dep.table == table:
+            return dep, here
+        deeper = dependent_path(dep.dependents, table, (*here, "dependents"))
+        if deeper is not None:
+            return deeper
+    return None
 
 
 def target_for(

@@ -48,6 +48,12 @@ DATE_CASES: dict[str, list[Case]] = {
         ("1700000000", D(2023, 11, 14)),  # Unix seconds
         ("1764374400", D(2025, 11, 29)),  # Unix seconds: 2025-11-29 00:00 UTC
         ("2460000.5", D(2023, 2, 25)),  # a Julian day number
+        ("20200131", D(2020, 1, 31)),  # YYYYMMDD, not Unix seconds (1970-08-22)
+        ("'20251129'", D(2025, 11, 29)),  # YYYYMMDD text (DATE affinity stores a number)
+        ("20201399", None),  # no real day: unknown, not 1970-08-23
+        ("20200230", None),
+        ("1700000000000", D(2023, 11, 14)),  # Unix milliseconds
+        ("1764374400000", D(2025, 11, 29)),  # Unix milliseconds: 2025-11-29 00:00 UTC
         ("NULL", None),
     ],
     "postgresql": [
@@ -79,6 +85,10 @@ NAIVE_CASES: dict[str, list[Case]] = {
         ("'2025-11-27 22:30:00-02:00'", T(2025, 11, 28, 0, 30)),
         ("1764280800", T(2025, 11, 27, 22, 0)),
         ("1764286200", T(2025, 11, 27, 23, 30)),
+        ("20251127", T(2025, 11, 27)),  # YYYYMMDD: midnight UTC
+        ("20251128", T(2025, 11, 28)),
+        ("1764280800000", T(2025, 11, 27, 22, 0)),  # Unix milliseconds
+        ("1764286200000", T(2025, 11, 27, 23, 30)),
         ("''", None),
         ("'garbage'", None),
         ("'1899-12-31 10:00:00'", None),
@@ -207,6 +217,8 @@ def other_form(literal: str) -> bool:
     if not literal.startswith("'"):
         return literal != "NULL"
     text = literal.strip("'")
+    if re.fullmatch(r"\d{8}", text):  # stored as a number (NUMERIC affinity): YYYYMMDD
+        return True
     return "T" in text or text.endswith("Z") or re.search(r"[+-]\d\d:\d\d$", text) is not None
 
 
@@ -277,10 +289,13 @@ BIRTH_CASES: dict[str, list[tuple[str, str | None]]] = {
         ("'-infinity'", "-infinity"),
         ("'infinity'", "infinity"),
         ("'9999-12-31'", "9999-12-31"),
+        ("'0044-03-15 BC'", "0044-01-01 BC"),  # before year 1: the year and its era stay
+        ("'12000-06-01'", "12000-06-01"),  # after 9999: a "never", as 9999-12-31
         ("NULL", None),
     ],
     "mysql": [
         ("'1990-05-17'", "1990-01-01"),
+        ("'0000-03-15'", "0000-01-01"),  # year zero, a real month and day
         ("'0000-00-00'", "0000-00-00"),
         ("'2024-00-10'", "2024-00-10"),
         ("'9999-12-31'", "9999-12-31"),
@@ -307,9 +322,10 @@ def birth_dates(url: str) -> dict[int, Any]:
 def test_the_year_mask_reads_odd_values_back(
     any_db_url: str, tmp_path: Path, state: StateStore
 ) -> None:
-    """Anonymising birth dates that hold zero dates, infinity, empty text or numbers never
-    crashes: values holding no date stay, unreadable ones become NULL, and a second run
-    finds nothing left to do."""
+    """Anonymising birth dates that hold zero dates, infinity, empty text, numbers, BC dates
+    or dates after 9999 never crashes: values holding no date (or a "never") stay, BC dates
+    keep their year and era, unreadable ones become NULL, and a second run finds nothing
+    left to do."""
     cases = BIRTH_CASES[backend(any_db_url)]
     left = [("'2020-01-01'", D(2020, 1, 1))] * len(cases)
     create(any_db_url, "left_on", left, [literal for literal, _ in cases])

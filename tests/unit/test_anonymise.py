@@ -79,6 +79,9 @@ def test_fixed_mask_writes_its_text() -> None:
         ("1990-05-17", "1990-01-01"),
         ("1990-05-17 08:30:00", "1990-01-01"),
         (dt.date(2000, 1, 1), dt.date(2000, 1, 1)),
+        ("0044-03-15 BC", "0044-01-01 BC"),  # PostgreSQL's text for dates before year 1
+        ("0044-03-15 10:00:00 BC", "0044-01-01 BC"),
+        ("0044-03-15 10:00:00+00 BC", "0044-01-01 BC"),
     ],
 )
 def test_year_mask_keeps_only_the_year(value: Any, expected: Any) -> None:
@@ -97,6 +100,7 @@ def test_year_mask_removes_what_it_cannot_read_as_a_date(value: Any) -> None:
     [
         *("", "  ", "0000-00-00", "2024-00-10", "2024-05-00 10:00:00", dt.date.min, dt.date.max),
         *(dt.datetime.min, dt.datetime.max, dt.datetime.max.replace(tzinfo=dt.UTC)),
+        *("12000-06-01", "12000-06-01 10:00:00", "12000-06-01 10:00:00+00"),  # after 9999
     ],
 )
 def test_year_mask_leaves_values_that_hold_no_date(value: Any) -> None:

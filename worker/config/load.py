@@ -47,22 +47,24 @@ class Config:
             raise ConfigError(list(self.problems))
 
 
-def load_config(directory: Path | str) -> Config:
+def load_config(directory: Path | str, env: Mapping[str, str] | None = None) -> Config:
     """Read and check a configuration directory: catalogue.yaml, products/, customers/.
 
     Never raises for bad content: every problem, including a fault of the checks themselves,
     is in `Config.problems`, and what it touches is left out of the returned configuration.
+    Given the environment `env`, customers whose URL variables name one database are set
+    aside too (`worker.config.samedb`; nothing is opened).
     """
     root = Path(directory)
     problems = Problems(root)
     try:
-        return _load(root, problems)
+        return _load(root, problems, env)
     except Exception as exc:  # noqa: BLE001  (the daemon must keep its configuration)
         _fault(problems, root, exc)
         return Config(root, _EMPTY_CATALOGUE, {}, {}, tuple(problems.items))
 
 
-def _load(root: Path, problems: Problems) -> Config:
+def _load(root: Path, problems: Problems, env: Mapping[str, str] | None = None) -> Config:
     if not root.is_dir():
         problems.add(
             root, "", "no such configuration directory; set --config or RETENTION_CONFIG_DIR"
@@ -119,7 +121,7 @@ def _load(root: Path, problems: Problems) -> Config:
         found = _guarded(problems, file, read_customer)
         if found is not None:
             parsed.append(found)
-    clashing = check_unique(parsed, products, problems)
+    clashing = check_unique(parsed, products, problems, env)
     customers = {c.customer: c for c, _ in parsed if c.customer not in clashing}
     return Config(root, catalogue, products, customers, tuple(problems.items))
 

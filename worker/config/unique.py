@@ -27,6 +27,9 @@ from decimal import Decimal
 
 from worker.config.files import Doc, Problems
 from worker.config.models import Customer, ProductMapping
+from worker.config.samedb import Identity, describe, url_identity
+from worker.errors import SettingsError
+from worker.settings import read_secret
 
 _NUMBER_RE = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]{1,4})?")
 
@@ -56,12 +59,14 @@ def check_unique(
     parsed: list[tuple[Customer, Doc]],
     products: Mapping[str, ProductMapping],
     problems: Problems,
+    env: Mapping[str, str] | None = None,
 ) -> set[str]:
     """Set aside every customer claiming a tenant value or a database another one claims.
 
     Nobody can tell which claimant is right, so all are set aside, including one that was
-    valid before. Tenants are compared with `tenant_keys`; database variables by name. Returns
-    the names of the customers set aside.
+    valid before. Tenants are compared with `tenant_keys`; database variables by name and,
+    given the environment `env`, by the database their URLs name (`worker.config.samedb`,
+    without connecting). Returns the names of the customers set aside.
     """
     clashing: set[str] = set()
     for pname in sorted(products):
@@ -97,6 +102,8 @@ def check_unique(
         for pname, chosen in customer.products.items():
             if pname in products and chosen.database is not None:
                 variables.setdefault(chosen.database.url_env, []).append((customer, doc, pname))
+    if env is not None:
+        clashing |= _same_databases(variables, env, problems)
     for variable, claimants in variables.items():
         if len(claimants) < 2:
             continue
@@ -109,6 +116,42 @@ def check_unique(
                 ("products", pname, "database", "url_env"),
                 f"database variable {variable} is also claimed by {names}; each customer "
                 "needs its own, so all of them are set aside until it is fixed",
+            )
+            clashing.add(customer.customer)
+    return clashing
+
+
+def _same_databases(
+    variables: Mapping[str, list[tuple[Customer, Doc, str]]],
+    env: Mapping[str, str],
+    problems: Problems,
+) -> set[str]:
+    """Customers whose different URL variables name one database (per-customer tenancy)."""
+    by_identity: dict[Identity, list[tuple[str, Customer, Doc, str]]] = {}
+    for variable, claimants in variables.items():
+        try:
+            url = read_secret(env, variable)
+        except SettingsError:
+            continue  # reported when the database is opened
+        identity = url_identity(url) if url else None
+        if identity is not None:
+            for customer, doc, pname in claimants:
+                by_identity.setdefault(identity, []).append((variable, customer, doc, pname))
+    clashing: set[str] = set()
+    for identity, found in by_identity.items():
+        if len({v for v, _, _, _ in found}) < 2 or len({c.customer for _, c, _, _ in found}) < 2:
+            continue  # one variable (reported above), or one customer's own products
+        for variable, customer, doc, pname in found:
+            others = sorted(
+                {f"{c.customer} ({v})" for v, c, _, _ in found if c.customer != customer.customer}
+            )
+            problems.at(
+                doc,
+                ("products", pname, "database", "url_env"),
+                f"{variable} names {describe(identity)}, the same database as "
+                f"{', '.join(others)} (URLs are compared without user, password or options, "
+                "localhost and 127.0.0.1 as one host, the default port filled in): each "
+                "customer needs its own database, so all of them are set aside until it is fixed",
             )
             clashing.add(customer.customer)
     return clashing
