@@ -37,8 +37,8 @@ demo: $(INSTALLED) ## Build the demo: databases with synthetic data under .demo/
 run: $(INSTALLED) ## Run the worker against the demo (metrics on RETENTION_HTTP_PORT)
 	$(BIN)/retention-worker --env-file .demo/demo.env run
 
-test: $(INSTALLED) ## Run the tests (extra pytest options: PYTEST_ARGS='-k periods')
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: $(INSTALLED) ## Run the tests on every core (extra pytest options: PYTEST_ARGS='-k periods')
+	$(BIN)/pytest -n auto $(PYTEST_ARGS)
 
 lint: $(INSTALLED) ## ruff check, ruff format --check and mypy --strict
 	$(BIN)/ruff check .
