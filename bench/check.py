@@ -48,26 +48,32 @@ def _tables(conn: sa.Connection, table: str) -> tuple[sa.Table, sa.Table]:
 
 
 def diff(engine: sa.Engine, table: str) -> Diff:
-    """Compare `table` with `<table>_seed` by id, every column, NULL-safe."""
+    """Compare `table` with `<table>_seed` by id, every column, NULL-safe: one pass (a full
+    outer join) that returns only the rows that differ."""
     with engine.connect() as conn:
         live, seed = _tables(conn, table)
         columns = [c.name for c in live.columns if c.name != "id"]
-        gone = conn.execute(
-            sa.select(seed.c.id, seed.c.organisation_id)
-            .select_from(seed.outerjoin(live, seed.c.id == live.c.id))
-            .where(live.c.id.is_(None))
+        joined = seed.join(live, seed.c.id == live.c.id, full=True)
+        kind = sa.case((live.c.id.is_(None), "gone"), (seed.c.id.is_(None), "new"), else_="changed")
+        rows = conn.execute(
+            sa.select(
+                sa.func.coalesce(seed.c.id, live.c.id),
+                sa.func.coalesce(seed.c.organisation_id, live.c.organisation_id),
+                kind,
+            )
+            .select_from(joined)
+            .where(
+                sa.or_(
+                    live.c.id.is_(None),
+                    seed.c.id.is_(None),
+                    *(seed.c[c].is_distinct_from(live.c[c]) for c in columns),
+                )
+            )
         ).all()
-        new = conn.execute(
-            sa.select(live.c.id, live.c.organisation_id)
-            .select_from(live.outerjoin(seed, seed.c.id == live.c.id))
-            .where(seed.c.id.is_(None))
-        ).all()
-        changed = conn.execute(
-            sa.select(seed.c.id, seed.c.organisation_id)
-            .select_from(seed.join(live, seed.c.id == live.c.id))
-            .where(sa.or_(*(seed.c[c].is_distinct_from(live.c[c]) for c in columns)))
-        ).all()
-    return Diff(dict(gone), dict(new), dict(changed))  # type: ignore[arg-type]
+    found: dict[str, dict[int, int]] = {"gone": {}, "new": {}, "changed": {}}
+    for key, tenant, what in rows:
+        found[what][key] = tenant
+    return Diff(found["gone"], found["new"], found["changed"])
 
 
 def _by_tenant(ids: Iterable[int], tenant_of: Mapping[int, int]) -> str:

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 
 from bench import baselines, check, data
 from bench.baselines import Timing
-from bench.configgen import ANONYMISE_RULE, DELETE_RULE, PRODUCT, write_config
+from bench.configgen import ANONYMISE_RULE, DELETE_RULE, PRODUCT, REPO, write_config
 from bench.database import BenchError, Database, postgres_database
 from connectors.base import ColumnMask
 from demo.schemas import create_schema
@@ -154,6 +154,7 @@ class Bench:
                 capture_output=True,
                 text=True,
                 check=False,
+                cwd=REPO,  # `-m bench.workerrun` finds this checkout's packages first
             )
             path.unlink()
         if done.returncode != 0:

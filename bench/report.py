@@ -24,7 +24,8 @@ def _ratio(result: dict[str, Any], action: str, baseline: str) -> float | None:
 
 
 def _rss(result: dict[str, Any]) -> int | None:
-    peaks = [result[a]["peak_rss_bytes"] for a in ("delete", "anonymise", "idle") if a in result]
+    """The largest peak RSS of the delete and anonymise ticks (the idle tick's is its own)."""
+    peaks = [result[a]["peak_rss_bytes"] for a in ("delete", "anonymise") if a in result]
     return max(peaks) if peaks else None
 
 
@@ -62,10 +63,20 @@ def goals(
     rss = _rss(result)
     rows.append(
         (
-            "peak RSS of the worker process",
+            "peak RSS of the worker, delete/anonymise tick",
             "-" if rss is None else f"{rss / MIB:.0f} MiB",
             "<= 200 MiB",
             _verdict(None if rss is None else rss <= 200 * MIB),
+        )
+    )
+    idle_rss = result["idle"]["peak_rss_bytes"] if "idle" in result else None
+    rows.append(
+        (
+            "peak RSS of the worker, idle tick"
+            + (f" ({result['idle']['customers']:,} customers)" if "idle" in result else ""),
+            "-" if idle_rss is None else f"{idle_rss / MIB:.0f} MiB",
+            "<= 200 MiB",
+            _verdict(None if idle_rss is None else idle_rss <= 200 * MIB),
         )
     )
     sizes = rss_at_sizes(result, earlier)
