@@ -43,9 +43,14 @@ with an error otherwise. Ratios are worker rows/s / baseline rows/s.
 
 EPILOG = f"""\
 --quick: {QUICK["rows"]:,} rows, {QUICK["idle_customers"]} idle customers, baselines once,
-per-row sample {QUICK["sample"]} (a few minutes; ratios still meaningful, fixed costs weigh
-more). Server: {PG_URL_ENV}, else {DEFAULT_PG_URL}. Results: the table on stdout,
-the JSON in --results (default .bench/): bench-<time>.json and latest.json.
+per-row sample {QUICK["sample"]}: about 6 minutes on 2 cores. Its ratios mean the same, but
+each customer's fixed cost weighs more against fewer rows; quote the full shape.
+`make bench` runs --quick; `make bench ROWS=1000000` the full shape (about 30 minutes).
+--tenants 10000 gives many tenants with few rows each; --rows 10000000 the 10M option.
+
+Server: {PG_URL_ENV}, else {DEFAULT_PG_URL}.
+Results: the table on stdout, the JSON in --results (default .bench/, git-ignored):
+bench-<UTC time>.json and latest.json; with --profile also profile-<variant>.txt/.prof.
 Exit status: 0 done (whatever the goals say), 1 error or wrong result, 2 bad options.
 """
 
