@@ -4,6 +4,8 @@
 VENV ?= .venv
 PYTHON ?= python3
 PYTEST_ARGS ?=
+ROWS ?=
+BENCH_ARGS ?=
 RETENTION_HTTP_PORT ?= 9464
 export RETENTION_HTTP_PORT
 
@@ -20,7 +22,7 @@ help: ## List the targets
 	@grep -E '^[a-z][a-z-]*:.*## ' $(firstword $(MAKEFILE_LIST)) \
 		| awk 'BEGIN {FS = ":.*## "} {printf "  make %-13s %s\n", $$1, $$2}'
 	@echo "Variables: VENV=$(VENV) PYTHON=$(PYTHON) PYTEST_ARGS='$(PYTEST_ARGS)'" \
-		"RETENTION_HTTP_PORT=$(RETENTION_HTTP_PORT)"
+		"RETENTION_HTTP_PORT=$(RETENTION_HTTP_PORT) ROWS=$(ROWS) BENCH_ARGS='$(BENCH_ARGS)'"
 
 install: $(INSTALLED) ## Create the virtualenv and install the project with its dev tools
 
@@ -45,8 +47,8 @@ lint: $(INSTALLED) ## ruff check, ruff format --check and mypy --strict
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy worker connectors
 
-bench: $(INSTALLED) ## Run the benchmark
-	$(BIN)/python -m bench
+bench: $(INSTALLED) ## Benchmark on PostgreSQL (quick; ROWS=1000000 for the full shape, BENCH_ARGS=--help)
+	$(BIN)/python -m bench $(if $(ROWS),--rows $(ROWS),--quick) $(BENCH_ARGS)
 
 # --- Deploy checks: the image, the chart, the alerts and the dashboard ---------------------
 # The tools go into $(TOOLS) (git-ignored): see deploy/scripts/install-tools.sh.

@@ -1,4 +1,4 @@
-"""`python -m bench`: run the delete-throughput benchmark (see bench/README.md)."""
+"""`python -m bench`: run the benchmark (see bench/README.md)."""
 
 from bench.cli import main
 

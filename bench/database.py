@@ -1,21 +1,17 @@
-"""Where the benchmark runs: a fresh PostgreSQL database, or SQLite in a temporary folder.
+"""Where the benchmark runs: fresh PostgreSQL databases, dropped afterwards.
 
-PostgreSQL is used when RETENTION_BENCH_PG_URL is set or the local server answers at
-DEFAULT_PG_URL. The server URL names an existing database to connect to (for CREATE
-DATABASE); the benchmark creates `rt_bench_<hex>` and drops it afterwards WITH (FORCE).
+The server is RETENTION_BENCH_PG_URL, else DEFAULT_PG_URL. Its URL names an existing
+database to connect to (for CREATE DATABASE); the benchmark creates `rt_bench_<hex>`
+databases (the product database, and a state database per worker tick) and drops each
+afterwards WITH (FORCE), also when it fails.
 """
 
 from __future__ import annotations
 
-import os
-import sqlite3
-import sys
-import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
@@ -23,7 +19,6 @@ from sqlalchemy.pool import NullPool
 PG_URL_ENV = "RETENTION_BENCH_PG_URL"
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 CONNECT_TIMEOUT_S = 3
-CHOICES = ("auto", "postgresql", "sqlite")
 
 
 class BenchError(Exception):
@@ -54,7 +49,7 @@ def _admin_engine(url: str | sa.URL) -> sa.Engine:
     )
 
 
-def _probe(url: str) -> str | None:
+def probe(url: str) -> str | None:
     """None when the server at `url` answers; otherwise why not (first line, no secrets)."""
     try:
         engine = _admin_engine(url)
@@ -94,39 +89,3 @@ def postgres_database(server_url: str) -> Iterator[Database]:
                 conn.execute(sa.text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
     finally:
         admin.dispose()
-
-
-@contextmanager
-def sqlite_database() -> Iterator[Database]:
-    """A SQLite file in a temporary folder, removed on exit."""
-    with tempfile.TemporaryDirectory(prefix="rt_bench_") as folder:
-        url = f"sqlite:///{Path(folder) / 'flexkids.db'}"
-        yield Database(
-            kind="sqlite", url=url, label=url, version=f"SQLite {sqlite3.sqlite_version}"
-        )
-
-
-@contextmanager
-def bench_database(choice: str = "auto") -> Iterator[Database]:
-    """PostgreSQL when asked for or available (see the module docstring), else SQLite."""
-    if choice not in CHOICES:
-        raise BenchError(f"unknown database {choice!r}; use one of {', '.join(CHOICES)}")
-    if choice != "sqlite":
-        configured = os.environ.get(PG_URL_ENV)
-        server = configured or DEFAULT_PG_URL
-        why = _probe(server)
-        if why is None:
-            with postgres_database(server) as db:
-                yield db
-            return
-        if configured or choice == "postgresql":
-            raise BenchError(
-                f"PostgreSQL at {safe(server)} does not answer ({why}); start the server, "
-                f"set {PG_URL_ENV} to one that answers, or run with --db sqlite"
-            )
-        print(
-            f"no PostgreSQL at {safe(server)} ({why}); using SQLite instead",
-            file=sys.stderr,
-        )
-    with sqlite_database() as db:
-        yield db
