@@ -131,7 +131,7 @@ subjects:
     dates:
       first_placed:
         earliest: started_on
-        from: {table: placement, references: {pupil_id: id}}
+        from: {table: placement, references: {org: org, pupil_id: id}}
 rules:
   - id: kids.pupil.first-placed
     subject: pupil

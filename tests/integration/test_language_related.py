@@ -43,7 +43,7 @@ rules:
         action: delete
         columns: {{notes: health}}
       - table: contact
-        references: {{pupil_id: id}}
+        references: {{org: org, pupil_id: id}}
         action: anonymise
         columns: {{name: name, phone: phone}}
         with: {contact_with}

@@ -62,7 +62,12 @@ def password_forms(mariadb: str) -> dict[str, tuple[str, tuple[str, ...]]]:
     forms["raw-colon"] = (pg.format(f":{head}@{tail}:x", ""), (head, tail))
     dsn = _secret()
     forms["keyword-dsn"] = (f"host=127.0.0.1 port=1 dbname=kids password={dsn}", (dsn,))
-    return forms
+    # One database per customer: two customers on one database would be set aside together
+    # (one database spelled two ways) before any password could be printed.
+    return {
+        name: (url.replace("1/kids", f"1/kids{i}", 1).replace("/test", f"/test{i}", 1), found)
+        for i, (name, (url, found)) in enumerate(forms.items())
+    }
 
 
 def _customers(forms: dict[str, Any]) -> dict[str, str]:
