@@ -8,12 +8,13 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 
 import structlog
 
 from connectors.base import Connector, ConnectorError, Timeouts
+from connectors.engines import Engines, process_engines
 from connectors.registry import make_connector
 from worker.audit import AuditTrail
 from worker.checkpoints import Checkpointer, Signer
@@ -62,12 +63,18 @@ class ConnectorFactory:
     """Builds the connector of a customer × product from the environment.
 
     Its sessions run under the product mapping's `timeouts`, else the process settings
-    (RETENTION_LOCK_TIMEOUT_SECONDS, RETENTION_STATEMENT_TIMEOUT_SECONDS in `env`).
+    (RETENTION_LOCK_TIMEOUT_SECONDS, RETENTION_STATEMENT_TIMEOUT_SECONDS in `env`). Every
+    connector shares engines and reflected schemas through `engines`, by default the
+    process's (`connectors.engines.process_engines`): customers of one shared database use
+    one engine.
     """
 
-    def __init__(self, env: Mapping[str, str], pepper: bytes) -> None:
+    def __init__(
+        self, env: Mapping[str, str], pepper: bytes, engines: Engines | None = None
+    ) -> None:
         self.env = env
         self.pepper = pepper
+        self.engines = engines if engines is not None else process_engines()
         self.lock_seconds, self.statement_seconds = product_timeouts(env)
 
     def timeouts(self, mapping: ProductMapping) -> Timeouts:
@@ -80,11 +87,39 @@ class ConnectorFactory:
     def __call__(self, customer: Customer, mapping: ProductMapping) -> Connector:
         url = database_url(customer, mapping, self.env)
         try:
-            return make_connector(
-                mapping.connector, url, pepper=self.pepper, timeouts=self.timeouts(mapping)
+            connector = make_connector(
+                mapping.connector,
+                url,
+                pepper=self.pepper,
+                timeouts=self.timeouts(mapping),
+                engines=self.engines,
             )
         except ValueError as exc:
             raise ConnectorError(f"{mapping.product}: {exc}") from None
+        key = getattr(connector, "engine_key", None)
+        if isinstance(key, str):  # a changed URL frees the engine of the old one
+            self.engines.assign((customer.customer, mapping.product), key)
+        return connector
+
+    def retain(self, pairs: Iterable[tuple[Customer, ProductMapping]]) -> int:
+        """Keep the engines of `pairs` (the configuration in force) and dispose every other
+        (after a reload: removed customers, changed URLs or timeouts). A pair whose URL is
+        not set is skipped. Returns the engines disposed."""
+        owners: dict[Hashable, str] = {}
+        for customer, mapping in pairs:
+            try:
+                connector = make_connector(
+                    mapping.connector,
+                    database_url(customer, mapping, self.env),
+                    pepper=self.pepper,
+                    timeouts=self.timeouts(mapping),
+                )
+            except (ConnectorError, ValueError, SettingsError):
+                continue
+            key = getattr(connector, "engine_key", None)
+            if isinstance(key, str):
+                owners[(customer.customer, mapping.product)] = key
+        return self.engines.retain(owners)
 
 
 @dataclass
@@ -113,18 +148,20 @@ def build_runner(
     retry: RetryPolicy | None = None,
     store: StateStore | None = None,
     signer: Signer | None = None,
+    engines: Engines | None = None,
 ) -> Runner:
     """A Runner over the environment's databases; `batch_size` overrides the mappings'.
 
     `retry` defaults to 60 s of retries of transient errors (see `worker.retry`). `store`
     holds the legal holds, approvals and rule history the run obeys; only a dry run may go
     without one (nothing is then held or approved). With a store, every run ends with a
-    checkpoint of the audit chain, signed by `signer` when given.
+    checkpoint of the audit chain, signed by `signer` when given. Connectors share the
+    engines of `engines`, by default the process's.
     """
     return Runner(
         config.catalogue,
         bus,
-        ConnectorFactory(env, pepper),
+        ConnectorFactory(env, pepper, engines),
         pepper=pepper,
         clock=clock,
         stop=stop,
@@ -146,6 +183,7 @@ def reconcile_all(
     *,
     pepper: bytes,
     clock: Clock = utc_now,
+    engines: Engines | None = None,
 ) -> int:
     """At start: settle every configured pair that a crash left with open batches or runs.
 
@@ -156,7 +194,7 @@ def reconcile_all(
     todo = open_work(store, pairs)
     if not todo:
         return 0
-    factory = ConnectorFactory(env, pepper)
+    factory = ConnectorFactory(env, pepper, engines)
     reconciler = Reconciler(store, bus, config.catalogue, pepper, clock)
     label = f"reconcile-{uuid.uuid4().hex}"
     done = 0
