@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from connectors import dates, sqlbasis, sqlexplain
+from connectors import dates, sqlbasis, sqlcount, sqlexplain
 from connectors.anonymise import done_clause
 from connectors.base import (
     AmbiguousCommit,
@@ -277,6 +277,24 @@ class SqlConnector(Connector):
         return sa.and_(*clauses)
 
     def backlog(self, target: Target) -> Backlog:
+        query, basis = self._backlog_query(target)
+        with (
+            self._wrap(f"cannot count expired rows of {target.table.name}"),
+            self.engine.connect() as conn,
+        ):
+            row = conn.execute(query).one()
+        return sqlcount.read(row[0], row[1], basis)
+
+    def backlogs(self, targets: Sequence[Target]) -> list[Backlog]:
+        """`backlog` of each target, in order, in one statement (connectors.sqlcount)."""
+        if len(targets) < 2:
+            return [self.backlog(t) for t in targets]
+        parts = [self._backlog_query(t) for t in targets]
+        tables = ", ".join(sorted({t.table.name for t in targets}))
+        with self._wrap(f"cannot count expired rows of {tables}"), self.engine.connect() as conn:
+            return sqlcount.grouped(conn, parts)
+
+    def _backlog_query(self, target: Target) -> sqlcount.Part:
         table = self._table(target.table.name)
         oldest: ColumnElement[Any] = sa.null()
         basis: ColumnElement[Any] | None = None
@@ -289,17 +307,11 @@ class SqlConnector(Connector):
                 lambda t: self._tenant(t, target),
             )
         query = (
-            sa.select(sa.func.count(), oldest)
+            sa.select(sa.func.count().label(sqlcount.COUNT), oldest.label(sqlcount.OLDEST))
             .select_from(table)
             .where(self._expired(table, target))
         )
-        with (
-            self._wrap(f"cannot count expired rows of {table.name}"),
-            self.engine.connect() as conn,
-        ):
-            count, first = conn.execute(query).one()
-        found = dates.read_oldest(first, basis) if basis is not None else None
-        return Backlog(int(count), found)
+        return query, basis
 
     def date_quality(self, table: str, column: str) -> DateQuality:
         spec = self._table(table)
