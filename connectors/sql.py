@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from connectors import dates, sqlbasis, sqlexplain, sqlreach
+from connectors import dates, sqlbasis, sqlcount, sqlexplain, sqlreach
 from connectors.anonymise import done_clause
 from connectors.base import (
     AmbiguousCommit,
@@ -42,6 +42,7 @@ from connectors.base import (
     Target,
     Timeouts,
 )
+from connectors.engines import Engines, engine_key
 from connectors.errors import describe, refused_by_constraint, wrap_errors
 from connectors.identity import server_identity
 from connectors.masking import safe_url
@@ -61,7 +62,10 @@ class SqlConnector(Connector):
     """One product database, reached through a SQLAlchemy URL.
 
     `timeouts` bound every statement of every session (see `Timeouts`); the defaults
-    are the worker's. Extra keyword arguments go to `sqlalchemy.create_engine`.
+    are the worker's. Extra keyword arguments go to `sqlalchemy.create_engine`. With
+    `engines`, the engine and the schema `verify` reflects are shared with every connector
+    of the process on the same database (`connectors.engines`), and `close` returns the
+    connections instead of disposing the engine; without, each `open` makes its own.
     """
 
     def __init__(
@@ -70,14 +74,19 @@ class SqlConnector(Connector):
         *,
         pepper: bytes,
         timeouts: Timeouts | None = None,
+        engines: Engines | None = None,
         **engine_options: Any,
     ) -> None:
         self._url = checked_url(url)  # BadDatabaseUrl before any connection
         self._pepper = pepper
         self._timeouts = timeouts or Timeouts()
         self._engine_options = engine_options
+        self._engines = engines
+        self.engine_key = engine_key(self._url, self._timeouts, engine_options)
         self._engine: Engine | None = None
         self._metadata = sa.MetaData()
+        self._own = self._metadata  # where `_table` reflects a table verify did not share
+        self._shared: frozenset[str] = frozenset()  # tables `_metadata` holds for the process
         self._foreign_keys: dict[str, list[ForeignKeyRef]] | None = None  # read once per open
 
     def __repr__(self) -> str:
@@ -100,22 +109,30 @@ class SqlConnector(Connector):
     def open(self) -> None:
         if self._engine is not None:
             return
-        options = engine_options(self._url, self._timeouts, self._engine_options)
         with self._wrap(f"cannot open {self.safe_url}"):
-            engine = sa.create_engine(self._url, pool_pre_ping=True, **options)
-            pin_sessions(engine, self._timeouts)
-            self._engine = engine
+            if self._engines is None:
+                self._engine = self._create_engine()
+            else:
+                self._engine = self._engines.engine(self.engine_key, self._create_engine)
         try:
             self.ping()
         except ConnectorError:
             self.close()  # else the next open() would return early, as if connected
             raise
 
+    def _create_engine(self) -> Engine:
+        options = engine_options(self._url, self._timeouts, self._engine_options)
+        engine = sa.create_engine(self._url, pool_pre_ping=True, **options)
+        pin_sessions(engine, self._timeouts)
+        return engine
+
     def close(self) -> None:
         if self._engine is not None:
-            self._engine.dispose()
+            if self._engines is None:
+                self._engine.dispose()
             self._engine = None
-        self._metadata = sa.MetaData()
+        self._metadata = self._own = sa.MetaData()
+        self._shared = frozenset()
         self._foreign_keys = None
 
     @property
@@ -139,12 +156,13 @@ class SqlConnector(Connector):
     # --- schema ----------------------------------------------------------------------
 
     def _table(self, name: str) -> sa.Table:
-        found = self._metadata.tables.get(name)
+        found = self._metadata.tables.get(name) if name in self._shared else None
+        found = found if found is not None else self._own.tables.get(name)
         if found is not None:
             return found
         with self._wrap(f"cannot read the schema of table {name}"):
             try:
-                return sa.Table(name, self._metadata, autoload_with=self.engine)
+                return sa.Table(name, self._own, autoload_with=self.engine)
             except sa.exc.NoSuchTableError:
                 raise SchemaError(f"table {name} does not exist") from None
 
@@ -158,16 +176,28 @@ class SqlConnector(Connector):
             if isinstance(item, Table):
                 names += [b.table for b in item.bases] + [r.table for r in item.related]
         with self._wrap(f"cannot inspect the schema of {', '.join(sorted(set(names)))}"):
-            existing = set(sa.inspect(self.engine).get_table_names())
-            wanted = sorted({n for n in names if n in existing} - set(self._metadata.tables))
-            if wanted:  # one bulk reflection instead of several queries per table
-                self._metadata.reflect(bind=self.engine, only=wanted)
+            existing = self._reflect(names)
         problems: list[Problem] = []
         for spec in tables:
             problems.extend(verify_table(spec, existing, self._table, self.engine.dialect))
             problems.extend(verify_tenancy(spec, existing, self._table))
             problems.extend(sqlbasis.verify_spec(spec, existing, self._table))
         return problems
+
+    def _reflect(self, names: Sequence[str]) -> set[str]:
+        """Reflect the tables `names` that exist; returns the names of existing tables (all
+        of the database's without `engines`, those of `names` with). With `engines`, the
+        process's reflection is used when the catalog says the tables are unchanged."""
+        if self._engines is not None:
+            reflected = self._engines.reflect(self.engine_key, self.engine, names)
+            self._metadata, self._own = reflected.metadata, sa.MetaData()
+            self._shared = reflected.existing
+            return set(reflected.existing)
+        existing = set(sa.inspect(self.engine).get_table_names())
+        wanted = sorted({n for n in names if n in existing} - set(self._metadata.tables))
+        if wanted:  # one bulk reflection instead of several queries per table
+            self._metadata.reflect(bind=self.engine, only=wanted)
+        return existing
 
     def foreign_keys_to(self, table: str) -> list[ForeignKeyRef]:
         """See `Connector.foreign_keys_to`; the whole database's foreign keys are read once
@@ -249,6 +279,24 @@ class SqlConnector(Connector):
         return sa.and_(*clauses)
 
     def backlog(self, target: Target) -> Backlog:
+        query, basis = self._backlog_query(target)
+        with (
+            self._wrap(f"cannot count expired rows of {target.table.name}"),
+            self.engine.connect() as conn,
+        ):
+            row = conn.execute(query).one()
+        return sqlcount.read(row[0], row[1], basis)
+
+    def backlogs(self, targets: Sequence[Target]) -> list[Backlog]:
+        """`backlog` of each target, in order, in one statement (connectors.sqlcount)."""
+        if len(targets) < 2:
+            return [self.backlog(t) for t in targets]
+        parts = [self._backlog_query(t) for t in targets]
+        tables = ", ".join(sorted({t.table.name for t in targets}))
+        with self._wrap(f"cannot count expired rows of {tables}"), self.engine.connect() as conn:
+            return sqlcount.grouped(conn, parts)
+
+    def _backlog_query(self, target: Target) -> sqlcount.Part:
         table = self._table(target.table.name)
         oldest: ColumnElement[Any] = sa.null()
         basis: ColumnElement[Any] | None = None
@@ -261,17 +309,11 @@ class SqlConnector(Connector):
                 lambda t: self._scope(t, target),
             )
         query = (
-            sa.select(sa.func.count(), oldest)
+            sa.select(sa.func.count().label(sqlcount.COUNT), oldest.label(sqlcount.OLDEST))
             .select_from(table)
             .where(self._expired(table, target))
         )
-        with (
-            self._wrap(f"cannot count expired rows of {table.name}"),
-            self.engine.connect() as conn,
-        ):
-            count, first = conn.execute(query).one()
-        found = dates.read_oldest(first, basis) if basis is not None else None
-        return Backlog(int(count), found)
+        return query, basis
 
     def preview(self, target: Target, change: Change) -> dict[str, int]:
         table = self._table(target.table.name)

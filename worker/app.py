@@ -9,12 +9,13 @@ import datetime as dt
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 
 import structlog
 
 from connectors.base import Connector, ConnectorError, Timeouts
+from connectors.engines import Engines, process_engines
 from connectors.reach import BadDatabaseUrl
 from connectors.registry import make_connector
 from worker.audit import AuditTrail
@@ -67,12 +68,18 @@ class ConnectorFactory:
     Its sessions run under the product mapping's `timeouts`, else the process settings
     (RETENTION_LOCK_TIMEOUT_SECONDS, RETENTION_STATEMENT_TIMEOUT_SECONDS in `env`), and
     client-side connect and read bounds derived from them (`connectors.reach`). A URL the
-    worker cannot use raises BadDatabaseUrl naming its variable, before any connection.
+    worker cannot use raises BadDatabaseUrl naming its variable, before any connection. Every
+    connector shares engines and reflected schemas through `engines`, by default the
+    process's (`connectors.engines.process_engines`): customers of one shared database use
+    one engine.
     """
 
-    def __init__(self, env: Mapping[str, str], pepper: bytes) -> None:
+    def __init__(
+        self, env: Mapping[str, str], pepper: bytes, engines: Engines | None = None
+    ) -> None:
         self.env = env
         self.pepper = pepper
+        self.engines = engines if engines is not None else process_engines()
         self.lock_seconds, self.statement_seconds = product_timeouts(env)
 
     def timeouts(self, mapping: ProductMapping) -> Timeouts:
@@ -85,14 +92,42 @@ class ConnectorFactory:
     def __call__(self, customer: Customer, mapping: ProductMapping) -> Connector:
         url = database_url(customer, mapping, self.env)
         try:
-            return make_connector(
-                mapping.connector, url, pepper=self.pepper, timeouts=self.timeouts(mapping)
+            connector = make_connector(
+                mapping.connector,
+                url,
+                pepper=self.pepper,
+                timeouts=self.timeouts(mapping),
+                engines=self.engines,
             )
         except ValueError as exc:
             raise ConnectorError(f"{mapping.product}: {exc}") from None
         except BadDatabaseUrl as exc:
             variable = url_variable(customer, mapping)
             raise BadDatabaseUrl(f"{variable} is not usable: {exc}") from None
+        key = getattr(connector, "engine_key", None)
+        if isinstance(key, str):  # a changed URL frees the engine of the old one
+            self.engines.assign((customer.customer, mapping.product), key)
+        return connector
+
+    def retain(self, pairs: Iterable[tuple[Customer, ProductMapping]]) -> int:
+        """Keep the engines of `pairs` (the configuration in force) and dispose every other
+        (after a reload: removed customers, changed URLs or timeouts). A pair whose URL is
+        not set is skipped. Returns the engines disposed."""
+        owners: dict[Hashable, str] = {}
+        for customer, mapping in pairs:
+            try:
+                connector = make_connector(
+                    mapping.connector,
+                    database_url(customer, mapping, self.env),
+                    pepper=self.pepper,
+                    timeouts=self.timeouts(mapping),
+                )
+            except (ConnectorError, ValueError, SettingsError):
+                continue
+            key = getattr(connector, "engine_key", None)
+            if isinstance(key, str):
+                owners[(customer.customer, mapping.product)] = key
+        return self.engines.retain(owners)
 
 
 @dataclass
@@ -123,6 +158,7 @@ def build_runner(
     signer: Signer | None = None,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     scheduled: bool = False,
+    engines: Engines | None = None,
 ) -> Runner:
     """A Runner over the environment's databases; `batch_size` overrides the mappings'.
 
@@ -132,12 +168,13 @@ def build_runner(
     checkpoint of the audit chain, signed by `signer` when given, and every real run first
     takes its pair's lease for the tick, lasting `lease_seconds` unless renewed; a
     `scheduled` runner (the daemon's, `run --once --scheduled`) also skips pairs another
-    process already finished in that tick (worker/leases.py).
+    process already finished in that tick (worker/leases.py). Connectors share the
+    engines of `engines`, by default the process's.
     """
     return Runner(
         config.catalogue,
         bus,
-        ConnectorFactory(env, pepper),
+        ConnectorFactory(env, pepper, engines),
         pepper=pepper,
         clock=clock,
         stop=stop,
@@ -161,6 +198,7 @@ def reconcile_all(
     *,
     pepper: bytes,
     clock: Clock = utc_now,
+    engines: Engines | None = None,
 ) -> int:
     """At start: settle every configured pair that a crash left with open batches or runs.
 
@@ -171,7 +209,7 @@ def reconcile_all(
     todo = open_work(store, pairs)
     if not todo:
         return 0
-    factory = ConnectorFactory(env, pepper)
+    factory = ConnectorFactory(env, pepper, engines)
     reconciler = Reconciler(store, bus, config.catalogue, pepper, clock)
     label = f"reconcile-{uuid.uuid4().hex}"
     done = 0

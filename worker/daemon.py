@@ -5,6 +5,8 @@ commits (or rolls back); each run in progress is recorded as interrupted; the pr
 exits 0 once they are done, or 1 when they are not done within the grace period. A second
 signal exits at once. SIGHUP reloads the configuration: a new configuration takes effect
 only when it is valid; otherwise the old one stays and `retention_config_valid` drops to 0.
+A new configuration closes the engines (connection pools) of product databases no pair uses
+any more; the stop closes all of them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from types import FrameType
 
 import structlog
 
-from worker.app import build_runner, reconcile_all, run_pairs, subscribe_state, utc_now
+from connectors.engines import process_engines
+from worker.app import (
+    ConnectorFactory,
+    build_runner,
+    reconcile_all,
+    run_pairs,
+    subscribe_state,
+    utc_now,
+)
 from worker.configload import Config, load_config
 from worker.errors import ExitCode, RetentionError
 from worker.events import ConfigLoaded, EventBus
@@ -59,6 +69,7 @@ class Daemon:
         self.pepper = settings.require_pepper()
         self.signer = settings.checkpoint_signer()
         self.metrics = Metrics()
+        self.engines = process_engines()  # product database engines, shared by every run
         self.state = StateStore(
             settings.state_url, retry=settings.retry_policy(), timeouts=settings.state_timeouts()
         )
@@ -122,6 +133,10 @@ class Daemon:
         for problem in config.problems:
             log.error("config.problem", problem=str(problem))
         self.config = config
+        # Engines of databases no configured pair uses any more are closed.
+        disposed = ConnectorFactory(self.env, self.pepper, self.engines).retain(config.pairs())
+        if disposed:
+            log.info("engines.disposed", engines=disposed)
         jobs = sync_jobs(
             self.scheduler, config, self.run_job, now=self.clock(), last_started=self._last_started
         )
@@ -136,7 +151,13 @@ class Daemon:
             return
         try:
             reconcile_all(
-                self.config, self.env, self.bus, self.state, pepper=self.pepper, clock=self.clock
+                self.config,
+                self.env,
+                self.bus,
+                self.state,
+                pepper=self.pepper,
+                clock=self.clock,
+                engines=self.engines,
             )
         except RetentionError as exc:
             log.exception("reconcile.failed", error=str(exc))
@@ -202,6 +223,7 @@ class Daemon:
                 signer=self.signer,
                 lease_seconds=self.settings.lease_seconds,
                 scheduled=True,
+                engines=self.engines,
             )
             now = at or self.clock()
             try:
@@ -288,6 +310,7 @@ class Daemon:
                 self._active_lock.wait(timeout=max(0.0, deadline - time.monotonic()))
             unfinished = self._active
         self.http.stop()
+        self.engines.dispose()
         if unfinished:
             log.error(
                 "daemon.stopped",

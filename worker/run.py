@@ -1,6 +1,9 @@
 """One run of one customer × product: plan, then batches through the connector, as events.
 
-    backlog per rule → (dry run stops here) → for each batch: intent → apply → applied
+    backlogs of all rules (one statement) → per rule: gate → (dry run stops here)
+        → for each batch: intent → apply → applied → the backlog left
+
+A rule is counted again before its gate when an earlier rule of the run changed rows.
 
 A batch is applied only after its intent is in the audit trail (the audit subscriber is
 required: when it fails, the run stops before touching the product database). Each batch
@@ -15,14 +18,15 @@ import datetime as dt
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
 
 import structlog
 
-from connectors.base import Basis, Change, Connector, ConnectorError, Key, Target
+from connectors import sqlcount
+from connectors.base import Backlog, Basis, Change, Connector, ConnectorError, Key, Target
 from worker.batches import RunInterrupted, run_batches
 from worker.checkpoints import Checkpointer
 from worker.config import Catalogue, Customer, ProductMapping
@@ -262,6 +266,7 @@ class Runner:
             by_id = {r.id: r for r in rules}
             failed: list[str] = []
             gone: list[Target] = []  # a plan's earlier delete rules (Target.gone)
+            counted = self._count(connector, customer, mapping, rules, now)
             for rule in rules:  # one rule's failure does not stop the others (isolation.py)
                 table = rule.subject.table
                 if table in drift:
@@ -269,7 +274,9 @@ class Runner:
                     continue
                 also = overlapping(rule, by_id, now, customer.timezone)
                 try:
-                    self._rule(connector, customer, mapping, rule, now, report, holds, also, gone)
+                    self._rule(
+                        connector, customer, mapping, rule, now, report, holds, also, gone, counted
+                    )
                 except ConnectorError as exc:
                     if not rule_failure(exc):
                         raise
@@ -372,6 +379,7 @@ class Runner:
         holds: ActiveHolds,
         also: tuple[Basis, ...] = (),
         gone: list[Target] | None = None,
+        counted: Mapping[str, tuple[Target, Backlog]] | None = None,
     ) -> None:
         """Count a rule's backlog, ask the gate, then (unless dry) work through it in batches.
 
@@ -392,7 +400,11 @@ class Runner:
         target = target_for(rule, mapping, chosen, cutoff, also)
         if report.dry_run and gone:
             target = replace(target, gone=tuple(gone))
-        backlog = self._retry(connector.backlog, target)
+        early = (counted or {}).get(rule.id)
+        if early is not None and early[0] == target and not any(p.changed for p in report.rules):
+            backlog = early[1]  # counted with every rule, and no row changed since
+        else:
+            backlog = self._retry(connector.backlog, target)
         hasher = KeyHasher(self.pepper, customer.customer, mapping.product, target.table.name)
         held_keys = self._held_records(connector, target, holds, hasher, mapping)
         held = len(held_keys)
@@ -459,6 +471,37 @@ class Runner:
         lag = self._lag(rule, remaining.oldest, remaining.count, now, customer.timezone)
         # The backlog left behind, so the eligible and lag gauges show what is still owed.
         self._evaluated(replace(plan, eligible=remaining.count, lag_seconds=lag), names)
+
+    def _count(
+        self,
+        connector: Connector,
+        customer: Customer,
+        mapping: ProductMapping,
+        rules: Sequence[EffectiveRule],
+        now: dt.datetime,
+    ) -> dict[str, tuple[Target, Backlog]]:
+        """Every rule's backlog at its own cutoff, in one statement (connectors.sqlcount),
+        by rule id with the target counted. A rule uses its count only when its target is
+        that one (an approval can move the cutoff) and no row has changed in this run yet;
+        otherwise it counts again. Nothing is counted here when a cutoff cannot be computed
+        (the rule reports that itself, in turn)."""
+        chosen = customer.products[mapping.product]
+        by_id = {r.id: r for r in rules}
+        try:
+            targets = {
+                r.id: target_for(
+                    r,
+                    mapping,
+                    chosen,
+                    rule_cutoff(r, now, customer.timezone),
+                    overlapping(r, by_id, now, customer.timezone),
+                )
+                for r in rules
+            }
+        except (RetentionError, ValueError, OverflowError):
+            return {}
+        found = self._retry(sqlcount.backlogs, connector, list(targets.values()))
+        return {ident: (t, b) for (ident, t), b in zip(targets.items(), found, strict=True)}
 
     def _held_records(
         self,

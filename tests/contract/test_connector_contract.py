@@ -18,12 +18,14 @@ import sqlalchemy as sa
 
 from connectors.anonymise import is_pseudonym, keyed_hash
 from connectors.base import (
+    Aggregated,
     Backlog,
     Change,
     ColumnMask,
     ConnectorError,
     DateQuality,
     Dependent,
+    FirstOf,
     Key,
     LockTimeout,
     Mask,
@@ -34,6 +36,7 @@ from connectors.base import (
     Timeouts,
 )
 from connectors.sql import SqlConnector
+from connectors.sqlcount import backlogs
 from tests.contract.backends import (
     CUTOFF_DATE,
     CUTOFF_INSTANT,
@@ -102,6 +105,29 @@ class ContractTests:
         assert (backlog.count, backlog.oldest) == (5, D(2019, 1, 1))
         other = backend.connector.backlog(target(tenant=2))
         assert (other.count, other.oldest) == (2, D(2018, 1, 1))
+
+    def test_backlogs_counted_together_equal_each_backlog(self, backend: Backend) -> None:
+        """Several targets counted at once (one statement on SQL, connectors.sqlcount) give
+        each target's own backlog, in order: tenants, bases of every kind, masks, holds."""
+        targets = [
+            target(),
+            target(tenant=2),
+            target(basis="last_seen_at"),
+            target(basis=None, everything=True),
+            target(basis=None),
+            target(basis=FirstOf(("left_on", "last_seen_at"))),
+            target(basis=Aggregated("membership", (("person_id", "id"),), "ended_on")),
+            target(basis=Aggregated("membership", (("person_id", "id"),), "ended_on", False)),
+            target(masks=FULL_MASKS),
+            target(held=frozenset({(1,)})),
+            link_target(),
+            Target(ODD, 1, "left_on", CUTOFF_DATE, CUTOFF_INSTANT),
+        ]
+        single = [backend.connector.backlog(t) for t in targets]
+        assert sum(b.count for b in single) > 0
+        assert backlogs(backend.connector, targets) == single
+        assert backlogs(backend.connector, targets[:1]) == single[:1]
+        assert backlogs(backend.connector, []) == []
 
     def test_backlog_compares_naive_timestamps_as_utc(self, backend: Backend) -> None:
         """A naive TIMESTAMP basis is compared with cutoff_instant converted to UTC."""

@@ -1,0 +1,173 @@
+"""Engines and reflected schemas shared by every connector of one process, per database.
+
+A product database shared by hundreds of customers is reached through one engine — one
+connection pool and one cache of compiled statements (SQLAlchemy's `query_cache_size`) —
+and read through one reflected schema, instead of a new engine and a fresh reflection for
+every customer × product run. An engine is keyed by `engine_key`: the database URL (with its
+password: the key is a digest, never the URL), the session timeouts and the engine options,
+so two connectors share an engine only when their sessions would be the same.
+
+A reflected schema never hides drift: every `verify` first reads a fingerprint of the
+mapped tables from the database's catalog (one query, `connectors.sqlstamp`), and reflects
+again when it differs from the one taken with the cached reflection. The fingerprint is
+read before reflecting, so a change that lands in between makes the next run reflect again.
+
+Entries end when no configured pair uses them any more (`retain`, after a configuration
+reload), when a pair's URL changes (`assign`), when more than `limit` databases are open
+(the least recently used is disposed: one database per customer must not keep thousands of
+pools open) and on `dispose` (the daemon's stop). Thread-safe: the daemon runs pairs in
+parallel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from connectors import sqlstamp
+from connectors.base import Timeouts
+
+DEFAULT_LIMIT = 64
+"""Databases whose engines one process keeps open at most (least recently used go first)."""
+
+
+def engine_key(url: sa.URL, timeouts: Timeouts, options: Mapping[str, Any]) -> str:
+    """The cache key of an engine: a SHA-256 hex digest of the URL (password included: two
+    users of one server are two pools), the timeouts and the engine options."""
+    text = repr(
+        (
+            url.render_as_string(hide_password=False),
+            timeouts,
+            sorted((k, repr(v)) for k, v in options.items()),
+        )
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Reflected:
+    """The reflection of a set of tables, as of the catalog fingerprint `stamp`.
+
+    `existing`: those of the tables that existed (as `Inspector.get_table_names` says);
+    `metadata`: their reflected `sqlalchemy.Table`s. Never changed once made: a connector
+    that needs a table outside it reflects that one into a MetaData of its own.
+    """
+
+    stamp: str
+    existing: frozenset[str]
+    metadata: sa.MetaData
+
+
+@dataclass
+class _Entry:
+    engine: Engine
+    schemas: dict[frozenset[str], Reflected] = field(default_factory=dict)
+
+
+class Engines:
+    """The per-process cache of engines and reflected schemas (see the module docstring).
+
+    `limit`: the most engines kept at once (at least 1).
+    """
+
+    def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
+        if limit < 1:
+            raise ValueError("an engine cache holds at least one engine")
+        self.limit = limit
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._owners: dict[Hashable, str] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def engine(self, key: str, create: Callable[[], Engine]) -> Engine:
+        """The engine of `key`, made by `create()` the first time (no connection is opened
+        here). Disposes the least recently used engine beyond `limit`."""
+        evicted: list[Engine] = []
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                entry = self._entries[key] = _Entry(create())
+                while len(self._entries) > self.limit:
+                    _, old = self._entries.popitem(last=False)
+                    evicted.append(old.engine)
+            self._entries.move_to_end(key)
+            engine = entry.engine
+        for old_engine in evicted:
+            old_engine.dispose()
+        return engine
+
+    def reflect(self, key: str, engine: Engine, names: Iterable[str]) -> Reflected:
+        """The tables `names` of `engine`'s database, reflected: the cached reflection when the
+        catalog's fingerprint of those tables is unchanged, else a new one (kept for the next
+        caller). One catalog query when nothing changed. Raises SQLAlchemy errors (the
+        caller wraps them)."""
+        wanted = frozenset(names)
+        with engine.connect() as conn:
+            stamp = sqlstamp.stamp(conn, sorted(wanted))
+        with self._lock:
+            entry = self._entries.get(key)
+            known = entry.schemas.get(wanted) if entry is not None else None
+        if known is not None and stamp is not None and known.stamp == stamp:
+            return known
+        existing = frozenset(set(sa.inspect(engine).get_table_names()) & wanted)
+        metadata = sa.MetaData()
+        if existing:  # one bulk reflection instead of several queries per table
+            metadata.reflect(bind=engine, only=sorted(existing))
+        fresh = Reflected(stamp or "", existing, metadata)
+        with self._lock:
+            entry = self._entries.get(key)
+            if stamp is not None and entry is not None and entry.engine is engine:
+                entry.schemas[wanted] = fresh
+        return fresh
+
+    def assign(self, owner: Hashable, key: str) -> None:
+        """Record that `owner` (a customer × product) now uses `key`; the engine it used before,
+        if no other owner uses it, is disposed (the pair's database URL changed)."""
+        with self._lock:
+            old = self._owners.get(owner)
+            self._owners[owner] = key
+            if old is None or old == key or old in self._owners.values():
+                return
+            entry = self._entries.pop(old, None)
+        if entry is not None:
+            entry.engine.dispose()
+
+    def retain(self, owners: Mapping[Hashable, str]) -> int:
+        """Keep only the engines `owners` (customer × product → key, from the configuration in
+        force) use; dispose the others. Returns how many were disposed."""
+        keep: Collection[str] = set(owners.values())
+        with self._lock:
+            self._owners = dict(owners)
+            gone = [self._entries.pop(k) for k in list(self._entries) if k not in keep]
+        for entry in gone:
+            entry.engine.dispose()
+        return len(gone)
+
+    def dispose(self) -> None:
+        """Dispose every engine (closing their pooled connections) and forget everything."""
+        with self._lock:
+            gone = list(self._entries.values())
+            self._entries.clear()
+            self._owners.clear()
+        for entry in gone:
+            entry.engine.dispose()
+
+
+_PROCESS = Engines()
+
+
+def process_engines() -> Engines:
+    """The cache every connector of this process built by `worker.app.ConnectorFactory` uses."""
+    return _PROCESS
