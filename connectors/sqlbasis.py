@@ -137,7 +137,7 @@ def typed(value: Any, column: sa.ColumnElement[Any], cond: Condition) -> Any:
                 return value
         elif isinstance(kind, sa.DateTime):
             if isinstance(value, str):
-                return dt.datetime.fromisoformat(value)
+                return _instant(dt.datetime.fromisoformat(value), aware=bool(kind.timezone))
         elif isinstance(kind, sa.Date):
             if isinstance(value, str):
                 return dt.date.fromisoformat(value)
@@ -155,6 +155,18 @@ def typed(value: Any, column: sa.ColumnElement[Any], cond: Condition) -> Any:
     except ValueError:
         pass
     raise SchemaError(f"{where} does not fit the column's type {kind}: write a {_kind_hint(kind)}")
+
+
+def _instant(value: dt.datetime, *, aware: bool) -> dt.datetime:
+    """A condition's date-time as the column compares it, the same on every backend: a column
+    without a time zone holds UTC (the worker pins its sessions to UTC), so a value with an
+    offset is converted to UTC and its offset dropped; a column with a time zone gets an
+    aware value (a value without an offset is UTC). MariaDB and SQLite would otherwise drop
+    the offset and compare the wall-clock time."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC) if aware else value
+    utc = value.astimezone(dt.UTC)
+    return utc if aware else utc.replace(tzinfo=None)
 
 
 def _kind_hint(kind: Any) -> str:

@@ -62,6 +62,10 @@ CONDITIONS = [
     ("{column: grade, gt: 8}", {3}),
     ("{column: grade, ge: 8}", {2, 3}),
     ("{column: archived_at, lt: '2026-01-01T00:00:00'}", {2, 6}),
+    # With an offset: the same instant on every backend (the column holds UTC): 23:30 UTC
+    # leaves out 6's 23:59, and 00:00 UTC written as 22:00-02:00 takes it in.
+    ("{column: archived_at, lt: '2026-01-01T00:30:00+01:00'}", {2}),
+    ("{column: archived_at, lt: '2025-12-31T22:00:00-02:00'}", {2, 6}),
 ]
 
 
