@@ -47,9 +47,16 @@ def select_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--customer", metavar="C", help="Only this customer.")(fn)
 
 
+#: The earliest `--at`: the earliest time basis the worker reads (connectors.base.EARLIEST_BASIS,
+#: 1900-01-01) plus 100 years, twice the longest period a rule may have (50 years).
+EARLIEST_AT = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+
 def parse_at(value: str | None) -> dt.datetime:
     """`--at WHEN`: an ISO date or date-time (UTC without an offset); now when not given.
-    Exits 2 naming the expected form when WHEN does not parse."""
+    Exits 2 naming the expected form when WHEN does not parse, and when it is before
+    `EARLIEST_AT` (1900 plus the longest period a rule may have: every cutoff then stays a
+    real date the databases and the calendar arithmetic can hold)."""
     if value is None:
         return utc_now()
     try:
@@ -59,7 +66,14 @@ def parse_at(value: str | None) -> dt.datetime:
             f"--at {value!r} is not an ISO date or date-time, e.g. 2027-01-31 or "
             "2027-01-31T02:00+01:00"
         )
-    return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
+    at = at if at.tzinfo else at.replace(tzinfo=dt.UTC)
+    if at < EARLIEST_AT:
+        fail(
+            f"--at {value} is before {EARLIEST_AT.date().isoformat()}: a time basis before "
+            "1900 is never read as a date, so no rule can be evaluated that early; give a "
+            "later instant"
+        )
+    return at
 
 
 def run_at(value: str | None) -> dt.datetime:

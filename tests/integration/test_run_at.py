@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
 
@@ -156,3 +157,22 @@ def test_a_run_at_an_instant_after_now_is_refused_and_touches_nothing(
     assert garbled.exit_code == 2
     assert "is not an ISO date or date-time" in garbled.output
     assert rows(url, "child", ("id",)) == before
+
+
+@pytest.mark.parametrize(
+    "when", ["0001-01-01", "0001-01-01T00:00+14:00", "1899-12-31", "1999-12-31"]
+)
+def test_an_instant_before_the_earliest_is_refused_by_run_and_plan(
+    tmp_path: Path, state: StateStore, when: str
+) -> None:
+    """Year 1 (calendar arithmetic past its start) and anything before 2000 (cutoffs before
+    the earliest date the worker reads) exit 2 with the bound and no traceback; nothing runs."""
+    url, env, config = _setup(tmp_path)
+    before = rows(url, "child", ("id",))
+    for command in (["run", "--once"], ["plan"]):
+        refused = _cli([*command, "--config", str(config), "--at", when], env)
+        assert refused.exit_code == 2, refused.output
+        assert f"--at {when} is before 2000-01-01" in refused.output
+        assert "Traceback" not in refused.output
+    assert rows(url, "child", ("id",)) == before
+    assert _records(state) == []
