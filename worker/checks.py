@@ -99,7 +99,7 @@ def check_live(config: Config, env: Mapping[str, str]) -> LiveResult:
                     at(
                         _product_file(config.directory, mapping),
                         path,
-                        f"{problem} in the database of {who} ({variable}); {fix}",
+                        f"{problem} of {who} ({variable}); {fix}",
                     )
                 else:
                     result.warnings.append(f"{product}: {problem} ({who})")

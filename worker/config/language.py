@@ -125,6 +125,35 @@ class Condition(Model):
     gt: Scalar | None = None
     ge: Scalar | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_mistakes(cls, data: Any) -> Any:
+        """Say the fix for tests written with NULL or an empty list, before the field
+        checks' generic wording."""
+        if not isinstance(data, dict):
+            return data
+        for op in Operator:
+            if op is Operator.IS_NULL or op.value not in data:
+                continue
+            value = data[op.value]
+            if value is None:
+                raise ValueError(
+                    f"`{op.value}: null` compares with nothing (a test on NULL is never true): "
+                    "write `is_null: true` (or `is_null: false`)"
+                )
+            if op in (Operator.IN, Operator.NOT_IN) and isinstance(value, list):
+                if not value:
+                    raise ValueError(
+                        f"`{op.value}: []` lists no value: give at least one, or leave the "
+                        "condition out"
+                    )
+                if any(v is None for v in value):
+                    raise ValueError(
+                        f"`{op.value}` holds null, which matches nothing: leave it out and add "
+                        "a condition `is_null: true` if NULL rows are meant"
+                    )
+        return data
+
     @model_validator(mode="after")
     def _one_operator(self) -> Condition:
         given = [op for op in Operator if self._value(op) is not None]
