@@ -5,6 +5,9 @@ Identifiers come from reflection, never from strings pasted into SQL. Works on P
 `connectors.tenancy`, how odd time bases are read in `connectors.dates`, and how each session
 is pinned (UTC, strict SQL mode, timeouts) in `connectors.session`; how the URL is checked
 and the client-side connect and read bounds in `connectors.reach`.
+Which rows a target selects and the read-only statements over them are in
+`connectors.sqlread` (the base class `SqlReads`); this module holds the connector's
+lifetime, the schema and the changes.
 """
 
 from __future__ import annotations
@@ -12,24 +15,18 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from connectors import dates, sqlbasis, sqlcount, sqlexplain, sqlreach
-from connectors.anonymise import done_clause
+from connectors import sqlbasis
 from connectors.base import (
     AmbiguousCommit,
     Applied,
-    Backlog,
-    BasisSpec,
     Change,
-    Connector,
     ConnectorError,
-    DateQuality,
     Dependent,
     ForeignKeyRef,
     Guard,
@@ -48,17 +45,16 @@ from connectors.identity import server_identity
 from connectors.masking import safe_url
 from connectors.reach import checked_url, engine_options
 from connectors.session import pin_sessions
-from connectors.sqlchange import Batch, change_batch, key_in
-from connectors.sqlexplain import Explained
+from connectors.sqlchange import Batch, change_batch
+from connectors.sqlread import SqlReads
 from connectors.sqlschema import all_foreign_keys, foreign_keys_to, table_schema
-from connectors.sqlverify import index_advice, verify_table, verify_tenancy
-from connectors.tenancy import tenant_clause
+from connectors.sqlverify import verify_table, verify_tenancy
 
 # Bind parameters a statement needs besides the keys: tenant, cutoff, masks, holds.
 PARAMETER_MARGIN = 1_000
 
 
-class SqlConnector(Connector):
+class SqlConnector(SqlReads):
     """One product database, reached through a SQLAlchemy URL.
 
     `timeouts` bound every statement of every session (see `Timeouts`); the defaults
@@ -212,178 +208,6 @@ class SqlConnector(Connector):
         with self._wrap(f"cannot read the constraints of table {table}"):
             return table_schema(self.engine, spec)
 
-    # --- selection -------------------------------------------------------------------
-
-    def _key_cols(self, table: sa.FromClause, target: Target) -> list[Any]:
-        return [table.c[name] for name in target.table.key]
-
-    def _tenant(self, table: sa.FromClause, target: Target) -> ColumnElement[bool] | None:
-        """The exact tenant filter of `table` (or an alias of one), or None when it has no
-        tenant column."""
-        column = target.table.tenant_column
-        if column is None or column not in table.c:
-            return None
-        if target.tenant is None:
-            raise ConnectorError("a shared table needs the customer's tenant value")
-        return tenant_clause(table.c[column], target.tenant, self.dialect)
-
-    def _scope(self, related: sa.FromClause, target: Target) -> ColumnElement[bool] | None:
-        """The rows of a related table (an alias) that a time basis reads: the tenant's, and
-        in a plan not those an earlier delete rule of the pair would delete (`Target.gone`)."""
-        clauses = [c for c in [self._tenant(related, target)] if c is not None]
-        original = getattr(related, "element", related)
-        for earlier in target.gone:
-            if earlier.table.name == getattr(original, "name", None):
-                # CASE, not NOT: a row the earlier rule cannot judge (a NULL date) makes its
-                # clause NULL, and NOT NULL would drop that row, which the run keeps.
-                clauses.append(sa.case((self._expired(related, earlier), 1), else_=0) == 0)
-        return sa.and_(*clauses) if clauses else None
-
-    def _basis(self, spec: BasisSpec, table: sa.FromClause, target: Target) -> ColumnElement[bool]:
-        """SQL true for a row past `target`'s cutoff on the basis `spec`."""
-        return sqlbasis.expired(
-            spec, table, target, self.dialect, self._table, lambda t: self._scope(t, target)
-        )
-
-    def _expired(self, table: sa.FromClause, target: Target) -> ColumnElement[bool]:
-        """Tenant, cutoff, holds and (for anonymise) not yet done."""
-        clauses: list[ColumnElement[bool]] = []
-        if target.table.tenant_column is not None:
-            if target.table.tenant_column not in table.c:
-                raise SchemaError(
-                    f"table {target.table.name} has no tenant column {target.table.tenant_column}"
-                )
-            tenant = self._tenant(table, target)
-            if tenant is not None:
-                clauses.append(tenant)
-        if target.basis is None:
-            clauses.append(sa.true() if target.everything else sa.false())
-        else:
-            clauses.append(self._basis(target.basis, table, target))
-        for other in target.also:  # the longest retention wins: past every overlapping rule
-            if other.column is None:
-                clauses.append(sa.true() if other.everything else sa.false())
-            else:
-                past = replace(
-                    target, cutoff_date=other.cutoff_date, cutoff_instant=other.cutoff_instant
-                )
-                clauses.append(self._basis(other.column, table, past))
-        clauses += [sqlbasis.condition(c, table) for c in target.where]
-        if target.masks:
-            done = [done_clause(m, table.c[m.column], self.dialect) for m in target.masks]
-            clauses.append(sa.not_(sa.and_(*done)))
-        if target.held:
-            clauses.append(
-                sa.not_(key_in(self._key_cols(table, target), target.held, self.dialect))
-            )
-        return sa.and_(*clauses)
-
-    def backlog(self, target: Target) -> Backlog:
-        query, basis = self._backlog_query(target)
-        with (
-            self._wrap(f"cannot count expired rows of {target.table.name}"),
-            self.engine.connect() as conn,
-        ):
-            row = conn.execute(query).one()
-        return sqlcount.read(row[0], row[1], basis)
-
-    def backlogs(self, targets: Sequence[Target]) -> list[Backlog]:
-        """`backlog` of each target, in order, in one statement (connectors.sqlcount)."""
-        if len(targets) < 2:
-            return [self.backlog(t) for t in targets]
-        parts = [self._backlog_query(t) for t in targets]
-        tables = ", ".join(sorted({t.table.name for t in targets}))
-        with self._wrap(f"cannot count expired rows of {tables}"), self.engine.connect() as conn:
-            return sqlcount.grouped(conn, parts)
-
-    def _backlog_query(self, target: Target) -> sqlcount.Part:
-        table = self._table(target.table.name)
-        oldest: ColumnElement[Any] = sa.null()
-        basis: ColumnElement[Any] | None = None
-        if target.basis is not None:
-            oldest, basis = sqlbasis.oldest(
-                target.basis,
-                table,
-                self.dialect,
-                self._table,
-                lambda t: self._scope(t, target),
-            )
-        query = (
-            sa.select(sa.func.count().label(sqlcount.COUNT), oldest.label(sqlcount.OLDEST))
-            .select_from(table)
-            .where(self._expired(table, target))
-        )
-        return query, basis
-
-    def preview(self, target: Target, change: Change) -> dict[str, int]:
-        table = self._table(target.table.name)
-        self.foreign_keys_to(table.name)
-        expired = self._expired(table, target)
-        what = f"cannot count what a {change} of {table.name} reaches"
-        with self._wrap(what), self.engine.connect() as conn:
-            return sqlreach.preview(
-                conn, self._table, self.foreign_keys_to, self._tenant, target, change, expired
-            )
-
-    def date_quality(self, table: str, column: str) -> DateQuality:
-        spec = self._table(table)
-        if column not in spec.c:
-            raise SchemaError(f"table {table} has no column {column}")
-        basis = spec.c[column]
-        query = sa.select(  # SUM(CASE …): MariaDB has no COUNT(*) FILTER (WHERE …)
-            sa.func.sum(sa.case((dates.unknown(basis, self.dialect), 1), else_=0)),
-            sa.func.sum(sa.case((dates.converted(basis, self.dialect), 1), else_=0)),
-        ).select_from(spec)
-        with self._wrap(f"cannot read the time basis {table}.{column}"), self.engine.connect() as c:
-            unknown, converted = c.execute(query).one()
-        return DateQuality(int(unknown or 0), int(converted or 0))
-
-    def count_rows(self, target: Target) -> int:
-        table = self._table(target.table.name)
-        query = sa.select(sa.func.count()).select_from(table)
-        tenant = self._tenant(table, target)
-        if tenant is not None:
-            query = query.where(tenant)
-        with (
-            self._wrap(f"cannot count the rows of {table.name}"),
-            self.engine.connect() as conn,
-        ):
-            return int(conn.execute(query).scalar_one())
-
-    def _selection(self, target: Target, after: Key | None, limit: int) -> sa.Select[Any]:
-        table = self._table(target.table.name)
-        keys = self._key_cols(table, target)
-        query = sa.select(*keys).where(self._expired(table, target))
-        if after is not None:
-            query = query.where(_key_after(keys, after))
-        return query.order_by(*keys).limit(limit)
-
-    def select_expired(self, target: Target, after: Key | None, limit: int) -> list[Key]:
-        table = self._table(target.table.name)
-        query = self._selection(target, after, limit)
-        with (
-            self._wrap(f"cannot select expired rows of {table.name}"),
-            self.engine.connect() as conn,
-        ):
-            return [tuple(row) for row in conn.execute(query)]
-
-    def explain(self, target: Target, limit: int) -> Explained | None:
-        table = self._table(target.table.name)
-        query = self._selection(target, None, limit) if target.table.key else None
-        if query is None:  # a table without a key: the keyless delete's selection
-            query = sa.select(*table.c).where(self._expired(table, target)).limit(limit)
-        basis = target.basis if isinstance(target.basis, str) else None
-        advice = None
-        if basis is not None and basis in table.c:
-            advice = index_advice(table, basis, target.table.tenant_column, self.engine.dialect)
-        with (
-            self._wrap(f"cannot explain the selection of {table.name}"),
-            self.engine.connect() as conn,
-        ):
-            lines, scans = sqlexplain.explain(conn, query, table)
-            rows = sqlexplain.estimated_rows(conn, table)
-        return Explained(tuple(lines), scans, rows, advice)
-
     # --- changes ---------------------------------------------------------------------
 
     def apply(
@@ -458,80 +282,6 @@ class SqlConnector(Connector):
                 ) from exc
             return applied
 
-    def remaining(self, target: Target, change: Change, keys: Sequence[Key]) -> set[Key]:
-        if not keys:
-            return set()
-        table = self._table(target.table.name)
-        if not target.table.key:
-            return self._rows_remaining(table, target, keys)
-        key_cols = self._key_cols(table, target)
-        clauses = [key_in(key_cols, keys, self.dialect)]
-        tenant = self._tenant(table, target)
-        if tenant is not None:
-            clauses.append(tenant)
-        if change is Change.ANONYMISE and target.masks:
-            done = [done_clause(m, table.c[m.column], self.dialect) for m in target.masks]
-            clauses.append(sa.not_(sa.and_(*done)))
-        query = sa.select(*key_cols).where(*clauses)
-        with self._wrap(f"cannot read rows of {table.name}"), self.engine.connect() as conn:
-            return {tuple(r) for r in conn.execute(query)}
-
-    def _rows_remaining(self, table: sa.Table, target: Target, rows: Sequence[Key]) -> set[Key]:
-        """Which of these rows' values (every column) are still in the table (NULL = NULL)."""
-        columns = list(table.c)
-        same = [
-            sa.and_(*(c.is_not_distinct_from(v) for c, v in zip(columns, row, strict=True)))
-            for row in rows
-        ]
-        query = sa.select(*columns).where(sa.or_(*same))
-        tenant = self._tenant(table, target)
-        if tenant is not None:
-            query = query.where(tenant)
-        with self._wrap(f"cannot read rows of {table.name}"), self.engine.connect() as conn:
-            found = {tuple(r) for r in conn.execute(query)}
-        return {row for row in rows if row in found}
-
-    def scan_keys(self, target: Target, after: Key | None, limit: int) -> list[Key]:
-        table = self._table(target.table.name)
-        if not target.table.key:  # rows' values, all of them: a table without a key
-            if after is not None:
-                return []
-            key_cols = list(table.c)
-        else:
-            key_cols = self._key_cols(table, target)
-        query = sa.select(*key_cols)
-        tenant = self._tenant(table, target)
-        if tenant is not None:
-            query = query.where(tenant)
-        if after is not None:
-            query = query.where(_key_after(key_cols, after))
-        if target.table.key:
-            query = query.order_by(*key_cols).limit(limit)
-        with self._wrap(f"cannot read the keys of {table.name}"), self.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(query)]
-
-    def find_key(self, target: Target, parts: Sequence[str]) -> Key | None:
-        table = self._table(target.table.name)
-        key_cols = self._key_cols(table, target)
-        if len(parts) != len(key_cols):
-            raise SchemaError(
-                f"the key of {table.name} has {len(key_cols)} part(s) "
-                f"({', '.join(c.name for c in key_cols)}); give one value for each"
-            )
-        values = [
-            sqlbasis.key_candidates(text, column)
-            for text, column in zip(parts, key_cols, strict=True)
-        ]
-        query = sa.select(*key_cols).where(
-            *(c.in_(v) for c, v in zip(key_cols, values, strict=True))
-        )
-        tenant = self._tenant(table, target)
-        if tenant is not None:
-            query = query.where(tenant)
-        with self._wrap(f"cannot read rows of {table.name}"), self.engine.connect() as conn:
-            row = conn.execute(query.limit(1)).first()
-        return tuple(row) if row is not None else None
-
     def batch_limit(self, key_width: int) -> int:
         """Keys per batch within the bind-parameter limit. PostgreSQL gets keys as arrays
         (a constant number of parameters); SQLite takes SQLITE_LIMIT_VARIABLE_NUMBER
@@ -553,10 +303,3 @@ def _sqlite_variable_limit(engine: Engine) -> int:
         if getlimit is None:
             return 999  # SQLite before 3.32 and Python before 3.11: the old default
         return int(getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
-
-
-def _key_after(columns: Sequence[sa.Column[Any]], after: Key) -> ColumnElement[bool]:
-    if len(columns) == 1:
-        first: ColumnElement[bool] = columns[0] > after[0]
-        return first
-    return sa.tuple_(*columns) > sa.tuple_(*(sa.literal(v) for v in after))

@@ -1,4 +1,5 @@
-"""What every `retention-worker` command shares: its context, option helpers and `fail`."""
+"""What every `retention-worker` command shares: its context, option helpers, `fail`, and
+reading the configuration directory (`_load`, `_print_problems`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any, NoReturn
 import click
 
 from worker.app import utc_now
+from worker.configload import Config, load_config
 from worker.errors import ExitCode
 from worker.settings import Settings
 
@@ -87,3 +89,12 @@ def run_at(value: str | None) -> dt.datetime:
             "only what is due by now; preview a later day with `plan --at`"
         )
     return at
+
+
+def _load(ctx: Ctx, config_dir: Path | None) -> Config:
+    return load_config(config_dir or ctx.settings.config_dir, ctx.env)
+
+
+def _print_problems(config: Config) -> None:
+    for problem in config.problems:
+        click.echo(f"  {problem}", err=True)

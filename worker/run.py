@@ -10,6 +10,9 @@ required: when it fails, the run stops before touching the product database). Ea
 is one transaction. The stop token is checked between batches: a stop request lets the
 batch in flight finish, then ends the run as interrupted; the next run resumes, because
 it simply selects what is still expired.
+
+The work of each rule (count, gate, batches) is in worker/rulework.py; this module holds
+the run's frame: the lease, the connector's lifetime, schema drift and the run's events.
 """
 
 from __future__ import annotations
@@ -18,16 +21,14 @@ import datetime as dt
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any, TypeVar
 
 import structlog
 
-from connectors import sqlcount
-from connectors.base import Backlog, Basis, Change, Connector, ConnectorError, Key, Target
-from worker.batches import RunInterrupted, run_batches
+from connectors.base import Connector, ConnectorError, Target
+from worker.batches import RunInterrupted
 from worker.checkpoints import Checkpointer
 from worker.config import Catalogue, Customer, ProductMapping
 from worker.errors import RetentionError
@@ -36,29 +37,22 @@ from worker.events import (
     ConnectorStatus,
     EventBus,
     Outcome,
-    RuleEvaluated,
-    RuleGated,
     RunFinished,
     RunStarted,
 )
 from worker.fingerprint import fingerprint, policy_document
 from worker.gate import Gatekeeper
-from worker.holds import ActiveHolds
 from worker.isolation import rule_failed, rule_failure
-from worker.keys import KeyHasher
 from worker.leases import Busy, Lease, Leases, pair_tick
 from worker.logging import bind_run
 from worker.policy import (
-    EffectiveRule,
-    cutoff_on,
     effective_rules,
-    overdue_seconds,
-    rule_cutoff,
 )
 from worker.reconcile import Reconciler
 from worker.retry import RetryPolicy
-from worker.runreport import RulePlan, RunReport, Skipped, UnexpectedRunError
-from worker.targets import overlapping, tables_for, target_for
+from worker.rulework import count_backlogs, run_rule
+from worker.runreport import RunReport, Skipped, UnexpectedRunError
+from worker.targets import overlapping, tables_for
 
 T = TypeVar("T")
 log = structlog.get_logger("worker.run")
@@ -266,7 +260,7 @@ class Runner:
             by_id = {r.id: r for r in rules}
             failed: list[str] = []
             gone: list[Target] = []  # a plan's earlier delete rules (Target.gone)
-            counted = self._count(connector, customer, mapping, rules, now)
+            counted = count_backlogs(self, connector, customer, mapping, rules, now)
             for rule in rules:  # one rule's failure does not stop the others (isolation.py)
                 table = rule.subject.table
                 if table in drift:
@@ -274,8 +268,18 @@ class Runner:
                     continue
                 also = overlapping(rule, by_id, now, customer.timezone)
                 try:
-                    self._rule(
-                        connector, customer, mapping, rule, now, report, holds, also, gone, counted
+                    run_rule(
+                        self,
+                        connector,
+                        customer,
+                        mapping,
+                        rule,
+                        now,
+                        report,
+                        holds,
+                        also,
+                        gone,
+                        counted,
                     )
                 except ConnectorError as exc:
                     if not rule_failure(exc):
@@ -367,192 +371,3 @@ class Runner:
         if found and len(found) == len(mapping.subjects):
             raise SchemaDrift(drift([p for listed in found.values() for p in listed]))
         return {table: drift(listed) for table, listed in found.items()}
-
-    def _rule(
-        self,
-        connector: Connector,
-        customer: Customer,
-        mapping: ProductMapping,
-        rule: EffectiveRule,
-        now: dt.datetime,
-        report: RunReport,
-        holds: ActiveHolds,
-        also: tuple[Basis, ...] = (),
-        gone: list[Target] | None = None,
-        counted: Mapping[str, tuple[Target, Backlog]] | None = None,
-    ) -> None:
-        """Count a rule's backlog, ask the gate, then (unless dry) work through it in batches.
-
-        The rule's figures join the report before the first batch, so a run that is
-        stopped or fails halfway still reports what it changed. A rule the gate stops (a
-        legal hold, an approval to wait for) changes nothing; the run goes on with the next.
-        In a dry run, `gone` collects the targets of the pair's delete rules that would run,
-        and each later rule reads related tables without their rows (see `Target.gone`).
-        """
-        chosen = customer.products[mapping.product]
-        cutoff = rule_cutoff(rule, now, customer.timezone)
-        keeper = self.gatekeeper
-        approval = keeper.approval(customer.customer, mapping.product, rule.id)
-        if approval is not None and approval.status == "approved":
-            # An approval covers the cutoff its approver saw, never a later one.
-            day = min(cutoff.date, approval.approved_cutoff)
-            cutoff = cutoff_on(rule, cutoff.today, day, customer.timezone)
-        target = target_for(rule, mapping, chosen, cutoff, also)
-        if report.dry_run and gone:
-            target = replace(target, gone=tuple(gone))
-        early = (counted or {}).get(rule.id)
-        if early is not None and early[0] == target and not any(p.changed for p in report.rules):
-            backlog = early[1]  # counted with every rule, and no row changed since
-        else:
-            backlog = self._retry(connector.backlog, target)
-        hasher = KeyHasher(self.pepper, customer.customer, mapping.product, target.table.name)
-        held_keys = self._held_records(connector, target, holds, hasher, mapping)
-        held = len(held_keys)
-        gate = keeper.gate(
-            run_id=report.run_id,
-            customer=customer.customer,
-            product=mapping.product,
-            rule=rule,
-            holds=holds,
-            approval=approval,
-            eligible=backlog.count - held,
-            cutoff=cutoff.date,
-            table_rows=lambda: self._retry(connector.count_rows, target),
-            dry_run=report.dry_run,
-        )
-        plan = RulePlan(
-            rule=rule.id,
-            action=str(rule.action),
-            table=rule.subject.table,
-            period=str(rule.period),
-            source=str(rule.source),
-            cutoff=cutoff.date,
-            # Rows change today, even when rules are evaluated at an earlier `--at`.
-            today=max(cutoff.today, rule_cutoff(rule, self.clock(), customer.timezone).today),
-            eligible=backlog.count,
-            lag_seconds=self._lag(rule, backlog.oldest, backlog.count, now, customer.timezone),
-            held=backlog.count if gate.state == "held" else held,
-            gate=gate.state,
-            why=gate.why,
-            reasons=gate.reasons,
-            approval_id=gate.approval.approval_id if gate.approval else None,
-        )
-        report.rules.append(plan)
-        names = {"run_id": report.run_id, "customer": customer.customer, "product": mapping.product}
-        self._evaluated(plan, names)
-        if report.dry_run and gone is not None and gate.proceed and plan.action == "delete":
-            gone.append(target)
-        if not gate.proceed:
-            self.bus.publish(
-                RuleGated(
-                    rule=rule.id,
-                    action=plan.action,
-                    table=plan.table,
-                    gate=gate.state,
-                    why=gate.why,
-                    eligible=backlog.count,
-                    reasons=gate.reasons,
-                    approval_id=plan.approval_id,
-                    hold_ids=gate.hold_ids,
-                    since=gate.approval.requested_at if gate.approval else None,
-                    **names,
-                )
-            )
-            return
-        if report.dry_run and backlog.count - held:
-            would = replace(target, held=target.held | held_keys) if held_keys else target
-            plan.would_change = self._retry(connector.preview, would, Change(plan.action))
-        if report.dry_run or backlog.count - held == 0:
-            return
-        run_batches(self, connector, customer, mapping, rule, target, plan, names, hasher)
-        if gate.approval is not None:
-            keeper.used(report.run_id, gate.approval)
-        remaining = self._retry(connector.backlog, target)
-        lag = self._lag(rule, remaining.oldest, remaining.count, now, customer.timezone)
-        # The backlog left behind, so the eligible and lag gauges show what is still owed.
-        self._evaluated(replace(plan, eligible=remaining.count, lag_seconds=lag), names)
-
-    def _count(
-        self,
-        connector: Connector,
-        customer: Customer,
-        mapping: ProductMapping,
-        rules: Sequence[EffectiveRule],
-        now: dt.datetime,
-    ) -> dict[str, tuple[Target, Backlog]]:
-        """Every rule's backlog at its own cutoff, in one statement (connectors.sqlcount),
-        by rule id with the target counted. A rule uses its count only when its target is
-        that one (an approval can move the cutoff) and no row has changed in this run yet;
-        otherwise it counts again. Nothing is counted here when a cutoff cannot be computed
-        (the rule reports that itself, in turn)."""
-        chosen = customer.products[mapping.product]
-        by_id = {r.id: r for r in rules}
-        try:
-            targets = {
-                r.id: target_for(
-                    r,
-                    mapping,
-                    chosen,
-                    rule_cutoff(r, now, customer.timezone),
-                    overlapping(r, by_id, now, customer.timezone),
-                )
-                for r in rules
-            }
-        except (RetentionError, ValueError, OverflowError):
-            return {}
-        found = self._retry(sqlcount.backlogs, connector, list(targets.values()))
-        return {ident: (t, b) for (ident, t), b in zip(targets.items(), found, strict=True)}
-
-    def _held_records(
-        self,
-        connector: Connector,
-        target: Target,
-        holds: ActiveHolds,
-        hasher: KeyHasher,
-        mapping: ProductMapping,
-    ) -> frozenset[Key]:
-        """Keys of eligible rows of `target` that a record hold covers (pages through the
-        eligible keys only when the table has record holds at all)."""
-        if not holds.count_records(target.table.name):
-            return frozenset()
-        size = self.batch_size or mapping.batch_size
-        after: Key | None = None
-        found: set[Key] = set()
-        while True:
-            keys = self._retry(connector.select_expired, target, after, size)
-            if not keys:
-                return frozenset(found)
-            held = holds.held(target.table.name, (hasher(k) for k in keys))
-            found.update(k for k in keys if hasher(k) in held)
-            after = keys[-1]
-
-    def _evaluated(self, plan: RulePlan, names: Mapping[str, str]) -> None:
-        self.bus.publish(
-            RuleEvaluated(
-                rule=plan.rule,
-                action=plan.action,
-                table=plan.table,
-                eligible=plan.eligible,
-                lag_seconds=plan.lag_seconds,
-                cutoff=plan.cutoff,
-                period=plan.period,
-                source=plan.source,
-                held=plan.held,
-                gate=plan.gate,
-                **names,
-            )
-        )
-
-    @staticmethod
-    def _lag(
-        rule: EffectiveRule,
-        oldest: dt.date | dt.datetime | None,
-        count: int,
-        now: dt.datetime,
-        timezone: str,
-    ) -> float:
-        if count == 0:
-            return 0.0
-        if rule.customer_date is not None:
-            oldest = rule.customer_date_value
-        return overdue_seconds(oldest, rule.period, now, timezone)

@@ -4,6 +4,8 @@ One module per idea:
 
 - `values`: the scalar values and their bounds (SQL identifiers, periods, dates, tenants);
 - `models`: what a valid file looks like (re-exported here: `from worker.config import Rule`);
+- `rules`: what a valid rule looks like (stages, time basis, anonymisations; re-exported by
+  `models`);
 - `yamlsafe`: the YAML loader, bounded in size, nesting and alias expansion, that refuses
   duplicate keys, tags and YAML 1.1 surprises;
 - `files`: reading one file into a model, every problem located by file, path and line;

@@ -29,6 +29,12 @@ from worker.periods import Period, Unit
 MAX_IDENTIFIER = 63
 _IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 
+# Ids (customers, rules), environment variable names and setting names in the files.
+_ID_RE = r"^[a-z0-9][a-z0-9_.-]*$"
+_ENV_RE = r"^[A-Z_][A-Z0-9_]*$"
+_NAME_RE = r"^[a-z][a-z0-9_]*$"
+MAX_ID = 100  # ids end up in metric labels, job ids and file names
+
 # A period beyond 50 years is a typo, not a policy; it also keeps every cutoff inside the
 # calendar (a date minus 10**30 days does not exist).
 ABSURD = {Unit.DAYS: 18_262, Unit.MONTHS: 600, Unit.YEARS: 50}

@@ -1,4 +1,4 @@
-"""Plain records read from and written to the state database."""
+"""Plain records read from and written to the state database, and its timestamps: aware, UTC."""
 
 from __future__ import annotations
 
@@ -60,3 +60,16 @@ class AuditHead:
 
     seq: int
     hash: str
+
+
+def utc(value: dt.datetime) -> dt.datetime:
+    """A timestamp as stored: aware, in UTC. Naive values read back from SQLite are UTC."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def _aware(value: dt.datetime, what: str) -> dt.datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"{what} must be timezone-aware (got a naive datetime)")
+    return value.astimezone(dt.UTC)

@@ -21,6 +21,8 @@ Audit appends are serialised on the `audit_head` row: `SELECT ... FOR UPDATE` on
 (several replicas), a process-wide lock plus `BEGIN IMMEDIATE` on SQLite. The store knows
 nothing about hashing: the caller passes a `seal(seq, prev_hash)` that computes the new hash
 while the head is locked (see worker/audit.py).
+
+Recording runs and reading them back is in `worker.state.runlog` (the base class `RunLog`).
 """
 
 from __future__ import annotations
@@ -52,11 +54,13 @@ from connectors.redact import describe
 from worker.errors import StateError
 from worker.retry import RetryPolicy
 from worker.state.bounds import bound_sessions, unbounded
-from worker.state.models import audit_events, audit_head, runs
-from worker.state.records import AuditEntry, AuditHead, AuditRecord, RunRecord
+from worker.state.models import audit_events, audit_head
+from worker.state.records import AuditEntry, AuditHead, AuditRecord, _aware, utc
+from worker.state.runlog import OUTCOMES, RunLog
+
+__all__ = ["MIGRATIONS", "OUTCOMES", "Also", "Seal", "StateStore", "utc"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-OUTCOMES = frozenset({"succeeded", "partial", "failed", "interrupted", "crashed"})
 _MIGRATE_LOCK_KEY = 0x52_45_54_45_4E_54  # pg_advisory_xact_lock key: ASCII "RETENT"
 _SQLITE_WRITE_LOCK = threading.Lock()  # one SQLite writer per process; the file lock does the rest
 _BEGIN_OPTION = "retention_sqlite_begin"
@@ -72,26 +76,13 @@ Also = Callable[[Connection, AuditRecord], None]
 """Extra state kept with an audit record, in its transaction (must be safe to repeat)."""
 
 
-def utc(value: dt.datetime) -> dt.datetime:
-    """A timestamp as stored: aware, in UTC. Naive values read back from SQLite are UTC."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)
-
-
-def _aware(value: dt.datetime, what: str) -> dt.datetime:
-    if value.tzinfo is None:
-        raise ValueError(f"{what} must be timezone-aware (got a naive datetime)")
-    return value.astimezone(dt.UTC)
-
-
 def _describe(exc: BaseException) -> str:
     """The error as `connectors.redact.describe` reduces it: class, SQLSTATE or error
     number and names, never the driver's free text (or the SQL and its parameters)."""
     return describe(exc)
 
 
-class StateStore:
+class StateStore(RunLog):
     """The worker's state database: runs, the audit trail, and its schema migrations."""
 
     def __init__(
@@ -257,104 +248,6 @@ class StateStore:
     def close(self) -> None:
         """Close every pooled connection. The store may be used again afterwards."""
         self._engine.dispose()
-
-    # -- runs ----------------------------------------------------------------------------
-
-    def start_run(
-        self,
-        run_id: str,
-        customer: str,
-        product: str,
-        at: dt.datetime,
-        dry_run: bool,
-        owner: str | None = None,
-    ) -> None:
-        """Record that a run started (once, even when a retry repeats the call); `owner` is
-        the `host|pid` of the process running it (worker/owner.py)."""
-        values = {
-            "run_id": run_id,
-            "customer": customer,
-            "product": product,
-            "started_at": _aware(at, "started_at"),
-            "dry_run": dry_run,
-            "rows_changed": 0,
-            "owner": owner,
-        }
-
-        def write() -> None:
-            with self._write(f"recording the start of run {run_id}") as conn:
-                exists = conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id))
-                if exists.first() is None:
-                    conn.execute(runs.insert().values(values))
-
-        self._retrying(write)
-
-    def finish_run(
-        self,
-        run_id: str,
-        outcome: str,
-        at: dt.datetime,
-        rows_changed: int,
-        error: str | None,
-    ) -> None:
-        """Record a run's outcome; StateError when the run was never started."""
-        outcome = str(outcome)
-        if outcome not in OUTCOMES:
-            raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}, got {outcome!r}")
-
-        def write() -> None:
-            with self._write(f"recording the end of run {run_id}") as conn:
-                result = conn.execute(
-                    runs.update()
-                    .where(runs.c.run_id == run_id)
-                    .values(
-                        outcome=outcome,
-                        finished_at=_aware(at, "finished_at"),
-                        rows_changed=rows_changed,
-                        error=error,
-                    )
-                )
-                if result.rowcount != 1:
-                    raise StateError(
-                        f"run {run_id} was never started in {self.url}; cannot finish it"
-                    )
-
-        self._retrying(write)
-
-    def recent_runs(self, limit: int = 20) -> list[RunRecord]:
-        """The newest runs first."""
-        query = select(runs).order_by(runs.c.started_at.desc(), runs.c.run_id.desc()).limit(limit)
-
-        def read() -> Any:
-            with self._errors("listing recent runs"), self._engine.connect() as conn:
-                return conn.execute(query).mappings().all()
-
-        rows = self._retrying(read)
-        return [
-            RunRecord(
-                **{
-                    **r,
-                    "started_at": utc(r["started_at"]),
-                    "finished_at": utc(r["finished_at"]) if r["finished_at"] else None,
-                    "dry_run": bool(r["dry_run"]),
-                    "rows_changed": int(r["rows_changed"]),
-                }
-            )
-            for r in rows
-        ]
-
-    def last_started(self, customer: str, product: str) -> dt.datetime | None:
-        """When the newest real (not dry) run of a customer × product started, if any."""
-        query = select(func.max(runs.c.started_at)).where(
-            runs.c.customer == customer, runs.c.product == product, runs.c.dry_run.is_(False)
-        )
-
-        def read() -> Any:
-            with self._errors("reading the last run"), self._engine.connect() as conn:
-                return conn.execute(query).scalar_one_or_none()
-
-        found = self._retrying(read)
-        return utc(found) if found is not None else None
 
     # -- audit trail ---------------------------------------------------------------------
 

@@ -1,0 +1,226 @@
+"""The work of one rule within a run: count, gate, then change in batches.
+
+For each rule of a customer × product run (worker/run.py): its backlog at its cutoff (all
+rules counted at once first, `count_backlogs`), the keys a record hold covers, the gate's
+decision, the rule's figures in the report and its `RuleEvaluated` events (the backlog and
+its lag before and after), and the batches themselves (worker/batches.py). Functions take
+the `Runner` for its gatekeeper, bus, clock, pepper, batch size and retry policy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from connectors import sqlcount
+from connectors.base import Backlog, Basis, Change, Connector, Key, Target
+from worker.batches import run_batches
+from worker.config import Customer, ProductMapping
+from worker.errors import RetentionError
+from worker.events import RuleEvaluated, RuleGated
+from worker.holds import ActiveHolds
+from worker.keys import KeyHasher
+from worker.policy import EffectiveRule, cutoff_on, overdue_seconds, rule_cutoff
+from worker.runreport import RulePlan, RunReport
+from worker.targets import overlapping, target_for
+
+if TYPE_CHECKING:
+    from worker.run import Runner
+
+
+def run_rule(
+    runner: Runner,
+    connector: Connector,
+    customer: Customer,
+    mapping: ProductMapping,
+    rule: EffectiveRule,
+    now: dt.datetime,
+    report: RunReport,
+    holds: ActiveHolds,
+    also: tuple[Basis, ...] = (),
+    gone: list[Target] | None = None,
+    counted: Mapping[str, tuple[Target, Backlog]] | None = None,
+) -> None:
+    """Count a rule's backlog, ask the gate, then (unless dry) work through it in batches.
+
+    The rule's figures join the report before the first batch, so a run that is
+    stopped or fails halfway still reports what it changed. A rule the gate stops (a
+    legal hold, an approval to wait for) changes nothing; the run goes on with the next.
+    In a dry run, `gone` collects the targets of the pair's delete rules that would run,
+    and each later rule reads related tables without their rows (see `Target.gone`).
+    """
+    chosen = customer.products[mapping.product]
+    cutoff = rule_cutoff(rule, now, customer.timezone)
+    keeper = runner.gatekeeper
+    approval = keeper.approval(customer.customer, mapping.product, rule.id)
+    if approval is not None and approval.status == "approved":
+        # An approval covers the cutoff its approver saw, never a later one.
+        day = min(cutoff.date, approval.approved_cutoff)
+        cutoff = cutoff_on(rule, cutoff.today, day, customer.timezone)
+    target = target_for(rule, mapping, chosen, cutoff, also)
+    if report.dry_run and gone:
+        target = replace(target, gone=tuple(gone))
+    early = (counted or {}).get(rule.id)
+    if early is not None and early[0] == target and not any(p.changed for p in report.rules):
+        backlog = early[1]  # counted with every rule, and no row changed since
+    else:
+        backlog = runner._retry(connector.backlog, target)
+    hasher = KeyHasher(runner.pepper, customer.customer, mapping.product, target.table.name)
+    held_keys = held_records(runner, connector, target, holds, hasher, mapping)
+    held = len(held_keys)
+    gate = keeper.gate(
+        run_id=report.run_id,
+        customer=customer.customer,
+        product=mapping.product,
+        rule=rule,
+        holds=holds,
+        approval=approval,
+        eligible=backlog.count - held,
+        cutoff=cutoff.date,
+        table_rows=lambda: runner._retry(connector.count_rows, target),
+        dry_run=report.dry_run,
+    )
+    plan = RulePlan(
+        rule=rule.id,
+        action=str(rule.action),
+        table=rule.subject.table,
+        period=str(rule.period),
+        source=str(rule.source),
+        cutoff=cutoff.date,
+        # Rows change today, even when rules are evaluated at an earlier `--at`.
+        today=max(cutoff.today, rule_cutoff(rule, runner.clock(), customer.timezone).today),
+        eligible=backlog.count,
+        lag_seconds=lag_seconds(rule, backlog.oldest, backlog.count, now, customer.timezone),
+        held=backlog.count if gate.state == "held" else held,
+        gate=gate.state,
+        why=gate.why,
+        reasons=gate.reasons,
+        approval_id=gate.approval.approval_id if gate.approval else None,
+    )
+    report.rules.append(plan)
+    names = {"run_id": report.run_id, "customer": customer.customer, "product": mapping.product}
+    publish_evaluated(runner, plan, names)
+    if report.dry_run and gone is not None and gate.proceed and plan.action == "delete":
+        gone.append(target)
+    if not gate.proceed:
+        runner.bus.publish(
+            RuleGated(
+                rule=rule.id,
+                action=plan.action,
+                table=plan.table,
+                gate=gate.state,
+                why=gate.why,
+                eligible=backlog.count,
+                reasons=gate.reasons,
+                approval_id=plan.approval_id,
+                hold_ids=gate.hold_ids,
+                since=gate.approval.requested_at if gate.approval else None,
+                **names,
+            )
+        )
+        return
+    if report.dry_run and backlog.count - held:
+        would = replace(target, held=target.held | held_keys) if held_keys else target
+        plan.would_change = runner._retry(connector.preview, would, Change(plan.action))
+    if report.dry_run or backlog.count - held == 0:
+        return
+    run_batches(runner, connector, customer, mapping, rule, target, plan, names, hasher)
+    if gate.approval is not None:
+        keeper.used(report.run_id, gate.approval)
+    remaining = runner._retry(connector.backlog, target)
+    lag = lag_seconds(rule, remaining.oldest, remaining.count, now, customer.timezone)
+    # The backlog left behind, so the eligible and lag gauges show what is still owed.
+    publish_evaluated(runner, replace(plan, eligible=remaining.count, lag_seconds=lag), names)
+
+
+def count_backlogs(
+    runner: Runner,
+    connector: Connector,
+    customer: Customer,
+    mapping: ProductMapping,
+    rules: Sequence[EffectiveRule],
+    now: dt.datetime,
+) -> dict[str, tuple[Target, Backlog]]:
+    """Every rule's backlog at its own cutoff, in one statement (connectors.sqlcount),
+    by rule id with the target counted. A rule uses its count only when its target is
+    that one (an approval can move the cutoff) and no row has changed in this run yet;
+    otherwise it counts again. Nothing is counted here when a cutoff cannot be computed
+    (the rule reports that itself, in turn)."""
+    chosen = customer.products[mapping.product]
+    by_id = {r.id: r for r in rules}
+    try:
+        targets = {
+            r.id: target_for(
+                r,
+                mapping,
+                chosen,
+                rule_cutoff(r, now, customer.timezone),
+                overlapping(r, by_id, now, customer.timezone),
+            )
+            for r in rules
+        }
+    except (RetentionError, ValueError, OverflowError):
+        return {}
+    found = runner._retry(sqlcount.backlogs, connector, list(targets.values()))
+    return {ident: (t, b) for (ident, t), b in zip(targets.items(), found, strict=True)}
+
+
+def held_records(
+    runner: Runner,
+    connector: Connector,
+    target: Target,
+    holds: ActiveHolds,
+    hasher: KeyHasher,
+    mapping: ProductMapping,
+) -> frozenset[Key]:
+    """Keys of eligible rows of `target` that a record hold covers (pages through the
+    eligible keys only when the table has record holds at all)."""
+    if not holds.count_records(target.table.name):
+        return frozenset()
+    size = runner.batch_size or mapping.batch_size
+    after: Key | None = None
+    found: set[Key] = set()
+    while True:
+        keys = runner._retry(connector.select_expired, target, after, size)
+        if not keys:
+            return frozenset(found)
+        held = holds.held(target.table.name, (hasher(k) for k in keys))
+        found.update(k for k in keys if hasher(k) in held)
+        after = keys[-1]
+
+
+def publish_evaluated(runner: Runner, plan: RulePlan, names: Mapping[str, str]) -> None:
+    """Publish `RuleEvaluated` for `plan` (`names`: run_id, customer, product)."""
+    runner.bus.publish(
+        RuleEvaluated(
+            rule=plan.rule,
+            action=plan.action,
+            table=plan.table,
+            eligible=plan.eligible,
+            lag_seconds=plan.lag_seconds,
+            cutoff=plan.cutoff,
+            period=plan.period,
+            source=plan.source,
+            held=plan.held,
+            gate=plan.gate,
+            **names,
+        )
+    )
+
+
+def lag_seconds(
+    rule: EffectiveRule,
+    oldest: dt.date | dt.datetime | None,
+    count: int,
+    now: dt.datetime,
+    timezone: str,
+) -> float:
+    """Seconds the oldest of `count` expired rows is overdue (its basis `oldest`, or the
+    rule's customer date, past the rule's period at `now` in `timezone`); 0.0 when none is."""
+    if count == 0:
+        return 0.0
+    if rule.customer_date is not None:
+        oldest = rule.customer_date_value
+    return overdue_seconds(oldest, rule.period, now, timezone)

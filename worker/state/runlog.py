@@ -1,0 +1,139 @@
+"""The runs the state database keeps: a run's start and outcome, and the queries over them.
+
+`RunLog` is a base of `worker.state.store.StateStore`, which supplies the engine, the error
+wrapping (`StateError` naming the database by its masked URL), write transactions and the
+retry budget. Every write here is safe to repeat: a run's start is inserted only once.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, func, select
+
+from worker.errors import StateError
+from worker.state.models import runs
+from worker.state.records import RunRecord, _aware, utc
+
+OUTCOMES = frozenset({"succeeded", "partial", "failed", "interrupted", "crashed"})
+
+T = TypeVar("T")
+
+
+class RunLog(abc.ABC):
+    """Recording runs and reading them back (the `runs` table)."""
+
+    url: str  # the database's URL with the password masked
+    _engine: Engine
+
+    @abc.abstractmethod
+    def _errors(self, doing: str) -> AbstractContextManager[None]:
+        """A context that reraises driver errors as `StateError`s saying what was `doing`."""
+
+    @abc.abstractmethod
+    def _write(self, doing: str) -> AbstractContextManager[Connection]:
+        """One write transaction."""
+
+    @abc.abstractmethod
+    def _retrying(self, fn: Callable[[], T]) -> T:
+        """Run `fn` (one whole transaction), again on transient errors within the budget."""
+
+    def start_run(
+        self,
+        run_id: str,
+        customer: str,
+        product: str,
+        at: dt.datetime,
+        dry_run: bool,
+        owner: str | None = None,
+    ) -> None:
+        """Record that a run started (once, even when a retry repeats the call); `owner` is
+        the `host|pid` of the process running it (worker/owner.py)."""
+        values = {
+            "run_id": run_id,
+            "customer": customer,
+            "product": product,
+            "started_at": _aware(at, "started_at"),
+            "dry_run": dry_run,
+            "rows_changed": 0,
+            "owner": owner,
+        }
+
+        def write() -> None:
+            with self._write(f"recording the start of run {run_id}") as conn:
+                exists = conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id))
+                if exists.first() is None:
+                    conn.execute(runs.insert().values(values))
+
+        self._retrying(write)
+
+    def finish_run(
+        self,
+        run_id: str,
+        outcome: str,
+        at: dt.datetime,
+        rows_changed: int,
+        error: str | None,
+    ) -> None:
+        """Record a run's outcome; StateError when the run was never started."""
+        outcome = str(outcome)
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}, got {outcome!r}")
+
+        def write() -> None:
+            with self._write(f"recording the end of run {run_id}") as conn:
+                result = conn.execute(
+                    runs.update()
+                    .where(runs.c.run_id == run_id)
+                    .values(
+                        outcome=outcome,
+                        finished_at=_aware(at, "finished_at"),
+                        rows_changed=rows_changed,
+                        error=error,
+                    )
+                )
+                if result.rowcount != 1:
+                    raise StateError(
+                        f"run {run_id} was never started in {self.url}; cannot finish it"
+                    )
+
+        self._retrying(write)
+
+    def recent_runs(self, limit: int = 20) -> list[RunRecord]:
+        """The newest runs first."""
+        query = select(runs).order_by(runs.c.started_at.desc(), runs.c.run_id.desc()).limit(limit)
+
+        def read() -> Any:
+            with self._errors("listing recent runs"), self._engine.connect() as conn:
+                return conn.execute(query).mappings().all()
+
+        rows = self._retrying(read)
+        return [
+            RunRecord(
+                **{
+                    **r,
+                    "started_at": utc(r["started_at"]),
+                    "finished_at": utc(r["finished_at"]) if r["finished_at"] else None,
+                    "dry_run": bool(r["dry_run"]),
+                    "rows_changed": int(r["rows_changed"]),
+                }
+            )
+            for r in rows
+        ]
+
+    def last_started(self, customer: str, product: str) -> dt.datetime | None:
+        """When the newest real (not dry) run of a customer × product started, if any."""
+        query = select(func.max(runs.c.started_at)).where(
+            runs.c.customer == customer, runs.c.product == product, runs.c.dry_run.is_(False)
+        )
+
+        def read() -> Any:
+            with self._errors("reading the last run"), self._engine.connect() as conn:
+                return conn.execute(query).scalar_one_or_none()
+
+        found = self._retrying(read)
+        return utc(found) if found is not None else None
