@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from connectors import sqlcount
-from connectors.base import Backlog, Basis, Change, Connector, Key, Target
+from connectors.base import Backlog, Basis, Change, Connector, ConnectorError, Key, Target
 from worker.batches import run_batches
 from worker.config import Customer, ProductMapping
 from worker.errors import RetentionError
@@ -146,8 +146,8 @@ def count_backlogs(
     """Every rule's backlog at its own cutoff, in one statement (connectors.sqlcount),
     by rule id with the target counted. A rule uses its count only when its target is
     that one (an approval can move the cutoff) and no row has changed in this run yet;
-    otherwise it counts again. Nothing is counted here when a cutoff cannot be computed
-    (the rule reports that itself, in turn)."""
+    otherwise it counts again. Nothing is counted here when a cutoff cannot be computed or
+    the grouped statement fails (the rule reports that itself, in turn)."""
     chosen = customer.products[mapping.product]
     by_id = {r.id: r for r in rules}
     try:
@@ -163,7 +163,12 @@ def count_backlogs(
         }
     except (RetentionError, ValueError, OverflowError):
         return {}
-    found = runner._retry(sqlcount.backlogs, connector, list(targets.values()))
+    try:
+        found = runner._retry(sqlcount.backlogs, connector, list(targets.values()))
+    except ConnectorError:
+        # One rule's table or column may be gone: each rule then counts on its own, and the
+        # one that cannot fails alone (worker/isolation.py), the others go on.
+        return {}
     return {ident: (t, b) for (ident, t), b in zip(targets.items(), found, strict=True)}
 
 
