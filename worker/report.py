@@ -382,6 +382,6 @@ def _per_table(reports: Sequence[RunReport]) -> list[list[Any]]:
         for plan in report.rules:
             rows = plan.would_change if report.dry_run else plan.changed
             for table, count in rows.items():
-                key = (report.product, table, plan.action)
+                key = (report.product, table, plan.actions.get(table, plan.action))
                 totals[key] = totals.get(key, 0) + count
     return [[*k, v] for k, v in sorted(totals.items()) if v]

@@ -15,7 +15,16 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from connectors import sqlcount
-from connectors.base import Backlog, Basis, Change, Connector, ConnectorError, Key, Target
+from connectors.base import (
+    Backlog,
+    Basis,
+    Change,
+    Connector,
+    ConnectorError,
+    Key,
+    RefAction,
+    Target,
+)
 from worker.batches import run_batches
 from worker.config import Customer, ProductMapping
 from worker.errors import RetentionError
@@ -98,6 +107,7 @@ def run_rule(
         why=gate.why,
         reasons=gate.reasons,
         approval_id=gate.approval.approval_id if gate.approval else None,
+        actions=table_actions(connector, target, str(rule.action)),
     )
     report.rules.append(plan)
     names = {"run_id": report.run_id, "customer": customer.customer, "product": mapping.product}
@@ -229,3 +239,20 @@ def lag_seconds(
     if rule.customer_date is not None:
         oldest = rule.customer_date_value
     return overdue_seconds(oldest, rule.period, now, timezone)
+
+
+def table_actions(connector: Connector, target: Target, action: str) -> dict[str, str]:
+    """What a rule does to the tables it reaches whose action is not the rule's own, for the
+    summaries: its related rows (`delete` or `anonymise`), and under a delete rule the tables
+    whose foreign keys the database sets to NULL or to their default (`set null`,
+    `set default`; those rows stay)."""
+    found = {r.table: str(r.change) for r in target.related if str(r.change) != action}
+    if action == "delete":
+        try:
+            refs = connector.foreign_keys_to(target.table.name)
+        except ConnectorError:
+            refs = []  # the labels only: the run reads the schema again where it matters
+        for ref in refs:
+            if ref.on_delete in (RefAction.SET_NULL, RefAction.SET_DEFAULT):
+                found.setdefault(ref.table, str(ref.on_delete).lower())
+    return found

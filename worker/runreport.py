@@ -43,6 +43,9 @@ class RulePlan:
     blocked: int = 0
     # The rule's own failure (the pair's other rules still ran); None when it did not fail.
     error: str | None = None
+    # Tables whose rows the rule changes otherwise than its action (worker.rulework.
+    # table_actions): related rows deleted under an anonymise rule, foreign keys set to NULL.
+    actions: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

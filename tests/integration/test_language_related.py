@@ -7,6 +7,7 @@ of the other tenant, which holds the same keys and values.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from tests.integration import school
 from tests.integration.own_config import validate
 from tests.integration.school import INSIDE, PAST, both, pupil
 from tests.support import PEPPER
+from worker.report import format_changes
 from worker.state import StateStore
 
 
@@ -101,6 +103,11 @@ def test_related_rows_go_with_the_anonymised_subject_rows_only(
 
     report = school.run(config, school_url, state, "kdv-a")
     assert report.rules[0].changed == {"pupil": 2, "medical": 2, "contact": 2}
+    # The summary names what happened to each table: medical rows are deleted, not anonymised.
+    assert report.rules[0].actions == {"medical": "delete"}
+    summary = format_changes([report])
+    assert re.search(r"kids\s+medical\s+delete\s+2", summary), summary
+    assert re.search(r"kids\s+contact\s+anonymise\s+2", summary), summary
     after = school.snapshot(school_url)
     school.changed_only(before, after, "pupil", {(1, 1): {"name": None}, (1, 3): {"name": None}})
     school.changed_only(before, after, "medical", {(1, 1): None, (1, 2): None})
