@@ -123,13 +123,8 @@ def validate(ctx: Ctx, config_dir: Path | None, offline: bool) -> None:
 @click.pass_obj
 def migrate(ctx: Ctx) -> None:
     """Create or upgrade the worker's own state database (runs and the audit trail)."""
-    from worker.state import StateStore
 
-    store = StateStore(
-        ctx.settings.state_url,
-        retry=ctx.settings.retry_policy(),
-        timeouts=ctx.settings.state_timeouts(),
-    )
+    store = ctx.settings.state_store()
     try:
         store.migrate()
     except RetentionError as exc:

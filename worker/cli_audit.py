@@ -36,11 +36,7 @@ from worker.state import StateStore
 
 @contextmanager
 def _store(ctx: Ctx) -> Iterator[StateStore]:
-    store = StateStore(
-        ctx.settings.state_url,
-        retry=ctx.settings.retry_policy(),
-        timeouts=ctx.settings.state_timeouts(),
-    )
+    store = ctx.settings.state_store()
     try:
         store.check()
         yield store

@@ -27,11 +27,7 @@ FORMAT = click.option(
 @contextmanager
 def state_and_bus(ctx: Ctx) -> Iterator[tuple[StateStore, EventBus]]:
     """The migrated state database, and a bus that writes the audit trail (required)."""
-    store = StateStore(
-        ctx.settings.state_url,
-        retry=ctx.settings.retry_policy(),
-        timeouts=ctx.settings.state_timeouts(),
-    )
+    store = ctx.settings.state_store()
     try:
         store.check()
         bus = EventBus()

@@ -62,13 +62,8 @@ def _checked_config(ctx: Ctx, config_dir: Path | None, sel: PairSelection) -> Co
 def _state_for_reading(ctx: Ctx) -> StateStore | None:
     """The state database for a dry run's holds and approvals; None (with a warning on
     stderr) when it is missing or not migrated, since counting changes nothing."""
-    from worker.state import StateStore
 
-    store = StateStore(
-        ctx.settings.state_url,
-        retry=ctx.settings.retry_policy(),
-        timeouts=ctx.settings.state_timeouts(),
-    )
+    store = ctx.settings.state_store()
     try:
         store.check()
     except RetentionError as exc:
@@ -217,7 +212,6 @@ def run(
     exits at once. Several daemons (replicas) may share one state database: the leases
     let one of them run each pair per tick.
     """
-    from worker.state import StateStore
 
     try:
         pepper = ctx.settings.require_pepper()
@@ -231,11 +225,7 @@ def run(
     when = run_at(at)
     sel = PairSelection(customer, product)
     config = _checked_config(ctx, config_dir, sel)
-    store = StateStore(
-        ctx.settings.state_url,
-        retry=ctx.settings.retry_policy(),
-        timeouts=ctx.settings.state_timeouts(),
-    )
+    store = ctx.settings.state_store()
     try:
         store.check()
         bus = EventBus()

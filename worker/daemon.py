@@ -41,7 +41,6 @@ from worker.metrics import Metrics
 from worker.run import Clock
 from worker.scheduler import build_scheduler, job_id, sync_jobs
 from worker.settings import Settings
-from worker.state import StateStore
 from worker.status import read_status
 
 log = structlog.get_logger("worker.daemon")
@@ -70,9 +69,7 @@ class Daemon:
         self.signer = settings.checkpoint_signer()
         self.metrics = Metrics()
         self.engines = process_engines()  # product database engines, shared by every run
-        self.state = StateStore(
-            settings.state_url, retry=settings.retry_policy(), timeouts=settings.state_timeouts()
-        )
+        self.state = settings.state_store()
         self.stop = threading.Event()
         self.config: Config | None = None
         self._wake = threading.Event()

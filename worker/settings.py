@@ -23,6 +23,7 @@ from worker.config.files import NotARegularFile, read_regular
 from worker.errors import SettingsError
 from worker.logging import FORMATS, LEVELS
 from worker.retry import RetryPolicy
+from worker.state import StateStore
 
 DEFAULT_STATE_URL = "sqlite:///.retention/state.db"
 MIN_PEPPER_BYTES = 16
@@ -144,6 +145,11 @@ class Settings:
             lock_seconds=self.lock_timeout_seconds,
             statement_seconds=self.statement_timeout_seconds,
         )
+
+    def state_store(self) -> StateStore:
+        """The state database of RETENTION_STATE_URL, with the retry budget and the session
+        timeouts above (not yet connected; see StateStore.check and migrate)."""
+        return StateStore(self.state_url, retry=self.retry_policy(), timeouts=self.state_timeouts())
 
     def checkpoint_signer(self) -> Signer | None:
         """The signer of audit checkpoints, or None when no key is set (unsigned ones).
