@@ -17,12 +17,13 @@ line.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from connectors.base import Connector, ForeignKeyRef, RefAction, SchemaError, TableSchema
 from connectors.maskfit import check_masks
-from worker.config import Action, Dependent, ProductMapping, Rule, Stage
+from worker.config import Action, Dependent, Masking, ProductMapping, Rule, Stage
+from worker.config.language import RelatedAction
 from worker.targets import column_mask
 
 Path_ = tuple[str | int, ...]
@@ -62,10 +63,20 @@ def check_constraints(connector: Connector, mapping: ProductMapping) -> Findings
                     schemas[subject.table] = _schema(connector, subject.table)
                 schema = schemas[subject.table]
                 if schema is not None:
-                    _masks(connector, schema, stage, path, label, found)
+                    _masks(connector, schema, stage.with_, path, label, found)
             else:
                 deps = subject.dependents if stage.action is Action.DELETE else ()
                 _deletes(connector, mapping, subject.table, deps, stage, path, label, found)
+        for number, related in enumerate(rule.related):
+            if related.action is not RelatedAction.ANONYMISE or related.table == subject.table:
+                continue
+            if related.table not in schemas:
+                schemas[related.table] = _schema(connector, related.table)
+            schema = schemas[related.table]
+            if schema is not None:
+                path = ("rules", index, "related", number)
+                label = f"{'.'.join(str(p) for p in path)} ({rule.id})"
+                _masks(connector, schema, related.with_, path, label, found)
     return found
 
 
@@ -79,12 +90,12 @@ def _schema(connector: Connector, table: str) -> TableSchema | None:
 def _masks(
     connector: Connector,
     schema: TableSchema,
-    stage: Stage,
+    with_: Mapping[str, Masking],
     path: Path_,
     label: str,
     found: Findings,
 ) -> None:
-    masks = [column_mask(column, masking) for column, masking in stage.with_.items()]
+    masks = [column_mask(column, masking) for column, masking in with_.items()]
     for fit in check_masks(schema, masks, connector.foreign_keys_to(schema.name)):
         if fit.fatal:
             found.problems.append(((*path, "with", fit.column), fit.message))
