@@ -9,7 +9,9 @@ they write, deletes against the foreign keys that point at the rows they remove.
   one of those tables, that the mapping does not delete first (not a dependent there, with
   those columns), either refuses the delete (ON DELETE RESTRICT / NO ACTION: a problem at the
   stage's `action`, with the fix) or changes rows the mapping does not name (CASCADE, SET NULL,
-  SET DEFAULT: a warning; the run counts those rows).
+  SET DEFAULT: a warning; the run counts those rows). SET NULL (or SET DEFAULT without a
+  DEFAULT) on a NOT NULL column of the foreign key refuses the delete too: a problem, like
+  RESTRICT.
 
 Each finding comes with its path in the product mapping; `worker.checks` adds the file and
 line.
@@ -125,6 +127,8 @@ def _deletes(
             )
             if ref.on_delete.blocks:
                 found.problems.append(((*path, "action"), _blocked(ref, stage, where)))
+            elif (refused := _refused_reset(connector, ref)) is not None:
+                found.problems.append(((*path, "action"), _blocked(ref, stage, where, refused)))
             else:
                 found.warnings.append(
                     f"deleting {parent} rows {_effect(ref)} ({_fk(ref)}); {where}: the run "
@@ -132,7 +136,30 @@ def _deletes(
                 )
 
 
-def _blocked(ref: ForeignKeyRef, stage: Stage, where: str) -> str:
+def _refused_reset(connector: Connector, ref: ForeignKeyRef) -> str | None:
+    """Why the database refuses what ON DELETE SET NULL / SET DEFAULT does to the
+    referencing rows: a NOT NULL column of the key (without a DEFAULT, for SET DEFAULT) takes
+    NULL. None when it does not (or for another action)."""
+    if ref.on_delete not in (RefAction.SET_NULL, RefAction.SET_DEFAULT):
+        return None
+    schema = _schema(connector, ref.table)
+    if schema is None:
+        return None
+    for name in ref.columns:
+        column = schema.columns.get(name)
+        if column is None or column.nullable:
+            continue
+        if ref.on_delete is RefAction.SET_DEFAULT and column.has_default:
+            continue
+        how = "to NULL" if ref.on_delete is RefAction.SET_NULL else "to its default, NULL,"
+        return (
+            f"it sets {ref.table}.{name} {how} which this NOT NULL column refuses "
+            f"({column.type_name} NOT NULL)"
+        )
+    return None
+
+
+def _blocked(ref: ForeignKeyRef, stage: Stage, where: str, refused: str | None = None) -> str:
     parent = ref.referred_table
     pairs = ", ".join(f"{own}: {theirs}" for own, theirs in ref.pairs)
     dependent = f"{{table: {ref.table}, references: {{{pairs}}}}}"
@@ -145,6 +172,14 @@ def _blocked(ref: ForeignKeyRef, stage: Stage, where: str) -> str:
         fix = (
             f"map {ref.table} as a dependent of {parent} ({dependent}) so that its rows are "
             "deleted first, or anonymise instead of deleting"
+        )
+    if refused is not None:
+        columns = ", ".join(f"{ref.table}.{c}" for c in ref.columns)
+        fix += f", or make {columns} nullable"
+        return (
+            f"deleting {parent} rows is refused through the foreign key {_fk(ref)}: {refused}; "
+            f"{where}, so every {parent} row that a row of {ref.table} still references would "
+            f"fail its batch; {fix}"
         )
     return (
         f"deleting {parent} rows is refused by the foreign key {_fk(ref)}: {where}, so every "
