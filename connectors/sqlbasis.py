@@ -176,7 +176,7 @@ def verify_spec(spec: Table, existing: set[str], table_of: TableOf) -> list[Prob
     (table, references, a date column), row conditions (column, a value of its type),
     related rows (table, references, masked columns), and a key that a primary key or a
     unique index proves (a key that is not unique would let one keyed hash stand for
-    several rows)."""
+    several rows) on NOT NULL columns (a unique index allows many NULLs)."""
     if spec.name not in existing:
         return []  # reported by the table check
     table = table_of(spec.name)
@@ -225,6 +225,19 @@ def verify_spec(spec: Table, existing: set[str], table_of: TableOf) -> list[Prob
                 "for a table a delete rule clears without a key",
             )
         )
+    for name in spec.key:
+        column = table.c.get(name)
+        if column is not None and column.nullable and not column.primary_key:
+            problems.append(
+                Problem(
+                    spec.name,
+                    name,
+                    "this key column allows NULL: a key must be NOT NULL (a "
+                    "unique index allows many NULLs, and a row with a NULL key part can be named "
+                    f"neither in the audit nor by a legal hold); make {spec.name}.{name} NOT NULL "
+                    "(after giving its NULL rows a value), or map another key (the primary key)",
+                )
+            )
     return problems
 
 
