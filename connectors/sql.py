@@ -181,7 +181,7 @@ class SqlConnector(Connector):
         for spec in tables:
             problems.extend(verify_table(spec, existing, self._table, self.engine.dialect))
             problems.extend(verify_tenancy(spec, existing, self._table))
-            problems.extend(sqlbasis.verify_spec(spec, existing, self._table))
+            problems.extend(sqlbasis.verify_spec(spec, existing, self._table, self.dialect))
         return problems
 
     def _reflect(self, names: Sequence[str]) -> set[str]:

@@ -32,6 +32,7 @@ from connectors.base import (
     Table,
     Target,
 )
+from connectors.tenantrange import integer_range
 
 TableOf = Callable[[str], sa.Table]
 TenantOn = Callable[[sa.FromClause], ColumnElement[bool] | None]
@@ -127,10 +128,23 @@ def condition(cond: Condition, table: sa.FromClause) -> ColumnElement[bool]:
     return tests[cond.op]()
 
 
-def typed(value: Any, column: sa.ColumnElement[Any], cond: Condition) -> Any:
-    """`value` as the column's type holds it; SchemaError saying what to write otherwise."""
+def typed(
+    value: Any, column: sa.ColumnElement[Any], cond: Condition, dialect: str | None = None
+) -> Any:
+    """`value` as the column's type holds it; SchemaError saying what to write otherwise.
+
+    A whole number must lie within the integer column's range on `dialect` (its declared
+    width: INTEGER is 32 bits on PostgreSQL and MariaDB; any column 64 bits on SQLite, and
+    when `dialect` is None), and a text holds no NUL character: the database would refuse
+    the statement (PostgreSQL `integer out of range`, SQLite's driver an OverflowError).
+    """
     kind = column.type
     where = f"the condition on {cond.column} ({cond.op} {value!r})"
+    if isinstance(value, str) and "\x00" in value:
+        raise SchemaError(
+            f"the condition on {cond.column} holds a NUL character (\\0), which PostgreSQL "
+            "refuses in any text and no stored text holds; remove it"
+        )
     try:
         if isinstance(kind, sa.Boolean):
             if isinstance(value, bool):
@@ -143,6 +157,13 @@ def typed(value: Any, column: sa.ColumnElement[Any], cond: Condition) -> Any:
                 return dt.date.fromisoformat(value)
         elif isinstance(kind, sa.Integer):
             if isinstance(value, int) and not isinstance(value, bool):
+                low, high = integer_range(kind, dialect or "sqlite") or (-(2**63), 2**63 - 1)
+                if not low <= value <= high:
+                    raise SchemaError(
+                        f"{where} is beyond the column's type {kind} (whole numbers from {low} "
+                        f"to {high}): no row holds it and the database would refuse the "
+                        "comparison; write a value within that range"
+                    )
                 return value
         elif isinstance(kind, sa.Numeric | sa.Float):
             if isinstance(value, int | float) and not isinstance(value, bool):
@@ -171,7 +192,9 @@ def _kind_hint(kind: Any) -> str:
     return "text"
 
 
-def verify_spec(spec: Table, existing: set[str], table_of: TableOf) -> list[Problem]:
+def verify_spec(
+    spec: Table, existing: set[str], table_of: TableOf, dialect: str | None = None
+) -> list[Problem]:
     """The mapping language of one table against the live schema: related time bases
     (table, references, a date column), row conditions (column, a value of its type),
     related rows (table, references, masked columns), and a key that a primary key or a
@@ -202,7 +225,7 @@ def verify_spec(spec: Table, existing: set[str], table_of: TableOf) -> list[Prob
         values = cond.value if cond.op in (Op.IN, Op.NOT_IN) else [cond.value]
         for value in values if cond.op not in (Op.IS_NULL, Op.NOT_NULL) else []:
             try:
-                typed(value, table.c[cond.column], cond)
+                typed(value, table.c[cond.column], cond, dialect)
             except SchemaError as exc:
                 problems.append(Problem(spec.name, cond.column, str(exc)))
                 break
