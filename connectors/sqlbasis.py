@@ -220,14 +220,16 @@ def verify_spec(
                 )
     for cond in spec.conditions:
         if cond.column not in table.c:
-            problems.append(Problem(spec.name, cond.column, "column is missing from the table"))
+            problems.append(
+                Problem(spec.name, cond.column, "column is missing from the table", part="where")
+            )
             continue
         values = cond.value if cond.op in (Op.IN, Op.NOT_IN) else [cond.value]
         for value in values if cond.op not in (Op.IS_NULL, Op.NOT_NULL) else []:
             try:
                 typed(value, table.c[cond.column], cond, dialect)
             except SchemaError as exc:
-                problems.append(Problem(spec.name, cond.column, str(exc)))
+                problems.append(Problem(spec.name, cond.column, str(exc), part="where"))
                 break
     for rel in spec.related:
         problems += _verify_linked(rel.table, rel.references, table, existing, table_of)

@@ -49,7 +49,10 @@ def test_a_whole_number_beyond_the_integer_column_is_refused(
         assert report.changed == 0
     else:
         assert code == 2, out
-        assert "pupil.grade: the condition on grade (ge 3000000000) is beyond the column's " in out
+        assert (
+            "products/kids.yaml: rules.0.where.0 (line 17): pupil.grade: the condition on grade "
+            "(ge 3000000000) is beyond the column's type " in out
+        )
         assert "(whole numbers from -2147483648 to 2147483647)" in out
         assert "write a value within that range" in out
         assert report.error is not None
