@@ -153,6 +153,7 @@ class ColumnInfo:
     length: int | None = None
     padded: bool = False
     choices: tuple[str, ...] = ()
+    has_default: bool = False  # a DEFAULT the database fills in (ON DELETE SET DEFAULT)
 
 
 @dataclass(frozen=True)

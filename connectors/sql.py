@@ -177,7 +177,7 @@ class SqlConnector(SqlReads):
         for spec in tables:
             problems.extend(verify_table(spec, existing, self._table, self.engine.dialect))
             problems.extend(verify_tenancy(spec, existing, self._table))
-            problems.extend(sqlbasis.verify_spec(spec, existing, self._table))
+            problems.extend(sqlbasis.verify_spec(spec, existing, self._table, self.dialect))
         return problems
 
     def _reflect(self, names: Sequence[str]) -> set[str]:

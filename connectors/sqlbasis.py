@@ -32,6 +32,7 @@ from connectors.base import (
     Table,
     Target,
 )
+from connectors.tenantrange import integer_range
 
 TableOf = Callable[[str], sa.Table]
 TenantOn = Callable[[sa.FromClause], ColumnElement[bool] | None]
@@ -127,10 +128,23 @@ def condition(cond: Condition, table: sa.FromClause) -> ColumnElement[bool]:
     return tests[cond.op]()
 
 
-def typed(value: Any, column: sa.ColumnElement[Any], cond: Condition) -> Any:
-    """`value` as the column's type holds it; SchemaError saying what to write otherwise."""
+def typed(
+    value: Any, column: sa.ColumnElement[Any], cond: Condition, dialect: str | None = None
+) -> Any:
+    """`value` as the column's type holds it; SchemaError saying what to write otherwise.
+
+    A whole number must lie within the integer column's range on `dialect` (its declared
+    width: INTEGER is 32 bits on PostgreSQL and MariaDB; any column 64 bits on SQLite, and
+    when `dialect` is None), and a text holds no NUL character: the database would refuse
+    the statement (PostgreSQL `integer out of range`, SQLite's driver an OverflowError).
+    """
     kind = column.type
     where = f"the condition on {cond.column} ({cond.op} {value!r})"
+    if isinstance(value, str) and "\x00" in value:
+        raise SchemaError(
+            f"the condition on {cond.column} holds a NUL character (\\0), which PostgreSQL "
+            "refuses in any text and no stored text holds; remove it"
+        )
     try:
         if isinstance(kind, sa.Boolean):
             if isinstance(value, bool):
@@ -143,6 +157,13 @@ def typed(value: Any, column: sa.ColumnElement[Any], cond: Condition) -> Any:
                 return dt.date.fromisoformat(value)
         elif isinstance(kind, sa.Integer):
             if isinstance(value, int) and not isinstance(value, bool):
+                low, high = integer_range(kind, dialect or "sqlite") or (-(2**63), 2**63 - 1)
+                if not low <= value <= high:
+                    raise SchemaError(
+                        f"{where} is beyond the column's type {kind} (whole numbers from {low} "
+                        f"to {high}): no row holds it and the database would refuse the "
+                        "comparison; write a value within that range"
+                    )
                 return value
         elif isinstance(kind, sa.Numeric | sa.Float):
             if isinstance(value, int | float) and not isinstance(value, bool):
@@ -183,12 +204,14 @@ def _kind_hint(kind: Any) -> str:
     return "text"
 
 
-def verify_spec(spec: Table, existing: set[str], table_of: TableOf) -> list[Problem]:
+def verify_spec(
+    spec: Table, existing: set[str], table_of: TableOf, dialect: str | None = None
+) -> list[Problem]:
     """The mapping language of one table against the live schema: related time bases
     (table, references, a date column), row conditions (column, a value of its type),
     related rows (table, references, masked columns), and a key that a primary key or a
     unique index proves (a key that is not unique would let one keyed hash stand for
-    several rows)."""
+    several rows) on NOT NULL columns (a unique index allows many NULLs)."""
     if spec.name not in existing:
         return []  # reported by the table check
     table = table_of(spec.name)
@@ -209,14 +232,16 @@ def verify_spec(spec: Table, existing: set[str], table_of: TableOf) -> list[Prob
                 )
     for cond in spec.conditions:
         if cond.column not in table.c:
-            problems.append(Problem(spec.name, cond.column, "column is missing from the table"))
+            problems.append(
+                Problem(spec.name, cond.column, "column is missing from the table", part="where")
+            )
             continue
         values = cond.value if cond.op in (Op.IN, Op.NOT_IN) else [cond.value]
         for value in values if cond.op not in (Op.IS_NULL, Op.NOT_NULL) else []:
             try:
-                typed(value, table.c[cond.column], cond)
+                typed(value, table.c[cond.column], cond, dialect)
             except SchemaError as exc:
-                problems.append(Problem(spec.name, cond.column, str(exc)))
+                problems.append(Problem(spec.name, cond.column, str(exc), part="where"))
                 break
     for rel in spec.related:
         problems += _verify_linked(rel.table, rel.references, table, existing, table_of)
@@ -237,6 +262,19 @@ def verify_spec(spec: Table, existing: set[str], table_of: TableOf) -> list[Prob
                 "for a table a delete rule clears without a key",
             )
         )
+    for name in spec.key:
+        column = table.c.get(name)
+        if column is not None and column.nullable and not column.primary_key:
+            problems.append(
+                Problem(
+                    spec.name,
+                    name,
+                    "this key column allows NULL: a key must be NOT NULL (a "
+                    "unique index allows many NULLs, and a row with a NULL key part can be named "
+                    f"neither in the audit nor by a legal hold); make {spec.name}.{name} NOT NULL "
+                    "(after giving its NULL rows a value), or map another key (the primary key)",
+                )
+            )
     return problems
 
 

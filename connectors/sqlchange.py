@@ -13,7 +13,8 @@ Identifiers come from reflected tables; values are bound parameters.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ from connectors.base import (
     SchemaError,
     Target,
 )
+from connectors.errors import timeout_kind, wrap_errors
 from connectors.sqlreach import cascaded
 
 TableOf = Callable[[str], sa.Table]
@@ -247,13 +249,27 @@ def _related(
         tenant = batch.tenant_of(related, target)
         if tenant is not None:
             where = sa.and_(where, tenant)
-        if rel.change is Change.DELETE:
-            _add(counts, batch.cascades(conn, related, where))
-            done = conn.execute(sa.delete(related).where(where)).rowcount
-        else:
-            done = _mask_related(conn, related, rel.masks, where, batch)
+        with _naming(f"cannot {rel.change} related rows of {rel.table} (with {table.name})"):
+            if rel.change is Change.DELETE:
+                _add(counts, batch.cascades(conn, related, where))
+                done = conn.execute(sa.delete(related).where(where)).rowcount
+            else:
+                done = _mask_related(conn, related, rel.masks, where, batch)
         if done:
             counts[rel.table] = counts.get(rel.table, 0) + done
+
+
+@contextmanager
+def _naming(what: str) -> Iterator[None]:
+    """A database error while changing related rows names the related table (`what`), not
+    the subject's; a timeout is left to the caller, whose message names the timeout setting."""
+    try:
+        yield
+    except sa.exc.SQLAlchemyError as exc:
+        if timeout_kind(exc) is not None:
+            raise
+        with wrap_errors(what):
+            raise
 
 
 def _mask_related(

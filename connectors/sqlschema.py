@@ -124,6 +124,7 @@ def _column(column: sa.Column[Any], dialect: sa.Dialect) -> ColumnInfo:
         length=length if isinstance(length, int) else None,
         padded=isinstance(type_, sa.CHAR),
         choices=choices,
+        has_default=column.server_default is not None,
     )
 
 

@@ -9,7 +9,9 @@ they write, deletes against the foreign keys that point at the rows they remove.
   one of those tables, that the mapping does not delete first (not a dependent there, with
   those columns), either refuses the delete (ON DELETE RESTRICT / NO ACTION: a problem at the
   stage's `action`, with the fix) or changes rows the mapping does not name (CASCADE, SET NULL,
-  SET DEFAULT: a warning; the run counts those rows).
+  SET DEFAULT: a warning; the run counts those rows). SET NULL (or SET DEFAULT without a
+  DEFAULT) on a NOT NULL column of the foreign key refuses the delete too: a problem, like
+  RESTRICT.
 
 Each finding comes with its path in the product mapping; `worker.checks` adds the file and
 line.
@@ -17,12 +19,13 @@ line.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from connectors.base import Connector, ForeignKeyRef, RefAction, SchemaError, TableSchema
 from connectors.maskfit import check_masks
-from worker.config import Action, Dependent, ProductMapping, Rule, Stage
+from worker.config import Action, Dependent, Masking, ProductMapping, Rule, Stage
+from worker.config.language import RelatedAction
 from worker.targets import column_mask
 
 Path_ = tuple[str | int, ...]
@@ -62,10 +65,20 @@ def check_constraints(connector: Connector, mapping: ProductMapping) -> Findings
                     schemas[subject.table] = _schema(connector, subject.table)
                 schema = schemas[subject.table]
                 if schema is not None:
-                    _masks(connector, schema, stage, path, label, found)
+                    _masks(connector, schema, stage.with_, path, label, found)
             else:
                 deps = subject.dependents if stage.action is Action.DELETE else ()
                 _deletes(connector, mapping, subject.table, deps, stage, path, label, found)
+        for number, related in enumerate(rule.related):
+            if related.action is not RelatedAction.ANONYMISE or related.table == subject.table:
+                continue
+            if related.table not in schemas:
+                schemas[related.table] = _schema(connector, related.table)
+            schema = schemas[related.table]
+            if schema is not None:
+                path = ("rules", index, "related", number)
+                label = f"{'.'.join(str(p) for p in path)} ({rule.id})"
+                _masks(connector, schema, related.with_, path, label, found)
     return found
 
 
@@ -79,12 +92,12 @@ def _schema(connector: Connector, table: str) -> TableSchema | None:
 def _masks(
     connector: Connector,
     schema: TableSchema,
-    stage: Stage,
+    with_: Mapping[str, Masking],
     path: Path_,
     label: str,
     found: Findings,
 ) -> None:
-    masks = [column_mask(column, masking) for column, masking in stage.with_.items()]
+    masks = [column_mask(column, masking) for column, masking in with_.items()]
     for fit in check_masks(schema, masks, connector.foreign_keys_to(schema.name)):
         if fit.fatal:
             found.problems.append(((*path, "with", fit.column), fit.message))
@@ -114,6 +127,8 @@ def _deletes(
             )
             if ref.on_delete.blocks:
                 found.problems.append(((*path, "action"), _blocked(ref, stage, where)))
+            elif (refused := _refused_reset(connector, ref)) is not None:
+                found.problems.append(((*path, "action"), _blocked(ref, stage, where, refused)))
             else:
                 found.warnings.append(
                     f"deleting {parent} rows {_effect(ref)} ({_fk(ref)}); {where}: the run "
@@ -121,7 +136,30 @@ def _deletes(
                 )
 
 
-def _blocked(ref: ForeignKeyRef, stage: Stage, where: str) -> str:
+def _refused_reset(connector: Connector, ref: ForeignKeyRef) -> str | None:
+    """Why the database refuses what ON DELETE SET NULL / SET DEFAULT does to the
+    referencing rows: a NOT NULL column of the key (without a DEFAULT, for SET DEFAULT) takes
+    NULL. None when it does not (or for another action)."""
+    if ref.on_delete not in (RefAction.SET_NULL, RefAction.SET_DEFAULT):
+        return None
+    schema = _schema(connector, ref.table)
+    if schema is None:
+        return None
+    for name in ref.columns:
+        column = schema.columns.get(name)
+        if column is None or column.nullable:
+            continue
+        if ref.on_delete is RefAction.SET_DEFAULT and column.has_default:
+            continue
+        how = "to NULL" if ref.on_delete is RefAction.SET_NULL else "to its default, NULL,"
+        return (
+            f"it sets {ref.table}.{name} {how} which this NOT NULL column refuses "
+            f"({column.type_name} NOT NULL)"
+        )
+    return None
+
+
+def _blocked(ref: ForeignKeyRef, stage: Stage, where: str, refused: str | None = None) -> str:
     parent = ref.referred_table
     pairs = ", ".join(f"{own}: {theirs}" for own, theirs in ref.pairs)
     dependent = f"{{table: {ref.table}, references: {{{pairs}}}}}"
@@ -134,6 +172,14 @@ def _blocked(ref: ForeignKeyRef, stage: Stage, where: str) -> str:
         fix = (
             f"map {ref.table} as a dependent of {parent} ({dependent}) so that its rows are "
             "deleted first, or anonymise instead of deleting"
+        )
+    if refused is not None:
+        columns = ", ".join(f"{ref.table}.{c}" for c in ref.columns)
+        fix += f", or make {columns} nullable"
+        return (
+            f"deleting {parent} rows is refused through the foreign key {_fk(ref)}: {refused}; "
+            f"{where}, so every {parent} row that a row of {ref.table} still references would "
+            f"fail its batch; {fix}"
         )
     return (
         f"deleting {parent} rows is refused by the foreign key {_fk(ref)}: {where}, so every "

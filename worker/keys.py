@@ -37,6 +37,8 @@ import hmac
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from connectors.base import SchemaError
+
 
 def key_text(value: Any) -> str:
     """The canonical text of one key part (see the module docstring); ValueError for None."""
@@ -84,9 +86,21 @@ class KeyHasher:
 
     def __init__(self, pepper: bytes, customer: str, product: str, table: str) -> None:
         self._base = hmac.new(pepper, encode_fields((customer, product, table)), hashlib.sha256)
+        self._table = table
 
     def __call__(self, key: Sequence[Any]) -> str:
-        """The lowercase hex HMAC-SHA256 of one record key (a tuple of its parts)."""
+        """The lowercase hex HMAC-SHA256 of one record key (a tuple of its parts).
+
+        Raises SchemaError (the rule fails, the pair's other rules run) when a part is NULL:
+        a key on a nullable column (a unique index allows many NULLs) names no row.
+        """
+        if any(part is None for part in key):
+            raise SchemaError(
+                f"a row of {self._table} has NULL in its mapped key: a key must be NOT NULL (a "
+                "unique index allows many NULLs, so such a row has no name in the audit or the "
+                f"legal-hold ledger); make the key's columns of {self._table} NOT NULL, or map "
+                "another key (the primary key); `validate` names the column"
+            )
         mac = self._base.copy()
         mac.update(encode_fields(key_text(part) for part in key))
         return mac.hexdigest()

@@ -162,7 +162,8 @@ def link_path(
     name: str, subject: Subject, mapping: ProductMapping, problem: Problem
 ) -> Path | None:
     """Where the product mapping writes the references of the link `problem` is about (its
-    `part`: a dependent at any depth, a rule's related rows, a related time basis)."""
+    `part`: a dependent at any depth, a rule's related rows, a related time basis), or the
+    row condition (`part` "where") on the problem's column."""
     base: Path = ("subjects", name)
     if problem.part == "related":
         for i, rule in enumerate(mapping.rules):
@@ -171,6 +172,16 @@ def link_path(
             for j, rel in enumerate(rule.related):
                 if rel.table == problem.table:
                     return ("rules", i, "related", j, "references")
+    elif problem.part == "where":  # a row condition on the subject's column
+        for k, cond in enumerate(subject.where):
+            if cond.column == problem.column:
+                return (*base, "where", k)
+        for i, rule in enumerate(mapping.rules):
+            if mapping.subjects.get(rule.subject) is not subject:
+                continue
+            for k, cond in enumerate(rule.where):
+                if cond.column == problem.column:
+                    return ("rules", i, "where", k)
     elif problem.part == "from":
         for date_name, spec in subject.dates.items():
             if isinstance(spec, Aggregate) and spec.from_.table == problem.table:

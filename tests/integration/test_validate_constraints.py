@@ -412,3 +412,34 @@ def test_the_index_warning_reads_composite_indexes_and_advises_the_missing_one(
     code, out = check(tmp_path, any_db_url, text)
     assert code == 0, out
     assert advice(out) is None, out
+
+
+@pytest.mark.parametrize("ondelete", ["SET NULL", "SET DEFAULT"])
+@pytest.mark.parametrize(
+    "url_fixture",
+    [  # InnoDB refuses such a key in CREATE TABLE: on MariaDB it cannot exist
+        pytest.param("sqlite_url", id="sqlite"),
+        pytest.param("pg_url", id="postgresql", marks=pytest.mark.postgres),
+    ],
+)
+def test_a_set_null_key_on_a_not_null_column_is_refused_like_restrict(
+    request: pytest.FixtureRequest, url_fixture: str, tmp_path: Path, ondelete: str
+) -> None:
+    """note.child_id NOT NULL → child.id ON DELETE SET NULL (or SET DEFAULT, no DEFAULT): the
+    database refuses every delete, so a delete rule exits 2 at its `action` naming
+    note.child_id and the fix; mapping note as a dependent passes."""
+    any_db_url = request.getfixturevalue(url_fixture)
+    create(any_db_url, extra=[referencing("note", ondelete)])
+    text = product(DELETE)
+    code, out = check(tmp_path, any_db_url, text)
+    assert code == 2, out
+    assert f"products/kids.yaml: rules.0.action (line {line_of(text, 'action: delete')}): " in out
+    assert f"note(child_id) → child(id) ON DELETE {ondelete}" in out
+    assert "note.child_id to" in out
+    assert "which this NOT NULL column refuses" in out
+    assert "map note as a dependent of child ({table: note, references: {child_id: id}})" in out
+    assert "or make note.child_id nullable" in out
+
+    dependents = "    dependents:\n      - {table: note, references: {child_id: id}}\n"
+    code, out = check(tmp_path, any_db_url, product(DELETE, dependents))
+    assert code == 0, out

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from connectors.base import SchemaError
 from tests.support import REPO
 from worker.keys import KeyHasher, encode_fields, key_text, record_key_hash
 
@@ -84,3 +85,11 @@ def test_a_date_time_hashes_the_same_in_every_session_time_zone(
     shown = instant.astimezone(dt.timezone(dt.timedelta(minutes=minutes)))
     assert key_text(shown) == key_text(instant)
     assert key_text(instant).endswith("+00:00")
+
+
+def test_a_null_key_part_fails_with_a_schema_error_naming_the_table() -> None:
+    """A NULL key part (a key on a nullable column) is a SchemaError, the rule's own failure,
+    naming the table and the fix; never a bare ValueError."""
+    hasher = KeyHasher(b"pepper", "kdv-a", "kids", "acct")
+    with pytest.raises(SchemaError, match=r"a row of acct has NULL in its mapped key.*NOT NULL"):
+        hasher((1, None))

@@ -99,6 +99,31 @@ def date_spec(value: Any) -> Any:
 DateSpec = Identifier | FirstOf | Aggregate
 
 
+# The whole numbers every database's integer columns can hold at most (SQLite, BIGINT).
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def literal_problem(value: Any) -> str | None:
+    """Why a condition's literal can never be compared with a column, whatever the schema:
+    a whole number beyond 64 bits (SQLite's driver overflows, PostgreSQL refuses it against
+    an integer column, and no integer column holds it), or a text with a NUL character
+    (PostgreSQL refuses it in any text). None when it can be; the live schema's column width
+    is checked by `validate` (connectors/sqlbasis.py)."""
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    if whole and not INT64[0] <= value <= INT64[1]:
+        return (
+            f"the whole number {value} is beyond what any database's integer column holds "
+            f"({INT64[0]} to {INT64[1]}): no row has it and the database would refuse the "
+            "comparison; correct the value"
+        )
+    if isinstance(value, str) and "\x00" in value:
+        return (
+            "the text holds a NUL character (\\0), which PostgreSQL refuses in any text and "
+            "no stored text holds; remove it"
+        )
+    return None
+
+
 class Operator(enum.StrEnum):
     EQUALS = "equals"
     NOT_EQUALS = "not_equals"
@@ -160,6 +185,11 @@ class Condition(Model):
         if len(given) != 1:
             names = ", ".join(op.value for op in Operator)
             raise ValueError(f"give exactly one test of the column: one of {names}")
+        value = self.value
+        for literal in value if isinstance(value, tuple) else (value,):
+            problem = literal_problem(literal)
+            if problem is not None:
+                raise ValueError(problem)
         return self
 
     def _value(self, op: Operator) -> Any:

@@ -7,8 +7,9 @@ What the live schema must confirm (columns exist, types fit, keys are unique) is
 - a table without a key (`key: []`) can only be cleared by delete rules, and has no
   dependents: nothing can point at a row that has no key;
 - `related` rows belong to a rule that anonymises (a delete removes the subject's
-  `dependents`), their columns are categories Annex A lists for the subject's kind, and
-  their `with` masks only mapped columns.
+  `dependents`), live in another table than the subject's (the subject's own columns are
+  anonymised by the rule's `with`), their columns are categories Annex A lists for the
+  subject's kind, and their `with` masks only mapped columns.
 """
 
 from __future__ import annotations
@@ -58,13 +59,14 @@ def check_language(
                         "proves, or delete",
                     )
                     break
-        _check_related(rule, path, owner.kind, entry, cat, add)
+        _check_related(rule, path, owner.kind, owner.table, entry, cat, add)
 
 
 def _check_related(
     rule: Rule,
     path: tuple[str | int, ...],
     kind: str,
+    table: str,
     entry: CatalogueProduct,
     cat: Catalogue,
     add: Any,
@@ -81,6 +83,13 @@ def _check_related(
     allowed = set(entry.processes.get(kind, ()))
     for j, related in enumerate(rule.related):
         where = (*path, "related", j)
+        if related.table == table:
+            add(
+                (*where, "table"),
+                f"related rows live in another table than the subject's own ({table}): the "
+                "rule's `with` anonymises the subject's columns; move these masks there, or name "
+                "the other table",
+            )
         for column, category in related.columns.items():
             if category not in cat.categories:
                 add((*where, "columns", column), f"unknown category {short(category)}")
