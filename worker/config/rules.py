@@ -106,6 +106,13 @@ def _masking(value: Any) -> Masking:
     raise ValueError(f"{short(value)} is not an anonymisation; use {_WRITTEN}")
 
 
+def _mask_map(value: Any) -> Any:
+    """A `with:` mapping (column → anonymisation) with each value read by `_masking`."""
+    if isinstance(value, dict):
+        return {k: _masking(v) for k, v in value.items()}
+    return value
+
+
 class Related(Model):
     """Rows of another table that go with a subject row a rule anonymises: deleted, or
     anonymised with their own `with`, in the same transaction (language.py)."""
@@ -116,12 +123,7 @@ class Related(Model):
     columns: dict[Identifier, str] = {}
     with_: dict[Identifier, Masking] = Field(default={}, alias="with")
 
-    @field_validator("with_", mode="before")
-    @classmethod
-    def _masks(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: _masking(v) for k, v in value.items()}
-        return value
+    _parse_masks = field_validator("with_", mode="before")(_mask_map)
 
     @model_validator(mode="after")
     def _with_matches_action(self) -> Related:
@@ -207,12 +209,7 @@ class Stage(Model):
 
     _parse_period = field_validator("period", mode="before")(_period_spec)
 
-    @field_validator("with_", mode="before")
-    @classmethod
-    def _masks(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: _masking(v) for k, v in value.items()}
-        return value
+    _parse_masks = field_validator("with_", mode="before")(_mask_map)
 
     @model_validator(mode="after")
     def _with_matches_action(self) -> Stage:
@@ -287,12 +284,7 @@ class Rule(Model):
 
     _parse_approval = field_validator("approval", mode="before")(_approval)
 
-    @field_validator("with_", mode="before")
-    @classmethod
-    def _masks(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: _masking(v) for k, v in value.items()}
-        return value
+    _parse_masks = field_validator("with_", mode="before")(_mask_map)
 
     @model_validator(mode="before")
     @classmethod
