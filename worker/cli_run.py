@@ -99,7 +99,7 @@ def _exit_for(reports: list[RunReport], config: Config) -> ExitCode:
     "at",
     metavar="WHEN",
     help="Evaluate as of this ISO date-time (default: now; without an offset it is UTC), "
-    "e.g. 2027-01-01T12:00+01:00 to preview that day's backlog.",
+    "e.g. 2027-01-01T12:00+01:00 to preview that day's backlog; not before 2000-01-01.",
 )
 @click.option(
     "--explain",
@@ -173,7 +173,8 @@ def plan(
     metavar="WHEN",
     help="With --once: evaluate the rules as of this ISO date-time, not after now (default: "
     "now; without an offset it is UTC), to reproduce an earlier run: only what was due then "
-    "changes. A later instant is refused (preview it with `plan --at`).",
+    "changes. A later instant, or one before 2000-01-01, is refused (preview a later day "
+    "with `plan --at`).",
 )
 @click.pass_obj
 def run(
