@@ -126,7 +126,14 @@ def _delete(
     todo: list[Key],
     batch: Batch,
 ) -> tuple[dict[str, int], list[Key]]:
-    where = sa.and_(key_in(key_cols, todo, conn.dialect.name), batch.expired)
+    # The rows of `todo` were re-checked (expired, not held) and locked by change_batch:
+    # exactly those go. The expiry is not evaluated again here: a time basis read from a
+    # table that is also a dependent would no longer hold once the dependents are deleted,
+    # and the subject rows would silently stay.
+    where = key_in(key_cols, todo, conn.dialect.name)
+    tenant = batch.tenant_of(table, target)
+    if tenant is not None:
+        where = sa.and_(where, tenant)
     counts: dict[str, int] = {}
     if change is Change.DELETE:
         parent = sa.select(table).where(where).subquery()

@@ -307,3 +307,55 @@ def test_a_plan_reads_related_rows_as_the_run_leaves_them(
     gone = {(1, i) for i in (1, 2, 3, 5, 7)}
     assert set(before["placement"]) - set(after["placement"]) == gone
     school.unchanged_but(before, after, "pupil", "placement")
+
+
+BASIS_FROM_A_DEPENDENT = """\
+subjects:
+  pupil:
+    kind: child
+    table: pupil
+    key: [org, id]
+    columns: {name: name}
+    dates:
+      placed_until:
+        latest: ended_on
+        from: {table: placement, references: {org: org, pupil_id: id}}
+    dependents:
+      - {table: placement, references: {org: org, pupil_id: id}}
+rules:
+  - id: kids.pupil.gone
+    subject: pupil
+    after: {date: placed_until, period: 12m}
+    action: delete
+"""
+
+
+def test_a_delete_whose_basis_reads_its_own_dependents_deletes_them_all(
+    school_url: str, tmp_path: Path, state: StateStore
+) -> None:
+    """The time basis is read from placements that the delete removes first (they are the
+    pupil's dependents): the batch deletes the rows it locked as expired, it does not judge
+    them again once their placements are gone (which had left them all in place, reporting 0
+    changed every night). Pupil 1: all placements past → deleted with them; 2: one inside →
+    kept with its placements. Tenant 2's same keys stay. Plan equals run."""
+    rows = [
+        placement(1, 1, 1, LONG_AGO, PAST),
+        placement(1, 2, 1, LONG_AGO, LONG_AGO),
+        placement(1, 3, 2, LONG_AGO, INSIDE),
+        *(placement(2, i, 1, LONG_AGO, PAST) for i in (1, 2)),
+    ]
+    pupils = [pupil(o, i, left_on=PAST) for o in (1, 2) for i in (1, 2)]
+    school.reseed(school_url, {"pupil": pupils, "placement": rows})
+    config = school.config(tmp_path, BASIS_FROM_A_DEPENDENT)
+    before = school.snapshot(school_url)
+
+    [plan] = run_once(config, {school.ENV_NAME: school_url}, state, customer="kdv-a", dry_run=True)
+    report = school.run(config, school_url, state, "kdv-a")
+
+    assert report.rules[0].changed == {"pupil": 1, "placement": 2}
+    assert plan.rules[0].would_change == report.rules[0].changed
+    after = school.snapshot(school_url)
+    assert set(before["pupil"]) - set(after["pupil"]) == {(1, 1)}
+    assert set(before["placement"]) - set(after["placement"]) == {(1, 1), (1, 2)}
+    school.unchanged_but(before, after, "pupil", "placement")
+    assert school.run(config, school_url, state, "kdv-a").changed == 0
