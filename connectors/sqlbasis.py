@@ -104,19 +104,33 @@ def oldest(
     return dates.oldest(value, dialect), value
 
 
-def condition(cond: Condition, table: sa.FromClause) -> ColumnElement[bool]:
-    """One row condition as SQL; SchemaError when its value cannot be the column's type."""
-    column = table.c[cond.column]
+def condition(
+    cond: Condition, table: sa.FromClause, dialect: str | None = None
+) -> ColumnElement[bool]:
+    """One row condition as SQL; SchemaError when its value cannot be the column's type.
+
+    On SQLite a date-time column holds text in whatever form was written (`2025-12-31
+    23:30:00`, with fractions, with a `T`), and text comparison would put `…23:30:00` before
+    the driver's `…23:30:00.000000`: both sides are compared as `julianday()` instants
+    there (SQLite docs, "Date And Time Functions"), as PostgreSQL and MariaDB compare them.
+    """
+    column: ColumnElement[Any] = table.c[cond.column]
     if cond.op is Op.IS_NULL:
         return column.is_(None)
     if cond.op is Op.NOT_NULL:
         return column.is_not(None)
+    as_instant = dialect == "sqlite" and isinstance(column.type, sa.DateTime)
     if cond.op in (Op.IN, Op.NOT_IN):
-        values = [typed(v, column, cond) for v in cond.value]
+        values: list[Any] = [typed(v, column, cond) for v in cond.value]
+        if as_instant:
+            column, values = _julian(column), [_julian(v) for v in values]
         if cond.op is Op.IN:
             return column.in_(values)
         return sa.and_(column.is_not(None), column.not_in(values))
-    value = sa.literal(typed(cond.value, column, cond), type_=column.type)
+    typed_value = typed(cond.value, column, cond)
+    value: ColumnElement[Any] = sa.literal(typed_value, type_=column.type)
+    if as_instant:
+        column, value = _julian(column), _julian(typed_value)
     tests: dict[Op, Callable[[], ColumnElement[bool]]] = {
         Op.EQ: lambda: column == value,
         Op.NE: lambda: sa.and_(column.is_not(None), column != value),
@@ -126,6 +140,13 @@ def condition(cond: Condition, table: sa.FromClause) -> ColumnElement[bool]:
         Op.GE: lambda: column >= value,
     }
     return tests[cond.op]()
+
+
+def _julian(value: Any) -> ColumnElement[Any]:
+    """SQLite's `julianday()` of a column, or of a date-time written as ISO text (UTC)."""
+    if isinstance(value, dt.datetime):
+        value = value.isoformat(sep=" ")
+    return sa.func.julianday(value)
 
 
 def typed(

@@ -120,7 +120,7 @@ class SqlReads(Connector):
                     target, cutoff_date=other.cutoff_date, cutoff_instant=other.cutoff_instant
                 )
                 clauses.append(self._basis(other.column, table, past))
-        clauses += [sqlbasis.condition(c, table) for c in target.where]
+        clauses += [sqlbasis.condition(c, table, self.dialect) for c in target.where]
         if target.masks:
             done = [done_clause(m, table.c[m.column], self.dialect) for m in target.masks]
             clauses.append(sa.not_(sa.and_(*done)))

@@ -12,7 +12,7 @@ import datetime as dt
 from pathlib import Path
 
 from tests.integration import school
-from tests.integration.own_config import validate
+from tests.integration.own_config import execute, validate
 from tests.integration.school import INSIDE, PAST, both, pupil
 from worker.state import StateStore
 
@@ -134,3 +134,33 @@ def test_validate_refuses_a_condition_the_column_cannot_hold(
     ):
         line = next((x for x in out.splitlines() if words[0] in x), "")
         assert words[1] in line, out
+
+
+def test_a_date_time_written_as_text_compares_as_an_instant(
+    school_url: str, tmp_path: Path, state: StateStore
+) -> None:
+    """Date-times stored as plain text the way applications write them on SQLite
+    ('2025-12-31 23:59:00', no fractions; one with a 'T') compare as instants, as on
+    PostgreSQL and MariaDB: `equals` finds the row, `lt` leaves out the equal one, `le`
+    takes it (text comparison put '…23:59:00' before '…23:59:00.000000')."""
+    cases = [
+        ("{column: archived_at, equals: '2025-12-31T23:59:00'}", {6}),
+        ("{column: archived_at, lt: '2025-12-31T23:59:00'}", {2}),
+        ("{column: archived_at, le: '2025-12-31T23:59:00'}", {2, 6}),
+        ("{column: archived_at, in: ['2025-12-31T23:59:00', '2025-06-01T10:00:00']}", {2, 6}),
+    ]
+    for n, (condition, expected) in enumerate(cases):
+        school.reseed(school_url, SEED)
+        execute(
+            school_url,
+            "UPDATE pupil SET archived_at = '2025-12-31 23:59:00' WHERE id = 6",
+            "UPDATE pupil SET archived_at = '2025-06-01T10:00:00' WHERE id = 2"
+            if school_url.startswith("sqlite")
+            else "UPDATE pupil SET archived_at = '2025-06-01 10:00:00' WHERE id = 2",
+        )
+        config = school.config(tmp_path / str(n), mapping("[]", f"[{condition}]"))
+        before = school.snapshot(school_url)
+        report = school.run(config, school_url, state, "kdv-a")
+        assert report.rules[0].changed == {"pupil": len(expected)}, condition
+        after = school.snapshot(school_url)
+        school.changed_only(before, after, "pupil", {(1, i): {"name": None} for i in expected})
