@@ -42,6 +42,7 @@ from worker.events import (
     RuleGated,
 )
 from worker.gate import held_by
+from worker.holds import ActiveHolds
 from worker.isolation import LostCommits, split
 from worker.keys import KeyHasher, row_key
 from worker.periods import add_period
@@ -111,21 +112,7 @@ def run_batches(
         if not page:
             return
         holds = keeper.active_holds(customer.customer, mapping.product)
-        stopped = held_by(holds, rule)
-        if stopped:
-            plan.gate, plan.why, plan.reasons = "held", "hold", (f"held by {stopped}",)
-            runner.bus.publish(
-                RuleGated(
-                    gate="held",
-                    why="hold",
-                    eligible=plan.eligible,
-                    reasons=plan.reasons,
-                    hold_ids=stopped,
-                    since=None,
-                    **common,
-                    **names,
-                )
-            )
+        if _stopped_by_hold(runner, holds, rule, plan, common, names):
             return
         held = holds.held(table, (hasher(k) for k in page))
         keys = [k for k in page if hasher(k) not in held]
@@ -294,21 +281,7 @@ def _keyless_batches(
     while True:
         runner.check_stop()
         holds = runner.gatekeeper.active_holds(customer.customer, mapping.product)
-        stopped = held_by(holds, rule)
-        if stopped:
-            plan.gate, plan.why, plan.reasons = "held", "hold", (f"held by {stopped}",)
-            runner.bus.publish(
-                RuleGated(
-                    gate="held",
-                    why="hold",
-                    eligible=plan.eligible,
-                    reasons=plan.reasons,
-                    hold_ids=stopped,
-                    since=None,
-                    **common,
-                    **names,
-                )
-            )
+        if _stopped_by_hold(runner, holds, rule, plan, common, names):
             return
         batch += 1
         number = batch
@@ -392,3 +365,32 @@ def _settle_lost_commit(
 def _count(plan: RulePlan, rows: Mapping[str, int]) -> None:
     for name, count in rows.items():
         plan.changed[name] = plan.changed.get(name, 0) + count
+
+
+def _stopped_by_hold(
+    runner: Runner,
+    holds: ActiveHolds,
+    rule: EffectiveRule,
+    plan: RulePlan,
+    common: Mapping[str, Any],
+    names: Mapping[str, str],
+) -> bool:
+    """True when a hold placed on the whole rule (or its pair) since the run began stops it
+    before the next batch: the plan says so and a `rule.gated` event is published."""
+    stopped = held_by(holds, rule)
+    if not stopped:
+        return False
+    plan.gate, plan.why, plan.reasons = "held", "hold", (f"held by {stopped}",)
+    runner.bus.publish(
+        RuleGated(
+            gate="held",
+            why="hold",
+            eligible=plan.eligible,
+            reasons=plan.reasons,
+            hold_ids=stopped,
+            since=None,
+            **common,
+            **names,
+        )
+    )
+    return True
