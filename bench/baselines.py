@@ -24,7 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.data import Seeded
+from bench.data import CONDITION, Seeded
 from connectors.anonymise import KEYED_HASH_LENGTH, PSEUDONYM_PREFIX, mask_value
 from connectors.base import ColumnMask, Mask
 
@@ -62,6 +62,7 @@ def _sql_mask(m: ColumnMask) -> str:
 
 
 def _statement(seeded: Seeded, action: str, masks: Sequence[ColumnMask], where: str) -> str:
+    where = f"{CONDITION[seeded.table]} AND {where}"
     if action == "delete":
         return f"DELETE FROM {seeded.table} WHERE {seeded.basis} < :cutoff AND {where}"
     sets = ", ".join(f"{m.column} = {_sql_mask(m)}" for m in masks)
@@ -125,6 +126,7 @@ def per_row(
     table = sa.Table(seeded.table, sa.MetaData(), autoload_with=engine)
     due = sa.and_(
         table.c[seeded.basis] < seeded.cutoff,
+        sa.text(CONDITION[seeded.table]),
         table.c.organisation_id.between(seeded.tenants[0], seeded.tenants[-1]),
     )
     columns = [table.c[m.column] for m in masks]

@@ -67,6 +67,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
 }
 BASIS = {"invoice": "invoice_date", "parent": "relation_ended_on"}
+# The rule's row condition (`where:` in config/products/flexkids.yaml), in the baselines too.
+CONDITION = {"invoice": "paid_on IS NOT NULL", "parent": "TRUE"}
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,9 @@ class Seeded:
 
 def _row(table: str, i: int, org: int, day: dt.date) -> tuple[Any, ...]:
     if table == "invoice":
-        return (i, org, None, f"F{i}", f"NL00BENCH{i:010d}", 1000 + i % 9000, day, None, CREATED)
+        # Every invoice is paid (a month after it is issued): the rule keeps unpaid ones.
+        paid = day + dt.timedelta(days=30)
+        return (i, org, None, f"F{i}", f"NL00BENCH{i:010d}", 1000 + i % 9000, day, paid, CREATED)
     return (
         i,
         org,

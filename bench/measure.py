@@ -208,7 +208,7 @@ class Bench:
             if result["changed"].get(seeded.table) != len(seeded.expired):
                 raise check.WrongResult(
                     f"worker: reported {result['changed']} changed, expected "
-                    f"{len(seeded.expired)} in {seeded.table}"
+                    f"{len(seeded.expired)} in {seeded.table}; rules: {result.get('gates')}"
                 )
             checks["worker"] = self._check(action, seeded.expired, "worker")
             progress(

@@ -99,9 +99,11 @@ def tick(spec: dict[str, Any]) -> dict[str, Any]:
     finally:
         store.close()
     changed: Counter[str] = Counter()
+    gates: Counter[str] = Counter()
     for report in reports:
         for plan in report.rules:
             changed.update(plan.changed)
+            gates[f"{plan.gate}: {'; '.join(plan.reasons)}" if plan.gate else "ran"] += 1
     customer, mapping = pairs[0]
     return {
         "seconds": seconds,
@@ -110,6 +112,7 @@ def tick(spec: dict[str, Any]) -> dict[str, Any]:
         "errors": [r.error for r in reports if r.error][:3],
         "rules": len(effective_rules(config.catalogue, customer, mapping)),
         "changed": dict(changed),
+        "gates": dict(gates),
         "batches": times.seconds,
         "audit_records": audited,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,

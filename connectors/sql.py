@@ -82,7 +82,9 @@ class SqlConnector(SqlReads):
         self._engine: Engine | None = None
         self._metadata = sa.MetaData()
         self._own = self._metadata  # where `_table` reflects a table verify did not share
-        self._shared: frozenset[str] = frozenset()  # tables `_metadata` holds for the process
+        # Tables of the process's reflections (connectors.engines) that verify read, by name:
+        # every table set verified since `open`, the latest reflection of a name winning.
+        self._shared: dict[str, sa.Table] = {}
         self._foreign_keys: dict[str, list[ForeignKeyRef]] | None = None  # read once per open
 
     def __repr__(self) -> str:
@@ -128,7 +130,7 @@ class SqlConnector(SqlReads):
                 self._engine.dispose()
             self._engine = None
         self._metadata = self._own = sa.MetaData()
-        self._shared = frozenset()
+        self._shared = {}
         self._foreign_keys = None
 
     @property
@@ -152,7 +154,7 @@ class SqlConnector(SqlReads):
     # --- schema ----------------------------------------------------------------------
 
     def _table(self, name: str) -> sa.Table:
-        found = self._metadata.tables.get(name) if name in self._shared else None
+        found = self._shared.get(name)
         found = found if found is not None else self._own.tables.get(name)
         if found is not None:
             return found
@@ -186,8 +188,13 @@ class SqlConnector(SqlReads):
         process's reflection is used when the catalog says the tables are unchanged."""
         if self._engines is not None:
             reflected = self._engines.reflect(self.engine_key, self.engine, names)
-            self._metadata, self._own = reflected.metadata, sa.MetaData()
-            self._shared = reflected.existing
+            # Merged, not replaced: a pair verifies its tables set by set, and every set it
+            # verified must stay served from the cache (else each rule reflected its table
+            # again). A name verified as gone is forgotten.
+            self._own = sa.MetaData()
+            for name in names:
+                self._shared.pop(name, None)
+            self._shared.update((n, reflected.metadata.tables[n]) for n in reflected.existing)
             return set(reflected.existing)
         existing = set(sa.inspect(self.engine).get_table_names())
         wanted = sorted({n for n in names if n in existing} - set(self._metadata.tables))

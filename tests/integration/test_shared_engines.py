@@ -117,6 +117,29 @@ def test_customers_of_one_shared_database_share_one_engine_and_schema(
     }
 
 
+def test_a_warm_run_reflects_no_table_again(flexkids: dict[str, str], state: StateStore) -> None:
+    """A pair verifies its subject tables set by set; every set stays served from the
+    process's reflection, so the second customer's run reads no column from the catalog
+    (it used to reflect each rule's table again after the last set replaced the others)."""
+    config, engines = fixture_config(), Engines()
+    reflected: list[str] = []
+
+    def seen(_inspector: object, table: sa.Table, _column: object) -> None:
+        reflected.append(table.name)
+
+    first = _run(config, flexkids, engines, state, KDV)
+    assert first.outcome is Outcome.SUCCEEDED, first.error
+    sa.event.listen(sa.Table, "column_reflect", seen)
+    try:
+        second = _run(config, flexkids, engines, state, VL)
+    finally:
+        sa.event.remove(sa.Table, "column_reflect", seen)
+    assert second.outcome is Outcome.SUCCEEDED, second.error
+    assert second.changed == 1
+    assert len(config.products["flexkids"].subjects) > 1  # several sets were verified
+    assert reflected == []
+
+
 def test_a_column_dropped_after_the_cache_is_warm_fails_the_next_run(
     flexkids: dict[str, str], state: StateStore
 ) -> None:
