@@ -189,6 +189,11 @@ class Connector(abc.ABC):
     def verify(self, tables: Sequence[Table]) -> list[Problem]:
         """Compare the expected tables with the live schema; fatal problems stop a run."""
 
+    def verify_each(self, tables: Sequence[Table]) -> list[list[Problem]]:
+        """`verify` of each table on its own, in order (a run fails only the rules of a
+        table that drifted). A connector may read the schema of them all at once."""
+        return [self.verify([table]) for table in tables]
+
     @abc.abstractmethod
     def foreign_keys_to(self, table: str) -> list[ForeignKeyRef]:
         """The foreign keys of other tables that point at `table` (a table's references to

@@ -43,6 +43,7 @@ from connectors.engines import Engines, engine_key
 from connectors.errors import describe, refused_by_constraint, wrap_errors
 from connectors.identity import server_identity
 from connectors.masking import safe_url
+from connectors.pooling import ping_when_idle
 from connectors.reach import checked_url, engine_options
 from connectors.session import pin_sessions
 from connectors.sqlchange import Batch, change_batch
@@ -120,7 +121,8 @@ class SqlConnector(SqlReads):
 
     def _create_engine(self) -> Engine:
         options = engine_options(self._url, self._timeouts, self._engine_options)
-        engine = sa.create_engine(self._url, pool_pre_ping=True, **options)
+        engine = sa.create_engine(self._url, **options)
+        ping_when_idle(engine)  # not pool_pre_ping: a round trip per checkout (pooling.py)
         pin_sessions(engine, self._timeouts)
         return engine
 
@@ -165,6 +167,11 @@ class SqlConnector(SqlReads):
                 raise SchemaError(f"table {name} does not exist") from None
 
     def verify(self, tables: Sequence[Table]) -> list[Problem]:
+        return [p for found in self.verify_each(tables) for p in found]
+
+    def verify_each(self, tables: Sequence[Table]) -> list[list[Problem]]:
+        """See `Connector.verify_each`: one fingerprint query (and, when it changed, one
+        reflection) for every table of `tables`, their dependents, bases and related tables."""
         names: list[str] = []
         pending: list[Table | Dependent] = list(tables)
         while pending:
@@ -173,14 +180,16 @@ class SqlConnector(SqlReads):
             pending.extend(item.dependents)
             if isinstance(item, Table):
                 names += [b.table for b in item.bases] + [r.table for r in item.related]
-        with self._wrap(f"cannot inspect the schema of {', '.join(sorted(set(names)))}"):
+        names = sorted(set(names))
+        with self._wrap(f"cannot inspect the schema of {', '.join(names)}"):
             existing = self._reflect(names)
-        problems: list[Problem] = []
+        found: list[list[Problem]] = []
         for spec in tables:
-            problems.extend(verify_table(spec, existing, self._table, self.engine.dialect))
+            problems = verify_table(spec, existing, self._table, self.engine.dialect)
             problems.extend(verify_tenancy(spec, existing, self._table))
             problems.extend(sqlbasis.verify_spec(spec, existing, self._table, self.dialect))
-        return problems
+            found.append(problems)
+        return found
 
     def _reflect(self, names: Sequence[str]) -> set[str]:
         """Reflect the tables `names` that exist; returns the names of existing tables (all

@@ -114,9 +114,15 @@ def run_batches(
         holds = keeper.active_holds(customer.customer, mapping.product)
         if _stopped_by_hold(runner, holds, rule, plan, common, names):
             return
-        held = holds.held(table, (hasher(k) for k in page))
-        keys = [k for k in page if hasher(k) not in held]
+        # Hashed here, before the batch's transaction: the guard and the intent inside it
+        # find the hashes remembered (worker/keys.py) and hold no lock while hashing.
+        hashes = hasher.remember(page)
+        held = holds.held(table, hashes)
+        keys = [k for k, h in zip(page, hashes, strict=True) if h not in held] if held else page
+        last = len(page) < size  # the selection had no more rows: no page after this one
         if not keys:
+            if last:
+                return
             after = page[-1]
             continue
         batch = next(numbers)
@@ -126,6 +132,8 @@ def run_batches(
             split(runner.bus, plan, {**common, **names}, hasher, (keys, batch, held), refused, one)
             done = True
         if done:
+            if last:
+                return
             after, lost = page[-1], 0
         else:
             lost += 1

@@ -356,10 +356,11 @@ class Runner:
         and related tables included), with the message that fails its rules; raises
         SchemaDrift when none matches (nothing could run)."""
         found: dict[str, list[str]] = {}
-        for table in tables_for(mapping):
-            problems = [p for p in self._retry(connector.verify, [table]) if p.fatal]
-            if problems:
-                found[table.name] = [str(p) for p in problems]
+        tables = tables_for(mapping)
+        for table, problems in zip(tables, self._retry(connector.verify_each, tables), strict=True):
+            fatal = [str(p) for p in problems if p.fatal]
+            if fatal:
+                found[table.name] = fatal
 
         def drift(listed: list[str]) -> str:
             return (

@@ -39,12 +39,39 @@ def test_the_encoding_never_confuses_two_field_lists(a: list[str], b: list[str])
         assert encode_fields(a) != encode_fields(b)
 
 
-@given(st.lists(st.one_of(st.integers(), st.text(), st.dates()), min_size=1, max_size=3))
-def test_the_fast_hasher_equals_the_plain_formula(key: list[object]) -> None:
-    """KeyHasher (a copied HMAC state) computes exactly HMAC-SHA256 over the whole encoding."""
-    fields = ["kdv-zonnestraal", "flexkids", "child", *(key_text(k) for k in key)]
-    expected = hmac.new(PEPPER, encode_fields(fields), hashlib.sha256).hexdigest()
-    assert KeyHasher(PEPPER, "kdv-zonnestraal", "flexkids", "child")(tuple(key)) == expected
+KEY_PARTS = st.one_of(
+    st.integers(),
+    st.booleans(),
+    st.text(),
+    st.dates(),
+    st.datetimes(timezones=st.none() | st.timezones()),
+    st.binary(max_size=8),
+    st.uuids(),
+    st.decimals(allow_nan=False, allow_infinity=False, places=2),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+
+
+@given(
+    st.lists(KEY_PARTS, min_size=1, max_size=3),
+    st.binary(max_size=100),  # peppers longer than SHA-256's block (64 bytes) are hashed first
+    st.text(min_size=1, max_size=20),
+)
+def test_the_fast_hasher_equals_the_plain_formula(
+    key: list[object], pepper: bytes, customer: str
+) -> None:
+    """KeyHasher (two prepared SHA-256 states) computes exactly `hmac.new(pepper, encoding,
+    sha256)` over the whole encoding, for every kind of key part, pepper length and name;
+    and a remembered page gives the same hashes."""
+    fields = [customer, "flexkids", "child", *(key_text(k) for k in key)]
+    expected = hmac.new(pepper, encode_fields(fields), hashlib.sha256).hexdigest()
+    hasher = KeyHasher(pepper, customer, "flexkids", "child")
+    assert hasher(tuple(key)) == expected
+    zero = hmac.new(pepper, encode_fields([customer, "flexkids", "child", "0"]), "sha256")
+    # (False,) == (0,) in Python; they are different records (`false`, `0`).
+    assert hasher.remember([tuple(key), (0,)]) == [expected, zero.hexdigest()]
+    assert hasher((0,)) == zero.hexdigest()
+    assert hasher(tuple(key)) == expected
 
 
 DOCUMENTED = [

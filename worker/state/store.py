@@ -49,6 +49,7 @@ from sqlalchemy.pool import StaticPool
 from connectors.base import Timeouts
 from connectors.errors import is_transient
 from connectors.masking import safe_url
+from connectors.pooling import ping_when_idle
 from connectors.reach import client_options
 from connectors.redact import describe
 from worker.errors import StateError
@@ -108,9 +109,8 @@ class StateStore(RunLog):
 
     def _create_engine(self, url: URL) -> Engine:
         if not self._sqlite:
-            engine = create_engine(
-                url, pool_pre_ping=True, connect_args=client_options(url, self._timeouts)
-            )
+            engine = create_engine(url, connect_args=client_options(url, self._timeouts))
+            ping_when_idle(engine)  # not pool_pre_ping: a round trip per transaction
             if self._postgres:
                 bound_sessions(engine, self._timeouts)
             return engine
@@ -261,9 +261,15 @@ class StateStore(RunLog):
         at = _aware(entry.at, "the audit record's time")
         doing = f"appending {entry.kind} of run {entry.run_id} to the audit trail"
 
+        attempts = 0
+
         def write() -> AuditRecord:
+            nonlocal attempts
+            attempts += 1
             with self._write(doing) as conn:
-                record = self._append(conn, entry, at, seal)
+                # Only a retry can find its own earlier attempt committed: the first one
+                # skips that lookup (a query per record).
+                record = self._append(conn, entry, at, seal, retried=attempts > 1)
                 if also is not None:
                     also(conn, record)
                 return record
@@ -271,7 +277,13 @@ class StateStore(RunLog):
         return self._retrying(write)
 
     def _append(
-        self, conn: Connection, entry: AuditEntry, at: dt.datetime, seal: Seal
+        self,
+        conn: Connection,
+        entry: AuditEntry,
+        at: dt.datetime,
+        seal: Seal,
+        *,
+        retried: bool = True,
     ) -> AuditRecord:
         head = conn.execute(
             select(audit_head.c.seq, audit_head.c.hash)
@@ -285,16 +297,20 @@ class StateStore(RunLog):
                 " verify`)"
             )
         same = (
-            conn.execute(
-                select(audit_events).where(
-                    audit_events.c.run_id == entry.run_id,
-                    audit_events.c.kind == entry.kind,
-                    audit_events.c.at == at,
-                    audit_events.c.payload == entry.payload,
+            None
+            if not retried
+            else (
+                conn.execute(
+                    select(audit_events).where(
+                        audit_events.c.run_id == entry.run_id,
+                        audit_events.c.kind == entry.kind,
+                        audit_events.c.at == at,
+                        audit_events.c.payload == entry.payload,
+                    )
                 )
+                .mappings()
+                .first()
             )
-            .mappings()
-            .first()
         )
         if same is not None:  # an earlier attempt committed; its reply was lost
             return AuditRecord(**{**same, "seq": int(same["seq"]), "at": utc(same["at"])})
