@@ -24,6 +24,7 @@ a birth date in another form and becomes NULL.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import re
@@ -145,8 +146,17 @@ def done_clause(
     """SQL that is true when `column` already holds its anonymised form (or NULL).
 
     `dialect` (the SQLAlchemy dialect name) lets the year mask count the values it leaves
-    as they are, because they hold no date, as done.
+    as they are, because they hold no date, as done. Built once per mask, column and
+    dialect (a clause is immutable; building the pseudonym's took 3 ms, once per rule and
+    query of every customer).
     """
+    return _done_clause(mask, column, dialect)
+
+
+@functools.lru_cache(maxsize=4096)
+def _done_clause(
+    mask: ColumnMask, column: sa.ColumnElement[Any], dialect: str
+) -> ColumnElement[bool]:
     if mask.mask is Mask.NULL:
         return column.is_(None)
     if mask.mask is Mask.FIXED:

@@ -153,6 +153,17 @@ class ApprovalLedger:
         found = self._store.read("reading approvals", lambda conn: _load(conn, where))
         return found[-1] if found else None
 
+    def open_for_pair(self, customer: str, product: str) -> dict[str, Approval]:
+        """The waiting or approved request of each rule of a pair that has one, by rule id:
+        what `open_for` gives for each rule, in one read."""
+        where = sa.and_(
+            approvals.c.customer == customer,
+            approvals.c.product == product,
+            approvals.c.status.in_(OPEN),
+        )
+        found = self._store.read("reading approvals", lambda conn: _load(conn, where))
+        return {a.rule: a for a in found}  # ordered by request time: the latest wins
+
     def request(
         self,
         *,

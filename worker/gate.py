@@ -99,6 +99,12 @@ class Gatekeeper:
             return None
         return self.approvals.open_for(customer, product, rule)
 
+    def approvals_of(self, customer: str, product: str) -> dict[str, Approval]:
+        """Every rule's open (waiting or approved) request of a pair, by rule id."""
+        if self.approvals is None:
+            return {}
+        return self.approvals.open_for_pair(customer, product)
+
     def remember_policy(self, fingerprint: str, document: dict[str, Any], at: dt.datetime) -> None:
         """Keep the policy document a fingerprint names (once), for `audit policy`."""
         if self.store is None:

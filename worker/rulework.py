@@ -25,6 +25,7 @@ from connectors.base import (
     RefAction,
     Target,
 )
+from worker.approvals import Approval
 from worker.batches import run_batches
 from worker.config import Customer, ProductMapping
 from worker.errors import RetentionError
@@ -51,8 +52,12 @@ def run_rule(
     also: tuple[Basis, ...] = (),
     gone: list[Target] | None = None,
     counted: Mapping[str, tuple[Target, Backlog]] | None = None,
+    approvals: Mapping[str, Approval] | None = None,
 ) -> None:
     """Count a rule's backlog, ask the gate, then (unless dry) work through it in batches.
+
+    `approvals`: the pair's open approval requests by rule id, read once for the pair
+    (`Gatekeeper.approvals_of`); None reads this rule's.
 
     The rule's figures join the report before the first batch, so a run that is
     stopped or fails halfway still reports what it changed. A rule the gate stops (a
@@ -63,7 +68,10 @@ def run_rule(
     chosen = customer.products[mapping.product]
     cutoff = rule_cutoff(rule, now, customer.timezone)
     keeper = runner.gatekeeper
-    approval = keeper.approval(customer.customer, mapping.product, rule.id)
+    if approvals is None:
+        approval = keeper.approval(customer.customer, mapping.product, rule.id)
+    else:
+        approval = approvals.get(rule.id)
     if approval is not None and approval.status == "approved":
         # An approval covers the cutoff its approver saw, never a later one.
         day = min(cutoff.date, approval.approved_cutoff)

@@ -261,6 +261,7 @@ class Runner:
             failed: list[str] = []
             gone: list[Target] = []  # a plan's earlier delete rules (Target.gone)
             counted = count_backlogs(self, connector, customer, mapping, rules, now)
+            approvals = self.gatekeeper.approvals_of(customer.customer, mapping.product)
             for rule in rules:  # one rule's failure does not stop the others (isolation.py)
                 table = rule.subject.table
                 if table in drift:
@@ -280,6 +281,7 @@ class Runner:
                         also,
                         gone,
                         counted,
+                        approvals,
                     )
                 except ConnectorError as exc:
                     if not rule_failure(exc):
