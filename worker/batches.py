@@ -32,6 +32,7 @@ from connectors.base import (
     RowsRefused,
     Target,
 )
+from worker.batchsteps import count_changed, settle_lost_commit, stopped_by_hold
 from worker.config import Customer, ProductMapping
 from worker.errors import RetentionError
 from worker.events import (
@@ -39,12 +40,11 @@ from worker.events import (
     BatchFailed,
     BatchIntent,
     BatchSettled,
-    RuleGated,
 )
 from worker.gate import held_by
-from worker.holds import ActiveHolds
 from worker.isolation import LostCommits, split
-from worker.keys import KeyHasher, row_key
+from worker.keyless import keyless_batches
+from worker.keys import KeyHasher
 from worker.periods import add_period
 from worker.policy import EffectiveRule
 from worker.runreport import RulePlan
@@ -75,7 +75,7 @@ def run_batches(
 ) -> None:
     """Work through a rule's eligible rows in batches until none is left (or a stop)."""
     if not target.table.key:
-        _keyless_batches(runner, connector, customer, mapping, rule, target, plan, names, hasher)
+        keyless_batches(runner, connector, customer, mapping, rule, target, plan, names, hasher)
         return
     change = Change(str(rule.action))
     size = min(
@@ -112,7 +112,7 @@ def run_batches(
         if not page:
             return
         holds = keeper.active_holds(customer.customer, mapping.product)
-        if _stopped_by_hold(runner, holds, rule, plan, common, names):
+        if stopped_by_hold(runner, holds, rule, plan, common, names):
             return
         # Hashed here, before the batch's transaction: the guard and the intent inside it
         # find the hashes remembered (worker/keys.py) and hold no lock while hashing.
@@ -196,7 +196,7 @@ def _one_batch(
     try:
         applied = runner._retry(apply)
     except AmbiguousCommit as lost:
-        found = _settle_lost_commit(runner, connector, target, change, lost.applied)
+        found = settle_lost_commit(runner, connector, target, change, lost.applied)
         if found is None:
             runner.bus.publish(
                 BatchFailed(
@@ -224,7 +224,7 @@ def _one_batch(
                     **names,
                 )
             )
-            _count(plan, found)
+            count_changed(plan, found)
             return True
         applied = found
     except RowsRefused as exc:
@@ -266,139 +266,5 @@ def _one_batch(
             **names,
         )
     )
-    _count(plan, applied)
-    return True
-
-
-def _keyless_batches(
-    runner: Runner,
-    connector: Connector,
-    customer: Customer,
-    mapping: ProductMapping,
-    rule: EffectiveRule,
-    target: Target,
-    plan: RulePlan,
-    names: Mapping[str, str],
-    hasher: KeyHasher,
-) -> None:
-    """A table without a key: each batch deletes up to a batch of expired rows in one
-    transaction; the trail names each row by the keyed hash of all its values."""
-    size = min(runner.batch_size or mapping.batch_size, 10_000)
-    common: dict[str, Any] = {"rule": rule.id, "action": "delete", "table": target.table.name}
-    batch = 0
-    while True:
-        runner.check_stop()
-        holds = runner.gatekeeper.active_holds(customer.customer, mapping.product)
-        if _stopped_by_hold(runner, holds, rule, plan, common, names):
-            return
-        batch += 1
-        number = batch
-
-        def prepare(applied: Applied, number: int = number) -> None:
-            runner.bus.publish(
-                BatchIntent(
-                    batch=number,
-                    key_hashes=tuple(hasher(row_key(r)) for r in applied.changed_keys),
-                    cutoff=plan.cutoff,
-                    rows=dict(applied),
-                    masks={},  # a keyless table is only deleted from
-                    **common,
-                    **names,
-                )
-            )
-
-        started = time.monotonic()
-        try:
-            applied = runner._retry(lambda: connector.delete_expired(target, size, prepare=prepare))
-        except AmbiguousCommit as lost:
-            found = _settle_lost_commit(runner, connector, target, Change.DELETE, lost.applied)
-            if found is None:
-                runner.bus.publish(
-                    BatchFailed(
-                        batch=number,
-                        error="LostCommit: the reply to COMMIT was lost and nothing was committed",
-                        duration_seconds=time.monotonic() - started,
-                        **common,
-                        **names,
-                    )
-                )
-                continue
-            applied = found
-        except ConnectorError as exc:
-            runner.bus.publish(
-                BatchFailed(
-                    batch=number,
-                    error=str(exc),
-                    duration_seconds=time.monotonic() - started,
-                    **common,
-                    **names,
-                )
-            )
-            raise
-        if not applied.changed_keys:
-            return
-        backups = runner.catalogue.products[mapping.product].backup_retention
-        runner.bus.publish(
-            BatchApplied(
-                batch=number,
-                rows=dict(applied),
-                categories=tuple(sorted(rule.categories)),
-                gone_from_backups_by=add_period(plan.today, backups),
-                duration_seconds=time.monotonic() - started,
-                held=(),
-                **common,
-                **names,
-            )
-        )
-        _count(plan, applied)
-        if mapping.batch_pause:
-            runner.stop.wait(mapping.batch_pause)
-
-
-def _settle_lost_commit(
-    runner: Runner, connector: Connector, target: Target, change: Change, applied: Applied
-) -> Applied | None:
-    """What a batch whose COMMIT reply was lost really did: the transaction's own counts when
-    every key is gone (or masked), None when none is (it rolled back), and for a mix the keys
-    gone, counted in the subject table only."""
-    left = runner._retry(connector.remaining, target, change, applied.changed_keys)
-    gone = [k for k in applied.changed_keys if k not in left]
-    if not gone:
-        return None
-    if len(gone) == len(applied.changed_keys):
-        return applied
-    return Applied({target.table.name: len(gone)}, gone, applied.held_keys)
-
-
-def _count(plan: RulePlan, rows: Mapping[str, int]) -> None:
-    for name, count in rows.items():
-        plan.changed[name] = plan.changed.get(name, 0) + count
-
-
-def _stopped_by_hold(
-    runner: Runner,
-    holds: ActiveHolds,
-    rule: EffectiveRule,
-    plan: RulePlan,
-    common: Mapping[str, Any],
-    names: Mapping[str, str],
-) -> bool:
-    """True when a hold placed on the whole rule (or its pair) since the run began stops it
-    before the next batch: the plan says so and a `rule.gated` event is published."""
-    stopped = held_by(holds, rule)
-    if not stopped:
-        return False
-    plan.gate, plan.why, plan.reasons = "held", "hold", (f"held by {stopped}",)
-    runner.bus.publish(
-        RuleGated(
-            gate="held",
-            why="hold",
-            eligible=plan.eligible,
-            reasons=plan.reasons,
-            hold_ids=stopped,
-            since=None,
-            **common,
-            **names,
-        )
-    )
+    count_changed(plan, applied)
     return True

@@ -1,0 +1,66 @@
+"""Steps the batches of keyed and keyless tables share: settling a batch whose COMMIT reply
+was lost, adding a batch's rows to the rule's figures, stopping a rule a new hold covers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from connectors.base import Applied, Change, Connector, Target
+from worker.events import RuleGated
+from worker.gate import held_by
+from worker.holds import ActiveHolds
+from worker.policy import EffectiveRule
+from worker.runreport import RulePlan
+
+if TYPE_CHECKING:
+    from worker.run import Runner
+
+
+def settle_lost_commit(
+    runner: Runner, connector: Connector, target: Target, change: Change, applied: Applied
+) -> Applied | None:
+    """What a batch whose COMMIT reply was lost really did: the transaction's own counts when
+    every key is gone (or masked), None when none is (it rolled back), and for a mix the keys
+    gone, counted in the subject table only."""
+    left = runner._retry(connector.remaining, target, change, applied.changed_keys)
+    gone = [k for k in applied.changed_keys if k not in left]
+    if not gone:
+        return None
+    if len(gone) == len(applied.changed_keys):
+        return applied
+    return Applied({target.table.name: len(gone)}, gone, applied.held_keys)
+
+
+def count_changed(plan: RulePlan, rows: Mapping[str, int]) -> None:
+    for name, count in rows.items():
+        plan.changed[name] = plan.changed.get(name, 0) + count
+
+
+def stopped_by_hold(
+    runner: Runner,
+    holds: ActiveHolds,
+    rule: EffectiveRule,
+    plan: RulePlan,
+    common: Mapping[str, Any],
+    names: Mapping[str, str],
+) -> bool:
+    """True when a hold placed on the whole rule (or its pair) since the run began stops it
+    before the next batch: the plan says so and a `rule.gated` event is published."""
+    stopped = held_by(holds, rule)
+    if not stopped:
+        return False
+    plan.gate, plan.why, plan.reasons = "held", "hold", (f"held by {stopped}",)
+    runner.bus.publish(
+        RuleGated(
+            gate="held",
+            why="hold",
+            eligible=plan.eligible,
+            reasons=plan.reasons,
+            hold_ids=stopped,
+            since=None,
+            **common,
+            **names,
+        )
+    )
+    return True
