@@ -253,6 +253,26 @@ class Connector(abc.ABC):
         `AmbiguousCommit` when COMMIT's outcome is unknown.
         """
 
+    def delete_next(
+        self,
+        target: Target,
+        after: Key | None,
+        limit: int,
+        *,
+        guard: Guard | None = None,
+        prepare: Prepare | None = None,
+    ) -> Applied | None:
+        """Select and delete up to `limit` expired rows of a keyed target whose key follows
+        `after`, in one statement and one transaction (the set-based batch); what changed.
+
+        The guard sees the deleted keys before COMMIT: when it names any, everything is
+        rolled back and None is returned. None also when the connector or the target cannot
+        (the default: dependents to delete first, foreign keys pointing at the table, no
+        such statement): the caller then selects a page and `apply`s it. `prepare` and
+        `AmbiguousCommit` as in `apply`.
+        """
+        return None
+
     @abc.abstractmethod
     def delete_expired(
         self, target: Target, limit: int, *, prepare: Prepare | None = None

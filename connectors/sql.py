@@ -47,6 +47,7 @@ from connectors.pooling import ping_when_idle
 from connectors.reach import checked_url, engine_options
 from connectors.session import pin_sessions
 from connectors.sqlchange import Batch, change_batch
+from connectors.sqlfast import next_delete
 from connectors.sqlread import SqlReads
 from connectors.sqlschema import all_foreign_keys, foreign_keys_to, table_schema
 from connectors.sqlverify import verify_table, verify_tenancy
@@ -244,23 +245,38 @@ class SqlConnector(SqlReads):
         with self._wrap(f"cannot {change} rows of {table.name}"), self.engine.connect() as conn:
             transaction = conn.begin()
             applied = change_batch(conn, table, target, change, keys, batch, guard)
-            if not applied.changed_keys:
+            return _finish(conn, transaction, applied, prepare, f"{change}", table.name)
+
+    def delete_next(
+        self,
+        target: Target,
+        after: Key | None,
+        limit: int,
+        *,
+        guard: Guard | None = None,
+        prepare: Prepare | None = None,
+    ) -> Applied | None:
+        """See `Connector.delete_next` (connectors/sqlfast.py has the statement)."""
+        spec = target.table
+        if not spec.key or spec.dependents or target.related:
+            return None
+        table = self._table(spec.name)
+        if self.foreign_keys_to(table.name):  # their cascades are counted before a DELETE
+            return None
+        key_cols = self._key_cols(table, target)
+        expired = self._expired(table, target)
+        statement = next_delete(table, key_cols, expired, after, limit, self.engine.dialect)
+        if statement is None:
+            return None
+        with self._wrap(f"cannot delete rows of {table.name}"), self.engine.connect() as conn:
+            transaction = conn.begin()
+            gone = [tuple(r) for r in conn.execute(statement)]
+            held = set(guard(gone)) if guard is not None and gone else set()
+            if held:  # a hold placed meanwhile: nothing of this batch goes
                 transaction.rollback()
-                return applied
-            if prepare is not None:
-                prepare(applied)  # raising leaves the transaction to roll back
-            try:
-                transaction.commit()
-            except sa.exc.SQLAlchemyError as exc:
-                conn.invalidate()  # a failed COMMIT may leave it in the transaction (SQLite)
-                if refused_by_constraint(exc):  # checked at COMMIT (deferred): rolled back
-                    raise
-                raise AmbiguousCommit(
-                    f"the outcome of committing {change} of {len(applied.changed_keys)} row(s) of "
-                    f"{table.name} is unknown ({describe(exc)}); check which rows are gone",
-                    applied,
-                ) from exc
-            return applied
+                return None
+            applied = Applied({table.name: len(gone)}, gone)
+            return _finish(conn, transaction, applied, prepare, "delete", table.name)
 
     def delete_expired(
         self, target: Target, limit: int, *, prepare: Prepare | None = None
@@ -319,3 +335,33 @@ def _sqlite_variable_limit(engine: Engine) -> int:
         if getlimit is None:
             return 999  # SQLite before 3.32 and Python before 3.11: the old default
         return int(getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+
+
+def _finish(
+    conn: sa.Connection,
+    transaction: sa.RootTransaction,
+    applied: Applied,
+    prepare: Prepare | None,
+    change: str,
+    table: str,
+) -> Applied:
+    """End a batch's transaction: roll back when nothing changed, else `prepare` (the
+    intent; raising rolls back) and COMMIT. A COMMIT refused by a deferred constraint
+    re-raises; any other failed COMMIT raises `AmbiguousCommit` (outcome unknown)."""
+    if not applied.changed_keys:
+        transaction.rollback()
+        return applied
+    if prepare is not None:
+        prepare(applied)  # raising leaves the transaction to roll back
+    try:
+        transaction.commit()
+    except sa.exc.SQLAlchemyError as exc:
+        conn.invalidate()  # a failed COMMIT may leave it in the transaction (SQLite)
+        if refused_by_constraint(exc):  # checked at COMMIT (deferred): rolled back
+            raise
+        raise AmbiguousCommit(
+            f"the outcome of committing {change} of {len(applied.changed_keys)} row(s) of "
+            f"{table} is unknown ({describe(exc)}); check which rows are gone",
+            applied,
+        ) from exc
+    return applied

@@ -1,5 +1,10 @@
 """The batches of one rule: select, announce, apply, record — with holds and lost commits.
 
+A delete batch is first tried set-based (`Connector.delete_next`, connectors/sqlfast.py): one
+statement selects and deletes the next expired rows in the batch's transaction, the guard
+reads the holds again before COMMIT (a hold on any of the rows rolls it back), the intent
+names the returned keys. From the first batch the connector declines, the page path:
+
     select a page of expired keys (outside any transaction)
       → leave out records a hold covers (holds read again for every batch)
       → apply in one product transaction:
@@ -17,7 +22,6 @@ retried, which would find the rows gone and count nothing.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence, Set
 from typing import TYPE_CHECKING, Any
@@ -28,7 +32,9 @@ from connectors.base import (
     Change,
     Connector,
     ConnectorError,
+    Guard,
     Key,
+    Prepare,
     RowsRefused,
     Target,
 )
@@ -85,12 +91,16 @@ def run_batches(
     common = {"rule": rule.id, "action": str(change), "table": table}
     keeper = runner.gatekeeper
     after: Key | None = None
-    numbers = itertools.count(1)
+    numbers = [0]  # the last batch number taken
     lost = 0
+
+    def take() -> int:
+        numbers[0] += 1
+        return numbers[0]
 
     def one(keys: Sequence[Key], number: int | None, held: Set[str]) -> bool:
         """Apply `keys` as batch `number` (None: the next number), as `_one_batch` does."""
-        return _one_batch(
+        done = _one_batch(
             runner,
             connector,
             customer,
@@ -102,9 +112,68 @@ def run_batches(
             hasher,
             change,
             keys,
-            next(numbers) if number is None else number,
+            take() if number is None else number,
             held,
         )
+        return bool(done)
+
+    def lost_one() -> None:
+        nonlocal lost
+        lost += 1
+        if lost > MAX_LOST_COMMITS:
+            raise LostCommits(
+                f"the reply to COMMIT was lost {lost} times in a row for {table}; nothing "
+                "of those batches was committed; check the network to the database"
+            )
+
+    # Set-based batches (connectors/sqlfast.py) while the connector can do them; the page
+    # path below from the first one it declines (dependents, foreign keys, a hold on some
+    # of the rows, rows the database refuses: the page path leaves those out or splits).
+    fast = change is Change.DELETE
+    deleted: list[int] = []  # rows each set-based batch deleted
+    while fast:
+        runner.check_stop()
+        deleted.clear()
+
+        def attempt(guard: Guard, prepare: Prepare) -> Applied | None:
+            applied = connector.delete_next(target, after, size, guard=guard, prepare=prepare)
+            if applied is not None:
+                deleted.append(len(applied.changed_keys))
+            return applied
+
+        number = numbers[0] + 1
+        try:
+            done = _one_batch(
+                runner,
+                connector,
+                customer,
+                mapping,
+                rule,
+                target,
+                plan,
+                names,
+                hasher,
+                change,
+                (),
+                number,
+                frozenset(),
+                attempt,
+            )
+        except RowsRefused:
+            numbers[0], fast = number, False  # its intent was closed as failed
+            break
+        if done is None:  # declined: nothing happened
+            fast = False
+            break
+        numbers[0] = number
+        if not done:
+            lost_one()
+            continue
+        lost = 0
+        if deleted and deleted[-1] < size:
+            return  # the selection had no more rows
+        if mapping.batch_pause:
+            runner.stop.wait(mapping.batch_pause)
 
     while True:
         runner.check_stop()
@@ -125,7 +194,7 @@ def run_batches(
                 return
             after = page[-1]
             continue
-        batch = next(numbers)
+        batch = take()
         try:
             done = one(keys, batch, held)
         except RowsRefused as refused:
@@ -136,12 +205,7 @@ def run_batches(
                 return
             after, lost = page[-1], 0
         else:
-            lost += 1
-            if lost > MAX_LOST_COMMITS:
-                raise LostCommits(
-                    f"the reply to COMMIT was lost {lost} times in a row for {table}; nothing "
-                    "of those batches was committed; check the network to the database"
-                )
+            lost_one()
         if mapping.batch_pause:
             runner.stop.wait(mapping.batch_pause)
 
@@ -160,9 +224,12 @@ def _one_batch(
     keys: Sequence[Key],
     batch: int,
     held_before: Set[str],
-) -> bool:
+    change_rows: Callable[[Guard, Prepare], Applied | None] | None = None,
+) -> bool | None:
     """Apply one batch and record it; False when a lost COMMIT reply turned out rolled back
-    (the caller does the same page again)."""
+    (the caller does the same page again). `change_rows` changes the rows instead of
+    `Connector.apply` of `keys` (a set-based batch); None when it declined (nothing
+    changed, nothing recorded)."""
     table = target.table.name
     common: dict[str, Any] = {"rule": rule.id, "action": str(change), "table": table}
     keeper = runner.gatekeeper
@@ -190,11 +257,17 @@ def _one_batch(
         )
 
     started = time.monotonic()
-    apply: Callable[[], Applied] = lambda: connector.apply(  # noqa: E731
-        target, change, keys, guard=guard, prepare=prepare
-    )
+
+    def apply() -> Applied | None:
+        if change_rows is not None:
+            return change_rows(guard, prepare)
+        return connector.apply(target, change, keys, guard=guard, prepare=prepare)
+
     try:
-        applied = runner._retry(apply)
+        maybe = runner._retry(apply)
+        if maybe is None:
+            return None
+        applied = maybe
     except AmbiguousCommit as lost:
         found = settle_lost_commit(runner, connector, target, change, lost.applied)
         if found is None:

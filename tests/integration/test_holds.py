@@ -9,6 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -122,17 +123,36 @@ def test_a_hold_placed_inside_the_batch_is_honoured_by_its_own_transaction(
         cfg, {kidsapp.URL_ENV: any_db_url}, bus, pepper=PEPPER, clock=lambda: NOW, store=state
     )
     original = runner.gatekeeper.active_holds
-    calls = {"n": 0}
+    product = sa.make_url(any_db_url).database
+    inside = {"transaction": False, "placed": False}
+
+    def began(conn: sa.Connection) -> None:
+        if conn.engine.url.database == product:
+            inside["transaction"] = True
+
+    def ended(conn: sa.Connection) -> None:
+        if conn.engine.url.database == product:
+            inside["transaction"] = False
 
     def late_hold(customer: str, product: str) -> Any:
-        found = original(customer, product)
-        calls["n"] += 1
-        if calls["n"] == 2:  # the batch's keys were chosen on call 2; its guard comes next
+        # The first read of holds inside a product transaction is the batch's guard: its
+        # rows were chosen (a page, or the set-based DELETE itself) and not yet committed.
+        if inside["transaction"] and not inside["placed"]:
+            inside["placed"] = True
             place(state, customer="kdv-a", product=kidsapp.PRODUCT, table="child", key_hash=key)
-        return found
+        return original(customer, product)
 
     runner.gatekeeper.active_holds = late_hold  # type: ignore[method-assign]
-    [report] = run_pairs(runner, list(cfg.pairs()), NOW, dry_run=False)
+    events = (("begin", began), ("commit", ended), ("rollback", ended))
+    for name, fn in events:
+        sa.event.listen(sa.engine.Engine, name, fn)
+    try:
+        [report] = run_pairs(runner, list(cfg.pairs()), NOW, dry_run=False)
+    finally:
+        for name, fn in events:
+            sa.event.remove(sa.engine.Engine, name, fn)
+
+    assert inside["placed"]
 
     assert report.changed == 4
     assert set(kidsapp.rows_by_id(any_db_url)) == {2}

@@ -1,0 +1,99 @@
+"""Set-based delete batches (connectors/sqlfast.py): one statement selects and deletes each
+batch, the trail names exactly the rows it deleted, and the page path takes over where the
+set-based batch cannot go (a hold on some of the rows, dependents to delete first).
+
+On SQLite, PostgreSQL and MariaDB; two tenants, rows on both sides of the cutoff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from tests import kidsapp
+from tests.gate_support import OLD, RECENT, config, place, run, seed
+from tests.support import PEPPER
+from worker.events import BatchApplied, BatchIntent
+from worker.keys import KeyHasher
+from worker.state import StateStore
+
+
+@contextmanager
+def statements_on(url: str) -> Iterator[list[str]]:
+    """Every statement sent to the database of `url` while the block runs."""
+    database = sa.make_url(url).database
+    seen: list[str] = []
+
+    def record(conn: sa.Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+        if conn.engine.url.database == database:
+            seen.append(" ".join(statement.split()))
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
+
+
+def test_each_delete_batch_is_one_statement_returning_its_keys(
+    tmp_path: Path, any_db_url: str, state: StateStore
+) -> None:
+    """10 expired rows of kdv-a in batches of 3: four DELETE statements (3, 3, 3, 1 rows), no
+    page selected or locked apart from them; the intents name exactly the deleted keys; the
+    rows kdv-a keeps and every row of kdv-b stay."""
+    cfg = config(tmp_path, product=kidsapp.mapping(batch_size=3))
+    seed(any_db_url, [OLD] * 10 + [RECENT] * 2, [OLD] * 4)
+    with statements_on(any_db_url) as seen:
+        [report], recorder = run(cfg, any_db_url, state, customer="kdv-a")
+
+    assert report.changed == 10
+    deletes = [s for s in seen if s.upper().startswith("DELETE FROM CHILD")]
+    assert len(deletes) == 4
+    assert all("RETURNING" in s.upper() for s in deletes)
+    pages = [s for s in seen if s.upper().startswith("SELECT CHILD.ID")]
+    assert pages == []  # neither a page nor a lock: the DELETE chose the rows itself
+    assert [e.rows["child"] for e in recorder.of(BatchApplied)] == [3, 3, 3, 1]
+    hasher = KeyHasher(PEPPER, "kdv-a", kidsapp.PRODUCT, "child")
+    named = [h for e in recorder.of(BatchIntent) for h in e.key_hashes]
+    assert sorted(named) == sorted(hasher((i,)) for i in range(1, 11))
+    left = kidsapp.rows_by_id(any_db_url)
+    assert set(left) == {11, 12} | {10_001, 10_002, 10_003, 10_004}
+
+
+def test_a_hold_on_some_rows_hands_the_batch_to_the_page_path(
+    tmp_path: Path, any_db_url: str, state: StateStore
+) -> None:
+    """A record hold on one expired row: the set-based DELETE that picked it is rolled back
+    (its guard names the row) and the page path deletes the others, keeping the held row;
+    nothing of the rolled-back statement reaches the trail."""
+    cfg = config(tmp_path, product=kidsapp.mapping(batch_size=3))
+    seed(any_db_url, [OLD] * 7, [OLD] * 2)
+    held = KeyHasher(PEPPER, "kdv-a", kidsapp.PRODUCT, "child")((2,))
+    place(state, customer="kdv-a", product=kidsapp.PRODUCT, table="child", key_hash=held)
+
+    [report], recorder = run(cfg, any_db_url, state, customer="kdv-a")
+
+    assert report.changed == 6
+    assert set(kidsapp.rows_by_id(any_db_url)) == {2, 10_001, 10_002}
+    intents = recorder.of(BatchIntent)
+    assert held not in {h for e in intents for h in e.key_hashes}
+    assert [e.batch for e in recorder.of(BatchApplied)] == list(range(1, len(intents) + 1))
+
+
+def test_a_table_with_dependents_uses_the_page_path(
+    tmp_path: Path, any_db_url: str, state: StateStore
+) -> None:
+    """Notes of a child are deleted first, in the batch's transaction: the set-based DELETE
+    declines, and each batch locks its page before deleting notes and children."""
+    cfg = config(tmp_path, product=kidsapp.with_notes(batch_size=3))
+    kidsapp.create(any_db_url, [(i, 1, OLD) for i in range(1, 6)], notes=2)
+    with statements_on(any_db_url) as seen:
+        [report], _ = run(cfg, any_db_url, state, customer="kdv-a")
+
+    assert report.changed == 15  # 5 children and their 10 notes
+    assert kidsapp.rows_by_id(any_db_url) == {}
+    assert any(s.upper().startswith("SELECT CHILD.ID") for s in seen)
