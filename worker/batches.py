@@ -38,7 +38,8 @@ from connectors.base import (
     RowsRefused,
     Target,
 )
-from worker.batchsteps import count_changed, settle_lost_commit, stopped_by_hold
+from worker.batchsize import BatchSizer
+from worker.batchsteps import count_changed, settle_lost_commit, sizer_for, stopped_by_hold
 from worker.config import Customer, ProductMapping
 from worker.errors import RetentionError
 from worker.events import (
@@ -84,9 +85,7 @@ def run_batches(
         keyless_batches(runner, connector, customer, mapping, rule, target, plan, names, hasher)
         return
     change = Change(str(rule.action))
-    size = min(
-        runner.batch_size or mapping.batch_size, connector.batch_limit(len(target.table.key))
-    )
+    sizer = sizer_for(runner, mapping, connector.batch_limit(len(target.table.key)))
     table = target.table.name
     common = {"rule": rule.id, "action": str(change), "table": table}
     keeper = runner.gatekeeper
@@ -114,6 +113,7 @@ def run_batches(
             keys,
             take() if number is None else number,
             held,
+            sizer=sizer,
         )
         return bool(done)
 
@@ -134,8 +134,9 @@ def run_batches(
     while fast:
         runner.check_stop()
         deleted.clear()
+        size = sizer.size
 
-        def attempt(guard: Guard, prepare: Prepare) -> Applied | None:
+        def attempt(guard: Guard, prepare: Prepare, size: int = size) -> Applied | None:
             applied = connector.delete_next(target, after, size, guard=guard, prepare=prepare)
             if applied is not None:
                 deleted.append(len(applied.changed_keys))
@@ -158,6 +159,7 @@ def run_batches(
                 number,
                 frozenset(),
                 attempt,
+                sizer,
             )
         except RowsRefused:
             numbers[0], fast = number, False  # its intent was closed as failed
@@ -177,6 +179,7 @@ def run_batches(
 
     while True:
         runner.check_stop()
+        size = sizer.size
         page = runner._retry(connector.select_expired, target, after, size)
         if not page:
             return
@@ -225,6 +228,7 @@ def _one_batch(
     batch: int,
     held_before: Set[str],
     change_rows: Callable[[Guard, Prepare], Applied | None] | None = None,
+    sizer: BatchSizer | None = None,
 ) -> bool | None:
     """Apply one batch and record it; False when a lost COMMIT reply turned out rolled back
     (the caller does the same page again). `change_rows` changes the rows instead of
@@ -268,6 +272,8 @@ def _one_batch(
         if maybe is None:
             return None
         applied = maybe
+        if sizer is not None:  # the transaction's time (its intent included), not the trail's
+            sizer.observe(len(applied.changed_keys), time.monotonic() - started)
     except AmbiguousCommit as lost:
         found = settle_lost_commit(runner, connector, target, change, lost.applied)
         if found is None:

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from connectors.base import Applied, Change, Connector, Target
+from worker.batchsize import BatchSizer
+from worker.config import ProductMapping
 from worker.events import RuleGated
 from worker.gate import held_by
 from worker.holds import ActiveHolds
@@ -64,3 +66,18 @@ def stopped_by_hold(
         )
     )
     return True
+
+
+# The most rows of one batch, whatever tuning finds (the configuration's `batch_size` bound).
+MAX_BATCH = 50_000
+
+
+def sizer_for(runner: Runner, mapping: ProductMapping, limit: int) -> BatchSizer:
+    """The batch sizer of a rule: from the mapping's `batch_size`, tuned to its
+    `batch_seconds` when set (worker/batchsize.py); `limit` is the connector's (keys per
+    statement). A runner built with a batch size (the bench's `--batch-size`) fixes it."""
+    if runner.batch_size:
+        return BatchSizer(runner.batch_size, ceiling=min(limit, MAX_BATCH))
+    return BatchSizer(
+        mapping.batch_size, ceiling=min(limit, MAX_BATCH), target_seconds=mapping.batch_seconds
+    )

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from connectors.base import AmbiguousCommit, Applied, Change, Connector, ConnectorError, Target
-from worker.batchsteps import count_changed, settle_lost_commit, stopped_by_hold
+from worker.batchsteps import count_changed, settle_lost_commit, sizer_for, stopped_by_hold
 from worker.config import Customer, ProductMapping
 from worker.events import BatchApplied, BatchFailed, BatchIntent
 from worker.keys import KeyHasher, row_key
@@ -34,7 +34,7 @@ def keyless_batches(
 ) -> None:
     """A table without a key: each batch deletes up to a batch of expired rows in one
     transaction; the trail names each row by the keyed hash of all its values."""
-    size = min(runner.batch_size or mapping.batch_size, 10_000)
+    sizer = sizer_for(runner, mapping, 10_000)
     common: dict[str, Any] = {"rule": rule.id, "action": "delete", "table": target.table.name}
     batch = 0
     while True:
@@ -60,7 +60,11 @@ def keyless_batches(
 
         started = time.monotonic()
         try:
-            applied = runner._retry(lambda: connector.delete_expired(target, size, prepare=prepare))
+            size = sizer.size
+            applied = runner._retry(
+                lambda size=size: connector.delete_expired(target, size, prepare=prepare)
+            )
+            sizer.observe(len(applied.changed_keys), time.monotonic() - started)
         except AmbiguousCommit as lost:
             found = settle_lost_commit(runner, connector, target, Change.DELETE, lost.applied)
             if found is None:

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from tests import kidsapp
 from tests.gate_support import OLD, RECENT, config, place, run, seed
 from tests.support import PEPPER
+from worker.configload import load_config
 from worker.events import BatchApplied, BatchIntent
 from worker.keys import KeyHasher
 from worker.state import StateStore
@@ -97,3 +98,27 @@ def test_a_table_with_dependents_uses_the_page_path(
     assert report.changed == 15  # 5 children and their 10 notes
     assert kidsapp.rows_by_id(any_db_url) == {}
     assert any(s.upper().startswith("SELECT CHILD.ID") for s in seen)
+
+
+def test_batches_grow_while_their_transactions_stay_well_within_the_target(
+    tmp_path: Path, any_db_url: str, state: StateStore
+) -> None:
+    """`batch_seconds` 60 (far above what a batch of a few rows takes): from `batch_size` 2
+    every full batch doubles the next one, 2, 4, 8, then the 6 rows left."""
+    cfg = config(tmp_path, product=kidsapp.mapping(batch_size=2, batch_seconds=60))
+    seed(any_db_url, [OLD] * 20 + [RECENT], [OLD] * 3)
+
+    [report], recorder = run(cfg, any_db_url, state, customer="kdv-a")
+
+    assert report.changed == 20
+    assert [e.rows["child"] for e in recorder.of(BatchApplied)] == [2, 4, 8, 6]
+    assert set(kidsapp.rows_by_id(any_db_url)) == {21, 10_001, 10_002, 10_003}
+
+
+def test_batch_seconds_must_be_a_positive_number_of_seconds(tmp_path: Path) -> None:
+    for bad in ("fast", 0, -1, 61, True):
+        folder = kidsapp.write_config(
+            tmp_path / f"config-{bad}", product=kidsapp.mapping(batch_seconds=bad)
+        )
+        problems = [str(p) for p in load_config(folder).problems]
+        assert any("batch_seconds" in p for p in problems), (bad, problems)

@@ -231,6 +231,11 @@ class ProductMapping(Model):
     rules: tuple[Rule, ...]
     schedule: Schedule = Schedule()
     batch_size: StrictInt = Field(default=500, ge=1, le=50_000)
+    # Target seconds of one batch's transaction (its rows stay locked that long): when set,
+    # the batch size is tuned from `batch_size` by measured time (worker/batchsize.py).
+    batch_seconds: Annotated[float, BeforeValidator(_seconds)] | None = Field(
+        default=None, gt=0.0, le=60.0
+    )
     # Seconds to wait between batches, to spare a busy database; a stop cuts it short.
     batch_pause: Annotated[float, BeforeValidator(_seconds)] = Field(default=0.0, ge=0.0, le=60.0)
     # Blast-radius breaker limits for every rule of the product (worker/breaker.py).

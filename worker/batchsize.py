@@ -1,0 +1,48 @@
+"""Batch size tuned by measured transaction time, within a lock-hold target.
+
+A batch's rows stay locked for as long as its transaction runs. With a target T (the
+mapping's `batch_seconds`), each batch's size follows the time the last one took:
+
+    took < T / 2          → twice as many rows next (at most `ceiling`)
+    took > T              → the rows that fit in T at the rate just measured (at least 1)
+    otherwise             → the same size
+
+It starts at the mapping's `batch_size`. Doubling is the fastest growth that cannot
+overshoot T by more than twice the time of a batch that took T / 2, i.e. one batch of at
+most T; a shrink is proportional, so one slow batch (a busy server) is enough to come back
+under T. Without a target the size stays `batch_size` (the behaviour before tuning existed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class BatchSizer:
+    """The size of the next batch (rows); `observe` each applied batch's rows and seconds.
+
+    `target_seconds` None keeps `size` fixed. `ceiling` bounds growth (the connector's key
+    limit, the configuration's 50,000). Durations are measured by the caller with a
+    monotonic clock (seconds); `observe` reads no clock itself.
+    """
+
+    size: int
+    ceiling: int
+    target_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        self.size = max(1, min(self.size, self.ceiling))
+
+    def observe(self, rows: int, seconds: float) -> int:
+        """Take one batch's `rows` and transaction `seconds` into account; the next size."""
+        target = self.target_seconds
+        if target is None or rows <= 0 or seconds < 0:
+            return self.size
+        if seconds > target:
+            fits = int(rows * target / seconds) if seconds > 0 else rows
+            self.size = max(1, min(self.size, fits))
+        elif seconds < target / 2 and rows >= self.size:
+            # Only a full batch says how long a full batch takes: a short last page does not.
+            self.size = min(self.ceiling, self.size * 2)
+        return self.size
