@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from worker.approvals import Approval, ApprovalLedger
 from worker.audit import canonical_json
@@ -112,15 +113,14 @@ class Gatekeeper:
         text = canonical_json(document)
 
         def write(conn: sa.Connection) -> None:
-            found = conn.execute(
-                sa.select(policies.c.fingerprint).where(policies.c.fingerprint == fingerprint)
-            )
-            if found.first() is None:
-                conn.execute(
-                    policies.insert().values(
-                        fingerprint=fingerprint, document=text, first_seen=at.astimezone(dt.UTC)
-                    )
-                )
+            row = {
+                "fingerprint": fingerprint,
+                "document": text,
+                "first_seen": at.astimezone(dt.UTC),
+            }
+            # One statement: the first process to see a policy keeps it, the others skip.
+            insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+            conn.execute(insert(policies).values(row).on_conflict_do_nothing())
 
         self.store.write(f"recording policy {fingerprint}", write)
 

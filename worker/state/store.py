@@ -166,10 +166,19 @@ class StateStore(RunLog):
         return self._retrying(attempt)
 
     def read(self, doing: str, work: Callable[[Connection], T]) -> T:
-        """Run `work` on a connection for reading, again on transient errors."""
+        """Run `work` on a connection for reading, again on transient errors.
+
+        On PostgreSQL the connection is in autocommit: no BEGIN and ROLLBACK around the
+        reads (two of the three round trips of a one-query read). Each statement sees the
+        data committed when it starts, as it would in a READ COMMITTED transaction; `work`
+        must not write (use `write`) nor rely on one snapshot for several statements (use
+        `audit_snapshot`).
+        """
 
         def attempt() -> T:
             with self._errors(doing), self._engine.connect() as conn:
+                if self._postgres:
+                    conn = conn.execution_options(isolation_level="AUTOCOMMIT")
                 return work(conn)
 
         return self._retrying(attempt)
