@@ -39,12 +39,18 @@ from connectors.base import (
     Target,
 )
 from worker.batchsize import BatchSizer
-from worker.batchsteps import count_changed, settle_lost_commit, sizer_for, stopped_by_hold
+from worker.batchsteps import (
+    LOST_COMMIT,
+    count_changed,
+    publish_applied,
+    publish_failed,
+    settle_lost_commit,
+    sizer_for,
+    stopped_by_hold,
+)
 from worker.config import Customer, ProductMapping
 from worker.errors import RetentionError
 from worker.events import (
-    BatchApplied,
-    BatchFailed,
     BatchIntent,
     BatchSettled,
 )
@@ -52,7 +58,6 @@ from worker.gate import held_by
 from worker.isolation import LostCommits, split
 from worker.keyless import keyless_batches
 from worker.keys import KeyHasher
-from worker.periods import add_period
 from worker.policy import EffectiveRule
 from worker.runreport import RulePlan
 from worker.targets import intent_masks
@@ -97,9 +102,13 @@ def run_batches(
         numbers[0] += 1
         return numbers[0]
 
-    def one(keys: Sequence[Key], number: int | None, held: Set[str]) -> bool:
-        """Apply `keys` as batch `number` (None: the next number), as `_one_batch` does."""
-        done = _one_batch(
+    def batch_of(
+        keys: Sequence[Key],
+        number: int,
+        held: Set[str],
+        change_rows: Callable[[Guard, Prepare], Applied | None] | None = None,
+    ) -> bool | None:
+        return _one_batch(
             runner,
             connector,
             customer,
@@ -111,11 +120,15 @@ def run_batches(
             hasher,
             change,
             keys,
-            take() if number is None else number,
+            number,
             held,
-            sizer=sizer,
+            change_rows,
+            sizer,
         )
-        return bool(done)
+
+    def one(keys: Sequence[Key], number: int | None, held: Set[str]) -> bool:
+        """Apply `keys` as batch `number` (None: the next number), as `_one_batch` does."""
+        return bool(batch_of(keys, take() if number is None else number, held))
 
     def lost_one() -> None:
         nonlocal lost
@@ -144,23 +157,7 @@ def run_batches(
 
         number = numbers[0] + 1
         try:
-            done = _one_batch(
-                runner,
-                connector,
-                customer,
-                mapping,
-                rule,
-                target,
-                plan,
-                names,
-                hasher,
-                change,
-                (),
-                number,
-                frozenset(),
-                attempt,
-                sizer,
-            )
+            done = batch_of((), number, frozenset(), attempt)
         except RowsRefused:
             numbers[0], fast = number, False  # its intent was closed as failed
             break
@@ -277,15 +274,7 @@ def _one_batch(
     except AmbiguousCommit as lost:
         found = settle_lost_commit(runner, connector, target, change, lost.applied)
         if found is None:
-            runner.bus.publish(
-                BatchFailed(
-                    batch=batch,
-                    error="LostCommit: the reply to COMMIT was lost and nothing was committed",
-                    duration_seconds=time.monotonic() - started,
-                    **common,
-                    **names,
-                )
-            )
+            publish_failed(runner, batch, LOST_COMMIT, started, {**common, **names})
             return False
         if (
             found.changed_keys != lost.applied.changed_keys
@@ -308,42 +297,16 @@ def _one_batch(
         applied = found
     except RowsRefused as exc:
         if prepared:  # refused at COMMIT (a deferred constraint): close the intent
-            runner.bus.publish(
-                BatchFailed(
-                    batch=batch,
-                    error=str(exc),
-                    duration_seconds=time.monotonic() - started,
-                    **common,
-                    **names,
-                )
-            )
+            publish_failed(runner, batch, str(exc), started, {**common, **names})
         raise  # the caller splits the batch (worker/isolation.py)
     except ConnectorError as exc:
-        runner.bus.publish(
-            BatchFailed(
-                batch=batch,
-                error=str(exc),
-                duration_seconds=time.monotonic() - started,
-                **common,
-                **names,
-            )
-        )
+        publish_failed(runner, batch, str(exc), started, {**common, **names})
         raise
     all_held = {*held_before, *(hasher(k) for k in applied.held_keys)}
     if not applied.changed_keys and not all_held:
         return True  # the rows stopped being eligible before the batch: nothing to record
-    backups = runner.catalogue.products[mapping.product].backup_retention
-    runner.bus.publish(
-        BatchApplied(
-            batch=batch,
-            rows=dict(applied),
-            categories=tuple(sorted(rule.categories)),
-            gone_from_backups_by=add_period(plan.today, backups),
-            duration_seconds=time.monotonic() - started,
-            held=tuple(sorted(all_held)),
-            **common,
-            **names,
-        )
-    )
+    labels = {**common, **names}
+    held = tuple(sorted(all_held))
+    publish_applied(runner, mapping, rule, plan, batch, applied, held, started, labels)
     count_changed(plan, applied)
     return True

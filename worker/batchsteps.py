@@ -3,15 +3,17 @@ was lost, adding a batch's rows to the rule's figures, stopping a rule a new hol
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from connectors.base import Applied, Change, Connector, Target
 from worker.batchsize import BatchSizer
 from worker.config import ProductMapping
-from worker.events import RuleGated
+from worker.events import BatchApplied, BatchFailed, RuleGated
 from worker.gate import held_by
 from worker.holds import ActiveHolds
+from worker.periods import add_period
 from worker.policy import EffectiveRule
 from worker.runreport import RulePlan
 
@@ -80,4 +82,44 @@ def sizer_for(runner: Runner, mapping: ProductMapping, limit: int) -> BatchSizer
         return BatchSizer(runner.batch_size, ceiling=min(limit, MAX_BATCH))
     return BatchSizer(
         mapping.batch_size, ceiling=min(limit, MAX_BATCH), target_seconds=mapping.batch_seconds
+    )
+
+
+LOST_COMMIT = "LostCommit: the reply to COMMIT was lost and nothing was committed"
+
+
+def publish_failed(
+    runner: Runner, batch: int, error: str, started: float, labels: Mapping[str, Any]
+) -> None:
+    """`batch.failed` of batch `batch` begun at monotonic `started` (seconds); `labels` are
+    the rule, action, table and run names."""
+    runner.bus.publish(
+        BatchFailed(batch=batch, error=error, duration_seconds=time.monotonic() - started, **labels)
+    )
+
+
+def publish_applied(
+    runner: Runner,
+    mapping: ProductMapping,
+    rule: EffectiveRule,
+    plan: RulePlan,
+    batch: int,
+    applied: Applied,
+    held: tuple[str, ...],
+    started: float,
+    labels: Mapping[str, Any],
+) -> None:
+    """`batch.applied`: the rows per table, the rule's categories, when the rows are gone
+    from the product's backups too, the held records' hashes."""
+    backups = runner.catalogue.products[mapping.product].backup_retention
+    runner.bus.publish(
+        BatchApplied(
+            batch=batch,
+            rows=dict(applied),
+            categories=tuple(sorted(rule.categories)),
+            gone_from_backups_by=add_period(plan.today, backups),
+            duration_seconds=time.monotonic() - started,
+            held=held,
+            **labels,
+        )
     )

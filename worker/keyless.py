@@ -9,11 +9,18 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from connectors.base import AmbiguousCommit, Applied, Change, Connector, ConnectorError, Target
-from worker.batchsteps import count_changed, settle_lost_commit, sizer_for, stopped_by_hold
+from worker.batchsteps import (
+    LOST_COMMIT,
+    count_changed,
+    publish_applied,
+    publish_failed,
+    settle_lost_commit,
+    sizer_for,
+    stopped_by_hold,
+)
 from worker.config import Customer, ProductMapping
-from worker.events import BatchApplied, BatchFailed, BatchIntent
+from worker.events import BatchIntent
 from worker.keys import KeyHasher, row_key
-from worker.periods import add_period
 from worker.policy import EffectiveRule
 from worker.runreport import RulePlan
 
@@ -68,43 +75,16 @@ def keyless_batches(
         except AmbiguousCommit as lost:
             found = settle_lost_commit(runner, connector, target, Change.DELETE, lost.applied)
             if found is None:
-                runner.bus.publish(
-                    BatchFailed(
-                        batch=number,
-                        error="LostCommit: the reply to COMMIT was lost and nothing was committed",
-                        duration_seconds=time.monotonic() - started,
-                        **common,
-                        **names,
-                    )
-                )
+                publish_failed(runner, number, LOST_COMMIT, started, {**common, **names})
                 continue
             applied = found
         except ConnectorError as exc:
-            runner.bus.publish(
-                BatchFailed(
-                    batch=number,
-                    error=str(exc),
-                    duration_seconds=time.monotonic() - started,
-                    **common,
-                    **names,
-                )
-            )
+            publish_failed(runner, number, str(exc), started, {**common, **names})
             raise
         if not applied.changed_keys:
             return
-        backups = runner.catalogue.products[mapping.product].backup_retention
-        runner.bus.publish(
-            BatchApplied(
-                batch=number,
-                rows=dict(applied),
-                categories=tuple(sorted(rule.categories)),
-                gone_from_backups_by=add_period(plan.today, backups),
-                duration_seconds=time.monotonic() - started,
-                held=(),
-                **common,
-                **names,
-            )
-        )
+        labels = {**common, **names}
+        publish_applied(runner, mapping, rule, plan, number, applied, (), started, labels)
         count_changed(plan, applied)
         if mapping.batch_pause:
             runner.stop.wait(mapping.batch_pause)
