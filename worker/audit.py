@@ -48,6 +48,7 @@ from worker.events import (
 from worker.owner import process_owner
 from worker.state import AuditEntry, AuditRecord, StateStore
 from worker.state.models import open_batches
+from worker.state.runlog import finish_run_in, start_run_in
 from worker.state.store import Also
 
 _AUDITED = (
@@ -285,24 +286,7 @@ class AuditTrail:
             return
         payload = _payload(event)
         try:
-            if isinstance(event, RunStarted):
-                self._store.start_run(
-                    event.run_id,
-                    event.customer,
-                    event.product,
-                    event.at,
-                    event.dry_run,
-                    owner=process_owner(),
-                )
             self._append(event, payload)
-            if isinstance(event, RunFinished):
-                self._store.finish_run(
-                    event.run_id,
-                    str(event.outcome),
-                    event.at,
-                    payload["rows_changed"],
-                    event.error,
-                )
         except (StateError, ValueError) as exc:
             raise AuditWriteError(
                 f"could not write {event.name} of run {event.run_id} to the audit trail: {exc}"
@@ -328,7 +312,38 @@ class AuditTrail:
         def seal(seq: int, prev_hash: str) -> str:
             return record_hash(prev_hash, seq=seq, **chain_fields(entry), payload=payload)
 
-        return self._store.append_audit(entry, seal, _open_batch_keeping(event))
+        also = _run_keeping(event, payload, self._store.url) or _open_batch_keeping(event)
+        return self._store.append_audit(entry, seal, also)
+
+
+def _run_keeping(event: Audited, payload: dict[str, Any], database: str) -> Also | None:
+    """Keep `runs` in step with the trail: `run.started` inserts the run's row and
+    `run.finished` sets its outcome, in the same transaction as the record (one
+    transaction each, and never a record without its row or a row without its record)."""
+    if isinstance(event, RunStarted):
+        owner = process_owner()
+
+        def start(conn: Connection, _record: AuditRecord) -> None:
+            start_run_in(
+                conn, event.run_id, event.customer, event.product, event.at, event.dry_run, owner
+            )
+
+        return start
+    if isinstance(event, RunFinished):
+
+        def finish(conn: Connection, _record: AuditRecord) -> None:
+            finish_run_in(
+                conn,
+                event.run_id,
+                str(event.outcome),
+                event.at,
+                payload["rows_changed"],
+                event.error,
+                database,
+            )
+
+        return finish
+    return None
 
 
 def _open_batch_keeping(event: Audited) -> Also | None:

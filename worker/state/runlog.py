@@ -53,21 +53,10 @@ class RunLog(abc.ABC):
     ) -> None:
         """Record that a run started (once, even when a retry repeats the call); `owner` is
         the `host|pid` of the process running it (worker/owner.py)."""
-        values = {
-            "run_id": run_id,
-            "customer": customer,
-            "product": product,
-            "started_at": _aware(at, "started_at"),
-            "dry_run": dry_run,
-            "rows_changed": 0,
-            "owner": owner,
-        }
 
         def write() -> None:
             with self._write(f"recording the start of run {run_id}") as conn:
-                exists = conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id))
-                if exists.first() is None:
-                    conn.execute(runs.insert().values(values))
+                start_run_in(conn, run_id, customer, product, at, dry_run, owner)
 
         self._retrying(write)
 
@@ -80,26 +69,10 @@ class RunLog(abc.ABC):
         error: str | None,
     ) -> None:
         """Record a run's outcome; StateError when the run was never started."""
-        outcome = str(outcome)
-        if outcome not in OUTCOMES:
-            raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}, got {outcome!r}")
 
         def write() -> None:
             with self._write(f"recording the end of run {run_id}") as conn:
-                result = conn.execute(
-                    runs.update()
-                    .where(runs.c.run_id == run_id)
-                    .values(
-                        outcome=outcome,
-                        finished_at=_aware(at, "finished_at"),
-                        rows_changed=rows_changed,
-                        error=error,
-                    )
-                )
-                if result.rowcount != 1:
-                    raise StateError(
-                        f"run {run_id} was never started in {self.url}; cannot finish it"
-                    )
+                finish_run_in(conn, run_id, outcome, at, rows_changed, error, self.url)
 
         self._retrying(write)
 
@@ -137,3 +110,55 @@ class RunLog(abc.ABC):
 
         found = self._retrying(read)
         return utc(found) if found is not None else None
+
+
+def start_run_in(
+    conn: Connection,
+    run_id: str,
+    customer: str,
+    product: str,
+    at: dt.datetime,
+    dry_run: bool,
+    owner: str | None = None,
+) -> None:
+    """Insert the run's row in `conn`'s transaction, unless it is there (a repeated call)."""
+    values = {
+        "run_id": run_id,
+        "customer": customer,
+        "product": product,
+        "started_at": _aware(at, "started_at"),
+        "dry_run": dry_run,
+        "rows_changed": 0,
+        "owner": owner,
+    }
+    exists = conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id))
+    if exists.first() is None:
+        conn.execute(runs.insert().values(values))
+
+
+def finish_run_in(
+    conn: Connection,
+    run_id: str,
+    outcome: str,
+    at: dt.datetime,
+    rows_changed: int,
+    error: str | None,
+    database: str,
+) -> None:
+    """Set the run's outcome in `conn`'s transaction. ValueError for an unknown outcome;
+    StateError (naming `database`, a masked URL) when the run was never started."""
+    outcome = str(outcome)
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}, got {outcome!r}")
+    result = conn.execute(
+        runs.update()
+        .where(runs.c.run_id == run_id)
+        .values(
+            outcome=outcome,
+            finished_at=_aware(at, "finished_at"),
+            rows_changed=rows_changed,
+            error=error,
+        )
+    )
+    if result.rowcount != 1:
+        raise StateError(f"run {run_id} was never started in {database}; cannot finish it")
