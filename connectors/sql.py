@@ -290,8 +290,16 @@ class SqlConnector(SqlReads):
             )
             picked = sa.select(locator).select_from(table).where(where).limit(limit)
             if self.dialect == "postgresql":
-                picked = picked.with_for_update()
-            statement = sa.delete(table).where(locator.in_(picked))
+                # Materialised: evaluated once (connectors/sqlfast.py says why).
+                tids = (
+                    picked.with_only_columns(locator.label("tid"))
+                    .with_for_update()
+                    .cte("picked")
+                    .prefix_with("MATERIALIZED")
+                )
+                statement = sa.delete(table).where(locator.in_(sa.select(tids.c.tid)))
+            else:
+                statement = sa.delete(table).where(locator.in_(picked))
         else:  # MariaDB/MySQL: a single-table DELETE takes LIMIT itself
             statement = sa.delete(table).where(where).with_dialect_options(mysql_limit=limit)
         what = f"cannot delete rows of {table.name}"

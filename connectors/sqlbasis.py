@@ -279,8 +279,9 @@ def verify_spec(
                 spec.name,
                 None,
                 f"the key ({', '.join(spec.key)}) is not a primary key or a unique index, so "
-                "it may name several rows; map a key the table proves unique, or `key: []` "
-                "for a table a delete rule clears without a key",
+                "it may name several rows (a partial unique index, `… WHERE …`, proves "
+                "nothing about the rows outside it); map a key the table proves unique, or "
+                "`key: []` for a table a delete rule clears without a key",
             )
         )
     for name in spec.key:
@@ -323,7 +324,12 @@ def _verify_linked(
 
 
 def _unique(table: sa.Table, key: tuple[str, ...]) -> bool:
-    """True when the primary key, a unique constraint or a unique index lies within `key`."""
+    """True when the primary key, a unique constraint or a unique index lies within `key`.
+
+    A partial unique index (`CREATE UNIQUE INDEX … WHERE …`, PostgreSQL and SQLite; e.g.
+    unique among rows not archived) does not count: rows outside its predicate may share
+    the key, so a key it "proves" can name a kept row, or another tenant's, with the row
+    that expired."""
     wanted = set(key)
     pk = {c.name for c in table.primary_key.columns}
     if pk and pk <= wanted:
@@ -335,9 +341,18 @@ def _unique(table: sa.Table, key: tuple[str, ...]) -> bool:
                 return True
     for index in table.indexes:
         columns = {c.name for c in index.columns}
-        if index.unique and columns and columns <= wanted:
+        if index.unique and columns and columns <= wanted and not _partial(index):
             return True
     return False
+
+
+def _partial(index: sa.Index) -> bool:
+    """True for an index with a predicate (reflected as the dialect's `where` option)."""
+    return any(
+        index.dialect_options[name].get("where") is not None
+        for name in ("postgresql", "sqlite")
+        if name in index.dialect_options
+    )
 
 
 def key_value(text: str, column: sa.ColumnElement[Any]) -> Any:

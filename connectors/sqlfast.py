@@ -1,8 +1,13 @@
 """The set-based delete batch: one statement selects the next expired rows and deletes them.
 
+    WITH picked AS MATERIALIZED (SELECT key FROM t WHERE <expired> AND key > :after
+                                 ORDER BY key LIMIT :n FOR UPDATE)
+    DELETE FROM t USING picked WHERE t.key = picked.key AND <expired>
+    RETURNING key                                                           -- PostgreSQL
+
     DELETE FROM t WHERE key IN (SELECT key FROM t WHERE <expired> AND key > :after
-                                ORDER BY key LIMIT :n FOR UPDATE)
-    RETURNING key                                       -- PostgreSQL (SQLite: no FOR UPDATE)
+                                ORDER BY key LIMIT :n) AND <expired>
+    RETURNING key                                                           -- SQLite
 
     DELETE FROM t WHERE <expired> AND key > :after LIMIT :n RETURNING key      -- MariaDB
 
@@ -42,12 +47,20 @@ def next_delete(
     where = expired if after is None else sa.and_(expired, _key_after(key_cols, after))
     if not dialect.delete_returning:
         return None
-    if dialect.name in ("postgresql", "sqlite"):
-        picked = sa.select(*key_cols).where(where).order_by(*key_cols).limit(limit)
-        if dialect.name == "postgresql":
-            picked = picked.with_for_update()
-        chosen = key_cols[0].in_(picked) if len(key_cols) == 1 else sa.tuple_(*key_cols).in_(picked)
-        return sa.delete(table).where(chosen).returning(*key_cols)
+    picked = sa.select(*key_cols).where(where).order_by(*key_cols).limit(limit)
+    if dialect.name == "postgresql":
+        # A materialised CTE, evaluated once. As `key IN (SELECT … LIMIT n FOR UPDATE)` the
+        # planner may put the subquery on the inner side of a nested loop and scan it again
+        # for every outer row; each rescan's LockRows skips the rows this statement already
+        # deleted and returns the next n, so one DELETE took every expired row at once.
+        chosen = picked.with_for_update().cte("picked").prefix_with("MATERIALIZED")
+        match = sa.and_(*(c == chosen.c[c.name] for c in key_cols))
+        # The chosen rows are judged again (tenant, cutoff, conditions) by the DELETE itself:
+        # only rows that passed go, even when a key names more than one row.
+        return sa.delete(table).where(match, expired).returning(*key_cols)
+    if dialect.name == "sqlite":  # a subquery that is not correlated is evaluated once
+        inside = key_cols[0].in_(picked) if len(key_cols) == 1 else sa.tuple_(*key_cols).in_(picked)
+        return sa.delete(table).where(inside, expired).returning(*key_cols)
     if dialect.name in ("mysql", "mariadb"):
         return (
             sa.delete(table)

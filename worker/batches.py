@@ -141,16 +141,24 @@ def run_batches(
 
     # Set-based batches (connectors/sqlfast.py) while the connector can do them; the page
     # path below from the first one it declines (dependents, foreign keys, a hold on some
-    # of the rows, rows the database refuses: the page path leaves those out or splits).
+    # of the rows, rows the database refuses: the page path leaves those out or splits),
+    # and after the first short one: the page path then confirms that no row is left (a
+    # row whose key no statement can name, such as NULL, fails the rule there).
     fast = change is Change.DELETE
     deleted: list[int] = []  # rows each set-based batch deleted
+    announced: list[int] = []  # intents the set-based batch published
     while fast:
         runner.check_stop()
         deleted.clear()
+        announced.clear()
         size = sizer.size
 
         def attempt(guard: Guard, prepare: Prepare, size: int = size) -> Applied | None:
-            applied = connector.delete_next(target, after, size, guard=guard, prepare=prepare)
+            def announce(applied: Applied) -> None:
+                announced.append(1)
+                prepare(applied)
+
+            applied = connector.delete_next(target, after, size, guard=guard, prepare=announce)
             if applied is not None:
                 deleted.append(len(applied.changed_keys))
             return applied
@@ -159,18 +167,18 @@ def run_batches(
         try:
             done = batch_of((), number, frozenset(), attempt)
         except RowsRefused:
-            numbers[0], fast = number, False  # its intent was closed as failed
+            if announced:  # refused at COMMIT: its intent was closed as failed
+                numbers[0] = number
             break
         if done is None:  # declined: nothing happened
-            fast = False
             break
         numbers[0] = number
         if not done:
             lost_one()
             continue
         lost = 0
-        if deleted and deleted[-1] < size:
-            return  # the selection had no more rows
+        if not deleted or deleted[-1] < size:
+            break  # short: the page path below confirms that nothing is left
         if mapping.batch_pause:
             runner.stop.wait(mapping.batch_pause)
 

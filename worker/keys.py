@@ -104,8 +104,8 @@ class KeyHasher:
         self._inner.update(encode_fields((customer, product, table)))
         self._outer = hashlib.sha256(secret.translate(_OPAD))
         self._table = table
-        # Remembered hashes by key and its parts' types: False == 0 and 1 == 1.0 in Python,
-        # but they are different texts (`false`, `0`), so different records.
+        # Remembered hashes by key and its parts' types (int and str only): False == 0 and
+        # 1 == 1.0 in Python, but they are different texts (`false`, `0`): other records.
         self._known: dict[tuple[Sequence[Any], tuple[type, ...]], str] = {}
 
     def __call__(self, key: Sequence[Any]) -> str:
@@ -146,7 +146,13 @@ class KeyHasher:
         `remember`; the hashes in the order of `keys`. Raises as `__call__` does."""
         self._known = {}
         found = [self(key) for key in keys]
-        self._known = {(key, tuple(map(type, key))): h for key, h in zip(keys, found, strict=True)}
+        # Only keys of whole numbers and texts are kept: for them equal values have equal
+        # texts. Decimal('1.0') == Decimal('1.00') and 0.0 == -0.0, with different texts.
+        self._known = {}
+        for key, h in zip(keys, found, strict=True):
+            types = tuple(map(type, key))
+            if all(t is int or t is str for t in types):
+                self._known[(key, types)] = h
         return found
 
 

@@ -1,15 +1,14 @@
-"""Faults found by attacking the set-based delete batches (connectors/sqlfast.py) and the
-batch loop that uses them (worker/batches.py::run_batches). Each test fails on the commit it
-was written against (c565971) and says what should happen instead.
+"""Faults a breaker found in the set-based delete batches (connectors/sqlfast.py) and the
+batch loop (worker/batches.py::run_batches), kept as tests of their kind:
 
-- The set-based DELETE deletes every row whose key is IN the chosen keys, without repeating
-  the tenant and expiry checks the chosen rows passed: when the mapped key is "unique" only
-  through a partial unique index (which live validation accepts as proof), rows of another
-  tenant and rows inside their retention period that share a chosen key are deleted too.
-- On SQLite a non-INTEGER PRIMARY KEY column allows NULL (validation does not flag primary
-  key columns). The page path fails the rule naming the NULL key; the set-based DELETE's
-  `key IN (...)` silently skips those rows, deletes fewer than a batch, takes that for "no
-  more rows" and ends the rule as succeeded with its expired rows still there.
+- a key "proved" unique only by a partial unique index (`… WHERE NOT archived`) may name a
+  row of another tenant or a row inside its period together with the expired one: live
+  verification refuses such a key (the rule fails, nothing is deleted), and the set-based
+  DELETE judges each row it deletes again (tenant, cutoff, conditions), not only its key;
+- a row whose key no statement can name (NULL in a SQLite TEXT PRIMARY KEY) ends the
+  set-based batches early: the page path then confirms that nothing is left and fails the
+  rule naming the NULL key, as it always did, instead of a run that "succeeds" with
+  expired rows left.
 """
 
 from __future__ import annotations
@@ -89,24 +88,27 @@ PARTIAL_UNIQUE_ROWS = [
 def test_a_set_based_delete_never_deletes_another_tenants_row_sharing_its_key(
     request: pytest.FixtureRequest, url_fixture: str, tmp_path: Path, state: StateStore
 ) -> None:
-    """kdv-a's run may delete only kdv-a's rows. The page path (before feab15c) kept kdv-b's
-    row 2; the set-based `DELETE … WHERE code IN (SELECT code … tenant 1 …)` deletes it."""
+    """kdv-a's run may delete only kdv-a's rows: kdv-b's row 2 shares code X with kdv-a's
+    expired row 1. (A set-based `DELETE … WHERE code IN (SELECT code … tenant 1 …)` deleted
+    it; now the key is refused and the DELETE re-checks the tenant.)"""
     url = request.getfixturevalue(url_fixture)
     cfg = _keyed_by_code(tmp_path)
     _coded_children(url, PARTIAL_UNIQUE_ROWS)
 
-    run(cfg, url, state, customer="kdv-a")
+    [report], _ = run(cfg, url, state, customer="kdv-a")
 
     assert 2 in _ids(url), "kdv-b's row 2 was deleted by kdv-a's run"
+    assert report.outcome is Outcome.FAILED
+    assert "partial unique index" in (report.error or "")
 
 
 @pytest.mark.parametrize("url_fixture", ["sqlite_url", "pg_url"])
 def test_a_row_inside_its_period_sharing_a_partially_unique_key_is_kept(
     request: pytest.FixtureRequest, url_fixture: str, tmp_path: Path, state: StateStore
 ) -> None:
-    """Row 3 (kdv-a, inside its period) shares code Y with expired row 4. Both paths delete
-    it (the page path's DELETE repeats the tenant but not the expiry check); the root cause is
-    that live validation takes a partial unique index as proof that `code` is a key."""
+    """Row 3 (kdv-a, inside its period) shares code Y with expired row 4. Both paths deleted
+    it (the page path's DELETE repeats the tenant but not the expiry check) while live
+    verification took a partial unique index as proof that `code` is a key."""
     url = request.getfixturevalue(url_fixture)
     cfg = _keyed_by_code(tmp_path)
     _coded_children(url, PARTIAL_UNIQUE_ROWS)
@@ -119,11 +121,10 @@ def test_a_row_inside_its_period_sharing_a_partially_unique_key_is_kept(
 def test_a_null_in_a_sqlite_text_primary_key_fails_the_rule_instead_of_ending_it_early(
     tmp_path: Path, sqlite_url: str, state: StateStore
 ) -> None:
-    """SQLite lets a TEXT PRIMARY KEY hold NULL. Expected (docs/configuration.md `key`, and
-    the page path before feab15c): "a run that meets a NULL key part fails the rule with
-    that message". Actual: the set-based DELETE skips the NULL-key rows (NULL IN (…) is not
-    true), deletes 1 of a batch of 3, reads that as the end of the selection, and the run
-    succeeds with 0 rows changed while expired rows 'a' and 'b' stay, every run."""
+    """SQLite lets a TEXT PRIMARY KEY hold NULL. As docs/configuration.md (`key`) says, a run
+    that meets a NULL key part fails the rule with that message. (The set-based DELETE skipped
+    the NULL-key rows, NULL IN (…) being not true, read its short batch as the end of the
+    selection, and the run succeeded with 0 rows changed while 'a' and 'b' stayed.)"""
     cfg = config(tmp_path, product=kidsapp.mapping(batch_size=3))
     engine = sa.create_engine(sqlite_url)
     try:

@@ -1,9 +1,7 @@
-"""A fault found in `KeyHasher.remember` (worker/keys.py, 4df984c): the memo is keyed by the
-key's Python value and its parts' types, but two values of one type can be equal in Python
-and still have different canonical texts (`Decimal('1.0')` and `Decimal('1.00')`: "a
-decimal as the database returns it, with its scale"; `0.0` and `-0.0`). After a page is
-remembered, the hasher answers the other key with the remembered key's hash: the same call
-gives two different hashes for one key depending on what was remembered before."""
+"""`KeyHasher.remember` (worker/keys.py) never lends a remembered key's hash to a key that is
+equal in Python but has another canonical text: `Decimal('1.0')` and `Decimal('1.00')` ("a
+decimal as the database returns it, with its scale"), `0.0` and `-0.0`. Whatever was
+remembered before, one key always has one hash."""
 
 from __future__ import annotations
 
