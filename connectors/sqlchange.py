@@ -37,6 +37,8 @@ from connectors.base import (
     Target,
 )
 from connectors.errors import timeout_kind, wrap_errors
+from connectors.sqlmaskplan import is_date
+from connectors.sqlmaskset import write_rows
 from connectors.sqlreach import cascaded
 
 TableOf = Callable[[str], sa.Table]
@@ -193,43 +195,20 @@ def _anonymise(
     values: dict[Key, tuple[Any, ...]],
     batch: Batch,
 ) -> tuple[dict[str, int], list[Key]]:
-    updates: list[dict[str, Any]] = []
-    changed: list[Key] = []
+    # The masks are computed here (a keyed hash needs the pepper); the rows are written by
+    # key in one UPDATE (connectors.sqlmaskset). A row no mask changes is not written.
+    rows: list[tuple[Key, dict[str, Any]]] = []
     for key in todo:
         new: dict[str, Any] = {}
         for mask, column, stored in zip(target.masks, masked, values[key], strict=True):
             value = _as_python(stored, column)
             replaced = mask_value(mask, value, batch.pepper)
             if replaced != value:
-                typed = isinstance(replaced, dt.date) or not _is_date(column)
-                new[f"{'v' if typed else 'r'}_{mask.column}"] = replaced
+                new[mask.column] = replaced
         if new:
-            new.update({f"k_{k.name}": v for k, v in zip(key_cols, key, strict=True)})
-            updates.append(new)
-            changed.append(key)
-    if not updates:
-        return {table.name: 0}, []
-    # One statement per set of changed columns (executemany), keyed by primary key.
-    by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for item in updates:
-        by_shape.setdefault(tuple(sorted(item)), []).append(item)
-    tenant = batch.tenant_of(table, target)
-    for shape, items in by_shape.items():
-        assigned: dict[str, Any] = {}
-        for name in shape:
-            if name.startswith("v_"):  # bound through the column's type
-                assigned[name[2:]] = sa.bindparam(name, type_=table.c[name[2:]].type)
-            elif name.startswith("r_"):  # bound as it is: text or NULL in a date column
-                assigned[name[2:]] = sa.bindparam(name, type_=sa.types.NullType())
-        stmt = (
-            sa.update(table)
-            .where(*(k == sa.bindparam(f"k_{k.name}") for k in key_cols))
-            .values(assigned)
-        )
-        if tenant is not None:
-            stmt = stmt.where(tenant)
-        conn.execute(stmt, items)
-    return {table.name: len(updates)}, changed
+            rows.append((key, new))
+    write_rows(conn, table, key_cols, rows, batch.tenant_of(table, target))
+    return {table.name: len(rows)}, [key for key, _ in rows]
 
 
 def _related(
@@ -287,7 +266,8 @@ def _mask_related(
     batch: Batch,
 ) -> int:
     """Anonymise related rows not yet masked: in one UPDATE when every mask is a constant
-    (null, fixed text), else row by row by the table's primary key."""
+    (null, fixed text), else computed row by row and written by the table's primary key
+    (connectors.sqlmaskset: one more UPDATE)."""
     dialect = conn.dialect.name
     pending = sa.and_(
         where, sa.not_(sa.and_(*(done_clause(m, related.c[m.column], dialect) for m in masks)))
@@ -303,16 +283,17 @@ def _mask_related(
         )
     columns = [related.c[m.column] for m in masks]
     rows = conn.execute(sa.select(*key, *columns).where(pending).with_for_update()).all()
-    for row in rows:
-        new = {
-            m.column: mask_value(m, value, batch.pepper)
-            for m, value in zip(masks, row[len(key) :], strict=True)
-        }
-        conn.execute(
-            sa.update(related)
-            .where(*(k == v for k, v in zip(key, row[: len(key)], strict=True)))
-            .values(new)
+    new = [
+        (
+            tuple(row[: len(key)]),
+            {
+                m.column: mask_value(m, value, batch.pepper)
+                for m, value in zip(masks, row[len(key) :], strict=True)
+            },
         )
+        for row in rows
+    ]
+    write_rows(conn, related, key, new)  # by primary key: the rows were selected in the tenant
     return len(rows)
 
 
@@ -321,13 +302,9 @@ def _add(counts: Counts, more: Counts) -> None:
         counts[name] = counts.get(name, 0) + count
 
 
-def _is_date(column: sa.ColumnElement[Any]) -> bool:
-    return isinstance(column.type, sa.Date | sa.DateTime)
-
-
 def _as_python(value: Any, column: sa.ColumnElement[Any]) -> Any:
     """A raw value of a date column as a date or datetime when it reads as one, else as is."""
-    if not isinstance(value, str) or not _is_date(column):
+    if not isinstance(value, str) or not is_date(column):
         return value
     try:
         parsed = dt.datetime.fromisoformat(value)
