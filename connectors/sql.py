@@ -47,7 +47,7 @@ from connectors.pooling import ping_when_idle
 from connectors.reach import checked_url, engine_options
 from connectors.session import pin_sessions
 from connectors.sqlchange import Batch, change_batch
-from connectors.sqlfast import next_delete
+from connectors.sqlfast import locked_tids, next_delete
 from connectors.sqlread import SqlReads
 from connectors.sqlschema import all_foreign_keys, foreign_keys_to, table_schema
 from connectors.sqlverify import verify_table, verify_tenancy
@@ -289,15 +289,8 @@ class SqlConnector(SqlReads):
                 "ctid" if self.dialect == "postgresql" else "rowid"
             )
             picked = sa.select(locator).select_from(table).where(where).limit(limit)
-            if self.dialect == "postgresql":
-                # Materialised: evaluated once (connectors/sqlfast.py says why).
-                tids = (
-                    picked.with_only_columns(locator.label("tid"))
-                    .with_for_update()
-                    .cte("picked")
-                    .prefix_with("MATERIALIZED")
-                )
-                statement = sa.delete(table).where(locator.in_(sa.select(tids.c.tid)))
+            if self.dialect == "postgresql":  # chosen once, deleted by a TID scan (sqlfast)
+                statement = sa.delete(table).where(locked_tids(table, picked))
             else:
                 statement = sa.delete(table).where(locator.in_(picked))
         else:  # MariaDB/MySQL: a single-table DELETE takes LIMIT itself

@@ -1,15 +1,12 @@
 """The set-based delete batch: one statement selects the next expired rows and deletes them.
 
-    WITH picked AS MATERIALIZED (SELECT key FROM t WHERE <expired> AND key > :after
-                                 ORDER BY key LIMIT :n FOR UPDATE)
-    DELETE FROM t USING picked WHERE t.key = picked.key AND <expired>
+    DELETE FROM t WHERE ctid = ANY(ARRAY(SELECT ctid FROM t WHERE <expired> AND key > :after
+                                         ORDER BY key LIMIT :n FOR UPDATE))
     RETURNING key                                                           -- PostgreSQL
 
     DELETE FROM t WHERE key IN (SELECT key FROM t WHERE <expired> AND key > :after
                                 ORDER BY key LIMIT :n) AND <expired>
     RETURNING key                                                           -- SQLite
-
-    DELETE FROM t WHERE <expired> AND key > :after LIMIT :n RETURNING key      -- MariaDB
 
 `<expired>` is the target's whole re-check (tenant, cutoff, conditions, holds from the
 configuration), so the rows deleted are exactly expired rows of the tenant; the keys come
@@ -17,9 +14,9 @@ back for the audit trail. It replaces three statements of the page path (select 
 lock it, delete it) and the page's round trip before the transaction. It is used only where
 nothing has to happen before the rows go: no mapped dependents (deleted first), no foreign
 key of another table pointing at the table (its cascades are counted before the DELETE,
-connectors/sqlreach.py), a backend with DELETE ... RETURNING (PostgreSQL, SQLite 3.35+,
-MariaDB 10.0.5+; MySQL has none). MariaDB refuses LIMIT in an IN subquery, so there the
-single-table DELETE takes the LIMIT itself, without an order: every row it picks is expired.
+connectors/sqlreach.py), and on PostgreSQL and SQLite 3.35+ (DELETE … RETURNING). Not on
+MariaDB/MySQL: InnoDB's locking reads lock every row they read (`next_delete` says why),
+so there the page path runs, whose page is read without locks.
 """
 
 from __future__ import annotations
@@ -27,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.dml import ReturningDelete
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -49,23 +47,44 @@ def next_delete(
         return None
     picked = sa.select(*key_cols).where(where).order_by(*key_cols).limit(limit)
     if dialect.name == "postgresql":
-        # A materialised CTE, evaluated once. As `key IN (SELECT … LIMIT n FOR UPDATE)` the
-        # planner may put the subquery on the inner side of a nested loop and scan it again
-        # for every outer row; each rescan's LockRows skips the rows this statement already
-        # deleted and returns the next n, so one DELETE took every expired row at once.
-        chosen = picked.with_for_update().cte("picked").prefix_with("MATERIALIZED")
-        match = sa.and_(*(c == chosen.c[c.name] for c in key_cols))
-        # The chosen rows are judged again (tenant, cutoff, conditions) by the DELETE itself:
-        # only rows that passed go, even when a key names more than one row.
-        return sa.delete(table).where(match, expired).returning(*key_cols)
+        return sa.delete(table).where(locked_tids(table, picked)).returning(*key_cols)
     if dialect.name == "sqlite":  # a subquery that is not correlated is evaluated once
         inside = key_cols[0].in_(picked) if len(key_cols) == 1 else sa.tuple_(*key_cols).in_(picked)
         return sa.delete(table).where(inside, expired).returning(*key_cols)
-    if dialect.name in ("mysql", "mariadb"):
-        return (
-            sa.delete(table)
-            .where(where)
-            .with_dialect_options(mysql_limit=limit)
-            .returning(*key_cols)
-        )
+    # MariaDB/MySQL: none. InnoDB locks every row a locking statement reads, not only the
+    # rows it keeps: a `DELETE … WHERE <expired> LIMIT n` that scans waits for a row another
+    # session holds, of another tenant too. The page path reads its page without locks and
+    # locks exactly its keys, by primary key.
     return None
+
+
+def locked_tids(table: sa.Table, picked: sa.Select[Any]) -> ColumnElement[bool]:
+    """`ctid = ANY(ARRAY(<picked's rows' ctid> … FOR UPDATE))`: the physical rows chosen and
+    locked, once, by an uncorrelated sub-select (an InitPlan), then deleted by a TID scan.
+
+    The row's locator, not its key: a key a partial index "proves" may name more rows than
+    the chosen one. And no join the planner could get wrong: as `key IN (SELECT … LIMIT n
+    FOR UPDATE)` the sub-select can land on the inner side of a nested loop and be scanned
+    again for every outer row (each rescan skips the rows already deleted and locks the next
+    n: one DELETE took every expired row); as a join with a CTE, a table without statistics
+    got a nested loop over 10,000 × 100,000 rows. The TID scan is chosen with or without
+    statistics.
+    """
+    tid: ColumnElement[Any] = sa.literal_column("ctid")
+    chosen = picked.with_only_columns(tid).with_for_update()
+    return tid == sa.any_(_ArrayOf(chosen.scalar_subquery()))
+
+
+class _ArrayOf(ColumnElement[Any]):
+    """PostgreSQL's `ARRAY(subquery)`: the sub-select's rows as one array."""
+
+    inherit_cache = True
+
+    def __init__(self, subquery: ColumnElement[Any]) -> None:
+        self.subquery = subquery
+        self.type = sa.types.NullType()
+
+
+@compiles(_ArrayOf, "postgresql")
+def _compile_array_of(element: _ArrayOf, compiler: Any, **kw: Any) -> str:
+    return f"ARRAY{compiler.process(element.subquery, **kw)}"
