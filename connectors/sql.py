@@ -290,7 +290,7 @@ class SqlConnector(SqlReads):
             )
             picked = sa.select(locator).select_from(table).where(where).limit(limit)
             if self.dialect == "postgresql":  # chosen once, deleted by a TID scan (sqlfast)
-                statement = sa.delete(table).where(locked_tids(table, picked))
+                statement = sa.delete(table).where(locked_tids(picked))
             else:
                 statement = sa.delete(table).where(locator.in_(picked))
         else:  # MariaDB/MySQL: a single-table DELETE takes LIMIT itself
@@ -300,20 +300,7 @@ class SqlConnector(SqlReads):
             transaction = conn.begin()
             rows = [tuple(r) for r in conn.execute(statement.returning(*columns))]
             applied = Applied({table.name: len(rows)}, rows)
-            if not rows:
-                transaction.rollback()
-                return applied
-            if prepare is not None:
-                prepare(applied)
-            try:
-                transaction.commit()
-            except sa.exc.SQLAlchemyError as exc:
-                raise AmbiguousCommit(
-                    f"the outcome of committing the delete of {len(rows)} row(s) of "
-                    f"{table.name} is unknown ({describe(exc)}); check which rows are gone",
-                    applied,
-                ) from exc
-            return applied
+            return _finish(conn, transaction, applied, prepare, "delete", table.name)
 
     def batch_limit(self, key_width: int) -> int:
         """Keys per batch within the bind-parameter limit. PostgreSQL gets keys as arrays

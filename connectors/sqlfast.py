@@ -47,7 +47,7 @@ def next_delete(
         return None
     picked = sa.select(*key_cols).where(where).order_by(*key_cols).limit(limit)
     if dialect.name == "postgresql":
-        return sa.delete(table).where(locked_tids(table, picked)).returning(*key_cols)
+        return sa.delete(table).where(locked_tids(picked)).returning(*key_cols)
     if dialect.name == "sqlite":  # a subquery that is not correlated is evaluated once
         inside = key_cols[0].in_(picked) if len(key_cols) == 1 else sa.tuple_(*key_cols).in_(picked)
         return sa.delete(table).where(inside, expired).returning(*key_cols)
@@ -58,7 +58,7 @@ def next_delete(
     return None
 
 
-def locked_tids(table: sa.Table, picked: sa.Select[Any]) -> ColumnElement[bool]:
+def locked_tids(picked: sa.Select[Any]) -> ColumnElement[bool]:
     """`ctid = ANY(ARRAY(<picked's rows' ctid> … FOR UPDATE))`: the physical rows chosen and
     locked, once, by an uncorrelated sub-select (an InitPlan), then deleted by a TID scan.
 
