@@ -8,10 +8,13 @@ afterwards WITH (FORCE), also when it fails.
 
 from __future__ import annotations
 
+import sqlite3
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
@@ -89,3 +92,13 @@ def postgres_database(server_url: str) -> Iterator[Database]:
                 conn.execute(sa.text(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
     finally:
         admin.dispose()
+
+
+@contextmanager
+def sqlite_database() -> Iterator[Database]:
+    """A SQLite file in a temporary folder, removed on exit (`python -m bench.idle --db sqlite`)."""
+    with tempfile.TemporaryDirectory(prefix="rt_bench_") as folder:
+        url = f"sqlite:///{Path(folder) / 'flexkids.db'}"
+        yield Database(
+            kind="sqlite", url=url, label=url, version=f"SQLite {sqlite3.sqlite_version}"
+        )

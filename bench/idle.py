@@ -48,8 +48,8 @@ from bench.database import (
     PG_URL_ENV,
     BenchError,
     Database,
-    _probe,
     postgres_database,
+    probe,
     sqlite_database,
 )
 from demo.schemas import create_schema
@@ -140,6 +140,8 @@ def seed_work(url: str, customers: int, per_customer: int) -> dict[str, int]:
                     "number": f"O{ident}",
                     "amount_cents": 1,
                     "invoice_date": OLD,
+                    # Paid: the FlexKids rule keeps an unpaid invoice (an open claim).
+                    "paid_on": OLD,
                     "created_at": created,
                 }
             )
@@ -283,7 +285,7 @@ def databases(choice: str) -> Iterator[list[Database]]:
             import os
 
             server = os.environ.get(PG_URL_ENV) or DEFAULT_PG_URL
-            why = _probe(server)
+            why = probe(server)
             if why is None:
                 found.append(stack.enter_context(postgres_database(server)))
             elif choice == "postgresql":
