@@ -16,10 +16,12 @@ the shipped config/ without its own customers). Then it times, in one process:
 - `idle_after`: one tick after the work.
 
 With `--state none` there is no state database and no audit trail: the product database's
-share of the cost alone.
+share of the cost alone. `--state postgresql` puts the state database on the bench server
+(a fresh database, dropped afterwards), as in production.
 
 Each tick is what `retention-worker run --once` does for every pair: a real Runner with the
-audit trail, legal holds, approvals and rule history in a migrated SQLite state database.
+audit trail, rule history, status, legal holds and approvals in a migrated state database
+(SQLite by default).
 Figures are milliseconds per customer and per customer × rule (FlexKids has 6 rules per
 customer). `--profile` prints the 25 costliest functions of one warm idle tick.
 """
@@ -31,6 +33,7 @@ import cProfile
 import datetime as dt
 import io
 import json
+import os
 import pstats
 import shutil
 import sys
@@ -53,8 +56,7 @@ from bench.database import (
     sqlite_database,
 )
 from demo.schemas import create_schema
-from worker.app import build_runner, run_pairs
-from worker.audit import AuditTrail
+from worker.app import build_runner, run_pairs, subscribe_state
 from worker.configload import Config, load_config
 from worker.events import EventBus, Outcome
 from worker.policy import effective_rules
@@ -188,12 +190,12 @@ def check_work(url: str, expected: dict[str, int]) -> None:
 class Ticks:
     """Runs ticks over every pair of `config` with one state database, as run --once does."""
 
-    def __init__(self, config: Config, url: str, state_dir: Path | None) -> None:
+    def __init__(self, config: Config, url: str, state_url: str | None) -> None:
         self.config = config
         self.env = {"FLEXKIDS_DATABASE_URL": url}
         self.state: StateStore | None = None
-        if state_dir is not None:
-            self.state = StateStore(f"sqlite:///{state_dir / 'state.db'}")
+        if state_url is not None:
+            self.state = StateStore(state_url)
             self.state.migrate()
         self.pairs = list(config.pairs())
         self.rules = sum(len(effective_rules(config.catalogue, c, p)) for c, p in self.pairs)
@@ -202,7 +204,8 @@ class Ticks:
         """(wall, CPU) seconds of one tick over every pair, and the rows changed per table."""
         bus = EventBus()
         if self.state is not None:
-            bus.subscribe(AuditTrail(self.state, lambda: NOW), required=True)
+            # What a real run writes: audit trail, rule history, status.
+            subscribe_state(bus, self.state, lambda: NOW)
         runner = build_runner(
             self.config, self.env, bus, pepper=PEPPER, clock=lambda: NOW, store=self.state
         )
@@ -235,19 +238,25 @@ def figures(seconds: tuple[float, float], pairs: int, rules: int) -> dict[str, f
 
 
 def measure(
-    db: Database, customers: int, ticks: int, work_rows: int, profile: bool, state: bool
+    db: Database, customers: int, ticks: int, work_rows: int, profile: bool, state: str
 ) -> dict[str, Any]:
     """Every figure of one database (see the module docstring)."""
-    with tempfile.TemporaryDirectory(prefix="rt_idle_") as folder:
+    with tempfile.TemporaryDirectory(prefix="rt_idle_") as folder, ExitStack() as stack:
         config = write_config(Path(folder) / "config", customers)
         create_schema(db.url, "flexkids")
         seed_idle(db.url, customers)
-        runs = Ticks(config, db.url, Path(folder) if state else None)
+        state_url: str | None = None
+        if state == "sqlite":
+            state_url = f"sqlite:///{Path(folder) / 'state.db'}"
+        elif state == "postgresql":
+            server = os.environ.get(PG_URL_ENV) or DEFAULT_PG_URL
+            state_url = stack.enter_context(postgres_database(server)).url
+        runs = Ticks(config, db.url, state_url)
         try:
             pairs, rules = len(runs.pairs), runs.rules
             result: dict[str, Any] = {
                 "database": db.version,
-                "state": "sqlite" if state else "none",
+                "state": state,
                 "customers": pairs,
                 "rules": rules,
             }
@@ -259,6 +268,7 @@ def measure(
                 profiler.enable()
                 runs.tick()
                 profiler.disable()
+                profiler.dump_stats(str(Path(tempfile.gettempdir()) / "bench-idle.prof"))
                 out = io.StringIO()
                 pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
                 print(out.getvalue(), file=sys.stderr)
@@ -282,8 +292,6 @@ def databases(choice: str) -> Iterator[list[Database]]:
         if choice in ("both", "sqlite"):
             found.append(stack.enter_context(sqlite_database()))
         if choice in ("both", "postgresql"):
-            import os
-
             server = os.environ.get(PG_URL_ENV) or DEFAULT_PG_URL
             why = probe(server)
             if why is None:
@@ -306,9 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="profile one warm idle tick")
     parser.add_argument(
         "--state",
-        choices=("sqlite", "none"),
+        choices=("sqlite", "postgresql", "none"),
         default="sqlite",
-        help="sqlite: audit trail, holds, approvals, history as run --once; none: no state "
+        help="sqlite or postgresql (a fresh database on the bench server, as in production): "
+        "audit trail, rule history, status, holds, approvals as run --once; none: no state "
         "database and no audit (the product database's share alone)",
     )
     parser.add_argument("--json", action="store_true")
@@ -323,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.ticks,
                     args.work_rows,
                     args.profile,
-                    args.state == "sqlite",
+                    args.state,
                 )
                 results.append(result)
                 if not args.json:

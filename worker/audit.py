@@ -292,7 +292,7 @@ class AuditTrail:
                 f"could not write {event.name} of run {event.run_id} to the audit trail: {exc}"
             ) from exc
 
-    def _append(self, event: Audited, payload: dict[str, Any]) -> AuditRecord:
+    def _append(self, event: Audited, payload: dict[str, Any]) -> None:
         rule = getattr(event, "rule", None)
         action = getattr(event, "action", None)
         at = self._clock()
@@ -313,7 +313,11 @@ class AuditTrail:
             return record_hash(prev_hash, seq=seq, **chain_fields(entry), payload=payload)
 
         also = _run_keeping(event, payload, self._store.url) or _open_batch_keeping(event)
-        return self._store.append_audit(entry, seal, also)
+        if isinstance(event, (RunStarted, RunFinished)):
+            # Guards no product change: rides with the run's next write (worker/state/gather.py).
+            self._store.append_audit_later(entry, seal, also)
+            return
+        self._store.append_audit(entry, seal, also)
 
 
 def _run_keeping(event: Audited, payload: dict[str, Any], database: str) -> Also | None:

@@ -112,7 +112,7 @@ class Gatekeeper:
             return
         text = canonical_json(document)
 
-        def write(conn: sa.Connection) -> None:
+        def write(conn: sa.Connection, _retried: bool) -> None:
             row = {
                 "fingerprint": fingerprint,
                 "document": text,
@@ -122,7 +122,7 @@ class Gatekeeper:
             insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
             conn.execute(insert(policies).values(row).on_conflict_do_nothing())
 
-        self.store.write(f"recording policy {fingerprint}", write)
+        self.store.write_later(f"policy {fingerprint}", write)
 
     def history(self, customer: str, product: str, rule: str, runs: int) -> list[int]:
         """Rows the rule changed in its last `runs` successful real runs, newest first."""
@@ -341,7 +341,7 @@ class HistoryRecorder:
             for rule, (action, table, eligible) in seen.items()
         ]
 
-        def write(conn: sa.Connection) -> None:
+        def write(conn: sa.Connection, _retried: bool) -> None:
             done = conn.execute(
                 sa.select(rule_history.c.rule).where(rule_history.c.run_id == event.run_id)
             ).scalars()
@@ -349,4 +349,4 @@ class HistoryRecorder:
             if fresh:
                 conn.execute(rule_history.insert(), fresh)
 
-        self._store.write(f"recording the rule history of run {event.run_id}", write)
+        self._store.write_later(f"the rule history of run {event.run_id}", write, optional=True)

@@ -52,6 +52,7 @@ from worker.reconcile import Reconciler
 from worker.retry import RetryPolicy
 from worker.rulework import count_backlogs, run_rule
 from worker.runreport import RunReport, Skipped, UnexpectedRunError
+from worker.state.gather import Gathering, gathering
 from worker.targets import overlapping, tables_for
 
 T = TypeVar("T")
@@ -182,8 +183,12 @@ class Runner:
         run_id = uuid.uuid4().hex
         self._held.lease = lease
         try:
-            with bind_run(run_id, customer.customer, mapping.product), _active(run_id):
-                return self._run(run_id, customer, mapping, now, dry_run=dry_run)
+            with (
+                bind_run(run_id, customer.customer, mapping.product),
+                _active(run_id),
+                gathering() as gathered,
+            ):
+                return self._run(run_id, customer, mapping, now, gathered, dry_run=dry_run)
         finally:
             self._held.lease = None
 
@@ -227,6 +232,7 @@ class Runner:
         customer: Customer,
         mapping: ProductMapping,
         now: dt.datetime,
+        gathered: Gathering,
         *,
         dry_run: bool,
     ) -> RunReport:
@@ -314,6 +320,9 @@ class Runner:
                     **names,
                 )
             )
+            # The run's bookkeeping that waited (start, policy, end, history, status) in
+            # one transaction, unless a batch's intent carried it already.
+            gathered.flush()
         except RetentionError as exc:  # the trail could not record the end: say so, go on
             report.outcome = Outcome.FAILED
             report.error = f"{report.error}; {exc}" if report.error else str(exc)

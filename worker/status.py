@@ -126,7 +126,7 @@ class StatusRecorder:
         customer, product = pair
         when = at.astimezone(dt.UTC)
 
-        def write(conn: Connection) -> None:
+        def write(conn: Connection, _retried: bool) -> None:
             mine = sa.and_(rule_status.c.customer == customer, rule_status.c.product == product)
             if complete:  # a complete run lists every rule: drop those that no longer exist
                 conn.execute(rule_status.delete().where(mine))
@@ -161,4 +161,4 @@ class StatusRecorder:
                     )
                 )
 
-        self._store.write(f"recording the status of {customer} × {product}", write)
+        self._store.write_later(f"the status of {customer} × {product}", write, optional=True)

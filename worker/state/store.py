@@ -54,7 +54,9 @@ from connectors.reach import client_options
 from connectors.redact import describe
 from worker.errors import StateError
 from worker.retry import RetryPolicy
+from worker.state import gather
 from worker.state.bounds import bound_sessions, unbounded
+from worker.state.gather import Work
 from worker.state.models import audit_events, audit_head
 from worker.state.records import AuditEntry, AuditHead, AuditRecord, _aware, utc
 from worker.state.runlog import OUTCOMES, RunLog
@@ -183,9 +185,47 @@ class StateStore(RunLog):
 
         return self._retrying(attempt)
 
+    def write_later(self, doing: str, work: Work, *, optional: bool = False) -> None:
+        """Queue `work` for the next write transaction of this context's `gathering()`
+        (worker/state/gather.py); without one, write it now (`work(conn, retried)`).
+
+        Only for records that guard no product change (a run's bookkeeping). `doing` names
+        what is recorded ("run.started of run …"). A queued write's failure surfaces at
+        the write that carries it, or at the flush, as StateError; an `optional` one's is
+        logged and rolled back alone (`gather.Pending`)."""
+        gathered = gather.current()
+        if gathered is None:
+            tries = 0
+
+            def now(conn: Connection) -> None:
+                nonlocal tries
+                tries += 1
+                work(conn, tries > 1)
+
+            self.write(doing, now)
+            return
+        gathered.add(self, gather.Pending(doing, work, optional))
+
     @contextmanager
     def _write(self, doing: str) -> Iterator[Connection]:
-        """A write transaction; on SQLite serialised in-process and taken with BEGIN IMMEDIATE."""
+        """A write transaction; on SQLite serialised in-process and taken with BEGIN IMMEDIATE.
+        Work queued with `write_later` in this context runs first, in the same transaction."""
+        gathered = gather.current()
+        carried = gathered.taken(self) if gathered is not None else []
+        try:
+            with self._begin(doing) as conn:
+                for pending in carried:
+                    pending.run(conn)
+                yield conn
+        except BaseException:
+            for pending in carried:
+                pending.tried = True
+            raise
+        if gathered is not None and carried:
+            gathered.done(self, carried)
+
+    @contextmanager
+    def _begin(self, doing: str) -> Iterator[Connection]:
         with self._errors(doing):
             if not self._sqlite:
                 with self._engine.begin() as conn:
@@ -269,7 +309,26 @@ class StateStore(RunLog):
         """
         at = _aware(entry.at, "the audit record's time")
         doing = f"appending {entry.kind} of run {entry.run_id} to the audit trail"
+        return self._retrying(self._appending(doing, entry, at, seal, also))
 
+    def append_audit_later(self, entry: AuditEntry, seal: Seal, also: Also | None = None) -> None:
+        """`append_audit`, queued with `write_later`: for a record that guards no product
+        change (run started, run finished). Its seq and hash are taken when it is written,
+        in queue order, so the chain stays in the order the run published its events."""
+        at = _aware(entry.at, "the audit record's time")
+
+        def work(conn: Connection, retried: bool) -> None:
+            record = self._append(conn, entry, at, seal, retried=retried)
+            if also is not None:
+                also(conn, record)
+
+        self.write_later(f"{entry.kind} of run {entry.run_id}", work)
+
+    def _appending(
+        self, doing: str, entry: AuditEntry, at: dt.datetime, seal: Seal, also: Also | None
+    ) -> Callable[[], AuditRecord]:
+        """One attempt of `append_audit` (for `_retrying`); later attempts look first for
+        a record an earlier one committed."""
         attempts = 0
 
         def write() -> AuditRecord:
@@ -283,7 +342,7 @@ class StateStore(RunLog):
                     also(conn, record)
                 return record
 
-        return self._retrying(write)
+        return write
 
     def _append(
         self,

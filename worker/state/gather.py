@@ -1,0 +1,140 @@
+"""Writes that may wait: a run's bookkeeping gathered into the next write transaction.
+
+A run that changes nothing used to pay one durable commit per record of its bookkeeping:
+run started, the policy it followed, run finished, its rule history, its status. None of
+them guards a change in a product database, so within a run they may wait and ride along
+with the next write the run must make anyway:
+
+    with gathering() as gathered:          # worker/run.py, around one run
+        store.write_later(...)             # queued (run.started, policy, history, status)
+        store.append_audit(intent)         # the queued work first, then the intent: ONE txn
+        ...
+        gathered.flush()                   # what is still queued, in one transaction
+
+What must be durable before a product change still is: a batch's intent is an ordinary
+write, and everything queued before it commits in the same transaction, before it (so the
+trail keeps its order: run.started is always recorded before the run's first intent). A run
+that crashes before its first write leaves no record, and it changed nothing either.
+
+The queue belongs to the context (a `ContextVar`): each thread running a pair has its own,
+and work outside a `gathering()` (a lease renewal thread, the CLI) is written at once.
+Queued work must be safe to repeat, as every state write is (see worker/state/store.py): it
+is called with `retried=True` when an earlier transaction that carried it failed, because a
+lost reply after COMMIT means that transaction may have committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import structlog
+from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from connectors.redact import describe
+
+if TYPE_CHECKING:
+    from worker.state.store import StateStore
+
+log = structlog.get_logger("worker.state")
+
+Work = Callable[[Connection, bool], None]
+"""Queued work: called with the carrying transaction's connection and `retried`."""
+
+
+@dataclass
+class Pending:
+    """One queued write: what it records (a noun phrase, for messages) and the work.
+
+    `optional`: bookkeeping whose failure must not lose the records around it (rule
+    history, status: subscribers the bus does not require). It runs under a SAVEPOINT; a
+    database error rolls back that work alone and is logged (class and code only).
+    """
+
+    doing: str
+    work: Work
+    optional: bool = False
+    tried: bool = False
+
+    def run(self, conn: Connection) -> None:
+        """Do the work in `conn`'s transaction (`retried` once a carrier has failed)."""
+        if not self.optional:
+            self.work(conn, self.tried)
+            return
+        try:
+            with conn.begin_nested():
+                self.work(conn, self.tried)
+        except SQLAlchemyError as exc:
+            log.warning("state.write_skipped", recording=self.doing, error=describe(exc))
+
+
+@dataclass
+class Gathering:
+    """The writes queued in one context, per state store, in the order they were queued."""
+
+    queued: dict[int, tuple[StateStore, list[Pending]]] = field(default_factory=dict)
+
+    def add(self, store: StateStore, pending: Pending) -> None:
+        """Queue `pending` for `store`."""
+        self.queued.setdefault(id(store), (store, []))[1].append(pending)
+
+    def taken(self, store: StateStore) -> list[Pending]:
+        """The work queued for `store` (still queued until `done`)."""
+        found = self.queued.get(id(store))
+        return list(found[1]) if found is not None else []
+
+    def done(self, store: StateStore, carried: list[Pending]) -> None:
+        """`carried` committed: drop it from the queue."""
+        found = self.queued.get(id(store))
+        if found is None:
+            return
+        left = [p for p in found[1] if not any(p is c for c in carried)]
+        if left:
+            self.queued[id(store)] = (store, left)
+        else:
+            del self.queued[id(store)]
+
+    def flush(self) -> None:
+        """Commit what is still queued: one transaction per state store.
+
+        Raises StateError (the store's, naming what was being recorded) when it cannot;
+        the work then stays queued, marked as tried.
+        """
+        for store, pending in list(self.queued.values()):
+            store.write(f"recording {pending[0].doing} and what followed it", _nothing)
+
+
+def _nothing(_conn: Connection) -> None:
+    """The carrier of a flush: the queued work is all there is to do."""
+
+
+_CURRENT: ContextVar[Gathering | None] = ContextVar("retention_state_gathering", default=None)
+
+
+def current() -> Gathering | None:
+    """The gathering of this context, if a `gathering()` is active."""
+    return _CURRENT.get()
+
+
+@contextmanager
+def gathering() -> Iterator[Gathering]:
+    """Queue `write_later` work of this context until the next write or `flush()`.
+
+    Work still queued when the block ends (its flush failed or never ran) is dropped: the
+    caller flushes explicitly where a failure must be reported (worker/run.py does, after
+    publishing the run's end). Nested use reuses the outer gathering.
+    """
+    outer = _CURRENT.get()
+    if outer is not None:
+        yield outer
+        return
+    mine = Gathering()
+    token = _CURRENT.set(mine)
+    try:
+        yield mine
+    finally:
+        _CURRENT.reset(token)
