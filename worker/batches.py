@@ -84,11 +84,16 @@ def run_batches(
     plan: RulePlan,
     names: Mapping[str, str],
     hasher: KeyHasher,
-) -> None:
-    """Work through a rule's eligible rows in batches until none is left (or a stop)."""
+) -> bool:
+    """Work through a rule's eligible rows in batches until none is left (or a stop).
+
+    True when the rule's selection came back empty (or short) after every row it ever
+    returned was changed: no row held, refused or split off, so nothing of the backlog is
+    left at that moment and the caller need not count it again. False otherwise (count).
+    """
     if not target.table.key:
         keyless_batches(runner, connector, customer, mapping, rule, target, plan, names, hasher)
-        return
+        return False
     change = Change(str(rule.action))
     sizer = sizer_for(runner, mapping, connector.batch_limit(len(target.table.key)))
     table = target.table.name
@@ -145,6 +150,7 @@ def run_batches(
     # and after the first short one: the page path then confirms that no row is left (a
     # row whose key no statement can name, such as NULL, fails the rule there).
     fast = change is Change.DELETE
+    clean = True  # no row of the selection was skipped: held, refused or split off
     deleted: list[int] = []  # rows each set-based batch deleted
     announced: list[int] = []  # intents the set-based batch published
     while fast:
@@ -169,6 +175,7 @@ def run_batches(
         except RowsRefused:
             if announced:  # refused at COMMIT: its intent was closed as failed
                 numbers[0] = number
+            clean = False
             break
         if done is None:  # declined: nothing happened
             break
@@ -187,19 +194,20 @@ def run_batches(
         size = sizer.size
         page = runner._retry(connector.select_expired, target, after, size)
         if not page:
-            return
+            return clean
         holds = keeper.active_holds(customer.customer, mapping.product)
         if stopped_by_hold(runner, holds, rule, plan, common, names):
-            return
+            return False
         # Hashed here, before the batch's transaction: the guard and the intent inside it
         # find the hashes remembered (worker/keys.py) and hold no lock while hashing.
         hashes = hasher.remember(page)
         held = holds.held(table, hashes)
         keys = [k for k, h in zip(page, hashes, strict=True) if h not in held] if held else page
         last = len(page) < size  # the selection had no more rows: no page after this one
+        clean = clean and not held
         if not keys:
             if last:
-                return
+                return False
             after = page[-1]
             continue
         batch = take()
@@ -207,10 +215,10 @@ def run_batches(
             done = one(keys, batch, held)
         except RowsRefused as refused:
             split(runner.bus, plan, {**common, **names}, hasher, (keys, batch, held), refused, one)
-            done = True
+            done, clean = True, False
         if done:
             if last:
-                return
+                return clean
             after, lost = page[-1], 0
         else:
             lost_one()

@@ -144,10 +144,12 @@ def run_rule(
         plan.would_change = runner._retry(connector.preview, would, Change(plan.action))
     if report.dry_run or backlog.count - held == 0:
         return
-    run_batches(runner, connector, customer, mapping, rule, target, plan, names, hasher)
+    emptied = run_batches(runner, connector, customer, mapping, rule, target, plan, names, hasher)
     if gate.approval is not None:
         keeper.used(report.run_id, gate.approval)
-    remaining = runner._retry(connector.backlog, target)
+    # Counted again unless the batches ended on an empty selection with nothing skipped:
+    # then nothing is left, and a count would read the same rows to say so.
+    remaining = Backlog(0, None) if emptied else runner._retry(connector.backlog, target)
     lag = lag_seconds(rule, remaining.oldest, remaining.count, now, customer.timezone)
     # The backlog left behind, so the eligible and lag gauges show what is still owed.
     publish_evaluated(runner, replace(plan, eligible=remaining.count, lag_seconds=lag), names)
