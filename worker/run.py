@@ -186,7 +186,7 @@ class Runner:
             with (
                 bind_run(run_id, customer.customer, mapping.product),
                 _active(run_id),
-                gathering() as gathered,
+                gathering(run_id) as gathered,
             ):
                 return self._run(run_id, customer, mapping, now, gathered, dry_run=dry_run)
         finally:

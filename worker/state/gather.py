@@ -74,9 +74,15 @@ class Pending:
 
 @dataclass
 class Gathering:
-    """The writes queued in one context, per state store, in the order they were queued."""
+    """The writes queued in one context, per state store, in the order they were queued.
+
+    `run_id`: the run whose bookkeeping this is. A record of another run (the end of a run a
+    crash left open, which this run closes) is not queued: until it is written, that run
+    looks open to anyone reconciling meanwhile, who would close it a second time.
+    """
 
     queued: dict[int, tuple[StateStore, list[Pending]]] = field(default_factory=dict)
+    run_id: str | None = None
 
     def add(self, store: StateStore, pending: Pending) -> None:
         """Queue `pending` for `store`."""
@@ -121,7 +127,7 @@ def current() -> Gathering | None:
 
 
 @contextmanager
-def gathering() -> Iterator[Gathering]:
+def gathering(run_id: str | None = None) -> Iterator[Gathering]:
     """Queue `write_later` work of this context until the next write or `flush()`.
 
     Work still queued when the block ends (its flush failed or never ran) is dropped: the
@@ -132,7 +138,7 @@ def gathering() -> Iterator[Gathering]:
     if outer is not None:
         yield outer
         return
-    mine = Gathering()
+    mine = Gathering(run_id=run_id)
     token = _CURRENT.set(mine)
     try:
         yield mine

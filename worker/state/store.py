@@ -314,7 +314,12 @@ class StateStore(RunLog):
     def append_audit_later(self, entry: AuditEntry, seal: Seal, also: Also | None = None) -> None:
         """`append_audit`, queued with `write_later`: for a record that guards no product
         change (run started, run finished). Its seq and hash are taken when it is written,
-        in queue order, so the chain stays in the order the run published its events."""
+        in queue order, so the chain stays in the order the run published its events.
+        Another run's record (a run this one closes) is written at once, after what waits."""
+        gathered = gather.current()
+        if gathered is not None and gathered.run_id not in (None, entry.run_id):
+            self.append_audit(entry, seal, also)
+            return
         at = _aware(entry.at, "the audit record's time")
 
         def work(conn: Connection, retried: bool) -> None:

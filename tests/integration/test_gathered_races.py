@@ -1,0 +1,121 @@
+"""What a run's queued bookkeeping (worker/state/gather.py) must not do to other writers.
+
+A run settles what a crashed run of its pair left open, and closes that run with a
+`run.finished` (crashed). That record ends another run: if it waited in the settling run's
+queue, the runs table would say the crashed run is still open until the settling run's next
+write, and anyone reconciling meanwhile (`audit reconcile`, the start of another
+`run --once`) would close it a second time: two `run.finished` records for one run.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.integration.own_config import write_config
+from tests.integration.test_timeouts import CUSTOMERS, PRODUCT, ids, seed
+from tests.support import NOW, PEPPER
+from worker.app import build_runner, reconcile_all, run_pairs, subscribe_state
+from worker.audit import AuditTrail
+from worker.events import Event, EventBus, Outcome, RuleEvaluated, RunStarted
+from worker.state import StateStore
+from worker.verify import verify
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    ]
+)
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    url = (
+        f"sqlite:///{tmp_path / 'state.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    store = StateStore(url)
+    store.migrate()
+    store.close()
+    yield url
+
+
+def crashed_run(store: StateStore) -> str:
+    """A run of a × kids that started (in this process, now gone from it) and never ended."""
+    run_id = uuid.uuid4().hex
+    AuditTrail(store, lambda: NOW)(
+        RunStarted(run_id=run_id, customer="a", product="kids", at=NOW, policy="p", as_of=NOW)
+    )
+    return run_id
+
+
+def finished_records(store: StateStore, run_id: str) -> int:
+    with store._engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM audit_events WHERE run_id = :r AND kind = 'run.finished'"
+                ),
+                {"r": run_id},
+            ).scalar_one()
+        )
+
+
+def test_a_crashed_run_is_closed_once_when_another_process_reconciles_meanwhile(
+    tmp_path: Path, state_url: str
+) -> None:
+    product_url = f"sqlite:///{tmp_path / 'a.db'}"
+    seed(product_url)
+    env = {"KIDS_A_URL": product_url}
+    config = write_config(tmp_path / "config", PRODUCT.replace("STATEMENT", "60"), CUSTOMERS)
+    store = StateStore(state_url)
+    crashed = crashed_run(store)
+
+    def other_process() -> None:
+        """`audit reconcile` (or another `run --once` starting) in its own process."""
+        theirs = StateStore(state_url)
+        bus = EventBus()
+        subscribe_state(bus, theirs, lambda: NOW)
+        try:
+            reconcile_all(config, env, bus, theirs, pepper=PEPPER, clock=lambda: NOW)
+        finally:
+            theirs.close()
+
+    reconciled: list[bool] = []
+
+    def meanwhile(event: Event) -> None:
+        # The run has settled its pair (closing the crashed run) and evaluates its rules.
+        if isinstance(event, RuleEvaluated) and not reconciled:
+            reconciled.append(True)
+            contextvars.Context().run(other_process)
+
+    bus = EventBus()
+    subscribe_state(bus, store, lambda: NOW)
+    bus.subscribe(meanwhile, required=True)
+    runner = build_runner(config, env, bus, pepper=PEPPER, clock=lambda: NOW, store=store)
+    pairs = [(c, p) for c, p in config.pairs() if c.customer == "a"]
+    [report] = run_pairs(runner, pairs, NOW, dry_run=False)
+
+    assert reconciled
+    assert report.outcome is Outcome.SUCCEEDED, report.error
+    assert ids(product_url) == [3]
+    assert finished_records(store, crashed) == 1
+    with store._engine.connect() as conn:
+        trail = conn.execute(sa.text("SELECT run_id, kind FROM audit_events ORDER BY seq")).all()
+    # In the order the settling run published them: its start, then the end it recorded.
+    assert [(r == crashed, k) for r, k in trail] == [
+        (True, "run.started"),
+        (False, "run.started"),
+        (True, "run.finished"),
+        (False, "batch.intent"),
+        (False, "batch.applied"),
+        (False, "run.finished"),
+    ]
+    found = verify(store)
+    assert found.ok and not found.open_runs and not found.unsettled, found
+    store.close()
