@@ -17,21 +17,17 @@ and on both kinds the client-side bounds of `connectors.reach`, from `timeouts`
 without the server-side limits. A product change whose record could not be written is
 settled by reconciliation (worker/reconcile.py) on the next start or run.
 
-Audit appends are serialised on the `audit_head` row: `SELECT ... FOR UPDATE` on PostgreSQL
-(several replicas), a process-wide lock plus `BEGIN IMMEDIATE` on SQLite. The store knows
-nothing about hashing: the caller passes a `seal(seq, prev_hash)` that computes the new hash
-while the head is locked (see worker/audit.py).
-
-Recording runs and reading them back is in `worker.state.runlog` (the base class `RunLog`).
+A run's bookkeeping may wait for its next write transaction (`write_later`,
+`worker.state.gather`). Appending to the audit trail and reading it back is in
+`worker.state.auditlog` (the base class `AuditLog`), recording runs and reading them back in
+`worker.state.runlog` (`RunLog`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,7 +37,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -55,10 +51,10 @@ from connectors.redact import describe
 from worker.errors import StateError
 from worker.retry import RetryPolicy
 from worker.state import gather
+from worker.state.auditlog import Also, AuditLog, Seal
 from worker.state.bounds import bound_sessions, unbounded
 from worker.state.gather import Work
-from worker.state.models import audit_events, audit_head
-from worker.state.records import AuditEntry, AuditHead, AuditRecord, _aware, utc
+from worker.state.records import utc
 from worker.state.runlog import OUTCOMES, RunLog
 
 __all__ = ["MIGRATIONS", "OUTCOMES", "Also", "Seal", "StateStore", "utc"]
@@ -72,12 +68,6 @@ _BEGIN_OPTION = "retention_sqlite_begin"
 T = TypeVar("T")
 log = structlog.get_logger("worker.state")
 
-Seal = Callable[[int, str], str]
-"""Given the new record's seq and the previous hash, return the new record's hash."""
-
-Also = Callable[[Connection, AuditRecord], None]
-"""Extra state kept with an audit record, in its transaction (must be safe to repeat)."""
-
 
 def _describe(exc: BaseException) -> str:
     """The error as `connectors.redact.describe` reduces it: class, SQLSTATE or error
@@ -85,7 +75,7 @@ def _describe(exc: BaseException) -> str:
     return describe(exc)
 
 
-class StateStore(RunLog):
+class StateStore(RunLog, AuditLog):
     """The worker's state database: runs, the audit trail, and its schema migrations."""
 
     def __init__(
@@ -297,142 +287,6 @@ class StateStore(RunLog):
     def close(self) -> None:
         """Close every pooled connection. The store may be used again afterwards."""
         self._engine.dispose()
-
-    # -- audit trail ---------------------------------------------------------------------
-
-    def append_audit(self, entry: AuditEntry, seal: Seal, also: Also | None = None) -> AuditRecord:
-        """Append one record after the head, atomically with moving the head (and with
-        `also`, called in the same transaction with the new record).
-
-        Retried on transient errors; a record whose first attempt did commit (its reply was
-        lost) is found by its run, kind, time and payload and returned, not appended twice.
-        """
-        at = _aware(entry.at, "the audit record's time")
-        doing = f"appending {entry.kind} of run {entry.run_id} to the audit trail"
-        return self._retrying(self._appending(doing, entry, at, seal, also))
-
-    def append_audit_later(self, entry: AuditEntry, seal: Seal, also: Also | None = None) -> None:
-        """`append_audit`, queued with `write_later`: for a record that guards no product
-        change (run started, run finished). Its seq and hash are taken when it is written,
-        in queue order, so the chain stays in the order the run published its events.
-        Another run's record (a run this one closes) is written at once, after what waits."""
-        gathered = gather.current()
-        if gathered is not None and gathered.run_id not in (None, entry.run_id):
-            self.append_audit(entry, seal, also)
-            return
-        at = _aware(entry.at, "the audit record's time")
-
-        def work(conn: Connection, retried: bool) -> None:
-            record = self._append(conn, entry, at, seal, retried=retried)
-            if also is not None:
-                also(conn, record)
-
-        self.write_later(f"{entry.kind} of run {entry.run_id}", work)
-
-    def _appending(
-        self, doing: str, entry: AuditEntry, at: dt.datetime, seal: Seal, also: Also | None
-    ) -> Callable[[], AuditRecord]:
-        """One attempt of `append_audit` (for `_retrying`); later attempts look first for
-        a record an earlier one committed."""
-        attempts = 0
-
-        def write() -> AuditRecord:
-            nonlocal attempts
-            attempts += 1
-            with self._write(doing) as conn:
-                # Only a retry can find its own earlier attempt committed: the first one
-                # skips that lookup (a query per record).
-                record = self._append(conn, entry, at, seal, retried=attempts > 1)
-                if also is not None:
-                    also(conn, record)
-                return record
-
-        return write
-
-    def _append(
-        self,
-        conn: Connection,
-        entry: AuditEntry,
-        at: dt.datetime,
-        seal: Seal,
-        *,
-        retried: bool = True,
-    ) -> AuditRecord:
-        head = conn.execute(
-            select(audit_head.c.seq, audit_head.c.hash)
-            .where(audit_head.c.id == 1)
-            .with_for_update()  # SQLite ignores it: BEGIN IMMEDIATE already holds the lock
-        ).one_or_none()
-        if head is None:
-            raise StateError(
-                f"the audit head row is missing in {self.url}; run `retention-worker migrate`"
-                " (if the trail has events, this is tampering: run `retention-worker audit"
-                " verify`)"
-            )
-        same = (
-            None
-            if not retried
-            else (
-                conn.execute(
-                    select(audit_events).where(
-                        audit_events.c.run_id == entry.run_id,
-                        audit_events.c.kind == entry.kind,
-                        audit_events.c.at == at,
-                        audit_events.c.payload == entry.payload,
-                    )
-                )
-                .mappings()
-                .first()
-            )
-        )
-        if same is not None:  # an earlier attempt committed; its reply was lost
-            return AuditRecord(**{**same, "seq": int(same["seq"]), "at": utc(same["at"])})
-        seq, prev_hash = int(head.seq) + 1, str(head.hash)
-        fields = {**asdict(entry), "at": at, "seq": seq, "prev_hash": prev_hash}
-        record = AuditRecord(**fields, hash=seal(seq, prev_hash))
-        conn.execute(audit_events.insert().values(asdict(record)))
-        conn.execute(
-            audit_head.update().where(audit_head.c.id == 1).values(seq=record.seq, hash=record.hash)
-        )
-        return record
-
-    @contextmanager
-    def audit_snapshot(
-        self, batch_size: int = 1000
-    ) -> Iterator[tuple[AuditHead | None, Iterator[AuditRecord]]]:
-        """The head and the records in seq order, both from one consistent snapshot.
-
-        Records are streamed (server-side cursor on PostgreSQL) `batch_size` at a time; the
-        iterator is valid only inside the `with` block.
-        """
-        with self._errors("opening the audit trail"):
-            conn = self._engine.connect()
-        try:
-            with self._errors("reading the audit head"):
-                if self._postgres:
-                    conn = conn.execution_options(
-                        isolation_level="REPEATABLE READ", postgresql_readonly=True
-                    )
-                conn.begin()
-                row = conn.execute(
-                    select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
-                ).one_or_none()
-            head = AuditHead(int(row.seq), str(row.hash)) if row is not None else None
-            yield head, self._stream(conn, batch_size)
-        finally:
-            with self._errors("closing the audit trail"):
-                conn.close()
-
-    def _stream(self, conn: Connection, batch_size: int) -> Iterator[AuditRecord]:
-        query = select(audit_events).order_by(audit_events.c.seq)
-        with self._errors("reading the audit trail"):
-            result = conn.execution_options(yield_per=batch_size).execute(query).mappings()
-            for r in result:
-                yield AuditRecord(**{**r, "seq": int(r["seq"]), "at": utc(r["at"])})
-
-    def audit_count(self) -> int:
-        with self._errors("counting audit records"), self._engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(audit_events)).scalar_one())
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
