@@ -12,6 +12,25 @@ from tests.integration import school
 from worker.state import StateStore
 
 
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    ]
+)
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a migrated state database, SQLite and PostgreSQL (the kinds it may be)."""
+    url = (
+        f"sqlite:///{tmp_path / 'state.db'}"
+        if request.param == "sqlite"
+        else str(request.getfixturevalue("pg_url"))
+    )
+    store = StateStore(url)
+    store.migrate()
+    store.close()
+    return url
+
+
 @pytest.fixture
 def state(tmp_path: Path) -> Iterator[StateStore]:
     """A migrated state database (SQLite) for one test."""

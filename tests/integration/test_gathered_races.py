@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import contextvars
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from tests.integration.own_config import write_config
@@ -25,24 +23,6 @@ from worker.audit import AuditTrail
 from worker.events import Event, EventBus, Outcome, RuleEvaluated, RunStarted
 from worker.state import StateStore
 from worker.verify import verify
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
-    ]
-)
-def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    url = (
-        f"sqlite:///{tmp_path / 'state.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
-    store = StateStore(url)
-    store.migrate()
-    store.close()
-    yield url
 
 
 def crashed_run(store: StateStore) -> str:

@@ -37,20 +37,9 @@ from worker.verify import verify
 WRITES = re.compile(r"^\s*(?:INSERT INTO|UPDATE|DELETE FROM)\s+\"?(\w+)", re.IGNORECASE)
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
-    ]
-)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
-    url = (
-        f"sqlite:///{tmp_path / 'state.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
-    found = StateStore(url)
-    found.migrate()
+@pytest.fixture
+def store(state_url: str) -> Iterator[StateStore]:
+    found = StateStore(state_url)
     yield found
     found.close()
 

@@ -16,19 +16,17 @@ from __future__ import annotations
 import abc
 import datetime as dt
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import asdict
-from typing import TypeVar
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, func, select
 
 from worker.errors import StateError
 from worker.state import gather
 from worker.state.gather import Work
 from worker.state.models import audit_events, audit_head
+from worker.state.plumbing import Plumbing
 from worker.state.records import AuditEntry, AuditHead, AuditRecord, _aware, utc
-
-T = TypeVar("T")
 
 Seal = Callable[[int, str], str]
 """Given the new record's seq and the previous hash, return the new record's hash."""
@@ -37,24 +35,10 @@ Also = Callable[[Connection, AuditRecord], None]
 """Extra state kept with an audit record, in its transaction (must be safe to repeat)."""
 
 
-class AuditLog(abc.ABC):
+class AuditLog(Plumbing):
     """Appending to the hash-chained audit trail and reading it back (`audit_events`)."""
 
-    url: str  # the database's URL with the password masked
-    _engine: Engine
     _postgres: bool
-
-    @abc.abstractmethod
-    def _errors(self, doing: str) -> AbstractContextManager[None]:
-        """A context that reraises driver errors as `StateError`s saying what was `doing`."""
-
-    @abc.abstractmethod
-    def _write(self, doing: str) -> AbstractContextManager[Connection]:
-        """One write transaction (carrying the work `write_later` queued)."""
-
-    @abc.abstractmethod
-    def _retrying(self, fn: Callable[[], T]) -> T:
-        """`fn` (one whole transaction), again on transient errors within the budget."""
 
     @abc.abstractmethod
     def write_later(self, doing: str, work: Work, *, optional: bool = False) -> None:

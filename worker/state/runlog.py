@@ -7,40 +7,21 @@ retry budget. Every write here is safe to repeat: a run's start is inserted only
 
 from __future__ import annotations
 
-import abc
 import datetime as dt
-from collections.abc import Callable
-from contextlib import AbstractContextManager
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, func, select
 
 from worker.errors import StateError
 from worker.state.models import runs
+from worker.state.plumbing import Plumbing
 from worker.state.records import RunRecord, _aware, utc
 
 OUTCOMES = frozenset({"succeeded", "partial", "failed", "interrupted", "crashed"})
 
-T = TypeVar("T")
 
-
-class RunLog(abc.ABC):
+class RunLog(Plumbing):
     """Recording runs and reading them back (the `runs` table)."""
-
-    url: str  # the database's URL with the password masked
-    _engine: Engine
-
-    @abc.abstractmethod
-    def _errors(self, doing: str) -> AbstractContextManager[None]:
-        """A context that reraises driver errors as `StateError`s saying what was `doing`."""
-
-    @abc.abstractmethod
-    def _write(self, doing: str) -> AbstractContextManager[Connection]:
-        """One write transaction."""
-
-    @abc.abstractmethod
-    def _retrying(self, fn: Callable[[], T]) -> T:
-        """Run `fn` (one whole transaction), again on transient errors within the budget."""
 
     def start_run(
         self,
