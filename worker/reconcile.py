@@ -36,12 +36,14 @@ from sqlalchemy import Connection
 
 from connectors.base import Change, ColumnMask, Connector, Key, Target
 from worker.config import Catalogue, Customer, ProductMapping
+from worker.errors import StateError
 from worker.events import BatchSettled, EventBus, Outcome, RunFinished
 from worker.keys import KeyHasher, row_key
 from worker.owner import abandoned
 from worker.policy import effective_rules, rule_cutoff
 from worker.state import StateStore
 from worker.state.models import audit_events, open_batches, runs
+from worker.state.runlog import RunClosed
 from worker.targets import masks_of_intent, target_for
 
 log = structlog.get_logger("worker.reconcile")
@@ -324,19 +326,27 @@ class Reconciler:
         raise LookupError(f"no rule of {mapping.product} acts on table {batch.table} any more")
 
     def _close_run(self, run_id: str, customer: str, product: str, settled_by: str) -> None:
+        """Record the end of a run a crash left open. Another process that closed it a
+        moment earlier (its own reconciliation) wins: the end is recorded once."""
         processed = self._processed(run_id)
-        self.bus.publish(
-            RunFinished(
-                run_id=run_id,
-                customer=customer,
-                product=product,
-                outcome=Outcome.CRASHED,
-                at=self.clock(),
-                duration_seconds=0.0,
-                processed=processed,
-                error=f"RunCrashed: the run ended without finishing; closed by run {settled_by}",
+        why = f"RunCrashed: the run ended without finishing; closed by run {settled_by}"
+        try:
+            self.bus.publish(
+                RunFinished(
+                    run_id=run_id,
+                    customer=customer,
+                    product=product,
+                    outcome=Outcome.CRASHED,
+                    at=self.clock(),
+                    duration_seconds=0.0,
+                    processed=processed,
+                    error=why,
+                )
             )
-        )
+        except StateError as exc:
+            if not isinstance(exc.__cause__, RunClosed):
+                raise
+            log.info("reconcile.closed_already", run_id=run_id, settled_by=settled_by)
 
     def _processed(self, run_id: str) -> dict[tuple[str, str], dict[str, int]]:
         """Rows per (rule, action) and table that a run's applied and settled batches

@@ -53,6 +53,7 @@ from worker.retry import RetryPolicy
 from worker.rulework import count_backlogs, run_rule
 from worker.runreport import RunReport, Skipped, UnexpectedRunError
 from worker.state.gather import Gathering, gathering
+from worker.state.runlog import RunClosed
 from worker.targets import overlapping, tables_for
 
 T = TypeVar("T")
@@ -323,6 +324,9 @@ class Runner:
             # The run's bookkeeping that waited (start, policy, end, history, status) in
             # one transaction, unless a batch's intent carried it already.
             gathered.flush()
+        except RunClosed as exc:  # another run closed this one (its lease was lost): keep that
+            log.warning("run.closed_by_another", error=str(exc))
+            report.error = f"{report.error}; {exc}" if report.error else str(exc)
         except RetentionError as exc:  # the trail could not record the end: say so, go on
             report.outcome = Outcome.FAILED
             report.error = f"{report.error}; {exc}" if report.error else str(exc)

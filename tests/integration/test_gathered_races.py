@@ -20,7 +20,15 @@ from tests.integration.test_timeouts import CUSTOMERS, PRODUCT, ids, seed
 from tests.support import NOW, PEPPER
 from worker.app import build_runner, reconcile_all, run_pairs, subscribe_state
 from worker.audit import AuditTrail
-from worker.events import Event, EventBus, Outcome, RuleEvaluated, RunStarted
+from worker.events import (
+    BatchApplied,
+    Event,
+    EventBus,
+    Outcome,
+    RuleEvaluated,
+    RunFinished,
+    RunStarted,
+)
 from worker.state import StateStore
 from worker.verify import verify
 
@@ -96,6 +104,63 @@ def test_a_crashed_run_is_closed_once_when_another_process_reconciles_meanwhile(
         (False, "batch.applied"),
         (False, "run.finished"),
     ]
+    found = verify(store)
+    assert found.ok and not found.open_runs and not found.unsettled, found
+    store.close()
+
+
+def test_a_run_another_process_closed_records_its_end_once(tmp_path: Path, state_url: str) -> None:
+    """A run loses its lease mid-way and the new holder closes it as crashed (its
+    reconciliation settles the batch the run applied). When the old run then ends, its end
+    is refused, not recorded a second time: one run.finished per run, the first one kept,
+    and the run's report says why. The trail verifies; every changed row is accounted for."""
+    product_url = f"sqlite:///{tmp_path / 'a.db'}"
+    seed(product_url)
+    env = {"KIDS_A_URL": product_url}
+    config = write_config(tmp_path / "config", PRODUCT.replace("STATEMENT", "60"), CUSTOMERS)
+    store = StateStore(state_url)
+    closed: list[str] = []
+
+    def new_holder(run_id: str) -> None:
+        """The process that took the lease over: it closes the old holder's run."""
+        theirs = StateStore(state_url)
+        try:
+            AuditTrail(theirs, lambda: NOW)(
+                RunFinished(
+                    run_id=run_id,
+                    customer="a",
+                    product="kids",
+                    outcome=Outcome.CRASHED,
+                    at=NOW,
+                    duration_seconds=0.0,
+                    processed={("kids.child.left", "delete"): {"child": 2}},
+                    error="RunCrashed: closed by the new lease holder",
+                )
+            )
+        finally:
+            theirs.close()
+
+    def meanwhile(event: Event) -> None:
+        if isinstance(event, BatchApplied) and not closed:
+            closed.append(event.run_id)
+            contextvars.Context().run(new_holder, event.run_id)
+
+    bus = EventBus()
+    subscribe_state(bus, store, lambda: NOW)
+    bus.subscribe(meanwhile, required=True)
+    runner = build_runner(config, env, bus, pepper=PEPPER, clock=lambda: NOW, store=store)
+    pairs = [(c, p) for c, p in config.pairs() if c.customer == "a"]
+    [report] = run_pairs(runner, pairs, NOW, dry_run=False)
+
+    [run_id] = closed
+    assert ids(product_url) == [3]
+    assert "already ended (crashed)" in (report.error or "")
+    assert finished_records(store, run_id) == 1
+    with store._engine.connect() as conn:
+        outcome = conn.execute(
+            sa.text("SELECT outcome FROM runs WHERE run_id = :r"), {"r": run_id}
+        ).scalar_one()
+    assert outcome == "crashed"
     found = verify(store)
     assert found.ok and not found.open_runs and not found.unsettled, found
     store.close()

@@ -35,6 +35,7 @@ from worker.events import (
 from worker.retry import RetryPolicy
 from worker.state import ZERO_HASH, StateStore
 from worker.state.models import metadata
+from worker.state.runlog import RunClosed
 from worker.verify import verify
 
 START = dt.datetime(2025, 3, 1, 2, 0, tzinfo=dt.UTC)
@@ -480,6 +481,19 @@ def test_finishing_an_unknown_run_is_an_error(store: StateStore) -> None:
     """A run that never started cannot be finished silently."""
     with pytest.raises(StateError, match="was never started"):
         store.finish_run("0" * 32, "failed", START, 0, "ConnectorError")
+
+
+def test_a_runs_end_is_recorded_once(store: StateStore) -> None:
+    """The same end again (a retry whose first attempt committed) changes nothing; another
+    end of a run that already ended is refused, and the first one stays."""
+    run_id = "1" * 32
+    store.start_run(run_id, "kdv", "flexkids", START, False)
+    store.finish_run(run_id, "crashed", START, 3, "RunCrashed")
+    store.finish_run(run_id, "crashed", START, 3, "RunCrashed")
+    with pytest.raises(RunClosed, match=r"already ended \(crashed\)"):
+        store.finish_run(run_id, "interrupted", START + dt.timedelta(seconds=5), 7, None)
+    [run] = [r for r in store.recent_runs() if r.run_id == run_id]
+    assert (run.outcome, run.rows_changed) == ("crashed", 3)
 
 
 def test_naive_times_are_refused(store: StateStore) -> None:

@@ -126,20 +126,34 @@ def finish_run_in(
     error: str | None,
     database: str,
 ) -> None:
-    """Set the run's outcome in `conn`'s transaction. ValueError for an unknown outcome;
-    StateError (naming `database`, a masked URL) when the run was never started."""
+    """Set the run's outcome in `conn`'s transaction, once. ValueError for an unknown
+    outcome; StateError (naming `database`, a masked URL) when the run was never started;
+    RunClosed when it already has another outcome (a run a crash or a lost lease left open
+    that another run closed meanwhile: its end is recorded once). The same end again (a
+    retry whose first attempt committed) changes nothing."""
     outcome = str(outcome)
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}, got {outcome!r}")
+    finished_at = _aware(at, "finished_at")
     result = conn.execute(
         runs.update()
-        .where(runs.c.run_id == run_id)
-        .values(
-            outcome=outcome,
-            finished_at=_aware(at, "finished_at"),
-            rows_changed=rows_changed,
-            error=error,
-        )
+        .where(runs.c.run_id == run_id, runs.c.outcome.is_(None))
+        .values(outcome=outcome, finished_at=finished_at, rows_changed=rows_changed, error=error)
     )
-    if result.rowcount != 1:
+    if result.rowcount == 1:
+        return
+    found = conn.execute(
+        select(runs.c.outcome, runs.c.finished_at).where(runs.c.run_id == run_id)
+    ).one_or_none()
+    if found is None:
         raise StateError(f"run {run_id} was never started in {database}; cannot finish it")
+    if found.outcome == outcome and utc(found.finished_at) == finished_at:
+        return
+    raise RunClosed(
+        f"run {run_id} already ended ({found.outcome}) in {database}; its end "
+        f"({outcome}) is not recorded a second time"
+    )
+
+
+class RunClosed(StateError):
+    """A run's end was recorded already, with another outcome (see `finish_run_in`)."""
