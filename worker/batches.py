@@ -102,6 +102,9 @@ def run_batches(
     after: Key | None = None
     numbers = [0]  # the last batch number taken
     lost = 0
+    # A batch that left some of its rows (a hold its guard found inside the transaction, a
+    # lost COMMIT whose keys were only partly gone) notes it here: the rule counts again.
+    skipped: list[bool] = []
 
     def take() -> int:
         numbers[0] += 1
@@ -129,6 +132,7 @@ def run_batches(
             held,
             change_rows,
             sizer,
+            skipped,
         )
 
     def one(keys: Sequence[Key], number: int | None, held: Set[str]) -> bool:
@@ -194,7 +198,7 @@ def run_batches(
         size = sizer.size
         page = runner._retry(connector.select_expired, target, after, size)
         if not page:
-            return clean
+            return clean and not skipped
         holds = keeper.active_holds(customer.customer, mapping.product)
         if stopped_by_hold(runner, holds, rule, plan, common, names):
             return False
@@ -218,7 +222,7 @@ def run_batches(
             done, clean = True, False
         if done:
             if last:
-                return clean
+                return clean and not skipped
             after, lost = page[-1], 0
         else:
             lost_one()
@@ -242,11 +246,13 @@ def _one_batch(
     held_before: Set[str],
     change_rows: Callable[[Guard, Prepare], Applied | None] | None = None,
     sizer: BatchSizer | None = None,
+    skipped: list[bool] | None = None,
 ) -> bool | None:
     """Apply one batch and record it; False when a lost COMMIT reply turned out rolled back
     (the caller does the same page again). `change_rows` changes the rows instead of
     `Connector.apply` of `keys` (a set-based batch); None when it declined (nothing
-    changed, nothing recorded)."""
+    changed, nothing recorded). A batch that left eligible rows unchanged (held by its
+    guard, or not applied after a lost COMMIT reply) appends to `skipped`."""
     table = target.table.name
     common: dict[str, Any] = {"rule": rule.id, "action": str(change), "table": table}
     keeper = runner.gatekeeper
@@ -296,6 +302,8 @@ def _one_batch(
             found.changed_keys != lost.applied.changed_keys
         ):  # only some keys gone: settle what is known
             missing = [k for k in lost.applied.changed_keys if k not in set(found.changed_keys)]
+            if skipped is not None:
+                skipped.append(True)
             runner.bus.publish(
                 BatchSettled(
                     batch=batch,
@@ -318,6 +326,8 @@ def _one_batch(
     except ConnectorError as exc:
         publish_failed(runner, batch, str(exc), started, {**common, **names})
         raise
+    if applied.held_keys and skipped is not None:
+        skipped.append(True)  # a hold placed meanwhile kept these rows: they are still owed
     all_held = {*held_before, *(hasher(k) for k in applied.held_keys)}
     if not applied.changed_keys and not all_held:
         return True  # the rows stopped being eligible before the batch: nothing to record
