@@ -143,11 +143,21 @@ def finish_run_in(
     if result.rowcount == 1:
         return
     found = conn.execute(
-        select(runs.c.outcome, runs.c.finished_at).where(runs.c.run_id == run_id)
+        select(runs.c.outcome, runs.c.finished_at, runs.c.rows_changed, runs.c.error).where(
+            runs.c.run_id == run_id
+        )
     ).one_or_none()
     if found is None:
         raise StateError(f"run {run_id} was never started in {database}; cannot finish it")
-    if found.outcome == outcome and utc(found.finished_at) == finished_at:
+    # The same end in every field: the run.finished record this one carries was found by
+    # the retry (`AuditLog._append`). Two closers of a crashed run at the same instant
+    # differ in their error (each names itself) and the second is refused.
+    if (found.outcome, utc(found.finished_at), int(found.rows_changed), found.error) == (
+        outcome,
+        finished_at,
+        rows_changed,
+        error,
+    ):
         return
     raise RunClosed(
         f"run {run_id} already ended ({found.outcome}) in {database}; its end "
