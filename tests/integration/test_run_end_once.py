@@ -5,13 +5,21 @@ the very same end (its first attempt committed, its reply lost) changes nothing.
 
 from __future__ import annotations
 
+import contextvars
+from pathlib import Path
+
 import pytest
 
+from tests.integration.own_config import write_config
 from tests.integration.test_gathered_races import crashed_run, finished_records
-from tests.support import NOW
+from tests.integration.test_timeouts import CUSTOMERS, PRODUCT, seed
+from tests.support import NOW, PEPPER
+from worker.app import build_runner, run_pairs, subscribe_state
 from worker.audit import AuditTrail
 from worker.errors import StateError
-from worker.events import Outcome, RunFinished
+from worker.events import BatchApplied, Event, EventBus, Outcome, RunFinished
+from worker.metrics import Metrics
+from worker.status import read_status
 from worker.state import StateStore
 from worker.state.runlog import RunClosed
 
@@ -44,3 +52,49 @@ def test_two_closers_at_the_same_instant_record_one_end(state_url: str) -> None:
         store.finish_run(run_id, "crashed", NOW, 2, run.error)
     finally:
         store.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known: the metrics count a run's end when it is published, before the trail "
+    "refuses it (a run whose lease was lost and that the new holder closed as crashed)",
+)
+def test_a_refused_end_is_not_counted_as_a_success(tmp_path: Path, state_url: str) -> None:
+    """The old holder's end is refused (the trail keeps the new holder's `crashed`); its
+    metrics must not count a succeeded run nor move the last success to its end: a
+    restarted daemon would restore neither (worker/status.py reads the runs table)."""
+    product_url = f"sqlite:///{tmp_path / 'a.db'}"
+    seed(product_url)
+    env = {"KIDS_A_URL": product_url}
+    config = write_config(tmp_path / "config", PRODUCT.replace("STATEMENT", "60"), CUSTOMERS)
+    store = StateStore(state_url)
+    closed: list[str] = []
+
+    def meanwhile(event: Event) -> None:
+        if isinstance(event, BatchApplied) and not closed:
+            closed.append(event.run_id)
+            theirs = StateStore(state_url)
+            try:
+                trail = AuditTrail(theirs, lambda: NOW)
+                contextvars.Context().run(trail, closed_by(event.run_id, "new-holder"))
+            finally:
+                theirs.close()
+
+    metrics = Metrics()
+    bus = EventBus()
+    subscribe_state(bus, store, lambda: NOW)
+    bus.subscribe(meanwhile, required=True)
+    bus.subscribe(metrics)
+    runner = build_runner(config, env, bus, pepper=PEPPER, clock=lambda: NOW, store=store)
+    pairs = [(c, p) for c, p in config.pairs() if c.customer == "a"]
+    try:
+        [report] = run_pairs(runner, pairs, NOW, dry_run=False)
+        snapshot = read_status(store, [("a", "kids")])
+    finally:
+        store.close()
+    assert "already ended (crashed)" in (report.error or "")
+    assert ("a", "kids") not in snapshot.last_success  # the trail knows no success of it
+    labels = {"product": "kids", "customer": "a"}
+    sample = metrics.registry.get_sample_value
+    assert sample("retention_runs_total", {**labels, "outcome": "succeeded"}) in (None, 0.0)
+    assert sample("retention_last_success_timestamp_seconds", labels) in (None, 0.0)
