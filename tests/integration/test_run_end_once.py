@@ -19,9 +19,9 @@ from worker.audit import AuditTrail
 from worker.errors import StateError
 from worker.events import BatchApplied, Event, EventBus, Outcome, RunFinished
 from worker.metrics import Metrics
-from worker.status import read_status
 from worker.state import StateStore
 from worker.state.runlog import RunClosed
+from worker.status import read_status
 
 
 def closed_by(run_id: str, settled_by: str) -> RunFinished:
