@@ -87,9 +87,10 @@ def run_batches(
 ) -> bool:
     """Work through a rule's eligible rows in batches until none is left (or a stop).
 
-    True when the rule's selection came back empty (or short) after every row it ever
-    returned was changed: no row held, refused or split off, so nothing of the backlog is
-    left at that moment and the caller need not count it again. False otherwise (count).
+    True when the rule's last selection, from the first key, came back empty (or short) and
+    every row it ever returned was changed: no row held, refused or split off, so nothing of
+    the backlog is left at that moment and the caller need not count it again. False
+    otherwise (the caller counts).
     """
     if not target.table.key:
         keyless_batches(runner, connector, customer, mapping, rule, target, plan, names, hasher)
@@ -155,22 +156,29 @@ def run_batches(
     # row whose key no statement can name, such as NULL, fails the rule there).
     fast = change is Change.DELETE
     clean = True  # no row of the selection was skipped: held, refused or split off
-    deleted: list[int] = []  # rows each set-based batch deleted
+    deleted: list[Sequence[Key]] = []  # the keys each set-based batch deleted
     announced: list[int] = []  # intents the set-based batch published
+    # Where the next set-based batch starts: after the largest key deleted so far, so that
+    # its scan in key order does not pass every row the earlier batches passed again (at
+    # 10,000,000 rows without an index on tenant and date, a batch scanned 480,000 rows by
+    # key, and more with every batch). The page path below confirms from the first key.
+    resume: Key | None = None
     while fast:
         runner.check_stop()
         deleted.clear()
         announced.clear()
         size = sizer.size
 
-        def attempt(guard: Guard, prepare: Prepare, size: int = size) -> Applied | None:
+        def attempt(
+            guard: Guard, prepare: Prepare, size: int = size, start: Key | None = resume
+        ) -> Applied | None:
             def announce(applied: Applied) -> None:
                 announced.append(1)
                 prepare(applied)
 
-            applied = connector.delete_next(target, after, size, guard=guard, prepare=announce)
+            applied = connector.delete_next(target, start, size, guard=guard, prepare=announce)
             if applied is not None:
-                deleted.append(len(applied.changed_keys))
+                deleted.append(applied.changed_keys)
             return applied
 
         number = numbers[0] + 1
@@ -188,8 +196,9 @@ def run_batches(
             lost_one()
             continue
         lost = 0
-        if not deleted or deleted[-1] < size:
+        if not deleted or len(deleted[-1]) < size:
             break  # short: the page path below confirms that nothing is left
+        resume = resume_after(deleted[-1], resume)
         if mapping.batch_pause:
             runner.stop.wait(mapping.batch_pause)
 
@@ -197,8 +206,11 @@ def run_batches(
         runner.check_stop()
         size = sizer.size
         page = runner._retry(connector.select_expired, target, after, size)
+        # An empty (or short) selection proves nothing is left only from the first key: rows
+        # behind `after` that expired meanwhile are not in it (the next run takes them).
+        whole = after is None
         if not page:
-            return clean and not skipped
+            return clean and not skipped and whole
         holds = keeper.active_holds(customer.customer, mapping.product)
         if stopped_by_hold(runner, holds, rule, plan, common, names):
             return False
@@ -222,7 +234,7 @@ def run_batches(
             done, clean = True, False
         if done:
             if last:
-                return clean and not skipped
+                return clean and not skipped and whole
             after, lost = page[-1], 0
         else:
             lost_one()
@@ -336,3 +348,19 @@ def _one_batch(
     publish_applied(runner, mapping, rule, plan, batch, applied, held, started, labels)
     count_changed(plan, applied)
     return True
+
+
+def resume_after(keys: Sequence[Key], before: Key | None) -> Key | None:
+    """The largest of `keys` (and `before`) when every key is one integer, else None.
+
+    Integers compare in Python as in every database; texts do not (collations), and a
+    resume point past a row the database orders earlier would leave that row to the page
+    path's confirmation, which starts from the first key and finds it anyway, but late.
+    """
+    found = [k[0] for k in keys if len(k) == 1 and type(k[0]) is int]
+    if len(found) != len(keys) or not found:
+        return None
+    if before is not None and (len(before) != 1 or type(before[0]) is not int):
+        return None
+    top = max(found)
+    return (top,) if before is None else (max(top, before[0]),)

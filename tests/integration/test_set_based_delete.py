@@ -18,7 +18,7 @@ from tests import kidsapp
 from tests.gate_support import OLD, RECENT, config, place, run, seed
 from tests.support import PEPPER
 from worker.configload import load_config
-from worker.events import BatchApplied, BatchIntent
+from worker.events import BatchApplied, BatchIntent, RuleEvaluated
 from worker.keys import KeyHasher
 from worker.state import StateStore
 
@@ -132,3 +132,52 @@ def test_batch_seconds_must_be_a_positive_number_of_seconds(tmp_path: Path) -> N
         )
         problems = [str(p) for p in load_config(folder).problems]
         assert any("batch_seconds" in p for p in problems), (bad, problems)
+
+
+def test_each_set_based_batch_starts_after_the_last_key_deleted(
+    tmp_path: Path, any_db_url: str, state: StateStore
+) -> None:
+    """Batch n+1 selects only keys after the largest key batch n deleted, so it does not
+    scan again what the earlier batches passed. A row behind that point that expires while
+    the batches run (here: moved before the cutoff after the first batch) is still deleted:
+    the page path confirms from the first key. MariaDB pages by key throughout: it leaves
+    that row to the next run, and publishes it as still eligible."""
+    cfg = config(tmp_path, product=kidsapp.mapping(batch_size=3))
+    seed(any_db_url, [OLD] * 7 + [RECENT] * 3, [])
+    late: list[int] = []
+
+    def expire_a_row_behind(event: object) -> None:
+        if isinstance(event, BatchApplied) and not late:
+            late.append(event.batch)
+            engine = sa.create_engine(any_db_url)
+            try:
+                with engine.begin() as conn:  # a recent row becomes expired row 2, behind
+                    conn.execute(  # the first batch's keys 1 to 3
+                        kidsapp.CHILD.update()
+                        .where(kidsapp.CHILD.c.id == 8)
+                        .values(id=2, left_on=OLD)
+                    )
+            finally:
+                engine.dispose()
+
+    with statements_on(any_db_url) as seen:
+        [report], recorder = run(
+            cfg, any_db_url, state, customer="kdv-a", extra=[expire_a_row_behind]
+        )
+
+    assert late
+    left = kidsapp.rows_by_id(any_db_url)
+    [*_, published] = recorder.of(RuleEvaluated)
+    if sa.make_url(any_db_url).get_backend_name() == "mysql":
+        # MariaDB pages by key and does not look behind its page again: row 2 waits for the
+        # next run, and the backlog the run publishes says so (it counted again).
+        assert set(left) == {2, 9, 10}, left
+        assert (report.changed, published.eligible) == (7, 1)
+        return
+    assert set(left) == {9, 10}, left  # every expired row gone, the recent ones kept
+    assert (report.changed, published.eligible) == (8, 0)
+    # The set-based ones (a sub-select chooses the rows); then the page path's, by key.
+    chosen = [s.upper() for s in seen if "DELETE FROM CHILD" in s.upper() and "(SELECT" in s]
+    assert len(chosen) == 3  # 3, 3 and the short 1
+    assert "CHILD.ID >" not in chosen[0]
+    assert all("CHILD.ID >" in s for s in chosen[1:])
