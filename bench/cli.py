@@ -43,9 +43,9 @@ with an error otherwise. Ratios are worker rows/s / baseline rows/s.
 
 EPILOG = f"""\
 --quick: {QUICK["rows"]:,} rows, {QUICK["idle_customers"]} idle customers, baselines once,
-per-row sample {QUICK["sample"]}: about 4 minutes on 2 cores. Its ratios mean the same, but
+per-row sample {QUICK["sample"]}: about 35 seconds on 2 cores. Its ratios mean the same, but
 each customer's fixed cost weighs more against fewer rows; quote the full shape.
-`make bench` runs --quick; `make bench ROWS=1000000` the full shape (about 15 minutes).
+`make bench` runs --quick; `make bench ROWS=1000000` the full shape (about 4 minutes).
 --tenants 10000 gives many tenants with few rows each; --rows 10000000 the 10M option.
 
 Server: {PG_URL_ENV}, else {DEFAULT_PG_URL}.
