@@ -20,6 +20,7 @@ from tests.integration.test_timeouts import CUSTOMERS, PRODUCT, ids, seed
 from tests.support import NOW, PEPPER
 from worker.app import build_runner, reconcile_all, run_pairs, subscribe_state
 from worker.audit import AuditTrail
+from worker.configload import Config
 from worker.events import (
     BatchApplied,
     Event,
@@ -28,7 +29,9 @@ from worker.events import (
     RuleEvaluated,
     RunFinished,
     RunStarted,
+    Subscriber,
 )
+from worker.runreport import RunReport
 from worker.state import StateStore
 from worker.verify import verify
 
@@ -40,6 +43,22 @@ def crashed_run(store: StateStore) -> str:
         RunStarted(run_id=run_id, customer="a", product="kids", at=NOW, policy="p", as_of=NOW)
     )
     return run_id
+
+
+def run_a(
+    config: Config, env: dict[str, str], store: StateStore, meanwhile: Subscriber, *also: Subscriber
+) -> RunReport:
+    """One real run of a × kids as `run --once` does it; `meanwhile` is subscribed as
+    required (what another process does during the run), `also` as observers."""
+    bus = EventBus()
+    subscribe_state(bus, store, lambda: NOW)
+    bus.subscribe(meanwhile, required=True)
+    for subscriber in also:
+        bus.subscribe(subscriber)
+    runner = build_runner(config, env, bus, pepper=PEPPER, clock=lambda: NOW, store=store)
+    pairs = [(c, p) for c, p in config.pairs() if c.customer == "a"]
+    [report] = run_pairs(runner, pairs, NOW, dry_run=False)
+    return report
 
 
 def finished_records(store: StateStore, run_id: str) -> int:
@@ -82,12 +101,7 @@ def test_a_crashed_run_is_closed_once_when_another_process_reconciles_meanwhile(
             reconciled.append(True)
             contextvars.Context().run(other_process)
 
-    bus = EventBus()
-    subscribe_state(bus, store, lambda: NOW)
-    bus.subscribe(meanwhile, required=True)
-    runner = build_runner(config, env, bus, pepper=PEPPER, clock=lambda: NOW, store=store)
-    pairs = [(c, p) for c, p in config.pairs() if c.customer == "a"]
-    [report] = run_pairs(runner, pairs, NOW, dry_run=False)
+    report = run_a(config, env, store, meanwhile)
 
     assert reconciled
     assert report.outcome is Outcome.SUCCEEDED, report.error
@@ -145,12 +159,7 @@ def test_a_run_another_process_closed_records_its_end_once(tmp_path: Path, state
             closed.append(event.run_id)
             contextvars.Context().run(new_holder, event.run_id)
 
-    bus = EventBus()
-    subscribe_state(bus, store, lambda: NOW)
-    bus.subscribe(meanwhile, required=True)
-    runner = build_runner(config, env, bus, pepper=PEPPER, clock=lambda: NOW, store=store)
-    pairs = [(c, p) for c, p in config.pairs() if c.customer == "a"]
-    [report] = run_pairs(runner, pairs, NOW, dry_run=False)
+    report = run_a(config, env, store, meanwhile)
 
     [run_id] = closed
     assert ids(product_url) == [3]

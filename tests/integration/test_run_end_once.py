@@ -11,13 +11,12 @@ from pathlib import Path
 import pytest
 
 from tests.integration.own_config import write_config
-from tests.integration.test_gathered_races import crashed_run, finished_records
+from tests.integration.test_gathered_races import crashed_run, finished_records, run_a
 from tests.integration.test_timeouts import CUSTOMERS, PRODUCT, seed
-from tests.support import NOW, PEPPER
-from worker.app import build_runner, run_pairs, subscribe_state
+from tests.support import NOW
 from worker.audit import AuditTrail
 from worker.errors import StateError
-from worker.events import BatchApplied, Event, EventBus, Outcome, RunFinished
+from worker.events import BatchApplied, Event, Outcome, RunFinished
 from worker.metrics import Metrics
 from worker.state import StateStore
 from worker.state.runlog import RunClosed
@@ -81,14 +80,8 @@ def test_a_refused_end_is_not_counted_as_a_success(tmp_path: Path, state_url: st
                 theirs.close()
 
     metrics = Metrics()
-    bus = EventBus()
-    subscribe_state(bus, store, lambda: NOW)
-    bus.subscribe(meanwhile, required=True)
-    bus.subscribe(metrics)
-    runner = build_runner(config, env, bus, pepper=PEPPER, clock=lambda: NOW, store=store)
-    pairs = [(c, p) for c, p in config.pairs() if c.customer == "a"]
     try:
-        [report] = run_pairs(runner, pairs, NOW, dry_run=False)
+        report = run_a(config, env, store, meanwhile, metrics)
         snapshot = read_status(store, [("a", "kids")])
     finally:
         store.close()
