@@ -8,6 +8,8 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from tests import kidsapp
 from tests.support import NOW, PEPPER
 from worker.app import build_runner, run_pairs, subscribe_state
@@ -86,3 +88,49 @@ def sample(text: str, name: str, labels: dict[str, str]) -> float | None:
         if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
             return float(line.rsplit(" ", 1)[1])
     return None
+
+
+def run_with_late_hold(
+    cfg: Config, url: str, state: StateStore, key_hash: str
+) -> tuple[RunReport, Recorder, bool]:
+    """Run kdv-a's pair once; a record hold on `key_hash` lands at the first read of holds
+    inside a product transaction: a batch's guard, after the batch's rows were chosen (a
+    page, or the set-based DELETE itself) and before they are committed. Returns the report,
+    the events and whether the hold was placed."""
+    bus = EventBus()
+    subscribe_state(bus, state, lambda: NOW)
+    seen = Recorder()
+    bus.subscribe(seen)
+    runner = build_runner(
+        cfg, {kidsapp.URL_ENV: url}, bus, pepper=PEPPER, clock=lambda: NOW, store=state
+    )
+    original = runner.gatekeeper.active_holds
+    database = sa.make_url(url).database
+    inside = {"transaction": False, "placed": False}
+
+    def began(conn: sa.Connection) -> None:
+        if conn.engine.url.database == database:
+            inside["transaction"] = True
+
+    def ended(conn: sa.Connection) -> None:
+        if conn.engine.url.database == database:
+            inside["transaction"] = False
+
+    def late_hold(customer: str, product: str) -> Any:
+        if inside["transaction"] and not inside["placed"]:
+            inside["placed"] = True
+            place(
+                state, customer="kdv-a", product=kidsapp.PRODUCT, table="child", key_hash=key_hash
+            )
+        return original(customer, product)
+
+    runner.gatekeeper.active_holds = late_hold  # type: ignore[method-assign]
+    events = (("begin", began), ("commit", ended), ("rollback", ended))
+    for name, fn in events:
+        sa.event.listen(sa.engine.Engine, name, fn)
+    try:
+        [report] = run_pairs(runner, list(cfg.pairs()), NOW, dry_run=False)
+    finally:
+        for name, fn in events:
+            sa.event.remove(sa.engine.Engine, name, fn)
+    return report, seen, inside["placed"]

@@ -351,7 +351,8 @@ def _one_batch(
 
 
 def resume_after(keys: Sequence[Key], before: Key | None) -> Key | None:
-    """The largest of `keys` (and `before`) when every key is one integer, else None.
+    """The largest of `keys` (and `before`, an earlier result) when every key is one
+    integer, else None.
 
     Integers compare in Python as in every database; texts do not (collations), and a
     resume point past a row the database orders earlier would leave that row to the page
@@ -360,7 +361,4 @@ def resume_after(keys: Sequence[Key], before: Key | None) -> Key | None:
     found = [k[0] for k in keys if len(k) == 1 and type(k[0]) is int]
     if len(found) != len(keys) or not found:
         return None
-    if before is not None and (len(before) != 1 or type(before[0]) is not int):
-        return None
-    top = max(found)
-    return (top,) if before is None else (max(top, before[0]),)
+    return (max([*found, *(before or ())]),)

@@ -9,13 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from tests import kidsapp
-from tests.gate_support import OLD, Recorder, config, place, run
-from tests.support import NOW, PEPPER
-from worker.app import build_runner, run_pairs, subscribe_state
-from worker.events import BatchApplied, EventBus, RuleEvaluated
+from tests.gate_support import OLD, config, run, run_with_late_hold
+from tests.support import PEPPER
+from worker.events import BatchApplied, RuleEvaluated
 from worker.keys import record_key_hash
 from worker.state import StateStore
 
@@ -31,44 +29,10 @@ def test_a_hold_the_guard_catches_is_still_published_as_left(
     cfg = config(tmp_path, product=product, customers={"kdv-a": {}})
     kidsapp.create(any_db_url, [(i, 1, OLD) for i in range(1, 6)])
     key = record_key_hash(PEPPER, "kdv-a", kidsapp.PRODUCT, "child", (2,))
-    bus = EventBus()
-    subscribe_state(bus, state, lambda: NOW)
-    seen = Recorder()
-    bus.subscribe(seen)
-    runner = build_runner(
-        cfg, {kidsapp.URL_ENV: any_db_url}, bus, pepper=PEPPER, clock=lambda: NOW, store=state
-    )
-    original = runner.gatekeeper.active_holds
-    product = sa.make_url(any_db_url).database
-    inside = {"transaction": False, "placed": False}
-
-    def began(conn: sa.Connection) -> None:
-        if conn.engine.url.database == product:
-            inside["transaction"] = True
-
-    def ended(conn: sa.Connection) -> None:
-        if conn.engine.url.database == product:
-            inside["transaction"] = False
-
-    def late_hold(customer: str, product: str) -> Any:
-        # The first read of holds inside a product transaction is a batch's guard.
-        if inside["transaction"] and not inside["placed"]:
-            inside["placed"] = True
-            place(state, customer="kdv-a", product=kidsapp.PRODUCT, table="child", key_hash=key)
-        return original(customer, product)
-
-    runner.gatekeeper.active_holds = late_hold  # type: ignore[method-assign]
-    events = (("begin", began), ("commit", ended), ("rollback", ended))
-    for name, fn in events:
-        sa.event.listen(sa.engine.Engine, name, fn)
-    try:
-        [report] = run_pairs(runner, list(cfg.pairs()), NOW, dry_run=False)
-    finally:
-        for name, fn in events:
-            sa.event.remove(sa.engine.Engine, name, fn)
+    report, seen, placed = run_with_late_hold(cfg, any_db_url, state, key)
     [planned], _ = run(cfg, any_db_url, state, dry_run=True)
 
-    assert inside["placed"] and not report.error
+    assert placed and not report.error
     if action == "delete":
         assert set(kidsapp.rows_by_id(any_db_url)) == {2}
     (applied,) = seen.of(BatchApplied)

@@ -45,6 +45,29 @@ def crashed_run(store: StateStore) -> str:
     return run_id
 
 
+def pair_a(tmp_path: Path) -> tuple[str, dict[str, str], Config]:
+    """Customer a's product database (ids 1 and 2 expired, 3 not), its environment and the
+    configuration of a × kids."""
+    product_url = f"sqlite:///{tmp_path / 'a.db'}"
+    seed(product_url)
+    config = write_config(tmp_path / "config", PRODUCT.replace("STATEMENT", "60"), CUSTOMERS)
+    return product_url, {"KIDS_A_URL": product_url}, config
+
+
+def closed_by(run_id: str, settled_by: str) -> RunFinished:
+    """The end another process records for a × kids' run `run_id`: crashed, 2 rows."""
+    return RunFinished(
+        run_id=run_id,
+        customer="a",
+        product="kids",
+        outcome=Outcome.CRASHED,
+        at=NOW,
+        duration_seconds=0.0,
+        processed={("kids.child.left", "delete"): {"child": 2}},
+        error=f"RunCrashed: the run ended without finishing; closed by run {settled_by}",
+    )
+
+
 def run_a(
     config: Config, env: dict[str, str], store: StateStore, meanwhile: Subscriber, *also: Subscriber
 ) -> RunReport:
@@ -76,10 +99,7 @@ def finished_records(store: StateStore, run_id: str) -> int:
 def test_a_crashed_run_is_closed_once_when_another_process_reconciles_meanwhile(
     tmp_path: Path, state_url: str
 ) -> None:
-    product_url = f"sqlite:///{tmp_path / 'a.db'}"
-    seed(product_url)
-    env = {"KIDS_A_URL": product_url}
-    config = write_config(tmp_path / "config", PRODUCT.replace("STATEMENT", "60"), CUSTOMERS)
+    product_url, env, config = pair_a(tmp_path)
     store = StateStore(state_url)
     crashed = crashed_run(store)
 
@@ -128,10 +148,7 @@ def test_a_run_another_process_closed_records_its_end_once(tmp_path: Path, state
     reconciliation settles the batch the run applied). When the old run then ends, its end
     is refused, not recorded a second time: one run.finished per run, the first one kept,
     and the run's report says why. The trail verifies; every changed row is accounted for."""
-    product_url = f"sqlite:///{tmp_path / 'a.db'}"
-    seed(product_url)
-    env = {"KIDS_A_URL": product_url}
-    config = write_config(tmp_path / "config", PRODUCT.replace("STATEMENT", "60"), CUSTOMERS)
+    product_url, env, config = pair_a(tmp_path)
     store = StateStore(state_url)
     closed: list[str] = []
 
@@ -139,18 +156,7 @@ def test_a_run_another_process_closed_records_its_end_once(tmp_path: Path, state
         """The process that took the lease over: it closes the old holder's run."""
         theirs = StateStore(state_url)
         try:
-            AuditTrail(theirs, lambda: NOW)(
-                RunFinished(
-                    run_id=run_id,
-                    customer="a",
-                    product="kids",
-                    outcome=Outcome.CRASHED,
-                    at=NOW,
-                    duration_seconds=0.0,
-                    processed={("kids.child.left", "delete"): {"child": 2}},
-                    error="RunCrashed: closed by the new lease holder",
-                )
-            )
+            AuditTrail(theirs, lambda: NOW)(closed_by(run_id, "the new lease holder"))
         finally:
             theirs.close()
 

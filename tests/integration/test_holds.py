@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,20 +17,18 @@ from tests.gate_support import (
     MISTYPED,
     OLD,
     RECENT,
-    Recorder,
     config,
     place,
     run,
+    run_with_late_hold,
     seed,
 )
 from tests.support import NOW, PEPPER
-from worker.app import build_runner, run_pairs, subscribe_state
 from worker.approvals import ApprovalLedger
 from worker.events import (
     BatchApplied,
     BatchIntent,
     Event,
-    EventBus,
     RuleEvaluated,
     RuleGated,
 )
@@ -117,45 +113,9 @@ def test_a_hold_placed_inside_the_batch_is_honoured_by_its_own_transaction(
     cfg = config(tmp_path, customers={"kdv-a": {}})
     kidsapp.create(any_db_url, [(i, 1, OLD) for i in range(1, 6)])
     key = record_key_hash(PEPPER, "kdv-a", kidsapp.PRODUCT, "child", (2,))
-    bus = EventBus()
-    subscribe_state(bus, state, lambda: NOW)
-    seen = Recorder()
-    bus.subscribe(seen)
-    runner = build_runner(
-        cfg, {kidsapp.URL_ENV: any_db_url}, bus, pepper=PEPPER, clock=lambda: NOW, store=state
-    )
-    original = runner.gatekeeper.active_holds
-    product = sa.make_url(any_db_url).database
-    inside = {"transaction": False, "placed": False}
+    report, seen, placed = run_with_late_hold(cfg, any_db_url, state, key)
 
-    def began(conn: sa.Connection) -> None:
-        if conn.engine.url.database == product:
-            inside["transaction"] = True
-
-    def ended(conn: sa.Connection) -> None:
-        if conn.engine.url.database == product:
-            inside["transaction"] = False
-
-    def late_hold(customer: str, product: str) -> Any:
-        # The first read of holds inside a product transaction is the batch's guard: its
-        # rows were chosen (a page, or the set-based DELETE itself) and not yet committed.
-        if inside["transaction"] and not inside["placed"]:
-            inside["placed"] = True
-            place(state, customer="kdv-a", product=kidsapp.PRODUCT, table="child", key_hash=key)
-        return original(customer, product)
-
-    runner.gatekeeper.active_holds = late_hold  # type: ignore[method-assign]
-    events = (("begin", began), ("commit", ended), ("rollback", ended))
-    for name, fn in events:
-        sa.event.listen(sa.engine.Engine, name, fn)
-    try:
-        [report] = run_pairs(runner, list(cfg.pairs()), NOW, dry_run=False)
-    finally:
-        for name, fn in events:
-            sa.event.remove(sa.engine.Engine, name, fn)
-
-    assert inside["placed"]
-
+    assert placed
     assert report.changed == 4
     assert set(kidsapp.rows_by_id(any_db_url)) == {2}
     (applied,) = seen.of(BatchApplied)

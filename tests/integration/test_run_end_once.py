@@ -10,30 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.own_config import write_config
-from tests.integration.test_gathered_races import crashed_run, finished_records, run_a
-from tests.integration.test_timeouts import CUSTOMERS, PRODUCT, seed
+from tests.integration.test_gathered_races import (
+    closed_by,
+    crashed_run,
+    finished_records,
+    pair_a,
+    run_a,
+)
 from tests.support import NOW
 from worker.audit import AuditTrail
 from worker.errors import StateError
-from worker.events import BatchApplied, Event, Outcome, RunFinished
+from worker.events import BatchApplied, Event
 from worker.metrics import Metrics
 from worker.state import StateStore
 from worker.state.runlog import RunClosed
 from worker.status import read_status
-
-
-def closed_by(run_id: str, settled_by: str) -> RunFinished:
-    return RunFinished(
-        run_id=run_id,
-        customer="a",
-        product="kids",
-        outcome=Outcome.CRASHED,
-        at=NOW,
-        duration_seconds=0.0,
-        processed={("kids.child.left", "delete"): {"child": 2}},
-        error=f"RunCrashed: the run ended without finishing; closed by run {settled_by}",
-    )
 
 
 def test_two_closers_at_the_same_instant_record_one_end(state_url: str) -> None:
@@ -62,10 +53,7 @@ def test_a_refused_end_is_not_counted_as_a_success(tmp_path: Path, state_url: st
     """The old holder's end is refused (the trail keeps the new holder's `crashed`); its
     metrics must not count a succeeded run nor move the last success to its end: a
     restarted daemon would restore neither (worker/status.py reads the runs table)."""
-    product_url = f"sqlite:///{tmp_path / 'a.db'}"
-    seed(product_url)
-    env = {"KIDS_A_URL": product_url}
-    config = write_config(tmp_path / "config", PRODUCT.replace("STATEMENT", "60"), CUSTOMERS)
+    _, env, config = pair_a(tmp_path)
     store = StateStore(state_url)
     closed: list[str] = []
 

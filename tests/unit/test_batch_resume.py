@@ -25,4 +25,3 @@ def test_other_keys_start_from_the_first_key() -> None:
     assert resume_after([(True,), (2,)], None) is None
     assert resume_after([], (5,)) is None
     assert resume_after([(1,), ("x",)], None) is None
-    assert resume_after([(1,)], ("x",)) is None
