@@ -230,6 +230,30 @@ class RunFinished:
 
 
 @dataclass(frozen=True)
+class RunRecorded:
+    """A run's end after the state database's answer: published once per run, after its
+    `RunFinished`, by the process that ran it, and by the reconciler for a crashed run it
+    closed. Not part of the trail (it says what the trail now holds).
+
+    `outcome` is the run's outcome as this process ends it: the one stored when `stored`;
+    otherwise `interrupted` when the trail already held another end of the run (its lease
+    was lost and the new holder closed it as crashed: worker/state/runlog.py, `RunClosed`)
+    or `failed` when the end could not be written. Metrics count runs from this event, so a
+    counter never says more than the runs table (worker/metrics.py). `at` is UTC.
+    """
+
+    run_id: str
+    customer: str
+    product: str
+    outcome: Outcome
+    at: dt.datetime
+    duration_seconds: float
+    stored: bool
+    dry_run: bool = False
+    name = "run.recorded"
+
+
+@dataclass(frozen=True)
 class HoldChanged:
     """A legal hold was placed or released (`retention-worker holds add | release`).
 
@@ -330,6 +354,7 @@ Event = Union[  # noqa: UP007  (a runtime alias used in isinstance-free dispatch
     BatchFailed,
     BatchBlocked,
     RunFinished,
+    RunRecorded,
     HoldChanged,
     ApprovalChanged,
     CheckpointMade,

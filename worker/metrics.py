@@ -35,7 +35,7 @@ from worker.events import (
     PairSkipped,
     RuleEvaluated,
     RuleGated,
-    RunFinished,
+    RunRecorded,
     RunStarted,
 )
 from worker.status import StatusSnapshot
@@ -212,8 +212,8 @@ class Metrics:
             case BatchBlocked():
                 labels = (event.product, event.customer, event.rule, event.action)
                 self.rows_blocked.labels(*labels).inc(event.total)
-            case RunFinished():
-                self._run_finished(event)
+            case RunRecorded():  # not RunFinished: the trail may still refuse that end
+                self._run_recorded(event)
             case ConfigLoaded():
                 self.config_valid.set(1 if event.valid else 0)
                 if not event.valid:
@@ -268,7 +268,7 @@ class Metrics:
         if evaluated is not None:
             evaluated.add(pair)
 
-    def _run_finished(self, event: RunFinished) -> None:
+    def _run_recorded(self, event: RunRecorded) -> None:
         dry = event.dry_run or event.run_id in self._dry_runs
         self._dry_runs.discard(event.run_id)
         evaluated = self._evaluated.pop(event.run_id, None)

@@ -37,7 +37,7 @@ from sqlalchemy import Connection
 from connectors.base import Change, ColumnMask, Connector, Key, Target
 from worker.config import Catalogue, Customer, ProductMapping
 from worker.errors import StateError
-from worker.events import BatchSettled, EventBus, Outcome, RunFinished
+from worker.events import BatchSettled, EventBus, Outcome, RunFinished, RunRecorded
 from worker.keys import KeyHasher, row_key
 from worker.owner import abandoned
 from worker.policy import effective_rules, rule_cutoff
@@ -330,23 +330,22 @@ class Reconciler:
         moment earlier (its own reconciliation) wins: the end is recorded once."""
         processed = self._processed(run_id)
         why = f"RunCrashed: the run ended without finishing; closed by run {settled_by}"
+        at = self.clock()
         try:
             self.bus.publish(
                 RunFinished(
-                    run_id=run_id,
-                    customer=customer,
-                    product=product,
-                    outcome=Outcome.CRASHED,
-                    at=self.clock(),
-                    duration_seconds=0.0,
-                    processed=processed,
-                    error=why,
+                    run_id, customer, product, Outcome.CRASHED, at, 0.0, processed, error=why
                 )
             )
         except StateError as exc:
             if not isinstance(exc.__cause__, RunClosed):
                 raise
+            # The closer that won counts it; counting it here too would count it twice.
             log.info("reconcile.closed_already", run_id=run_id, settled_by=settled_by)
+            return
+        self.bus.publish(
+            RunRecorded(run_id, customer, product, Outcome.CRASHED, at, 0.0, stored=True)
+        )
 
     def _processed(self, run_id: str) -> dict[tuple[str, str], dict[str, int]]:
         """Rows per (rule, action) and table that a run's applied and settled batches

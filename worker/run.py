@@ -38,6 +38,7 @@ from worker.events import (
     EventBus,
     Outcome,
     RunFinished,
+    RunRecorded,
     RunStarted,
 )
 from worker.fingerprint import fingerprint, policy_document
@@ -309,12 +310,14 @@ class Runner:
         finally:
             if connector is not None:
                 connector.close()
+        ended, duration = self.clock(), time.monotonic() - started
+        stored = False
         try:
             self.bus.publish(
                 RunFinished(
                     outcome=report.outcome,
-                    at=self.clock(),
-                    duration_seconds=time.monotonic() - started,
+                    at=ended,
+                    duration_seconds=duration,
                     processed={(r.rule, r.action): dict(r.changed) for r in report.rules},
                     error=report.error,
                     dry_run=dry_run,
@@ -324,14 +327,30 @@ class Runner:
             # The run's bookkeeping that waited (start, policy, end, history, status) in
             # one transaction, unless a batch's intent carried it already.
             gathered.flush()
+            stored = True
         except RunClosed as exc:  # another run closed this one (its lease was lost): keep that
             log.warning("run.closed_by_another", error=str(exc))
+            # The trail says crashed; this process saw its run cut off by the lost lease.
+            report.outcome = Outcome.INTERRUPTED
             report.error = f"{report.error}; {exc}" if report.error else str(exc)
         except RetentionError as exc:  # the trail could not record the end: say so, go on
             report.outcome = Outcome.FAILED
             report.error = f"{report.error}; {exc}" if report.error else str(exc)
         else:
             self._checkpoint()
+        # Counted only now, as stored or refused: metrics never count an end the trail lacks.
+        recorded = RunRecorded(
+            outcome=report.outcome,
+            at=ended,
+            duration_seconds=duration,
+            stored=stored,
+            dry_run=dry_run,
+            **names,
+        )
+        try:
+            self.bus.publish(recorded)
+        except RetentionError as exc:  # a required subscriber down for every event (the trail)
+            log.warning("run.recorded_unpublished", run_id=run_id, error=str(exc))
         if unexpected is not None:
             raise UnexpectedRunError(report) from unexpected
         return report

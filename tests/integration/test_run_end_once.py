@@ -17,11 +17,13 @@ from tests.integration.test_gathered_races import (
     pair_a,
     run_a,
 )
-from tests.support import NOW
+from tests.support import NOW, PEPPER
+from worker.app import subscribe_state
 from worker.audit import AuditTrail
 from worker.errors import StateError
-from worker.events import BatchApplied, Event
+from worker.events import BatchApplied, Event, EventBus, Outcome
 from worker.metrics import Metrics
+from worker.reconcile import Reconciler
 from worker.state import StateStore
 from worker.state.runlog import RunClosed
 from worker.status import read_status
@@ -44,11 +46,6 @@ def test_two_closers_at_the_same_instant_record_one_end(state_url: str) -> None:
         store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: the metrics count a run's end when it is published, before the trail "
-    "refuses it (a run whose lease was lost and that the new holder closed as crashed)",
-)
 def test_a_refused_end_is_not_counted_as_a_success(tmp_path: Path, state_url: str) -> None:
     """The old holder's end is refused (the trail keeps the new holder's `crashed`); its
     metrics must not count a succeeded run nor move the last success to its end: a
@@ -79,3 +76,31 @@ def test_a_refused_end_is_not_counted_as_a_success(tmp_path: Path, state_url: st
     sample = metrics.registry.get_sample_value
     assert sample("retention_runs_total", {**labels, "outcome": "succeeded"}) in (None, 0.0)
     assert sample("retention_last_success_timestamp_seconds", labels) in (None, 0.0)
+    # This process ends the run as interrupted (its lease was lost), and counts it so.
+    assert report.outcome is Outcome.INTERRUPTED
+    assert sample("retention_runs_total", {**labels, "outcome": "interrupted"}) == 1.0
+
+
+def test_a_crashed_run_is_counted_once_by_the_closer_that_recorded_it(
+    tmp_path: Path, state_url: str
+) -> None:
+    """Two processes close the same crashed run (their own reconciliation): one end is
+    stored, and only that process's metrics count a `crashed` run."""
+    _, _, config = pair_a(tmp_path)
+    store = StateStore(state_url)
+    try:
+        run_id = crashed_run(store)
+        counted = []
+        for closer in ("reconcile-1", "reconcile-2"):
+            bus, metrics = EventBus(), Metrics()
+            subscribe_state(bus, store, lambda: NOW)
+            bus.subscribe(metrics)
+            Reconciler(store, bus, config.catalogue, PEPPER, lambda: NOW)._close_run(
+                run_id, "a", "kids", closer
+            )
+            labels = {"product": "kids", "customer": "a", "outcome": "crashed"}
+            counted.append(metrics.registry.get_sample_value("retention_runs_total", labels))
+        assert counted == [1.0, None]
+        assert finished_records(store, run_id) == 1
+    finally:
+        store.close()

@@ -24,6 +24,7 @@ from worker.events import (
     RuleEvaluated,
     RuleGated,
     RunFinished,
+    RunRecorded,
     RunStarted,
 )
 from worker.metrics import CONTENT_TYPE, Metrics
@@ -99,8 +100,9 @@ def failed(run_id: str, batch: int, duration: float = 0.05) -> BatchFailed:
 
 def finished(
     run_id: str, outcome: Outcome = Outcome.SUCCEEDED, duration: float = 42.0, dry: bool = False
-) -> RunFinished:
-    return RunFinished(run_id, CUSTOMER, PRODUCT, outcome, AT, duration, dry_run=dry)
+) -> RunRecorded:
+    """A run's end as stored (the event the metrics count runs from)."""
+    return RunRecorded(run_id, CUSTOMER, PRODUCT, outcome, AT, duration, stored=True, dry_run=dry)
 
 
 def realistic_run(run_id: str = "run-1") -> list[Event]:
@@ -229,8 +231,8 @@ def test_dry_run_counts_no_rows_and_no_success() -> None:
     assert value(m, "retention_runs_total", {**RULE_LABELS, "outcome": "succeeded"}) == 1
 
 
-def test_dry_flag_on_run_finished_alone_sets_no_success() -> None:
-    """RunFinished.dry_run suffices to keep the last-success time unset."""
+def test_dry_flag_on_run_recorded_alone_sets_no_success() -> None:
+    """RunRecorded.dry_run suffices to keep the last-success time unset."""
     m = feed(Metrics(), [finished("dry-2", dry=True)])
     assert value(m, "retention_last_success_timestamp_seconds", RULE_LABELS) is None
 
@@ -238,10 +240,10 @@ def test_dry_flag_on_run_finished_alone_sets_no_success() -> None:
 def test_failed_run_keeps_previous_success_time() -> None:
     """A failed run is counted by outcome and leaves the last-success time as it was."""
     m = feed(Metrics(), realistic_run("run-1"))
-    later = RunFinished(
-        "run-2", CUSTOMER, PRODUCT, Outcome.FAILED, AT + dt.timedelta(days=1), 3.0, error="boom"
-    )
-    feed(m, [RunStarted("run-2", CUSTOMER, PRODUCT, AT), later])
+    at = AT + dt.timedelta(days=1)
+    later = RunFinished("run-2", CUSTOMER, PRODUCT, Outcome.FAILED, at, 3.0, error="boom")
+    stored = RunRecorded("run-2", CUSTOMER, PRODUCT, Outcome.FAILED, at, 3.0, stored=True)
+    feed(m, [RunStarted("run-2", CUSTOMER, PRODUCT, AT), later, stored])
     assert value(m, "retention_runs_total", {**RULE_LABELS, "outcome": "failed"}) == 1
     assert value(m, "retention_runs_total", {**RULE_LABELS, "outcome": "succeeded"}) == 1
     assert value(m, "retention_last_success_timestamp_seconds", RULE_LABELS) == AT.timestamp()
@@ -394,3 +396,18 @@ def test_promtool_accepts_the_exposition() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == b"", result.stdout
+
+
+def test_an_end_is_counted_when_recorded_not_when_published() -> None:
+    """A run's RunFinished alone moves no counter: the trail may still refuse that end
+    (worker/state/runlog.py, RunClosed); the process then records it as interrupted."""
+    m = feed(Metrics(), realistic_run("run-1")[:-1])
+    succeeded = {**RULE_LABELS, "outcome": "succeeded"}
+    feed(m, [RunFinished("run-1", CUSTOMER, PRODUCT, Outcome.SUCCEEDED, AT, 3.0)])
+    assert value(m, "retention_runs_total", succeeded) is None
+    assert value(m, "retention_last_success_timestamp_seconds", RULE_LABELS) is None
+    refused = RunRecorded("run-1", CUSTOMER, PRODUCT, Outcome.INTERRUPTED, AT, 3.0, stored=False)
+    feed(m, [refused])
+    assert value(m, "retention_runs_total", succeeded) is None
+    assert value(m, "retention_runs_total", {**RULE_LABELS, "outcome": "interrupted"}) == 1
+    assert value(m, "retention_last_success_timestamp_seconds", RULE_LABELS) is None
