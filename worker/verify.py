@@ -93,7 +93,13 @@ def verify(
                 policies[policy] = policies.get(policy, 0) + 1
                 started[record.run_id] = seq
             elif record.kind == "run.finished":
-                started.pop(record.run_id, None)
+                if started.pop(record.run_id, None) is None:
+                    return bad(
+                        seq,
+                        f"event {seq}: run.finished of run {record.run_id}, which has no open "
+                        "run.started before it: a second end of the run, or an end without a "
+                        "start (a run starts once and ends once; worker/state/runlog.py)",
+                    )
             elif record.kind in _BATCH_KINDS:
                 batch_key = (
                     record.run_id,

@@ -1,0 +1,65 @@
+"""`audit verify` checks that each run of the trail ends once, after its start: a second
+`run.finished` of a run (the runs table refuses one since worker/state/runlog.py's
+`finish_run_in`, but a trail written by another tool or an older worker may hold one) or
+an end without a start is reported at its own event, with the chain itself intact."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.unit.test_audit import START, record, run_events
+from worker.audit import canonical_json, chain_fields, record_hash
+from worker.state import StateStore
+from worker.state.records import AuditEntry
+from worker.verify import verify
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[StateStore]:
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    store.migrate()
+    yield store
+    store.close()
+
+
+def forge_end(store: StateStore, run_id: str) -> int:
+    """Append a well-chained run.finished of `run_id` past the runs table's guard (as a
+    writer other than the worker could): the chain verifies, only its meaning is wrong."""
+    payload = {"outcome": "succeeded", "dry_run": False, "rows_changed": 0, "processed": []}
+    entry = AuditEntry(
+        at=START + dt.timedelta(hours=1),
+        run_id=run_id,
+        kind="run.finished",
+        customer="kdv-zonnestraal",
+        product="flexkids",
+        rule=None,
+        action=None,
+        payload=canonical_json(payload),
+    )
+
+    def seal(seq: int, prev_hash: str) -> str:
+        return record_hash(prev_hash, seq=seq, **chain_fields(entry), payload=payload)
+
+    return store.append_audit(entry, seal).seq
+
+
+def test_a_second_end_of_a_run_is_reported_at_its_event(store: StateStore) -> None:
+    record(store, run_events("a" * 32) + run_events("b" * 32))
+    assert verify(store).ok
+    seq = forge_end(store, "a" * 32)
+    result = verify(store)
+    assert not result.ok
+    assert result.first_bad_seq == seq
+    assert f"run.finished of run {'a' * 32}, which has no open run.started" in result.reason
+
+
+def test_an_end_without_a_start_is_reported(store: StateStore) -> None:
+    record(store, run_events("a" * 32))
+    seq = forge_end(store, "c" * 32)
+    result = verify(store)
+    assert (result.ok, result.first_bad_seq) == (False, seq)
+    assert "c" * 32 in result.reason
