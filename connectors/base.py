@@ -313,6 +313,12 @@ class Connector(abc.ABC):
         customers' databases that are one; None when unknown. Raises ConnectorError."""
         return None
 
+    def database_key(self) -> str:
+        """A key for what the worker learns about this database within one process (the
+        tuned batch size, worker/batchsize.py): equal for two connectors on one database
+        and login. This one names the connector object alone; reads nothing."""
+        return f"{type(self).__name__}:{id(self):x}"
+
     def batch_limit(self, key_width: int) -> int:
         """The most keys one batch may hold within the driver's bind-parameter limit."""
         return 50_000

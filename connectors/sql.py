@@ -302,6 +302,11 @@ class SqlConnector(SqlReads):
             applied = Applied({table.name: len(rows)}, rows)
             return _finish(conn, transaction, applied, prepare, "delete", table.name)
 
+    def database_key(self) -> str:
+        """The engine's key (connectors/engines.py: a SHA-256 digest of the URL, the
+        timeouts and the engine options); equal for customers on one shared database."""
+        return self.engine_key
+
     def batch_limit(self, key_width: int) -> int:
         """Keys per batch within the bind-parameter limit. PostgreSQL gets keys as arrays
         (a constant number of parameters); SQLite takes SQLITE_LIMIT_VARIABLE_NUMBER

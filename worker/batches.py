@@ -96,8 +96,9 @@ def run_batches(
         keyless_batches(runner, connector, customer, mapping, rule, target, plan, names, hasher)
         return False
     change = Change(str(rule.action))
-    sizer = sizer_for(runner, mapping, connector.batch_limit(len(target.table.key)))
     table = target.table.name
+    where = (connector.database_key(), table, str(change))
+    sizer = sizer_for(runner, mapping, connector.batch_limit(len(target.table.key)), where)
     common = {"rule": rule.id, "action": str(change), "table": table}
     keeper = runner.gatekeeper
     after: Key | None = None

@@ -11,10 +11,19 @@ It starts at the mapping's `batch_size`. Doubling is the fastest growth that can
 overshoot T by more than twice the time of a batch that took T / 2, i.e. one batch of at
 most T; a shrink is proportional, so one slow batch (a busy server) is enough to come back
 under T. Without a target the size stays `batch_size` (the behaviour before tuning existed).
+
+What a rule learned is kept for the next run on the same database and table
+(`LearnedSizes`, one per process): the customers of one shared product database then start
+where the last one left off instead of at `batch_size` again, each paying the small first
+batches once per process rather than once per customer. A customer whose rows are slower
+(more dependents) overshoots T at most in its first batch, which the proportional shrink
+corrects.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 
@@ -30,6 +39,8 @@ class BatchSizer:
     size: int
     ceiling: int
     target_seconds: float | None = None
+    # Told every new size (LearnedSizes.keeper): the next run on this table starts there.
+    keep: Callable[[int], None] | None = None
 
     def __post_init__(self) -> None:
         self.size = max(1, min(self.size, self.ceiling))
@@ -45,4 +56,30 @@ class BatchSizer:
         elif seconds < target / 2 and rows >= self.size:
             # Only a full batch says how long a full batch takes: a short last page does not.
             self.size = min(self.ceiling, self.size * 2)
+        if self.keep is not None:
+            self.keep(self.size)
         return self.size
+
+
+class LearnedSizes:
+    """The last tuned batch size per key (database, table, action, mapping's size and
+    target), shared by the runs of one process; thread-safe (the daemon runs pairs in
+    parallel). Sizes are rows; nothing is stored but the key and the number."""
+
+    def __init__(self) -> None:
+        self._sizes: dict[Hashable, int] = {}
+        self._lock = threading.Lock()
+
+    def start(self, key: Hashable, default: int) -> int:
+        """The size the next run on `key` starts at: the last one learned, else `default`."""
+        with self._lock:
+            return self._sizes.get(key, default)
+
+    def keeper(self, key: Hashable) -> Callable[[int], None]:
+        """A `BatchSizer.keep` that stores each new size under `key`."""
+
+        def keep(size: int) -> None:
+            with self._lock:
+                self._sizes[key] = size
+
+        return keep

@@ -74,14 +74,28 @@ def stopped_by_hold(
 MAX_BATCH = 50_000
 
 
-def sizer_for(runner: Runner, mapping: ProductMapping, limit: int) -> BatchSizer:
+def sizer_for(
+    runner: Runner, mapping: ProductMapping, limit: int, where: tuple[str, str, str] | None = None
+) -> BatchSizer:
     """The batch sizer of a rule: from the mapping's `batch_size`, tuned to its
     `batch_seconds` when set (worker/batchsize.py); `limit` is the connector's (keys per
-    statement). A runner built with a batch size (the bench's `--batch-size`) fixes it."""
+    statement). A runner built with a batch size (the bench's `--batch-size`) fixes it.
+
+    `where` (the connector's database, the table, the action) keys what the tuning learned:
+    the next run there starts at the size this one reached (`Runner.learned_sizes`); a
+    changed `batch_size` or `batch_seconds` starts afresh."""
+    ceiling = min(limit, MAX_BATCH)
     if runner.batch_size:
-        return BatchSizer(runner.batch_size, ceiling=min(limit, MAX_BATCH))
+        return BatchSizer(runner.batch_size, ceiling=ceiling)
+    if where is None or mapping.batch_seconds is None:
+        return BatchSizer(mapping.batch_size, ceiling=ceiling, target_seconds=mapping.batch_seconds)
+    key = (*where, mapping.batch_size, mapping.batch_seconds, ceiling)
+    learned = runner.learned_sizes
     return BatchSizer(
-        mapping.batch_size, ceiling=min(limit, MAX_BATCH), target_seconds=mapping.batch_seconds
+        learned.start(key, mapping.batch_size),
+        ceiling=ceiling,
+        target_seconds=mapping.batch_seconds,
+        keep=learned.keeper(key),
     )
 
 

@@ -29,6 +29,7 @@ import structlog
 
 from connectors.base import Connector, ConnectorError, Target
 from worker.batches import RunInterrupted
+from worker.batchsize import LearnedSizes
 from worker.checkpoints import Checkpointer
 from worker.config import Catalogue, Customer, ProductMapping
 from worker.errors import RetentionError
@@ -124,6 +125,8 @@ class Runner:
         self.stop = stop or threading.Event()
         self.retry = retry or RetryPolicy()
         self.batch_size = batch_size
+        # Tuned batch sizes per database and table, for the next run there (batchsize.py).
+        self.learned_sizes = LearnedSizes()
         # Without a state database nothing is held or approved: only for counting (plan).
         self.gatekeeper = gatekeeper or Gatekeeper(None, bus, clock)
         self.checkpointer = checkpointer

@@ -15,10 +15,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from tests import kidsapp
-from tests.gate_support import OLD, RECENT, config, place, run, seed
-from tests.support import PEPPER
+from tests.gate_support import OLD, RECENT, Recorder, config, place, run, seed
+from tests.support import NOW, PEPPER
+from worker.app import build_runner, run_pairs, subscribe_state
 from worker.configload import load_config
-from worker.events import BatchApplied, BatchIntent, RuleEvaluated
+from worker.events import BatchApplied, BatchIntent, EventBus, RuleEvaluated
 from worker.keys import KeyHasher
 from worker.state import StateStore
 
@@ -181,3 +182,30 @@ def test_each_set_based_batch_starts_after_the_last_key_deleted(
     assert len(chosen) == 3  # 3, 3 and the short 1
     assert "CHILD.ID >" not in chosen[0]
     assert all("CHILD.ID >" in s for s in chosen[1:])
+
+
+def test_the_next_customer_on_the_database_starts_at_the_size_learned(
+    tmp_path: Path, any_db_url: str, state: StateStore
+) -> None:
+    """One process, two customers of one shared database: kdv-a's batches grow 2, 4, 8 (then
+    its 6 rows left); kdv-b's first batch starts at the 16 kdv-a reached and takes its 14
+    rows at once (worker/batchsize.py, LearnedSizes). Before, every customer started at 2."""
+    cfg = config(tmp_path, product=kidsapp.mapping(batch_size=2, batch_seconds=60))
+    seed(any_db_url, [OLD] * 20, [OLD] * 14)
+    bus = EventBus()
+    subscribe_state(bus, state, lambda: NOW)
+    recorder = Recorder()
+    bus.subscribe(recorder)
+    runner = build_runner(
+        cfg, {kidsapp.URL_ENV: any_db_url}, bus, pepper=PEPPER, clock=lambda: NOW, store=state
+    )
+    for customer in ("kdv-a", "kdv-b"):
+        pairs = [(c, p) for c, p in cfg.pairs() if c.customer == customer]
+        run_pairs(runner, pairs, NOW, dry_run=False)
+
+    def sizes(customer: str) -> list[int]:
+        return [e.rows["child"] for e in recorder.of(BatchApplied) if e.customer == customer]
+
+    assert sizes("kdv-a") == [2, 4, 8, 6]
+    assert sizes("kdv-b") == [14]
+    assert kidsapp.rows_by_id(any_db_url) == {}

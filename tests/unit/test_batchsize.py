@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.batchsize import BatchSizer
+from worker.batchsize import BatchSizer, LearnedSizes
 
 
 def test_fast_full_batches_double_up_to_the_ceiling() -> None:
@@ -55,3 +55,17 @@ def test_the_size_stays_within_bounds_and_a_slow_batch_never_grows_it(
                 assert after * seconds / rows <= target * (1 + 1e-9)
         if seconds >= target / 2:
             assert after <= before
+
+
+def test_learned_sizes_are_kept_per_key_and_start_where_the_last_run_left_off() -> None:
+    """A sizer told to keep its sizes hands them to the next run under the same key only; a
+    slow batch's shrink is kept too (the next run starts small again)."""
+    learned = LearnedSizes()
+    first = BatchSizer(2, ceiling=100, target_seconds=1.0, keep=learned.keeper("db|child"))
+    first.observe(2, 0.1)
+    first.observe(4, 0.1)
+    assert learned.start("db|child", 2) == 8
+    assert learned.start("db|note", 2) == 2  # another table (or database) learns on its own
+    second = BatchSizer(learned.start("db|child", 2), 100, 1.0, learned.keeper("db|child"))
+    second.observe(8, 4.0)  # four times the target: 2 rows fit
+    assert learned.start("db|child", 2) == 2
