@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -37,6 +37,7 @@ from connectors.base import (
     Target,
 )
 from connectors.errors import timeout_kind, wrap_errors
+from connectors.sqlmaskjson import key_kind
 from connectors.sqlmaskplan import is_date
 from connectors.sqlmaskset import write_rows
 from connectors.sqlreach import cascaded
@@ -69,6 +70,17 @@ def key_in(columns: Sequence[sa.Column[Any]], keys: Any, dialect: str = "") -> C
     `IN (SELECT * FROM unnest(:a, :b))`): a constant number of parameters, however many keys,
     and no huge row-constructor list (which exceeds the parser's stack depth). Elsewhere an
     IN list, kept within the driver's parameter limit by `Connector.batch_limit`.
+
+    MariaDB/MySQL, composite keys: MariaDB 10.11 compares a row IN list of two or more rows
+    without converting the connection's character set (utf8mb4) to a text column's other
+    one: a non-ASCII text in a latin1, ucs2 or utf16 key column matches nothing (`('café', 1)`
+    is not found beside `('zoë', 2)`), so a batch would lock nothing and a settlement would
+    count rows still there as gone. Such a key part travels converted to the column's
+    character set and collation (`CAST(:v AS CHAR CHARACTER SET latin1) COLLATE …`), which
+    compares as one key alone or a single key column does. Not for utf8mb4 and utf8mb3
+    columns (they compare right; the cast costs the IN list its fast path: 5,000 keys 0.6 s
+    against 0.07 s), nor for a column whose character set the reflected table does not say.
+    A URL that sets another connection character set than utf8mb4 is not covered.
     """
     keys = list(keys)
     if dialect == "postgresql":
@@ -83,7 +95,39 @@ def key_in(columns: Sequence[sa.Column[Any]], keys: Any, dialect: str = "") -> C
         return sa.tuple_(*columns).in_(sa.select(*(rows.c[n] for n in names)))
     if len(columns) == 1:
         return columns[0].in_([k[0] for k in keys])
+    if dialect in ("mysql", "mariadb"):
+        converted = [_other_charset(c) for c in columns]
+        if any(converted):
+            keys = [
+                sa.tuple_(
+                    *(
+                        v if to is None or not isinstance(v, str) else to(v)
+                        for to, v in zip(converted, k, strict=True)
+                    )
+                )
+                for k in keys
+            ]
     return sa.tuple_(*columns).in_(keys)
+
+
+_UTF8 = {"utf8mb4", "utf8mb3", "utf8"}
+
+
+def _other_charset(column: sa.Column[Any]) -> Callable[[str], ColumnElement[Any]] | None:
+    """For a MariaDB text key column of a character set other than UTF-8: how to send one
+    value of it in the column's character set and collation (see `key_in`); else None."""
+    kind = key_kind(column, column.table) if isinstance(column.table, sa.Table) else None
+    if kind is None or kind.charset is None or kind.charset.lower() in _UTF8:
+        return None
+    charset, collation, type_ = kind.charset, kind.collation, column.type
+
+    def to(value: str) -> ColumnElement[Any]:
+        cast: ColumnElement[Any] = sa.cast(
+            sa.bindparam(None, value, type_=type_), mysql.CHAR(charset=charset)
+        )
+        return sa.collate(cast, collation) if collation else cast
+
+    return to
 
 
 def change_batch(

@@ -102,7 +102,7 @@ def mariadb_rows(
     date or a naive date-time."""
     if tuple(conn.dialect.server_version_info or ()) < (10, 6):
         return False
-    kinds = [_key_kind(k, table) for k in key]
+    kinds = [key_kind(k, table) for k in key]
     known = [kind for kind in kinds if kind is not None]
     items = [
         ([_key_json(v) for v in k], {n: _text_json(v) for n, v in vs.items()}) for k, vs in rows
@@ -179,7 +179,7 @@ def _key_json(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
-class _KeyKind:
+class KeyKind:
     """How a key column travels in JSON_TABLE (`sql`: the column's type there) and, for text,
     the character set and collation (None: the set's default) to compare it in."""
 
@@ -188,7 +188,7 @@ class _KeyKind:
     collation: str | None = None
 
 
-def _key_kind(column: sa.Column[Any], table: sa.Table) -> _KeyKind | None:
+def key_kind(column: sa.Column[Any], table: sa.Table) -> KeyKind | None:
     """A text key is compared in the column's own character set and collation: the rows'
     text is utf8mb4, which MariaDB refuses to compare with a column of another character set
     ("Illegal mix of collations"), where a per-row UPDATE's literal is converted to the
@@ -196,9 +196,9 @@ def _key_kind(column: sa.Column[Any], table: sa.Table) -> _KeyKind | None:
     table does not say."""
     type_ = column.type
     if isinstance(type_, sa.Integer):
-        return _KeyKind("DECIMAL(65,0)")
+        return KeyKind("DECIMAL(65,0)")
     if isinstance(type_, sa.Date):
-        return _KeyKind("DATE")
+        return KeyKind("DATE")
     if not isinstance(type_, sa.String) or isinstance(type_, sa.Enum):
         return None
     charset = getattr(type_, "charset", None)
@@ -207,11 +207,11 @@ def _key_kind(column: sa.Column[Any], table: sa.Table) -> _KeyKind | None:
         charset = table.dialect_kwargs.get("mysql_default charset")
         if collation is None:
             collation = table.dialect_kwargs.get("mysql_collate")
-    return None if charset is None else _KeyKind("LONGTEXT", str(charset), collation)
+    return None if charset is None else KeyKind("LONGTEXT", str(charset), collation)
 
 
 def _key_equals(
-    column: sa.Column[Any], derived: ColumnElement[Any], kind: _KeyKind
+    column: sa.Column[Any], derived: ColumnElement[Any], kind: KeyKind
 ) -> ColumnElement[bool]:
     if kind.charset is None:
         return column == derived
