@@ -1,51 +1,60 @@
 """The database's own plan for a rule's selection of expired rows (`plan --explain`).
 
 Each backend is asked in its own words, with the statement the worker runs for its first
-batch (tenant, cutoff, conditions, masks not yet done; no held keys):
+batch (tenant, cutoff, conditions, masks not yet done; no held keys); nothing is executed:
 
-- PostgreSQL: `EXPLAIN` (the estimated plan; nothing is executed). A `Seq Scan on <table>`
-  line means the table is read whole. (PostgreSQL docs, "Using EXPLAIN".)
-- MariaDB: `EXPLAIN`, one row per table; `type = ALL` is a full table scan. (MariaDB docs,
-  "EXPLAIN".)
-- SQLite: `EXPLAIN QUERY PLAN`; a `SCAN <table>` step without an index reads the table
-  whole, where `SEARCH … USING INDEX` does not. (SQLite docs, "EXPLAIN QUERY PLAN".)
+- PostgreSQL: `EXPLAIN` for the plan as it prints it, and `EXPLAIN (FORMAT JSON)` for the
+  same plan as data. (PostgreSQL docs, "EXPLAIN".)
+- MariaDB: `EXPLAIN`, one row per table read, with the access `type` and the index `key`.
+  (MariaDB docs, "EXPLAIN".)
+- SQLite: `EXPLAIN QUERY PLAN`, a tree of steps. (SQLite docs, "EXPLAIN QUERY PLAN".)
+
+Which steps read the subject table and through which indexes is read from that data in
+`connectors.sqlplan`; whether an index serves the selection, and the advice when none does,
+in `connectors.sqladvice`.
 
 Only the plan's text is returned, never the statement with its values: the texts hold table,
-column and index names and the optimiser's estimates, no row's value.
+column and index names, the optimiser's estimates and the statement's own constants (the
+tenant value, the cutoffs, a rule's conditions), no row's value.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from connectors import sqlplan
+from connectors.base import ConnectorError
+from connectors.sqladvice import Verdict
+from connectors.sqlplan import Access
+
 #: Fewer rows than this (the optimiser's estimate) and a scan costs less than an index would;
-#: a plan that scans a table at least this large gets the `CREATE INDEX` advice.
+#: a plan on a table at least this large that no index serves gets the advice.
 LARGE_TABLE_ROWS = 10_000
 
 
 @dataclass(frozen=True)
 class Explained:
-    """A selection's plan: `lines` as the database prints them, `scans` true when the
-    subject table is read whole, `table_rows` the database's estimate of the table's rows
-    (None when it keeps none), `advice` the `CREATE INDEX` that would serve the selection
-    (None when an index already leads with the right columns, or the basis is not one
-    column of the table)."""
+    """A selection's plan: `lines` as the database prints them, `table_rows` the database's
+    estimate of the table's rows (None when it keeps none), `verdict` how the plan reads the
+    table and what would serve it (`connectors.sqladvice`)."""
 
     lines: tuple[str, ...]
-    scans: bool
     table_rows: int | None
-    advice: str | None
+    verdict: Verdict
 
 
-def explain(conn: Connection, query: sa.Select[Any], table: sa.Table) -> tuple[list[str], bool]:
-    """Ask the database of `conn` for `query`'s plan: (lines, whether `table` is scanned).
+def explain(
+    conn: Connection, query: sa.Select[Any], table: sa.Table
+) -> tuple[list[str], list[Access]]:
+    """Ask the database of `conn` for `query`'s plan: (its lines as the database prints
+    them, the steps that read `table` outside sub-selects).
 
-    Raises what SQLAlchemy raises when the database refuses the statement."""
+    Raises what SQLAlchemy raises when the database refuses the statement, ConnectorError
+    when PostgreSQL's JSON plan is not of the documented shape."""
     dialect = conn.dialect
     compiled = query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
     params = compiled.params
@@ -55,31 +64,26 @@ def explain(conn: Connection, query: sa.Select[Any], table: sa.Table) -> tuple[l
         else params
     )
     name = dialect.name
-    prefix = "EXPLAIN QUERY PLAN " if name == "sqlite" else "EXPLAIN "
-    result = conn.exec_driver_sql(prefix + str(compiled), bound)
+    statement = str(compiled)
     if name == "sqlite":
-        lines = [str(row[-1]) for row in result]
-        scans = any(_sqlite_scans(line, table.name) for line in lines)
-    elif name in ("mysql", "mariadb"):
+        found = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, bound)
+        steps = [(int(row[0]), int(row[1]), str(row[-1])) for row in found]  # id, parent, text
+        return [text for _, _, text in steps], sqlplan.sqlite(steps, table.name)
+    result = conn.exec_driver_sql("EXPLAIN " + statement, bound)
+    if name in ("mysql", "mariadb"):
         columns = list(result.keys())
         rows = [dict(zip(columns, row, strict=True)) for row in result]
         lines = [
             " ".join(f"{k}={v}" for k, v in row.items() if v is not None and k != "id")
             for row in rows
         ]
-        scans = any(row.get("table") == table.name and row.get("type") == "ALL" for row in rows)
-    else:
-        lines = [str(row[0]) for row in result]
-        pattern = re.compile(rf"Seq Scan on {re.escape(table.name)}\b")
-        scans = any(pattern.search(line) for line in lines)
-    return lines, scans
-
-
-def _sqlite_scans(line: str, table: str) -> bool:
-    """True for a SQLite plan step that reads `table` whole (`SCAN child`, not `SCAN child
-    USING INDEX …` or `USING COVERING INDEX …`)."""
-    match = re.match(rf"SCAN {re.escape(table)}\b(.*)", line)
-    return match is not None and "INDEX" not in match.group(1).upper()
+        return lines, sqlplan.mariadb(rows, table.name)
+    lines = [str(row[0]) for row in result]
+    document = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, bound).scalar_one()
+    try:
+        return lines, sqlplan.postgresql(document, table.name)
+    except ValueError as exc:
+        raise ConnectorError(f"the JSON plan of the selection of {table.name}: {exc}") from None
 
 
 def estimated_rows(conn: Connection, table: sa.Table) -> int | None:

@@ -34,9 +34,9 @@ from connectors.base import (
     SchemaError,
     Target,
 )
+from connectors.sqladvice import judge
 from connectors.sqlchange import key_in
 from connectors.sqlexplain import Explained
-from connectors.sqlverify import index_advice
 from connectors.tenancy import tenant_clause
 
 
@@ -224,17 +224,15 @@ class SqlReads(Connector):
         query = self._selection(target, None, limit) if target.table.key else None
         if query is None:  # a table without a key: the keyless delete's selection
             query = sa.select(*table.c).where(self._expired(table, target)).limit(limit)
-        basis = target.basis if isinstance(target.basis, str) else None
-        advice = None
-        if basis is not None and basis in table.c:
-            advice = index_advice(table, basis, target.table.tenant_column, self.engine.dialect)
         with (
             self._wrap(f"cannot explain the selection of {table.name}"),
             self.engine.connect() as conn,
         ):
-            lines, scans = sqlexplain.explain(conn, query, table)
+            lines, steps = sqlexplain.explain(conn, query, table)
             rows = sqlexplain.estimated_rows(conn, table)
-        return Explained(tuple(lines), scans, rows, advice)
+        tenant = target.table.tenant_column
+        verdict = judge(table, steps, tenant, target.basis, self.engine.dialect)
+        return Explained(tuple(lines), rows, verdict)
 
     def remaining(self, target: Target, change: Change, keys: Sequence[Key]) -> set[Key]:
         if not keys:

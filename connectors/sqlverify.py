@@ -129,7 +129,7 @@ def index_advice(
     for _name, columns in leading:
         if columns[:1] == [basis] or (tenant is not None and columns[:2] == wanted):
             return None
-    statement = _create_index(table, wanted, dialect)
+    statement = create_index(table, wanted, dialect)
     by_tenant = [
         name or "the primary key" for name, cols in leading if tenant and cols[:1] == [tenant]
     ]
@@ -145,7 +145,7 @@ def index_advice(
     )
 
 
-def _create_index(table: sa.Table, columns: list[str], dialect: sa.Dialect | None) -> str:
+def create_index(table: sa.Table, columns: list[str], dialect: sa.Dialect | None) -> str:
     """`CREATE INDEX name ON table (columns)` quoted for `dialect`, on a detached copy of the
     table (an index made on the reflected table would join its list of indexes)."""
     name = f"ix_{table.name}_{'_'.join(columns)}"

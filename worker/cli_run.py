@@ -104,8 +104,10 @@ def _exit_for(reports: list[RunReport], config: Config) -> ExitCode:
 @click.option(
     "--explain",
     is_flag=True,
-    help="Also show the product database's plan for each rule's selection and print the "
-    "CREATE INDEX that would avoid reading a large table whole (table format only).",
+    help="Also show the product database's plan for each rule's selection and, for a large "
+    "table whose plan searches no index on the tenant column and the time basis (a table "
+    "scan, the primary key or a one-column index with a filter), print the CREATE INDEX on "
+    "both (table format only).",
 )
 @click.pass_obj
 def plan(

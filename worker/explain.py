@@ -2,11 +2,14 @@
 
 For every customer × product and every rule, the selection of the rule's first batch (the
 statement `run` sends: tenant, cutoff, conditions; see `connectors.sqlexplain`) is explained
-by the product database itself. Where no index serves the selection (none leads with the time
-basis, or with the tenant column and then the time basis) and the table is large
-(`LARGE_TABLE_ROWS` by the database's own estimate), the `CREATE INDEX` that would serve it is
-printed. Nothing is changed, and only names and the optimiser's estimates
-are printed: never a row's value.
+by the product database itself. Where the plan reads the table through no index that serves
+the selection (one that starts with the tenant column and holds the time basis; see
+`connectors.sqladvice`: a table scan, the primary key or a one-column index with the tenant or
+date test left to a filter) and the table is large (`LARGE_TABLE_ROWS` by the database's own
+estimate), the `CREATE INDEX` on (tenant column, time basis) is printed, or, when that index
+exists and the plan passes it by, the advice to refresh the statistics. A rule whose time
+basis is not one column of its table gets a note saying why nothing is advised. Nothing is
+changed, and only names and the optimiser's estimates are printed: never a row's value.
 """
 
 from __future__ import annotations
@@ -36,15 +39,24 @@ class RuleExplained:
 
     @property
     def advice(self) -> str | None:
-        """The `CREATE INDEX` to print: only for a large table (or one whose size the
-        database does not know) that no index serves, whether the plan reads it whole or
-        reads all of the tenant's rows through an index on the tenant column alone."""
+        """The advice to print: only for a large table (or one whose size the database does
+        not know) whose selection the plan reads through no index that serves it (see
+        `connectors.sqladvice`)."""
         ex = self.explained
-        if ex is None or ex.advice is None:
+        if ex is None or ex.verdict.advice is None:
             return None
         if ex.table_rows is not None and ex.table_rows < LARGE_TABLE_ROWS:
             return None
-        return ex.advice
+        return ex.verdict.advice
+
+    @property
+    def creates(self) -> bool:
+        """True when `advice` is to create an index."""
+        return (
+            self.advice is not None
+            and self.explained is not None
+            and bool(self.explained.verdict.creates)
+        )
 
 
 @dataclass(frozen=True)
@@ -112,15 +124,21 @@ def format_explained(pairs: list[PairExplained]) -> str:
                 out.append("    this connector has no query planner (in memory)")
                 continue
             out.extend(f"    | {line}" for line in rule.explained.lines)
+            verdict = rule.explained.verdict
             size = rule.explained.table_rows
             rows = "unknown" if size is None else f"{size:,}"
-            scan = "reads the whole table" if rule.explained.scans else "uses an index"
-            out.append(f"    the selection {scan} (about {rows} rows in {rule.table})")
+            serves = ", which serves it" if verdict.served else ""
+            out.append(
+                f"    the selection {verdict.reads}{serves} (about {rows} rows in {rule.table})"
+            )
+            if verdict.note is not None:
+                out.append(f"    {verdict.note}")
             if rule.advice is not None:
-                advised += 1
+                advised += int(rule.creates)
                 out.append(f"    advice: {rule.advice}")
     out.append(
         f"\n{advised} index{'es' if advised != 1 else ''} advised"
-        f" (tables of {LARGE_TABLE_ROWS:,} rows or more that no index serves)."
+        f" (tables of {LARGE_TABLE_ROWS:,} rows or more whose plan searches no index on"
+        " the tenant column and the time basis)."
     )
     return "\n".join(out)
