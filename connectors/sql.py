@@ -49,7 +49,12 @@ from connectors.session import pin_sessions
 from connectors.sqlchange import Batch, change_batch
 from connectors.sqlfast import locked_tids, next_delete
 from connectors.sqlread import SqlReads
-from connectors.sqlschema import all_foreign_keys, foreign_keys_to, table_schema
+from connectors.sqlschema import (
+    all_foreign_keys,
+    foreign_keys_to,
+    foreign_keys_to_itself,
+    table_schema,
+)
 from connectors.sqlverify import verify_table, verify_tenancy
 
 # Bind parameters a statement needs besides the keys: tenant, cutoff, masks, holds.
@@ -220,6 +225,12 @@ class SqlConnector(SqlReads):
                 self._foreign_keys = all_foreign_keys(self.engine)
         return foreign_keys_to(self._foreign_keys, table)
 
+    def foreign_keys_to_itself(self, table: str) -> list[ForeignKeyRef]:
+        """`table`'s foreign keys to itself that act on a delete (connectors.sqlschema); a
+        batch never reaches a row outside it through one (sqlreach.refuse_self_reach)."""
+        self.foreign_keys_to(table)  # reads the database's keys once per open
+        return foreign_keys_to_itself(self._foreign_keys or {}, table)
+
     def table_schema(self, table: str) -> TableSchema:
         spec = self._table(table)
         with self._wrap(f"cannot read the constraints of table {table}"):
@@ -241,7 +252,14 @@ class SqlConnector(SqlReads):
         table = self._table(target.table.name)
         self.foreign_keys_to(table.name)  # read before the transaction (SQLite: a 2nd session)
         expired = self._expired(table, target)
-        batch = Batch(self._table, self._tenant, expired, self._pepper, self.foreign_keys_to)
+        batch = Batch(
+            self._table,
+            self._tenant,
+            expired,
+            self._pepper,
+            self.foreign_keys_to,
+            self.foreign_keys_to_itself,
+        )
         with self._wrap(f"cannot {change} rows of {table.name}"), self.engine.connect() as conn:
             transaction = conn.begin()
             applied = change_batch(conn, table, target, change, keys, batch, guard)
@@ -261,8 +279,8 @@ class SqlConnector(SqlReads):
         if not spec.key or spec.dependents or target.related:
             return None
         table = self._table(spec.name)
-        if self.foreign_keys_to(table.name):  # their cascades are counted before a DELETE
-            return None
+        if self.foreign_keys_to(table.name) or self.foreign_keys_to_itself(table.name):
+            return None  # their cascades are counted, or refused, before a DELETE
         key_cols = self._key_cols(table, target)
         expired = self._expired(table, target)
         statement = next_delete(table, key_cols, expired, after, limit, self.engine.dialect)

@@ -19,7 +19,9 @@ statement (`cascaded`): rows that its dependents' statements already removed no 
 reference it, so nothing is counted twice.
 
 The foreign keys are those `Connector.foreign_keys_to` reports (the live schema); a table's
-references to itself are left out (its rows are deleted or kept by the same statement).
+references to itself are left out of the counts: a batch never deletes a row that a row of
+its own table outside the batch references through a CASCADE, SET NULL or SET DEFAULT key
+(`refuse_self_reach`), so such a key reaches only rows the batch deletes itself.
 RESTRICT / NO ACTION add nothing here: they refuse the delete (see worker/checks.py). A row
 inserted by another session between the count and the DELETE is not counted: the subject's
 rows are locked, rows referencing them are not.
@@ -35,7 +37,15 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from connectors.anonymise import done_clause
-from connectors.base import Change, ColumnMask, Dependent, ForeignKeyRef, RefAction, Target
+from connectors.base import (
+    Change,
+    ColumnMask,
+    Dependent,
+    ForeignKeyRef,
+    RefAction,
+    RowsRefused,
+    Target,
+)
 
 Predicate = ColumnElement[bool]
 TableOf = Callable[[str], sa.Table]
@@ -192,3 +202,41 @@ def _not_done(table: sa.Table, masks: tuple[ColumnMask, ...], conn: Connection) 
     dialect = conn.dialect.name
     done = [done_clause(m, table.c[m.column], dialect) for m in masks]
     return sa.not_(sa.and_(*done)) if done else sa.false()
+
+
+def refuse_self_reach(
+    conn: Connection,
+    refs: list[ForeignKeyRef],
+    table: sa.Table,
+    key_cols: list[sa.Column[Any]],
+    where: Predicate,
+) -> None:
+    """Refuse (RowsRefused, before the DELETE, inside the batch's transaction) a batch of
+    `table`'s rows matching `where` when a row of `table` outside the batch references one of
+    them through a foreign key of `refs` (`SqlConnector.foreign_keys_to_itself`): its ON
+    DELETE would delete or change that row with the batch, though that row is not expired,
+    held, or of this tenant, and the trail would not name it. The worker then splits the
+    batch until the referenced rows are refused alone (worker/isolation.py): they stay, as
+    under RESTRICT, and `batch.blocked` names them; they go in a later run, once no row
+    outside their batch references them. The message names the key and a count, never a
+    value."""
+    keys = sa.select(*key_cols).where(where).correlate(None)
+    for ref in refs:
+        outside = table.alias("referencing")
+        own = [outside.c[c] for c in ref.columns]
+        theirs = [outside.c[c.name] for c in key_cols]
+        pointing = pointing_at(own, table, list(ref.referred_columns), where)
+        elsewhere = sa.not_(
+            theirs[0].in_(keys) if len(theirs) == 1 else sa.tuple_(*theirs).in_(keys)
+        )
+        query = sa.select(sa.func.count()).select_from(outside).where(pointing, elsewhere)
+        found = int(conn.execute(query).scalar_one())
+        if found:
+            verb = "delete" if ref.on_delete is RefAction.CASCADE else "change"
+            raise RowsRefused(
+                f"deleting these rows of {table.name} would also {verb} {found} row(s) of "
+                f"{table.name} outside the batch that reference them ({table.name}"
+                f"({', '.join(ref.columns)}) → {table.name}({', '.join(ref.referred_columns)}) "
+                f"ON DELETE {ref.on_delete}): refused, as under RESTRICT; they stay until no "
+                "row outside their batch references them"
+            )

@@ -86,6 +86,14 @@ def foreign_keys_to(
     return [ref for ref in everything.get(table, []) if ref.table != table]
 
 
+def foreign_keys_to_itself(
+    everything: Mapping[str, list[ForeignKeyRef]], table: str
+) -> list[ForeignKeyRef]:
+    """`table`'s foreign keys to itself that act on a delete (CASCADE, SET NULL, SET
+    DEFAULT), from `all_foreign_keys`; RESTRICT / NO ACTION refuse the delete themselves."""
+    return [r for r in everything.get(table, []) if r.table == table and not r.on_delete.blocks]
+
+
 def kind_of(type_: sa.types.TypeEngine[Any]) -> ColumnKind:
     """What a column type holds, as far as masks care."""
     if isinstance(type_, sa.types.NullType):
