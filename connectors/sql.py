@@ -51,8 +51,8 @@ from connectors.sqlfast import locked_tids, next_delete
 from connectors.sqlread import SqlReads
 from connectors.sqlschema import (
     all_foreign_keys,
+    every_foreign_key_to,
     foreign_keys_to,
-    foreign_keys_to_itself,
     table_schema,
 )
 from connectors.sqlverify import verify_table, verify_tenancy
@@ -225,11 +225,11 @@ class SqlConnector(SqlReads):
                 self._foreign_keys = all_foreign_keys(self.engine)
         return foreign_keys_to(self._foreign_keys, table)
 
-    def foreign_keys_to_itself(self, table: str) -> list[ForeignKeyRef]:
-        """`table`'s foreign keys to itself that act on a delete (connectors.sqlschema); a
-        batch never reaches a row outside it through one (sqlreach.refuse_self_reach)."""
+    def every_foreign_key_to(self, table: str) -> list[ForeignKeyRef]:
+        """Every foreign key pointing at `table`, its own included (connectors.sqlschema):
+        a batch never reaches a row of its table outside it (sqlreach.refuse_reach_back)."""
         self.foreign_keys_to(table)  # reads the database's keys once per open
-        return foreign_keys_to_itself(self._foreign_keys or {}, table)
+        return every_foreign_key_to(self._foreign_keys or {}, table)
 
     def table_schema(self, table: str) -> TableSchema:
         spec = self._table(table)
@@ -258,7 +258,7 @@ class SqlConnector(SqlReads):
             expired,
             self._pepper,
             self.foreign_keys_to,
-            self.foreign_keys_to_itself,
+            self.every_foreign_key_to,
         )
         with self._wrap(f"cannot {change} rows of {table.name}"), self.engine.connect() as conn:
             transaction = conn.begin()
@@ -279,8 +279,10 @@ class SqlConnector(SqlReads):
         if not spec.key or spec.dependents or target.related:
             return None
         table = self._table(spec.name)
-        if self.foreign_keys_to(table.name) or self.foreign_keys_to_itself(table.name):
+        if any(not r.on_delete.blocks for r in self.every_foreign_key_to(table.name)):
             return None  # their cascades are counted, or refused, before a DELETE
+        if self.foreign_keys_to(table.name):
+            return None
         key_cols = self._key_cols(table, target)
         expired = self._expired(table, target)
         statement = next_delete(table, key_cols, expired, after, limit, self.engine.dialect)

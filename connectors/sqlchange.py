@@ -40,7 +40,7 @@ from connectors.errors import timeout_kind, wrap_errors
 from connectors.sqlmaskjson import key_kind
 from connectors.sqlmaskplan import is_date
 from connectors.sqlmaskset import write_rows
-from connectors.sqlreach import cascaded, refuse_self_reach
+from connectors.sqlreach import cascaded, refuse_reach_back, ways_back
 
 TableOf = Callable[[str], sa.Table]
 TenantOf = Callable[[sa.Table, Target], ColumnElement[bool] | None]
@@ -57,8 +57,8 @@ class Batch:
     pepper: bytes
     # The foreign keys pointing at a table: what a DELETE cascades to is counted too.
     refs_to: Callable[[str], list[ForeignKeyRef]] = lambda _name: []
-    # A table's foreign keys to itself that act on a delete (sqlreach.refuse_self_reach).
-    refs_to_itself: Callable[[str], list[ForeignKeyRef]] = lambda _name: []
+    # Every foreign key pointing at a table, its own included (sqlreach.ways_back).
+    refs_all: Callable[[str], list[ForeignKeyRef]] = lambda _name: []
 
     def cascades(self, conn: Connection, table: sa.Table, where: ColumnElement[bool]) -> Counts:
         """Rows per table the foreign keys delete or update with a DELETE of `where`."""
@@ -187,12 +187,13 @@ def _delete(
         parent = sa.select(table).where(where).subquery()
         for dep in target.table.dependents:
             _delete_dependent(conn, dep, parent, target, batch, counts)
-    selfish = batch.refs_to_itself(table.name)
-    if selfish:  # never a row of this table outside the batch (sqlreach.refuse_self_reach)
-        refuse_self_reach(conn, selfish, table, key_cols, where)
+    outside = table.alias("reached")
+    back = ways_back(batch.table_of, batch.refs_all, table, outside, where)
+    if back:  # never a row of this table outside the batch (sqlreach.refuse_reach_back)
+        refuse_reach_back(conn, back, table, outside, key_cols, where)
     _add(counts, batch.cascades(conn, table, where))
     statement = sa.delete(table).where(where)
-    if selfish:  # a row the batch's own cascade took first is not RETURNed: ask what is left
+    if back:  # a row the batch's own cascade took first is not RETURNed: ask what is left
         conn.execute(statement)
         left = {tuple(r) for r in conn.execute(sa.select(*key_cols).where(where))}
         gone = [k for k in todo if k not in left]

@@ -29,7 +29,7 @@ rows are locked, rows referencing them are not.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -57,7 +57,7 @@ MAX_DEPTH = 15
 
 
 def pointing_at(
-    own: list[sa.Column[Any]], parent: sa.Table, parent_cols: list[str], where: Predicate
+    own: Sequence[ColumnElement[Any]], parent: sa.Table, parent_cols: list[str], where: Predicate
 ) -> Predicate:
     """`own` columns IN (the `parent_cols` of the `parent` rows matching `where`)."""
     picked = sa.select(*(parent.c[c] for c in parent_cols)).where(where).correlate(None)
@@ -204,39 +204,71 @@ def _not_done(table: sa.Table, masks: tuple[ColumnMask, ...], conn: Connection) 
     return sa.not_(sa.and_(*done)) if done else sa.false()
 
 
-def refuse_self_reach(
+Way = tuple[tuple[ForeignKeyRef, ...], Predicate]
+
+
+def ways_back(
+    table_of: TableOf, refs_all: RefsTo, table: sa.Table, outside: sa.FromClause, where: Predicate
+) -> list[Way]:
+    """Each way a DELETE of `table`'s rows matching `where` reaches rows of `table` again
+    through ON DELETE keys that act (CASCADE, SET NULL, SET DEFAULT): a key of the table to
+    itself, or a cycle through other tables' cascades (note(child_id) → child(id) CASCADE,
+    child(note_id) → note(id) SET NULL). Each is the keys followed and a predicate over
+    `outside` (an alias of `table`) for the rows reached. `refs_all(name)` lists every key
+    pointing at table `name`, its own included. No query is run."""
+    found: list[Way] = []
+
+    def follow(current: sa.Table, match: Predicate, chain: tuple[ForeignKeyRef, ...]) -> None:
+        if len(chain) >= MAX_DEPTH:
+            return
+        for ref in refs_all(current.name):
+            if ref.on_delete.blocks:
+                continue
+            if ref.table == table.name:
+                own = [outside.c[c] for c in ref.columns]
+                reached = pointing_at(own, current, list(ref.referred_columns), match)
+                found.append(((*chain, ref), reached))
+            elif ref.on_delete is RefAction.CASCADE and ref.table not in {r.table for r in chain}:
+                referencing = table_of(ref.table)
+                own = [referencing.c[c] for c in ref.columns]
+                nxt = pointing_at(own, current, list(ref.referred_columns), match)
+                follow(referencing, nxt, (*chain, ref))
+
+    follow(table, where, ())
+    return found
+
+
+def refuse_reach_back(
     conn: Connection,
-    refs: list[ForeignKeyRef],
+    ways: list[Way],
     table: sa.Table,
+    outside: sa.FromClause,
     key_cols: list[sa.Column[Any]],
     where: Predicate,
 ) -> None:
     """Refuse (RowsRefused, before the DELETE, inside the batch's transaction) a batch of
-    `table`'s rows matching `where` when a row of `table` outside the batch references one of
-    them through a foreign key of `refs` (`SqlConnector.foreign_keys_to_itself`): its ON
-    DELETE would delete or change that row with the batch, though that row is not expired,
-    held, or of this tenant, and the trail would not name it. The worker then splits the
-    batch until the referenced rows are refused alone (worker/isolation.py): they stay, as
-    under RESTRICT, and `batch.blocked` names them; they go in a later run, once no row
-    outside their batch references them. The message names the key and a count, never a
-    value."""
+    `table`'s rows matching `where` when one of `ways` (`ways_back`) reaches a row of `table`
+    outside the batch: its ON DELETE would delete or change that row with the batch, though
+    it is not expired, held, or of this tenant, and the trail would not name it. The worker
+    then splits the batch until the rows that reach it are refused alone
+    (worker/isolation.py): they stay, as under RESTRICT, and `batch.blocked` names them; they
+    go in a later run, once nothing outside their batch is reached. The message names the
+    keys and a count, never a value."""
     keys = sa.select(*key_cols).where(where).correlate(None)
-    for ref in refs:
-        outside = table.alias("referencing")
-        own = [outside.c[c] for c in ref.columns]
-        theirs = [outside.c[c.name] for c in key_cols]
-        pointing = pointing_at(own, table, list(ref.referred_columns), where)
-        elsewhere = sa.not_(
-            theirs[0].in_(keys) if len(theirs) == 1 else sa.tuple_(*theirs).in_(keys)
-        )
-        query = sa.select(sa.func.count()).select_from(outside).where(pointing, elsewhere)
+    theirs = [outside.c[c.name] for c in key_cols]
+    inside = theirs[0].in_(keys) if len(theirs) == 1 else sa.tuple_(*theirs).in_(keys)
+    for chain, reached in ways:
+        query = sa.select(sa.func.count()).select_from(outside).where(reached, sa.not_(inside))
         found = int(conn.execute(query).scalar_one())
         if found:
-            verb = "delete" if ref.on_delete is RefAction.CASCADE else "change"
+            verb = "delete" if chain[-1].on_delete is RefAction.CASCADE else "change"
+            keys_text = ", then ".join(
+                f"{r.table}({', '.join(r.columns)}) → {r.referred_table}"
+                f"({', '.join(r.referred_columns)}) ON DELETE {r.on_delete}"
+                for r in chain
+            )
             raise RowsRefused(
                 f"deleting these rows of {table.name} would also {verb} {found} row(s) of "
-                f"{table.name} outside the batch that reference them ({table.name}"
-                f"({', '.join(ref.columns)}) → {table.name}({', '.join(ref.referred_columns)}) "
-                f"ON DELETE {ref.on_delete}): refused, as under RESTRICT; they stay until no "
-                "row outside their batch references them"
+                f"{table.name} outside the batch ({keys_text}): refused, as under RESTRICT; "
+                "they stay until nothing outside their batch is reached"
             )

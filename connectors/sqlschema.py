@@ -86,12 +86,12 @@ def foreign_keys_to(
     return [ref for ref in everything.get(table, []) if ref.table != table]
 
 
-def foreign_keys_to_itself(
+def every_foreign_key_to(
     everything: Mapping[str, list[ForeignKeyRef]], table: str
 ) -> list[ForeignKeyRef]:
-    """`table`'s foreign keys to itself that act on a delete (CASCADE, SET NULL, SET
-    DEFAULT), from `all_foreign_keys`; RESTRICT / NO ACTION refuse the delete themselves."""
-    return [r for r in everything.get(table, []) if r.table == table and not r.on_delete.blocks]
+    """Every foreign key pointing at `table`, its own to itself included, from
+    `all_foreign_keys`."""
+    return list(everything.get(table, []))
 
 
 def kind_of(type_: sa.types.TypeEngine[Any]) -> ColumnKind:

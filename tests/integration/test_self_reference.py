@@ -1,9 +1,11 @@
-"""A table's foreign key to itself never takes a row outside the batch (connectors/sqlreach.py,
-`refuse_self_reach`): with `child.sibling_id → child.id ON DELETE CASCADE` (or SET NULL) an
-expired child that a recent child, or another tenant's child, references stays (blocked, as
-under RESTRICT), and the trail counts exactly the rows that went. Before, deleting the
+"""A table's foreign key to itself, or a cycle of cascades back to it, never takes a row
+outside the batch (connectors/sqlreach.py, `refuse_reach_back`): with `child.sibling_id →
+child.id ON DELETE CASCADE` (or SET NULL) an expired child that a recent child, or another
+tenant's child, references stays (blocked, as under RESTRICT), and the trail counts exactly
+the rows that went; so does an expired child whose note a recent child points at
+(`note.child_id → child` and `child.note_id → note`, both CASCADE). Before, deleting the
 expired child deleted the recent one with it (a row inside its period), and the trail
-counted one row fewer than the database deleted.
+counted fewer rows than the database deleted.
 
 On SQLite, PostgreSQL and MariaDB.
 """
@@ -56,8 +58,8 @@ def left(url: str) -> dict[int, int | None]:
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            query = sa.text("SELECT id, sibling_id FROM child")
-            return {int(i): s for i, s in conn.execute(query)}
+            query = sa.text("SELECT * FROM child")
+            return {int(r[0]): r[5] for r in conn.execute(query)}
     finally:
         engine.dispose()
 
@@ -88,3 +90,56 @@ def test_a_row_outside_the_batch_is_never_reached(
     [again], _ = run(cfg, any_db_url, state, customer="kdv-a")
     assert set(left(any_db_url)) == {1, 2, 7, 8}
     assert again.changed == (4 in after)
+
+
+def create_cycle(url: str) -> None:
+    """child ← note(child_id) ON DELETE CASCADE, and child(note_id) → note ON DELETE CASCADE:
+    child 1 (expired) has note 10, which recent child 2 points at; child 3 (expired) has
+    note 30, which no child points at."""
+    sqlite = url.startswith("sqlite")
+    back = "REFERENCES note (id) ON DELETE CASCADE" if sqlite else ""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "CREATE TABLE child (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, "
+                    f"name VARCHAR(40), health VARCHAR(40), left_on DATE, note_id INTEGER {back})"
+                )
+            )
+            conn.execute(
+                sa.text(
+                    "CREATE TABLE note (id INTEGER PRIMARY KEY, child_id INTEGER NOT NULL "
+                    "REFERENCES child (id) ON DELETE CASCADE)"
+                )
+            )
+            if not sqlite:
+                conn.execute(
+                    sa.text(
+                        "ALTER TABLE child ADD FOREIGN KEY (note_id) REFERENCES note (id) "
+                        "ON DELETE CASCADE"
+                    )
+                )
+            for i, left_on in ((1, OLD), (2, RECENT), (3, OLD)):
+                conn.execute(
+                    sa.text("INSERT INTO child VALUES (:i, 1, 'Kind', 'pinda', :d, NULL)"),
+                    {"i": i, "d": left_on},
+                )
+            conn.execute(sa.text("INSERT INTO note VALUES (10, 1), (30, 3)"))
+            conn.execute(sa.text("UPDATE child SET note_id = 10 WHERE id = 2"))
+    finally:
+        engine.dispose()
+
+
+def test_a_cycle_through_another_table_never_reaches_a_row_outside_the_batch(
+    tmp_path: Path, any_db_url: str, state: StateStore
+) -> None:
+    create_cycle(any_db_url)
+    cfg = config(tmp_path, product=kidsapp.mapping())
+    [report], recorder = run(cfg, any_db_url, state, customer="kdv-a")
+
+    assert set(left(any_db_url)) == {1, 2}  # 1 stays: deleting it would take recent 2 along
+    assert report.outcome is Outcome.PARTIAL
+    assert sum(e.total for e in recorder.of(BatchBlocked)) == 1
+    # child 3 and its note 30 went, and the trail says so
+    assert [e.rows for e in recorder.of(BatchApplied)] == [{"child": 1, "note": 1}]
