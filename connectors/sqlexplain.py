@@ -95,7 +95,9 @@ def estimated_rows(conn: Connection, table: sa.Table) -> int | None:
     if name == "postgresql":
         found = conn.execute(
             sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"),
-            {"t": table.name if table.schema is None else f"{table.schema}.{table.name}"},
+            # Quoted as the database spells it: `Child` unquoted would be `child`, another
+            # table or none.
+            {"t": conn.dialect.identifier_preparer.format_table(table)},
         ).scalar()
         return None if found is None or found < 0 else int(found)
     if name in ("mysql", "mariadb"):

@@ -201,13 +201,24 @@ def key_kind(column: sa.Column[Any], table: sa.Table) -> KeyKind | None:
         return KeyKind("DATE")
     if not isinstance(type_, sa.String) or isinstance(type_, sa.Enum):
         return None
+    found = text_charset(column, table)
+    return None if found is None else KeyKind("LONGTEXT", *found)
+
+
+def text_charset(column: sa.Column[Any], table: sa.Table) -> tuple[str, str | None] | None:
+    """A MariaDB text column's character set and collation (None: the set's default), as
+    the reflected table says them: the column's own, else the table's default. ENUM and SET
+    columns included. None for a column of another type, or when the table does not say."""
+    type_ = column.type
+    if not isinstance(type_, sa.String):
+        return None
     charset = getattr(type_, "charset", None)
     collation = getattr(type_, "collation", None)
     if charset is None:  # the table's default; its collation too unless the column has one
         charset = table.dialect_kwargs.get("mysql_default charset")
         if collation is None:
             collation = table.dialect_kwargs.get("mysql_collate")
-    return None if charset is None else KeyKind("LONGTEXT", str(charset), collation)
+    return None if charset is None else (str(charset), collation)
 
 
 def _key_equals(

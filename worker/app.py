@@ -19,6 +19,7 @@ from connectors.engines import Engines, process_engines
 from connectors.reach import BadDatabaseUrl
 from connectors.registry import make_connector
 from worker.audit import AuditTrail
+from worker.batchsize import LearnedSizes
 from worker.checkpoints import Checkpointer, Signer
 from worker.config import Customer, ProductMapping
 from worker.configload import Config
@@ -159,6 +160,7 @@ def build_runner(
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     scheduled: bool = False,
     engines: Engines | None = None,
+    learned_sizes: LearnedSizes | None = None,
 ) -> Runner:
     """A Runner over the environment's databases; `batch_size` overrides the mappings'.
 
@@ -169,7 +171,8 @@ def build_runner(
     takes its pair's lease for the tick, lasting `lease_seconds` unless renewed; a
     `scheduled` runner (the daemon's, `run --once --scheduled`) also skips pairs another
     process already finished in that tick (worker/leases.py). Connectors share the
-    engines of `engines`, by default the process's.
+    engines of `engines`, by default the process's. Tuned batch sizes carry over between
+    runners given the same `learned_sizes` (worker/batchsize.py; by default the runner's own).
     """
     return Runner(
         config.catalogue,
@@ -187,6 +190,7 @@ def build_runner(
         ),
         leases=Leases(store, lease_seconds) if store is not None else None,
         scheduled=scheduled,
+        learned_sizes=learned_sizes,
     )
 
 

@@ -337,6 +337,8 @@ def _one_batch(
             publish_failed(runner, batch, str(exc), started, {**common, **names})
         raise  # the caller splits the batch (worker/isolation.py)
     except ConnectorError as exc:
+        if sizer is not None:
+            sizer.failed()
         publish_failed(runner, batch, str(exc), started, {**common, **names})
         raise
     if applied.held_keys and skipped is not None:

@@ -17,7 +17,9 @@ What a rule learned is kept for the next run on the same database and table
 where the last one left off instead of at `batch_size` again, each paying the small first
 batches once per process rather than once per customer. A customer whose rows are slower
 (more dependents) overshoots T at most in its first batch, which the proportional shrink
-corrects.
+corrects; when that batch fails instead (the statement timeout), the size is forgotten and
+the next run starts at `batch_size` again (`BatchSizer.failed`). The daemon keeps one
+`LearnedSizes` until a configuration reload; `run --once` one for its pairs.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ class BatchSizer:
     ceiling: int
     target_seconds: float | None = None
     # Told every new size (LearnedSizes.keeper): the next run on this table starts there.
-    keep: Callable[[int], None] | None = None
+    # Told None after a failed batch (`failed`): the next run starts at `batch_size` again.
+    keep: Callable[[int | None], None] | None = None
 
     def __post_init__(self) -> None:
         self.size = max(1, min(self.size, self.ceiling))
@@ -60,6 +63,14 @@ class BatchSizer:
             self.keep(self.size)
         return self.size
 
+    def failed(self) -> None:
+        """A batch failed (a statement or lock timeout, an error): its time is unknown, so
+        what was learned is not trusted. The next run starts at the mapping's `batch_size`
+        again rather than at a size that may be the one that timed out (a carried-over size
+        is never shrunk by a batch that did not finish)."""
+        if self.keep is not None:
+            self.keep(None)
+
 
 class LearnedSizes:
     """The last tuned batch size per key (database, table, action, mapping's size and
@@ -75,11 +86,14 @@ class LearnedSizes:
         with self._lock:
             return self._sizes.get(key, default)
 
-    def keeper(self, key: Hashable) -> Callable[[int], None]:
-        """A `BatchSizer.keep` that stores each new size under `key`."""
+    def keeper(self, key: Hashable) -> Callable[[int | None], None]:
+        """A `BatchSizer.keep` that stores each new size under `key` (None forgets it)."""
 
-        def keep(size: int) -> None:
+        def keep(size: int | None) -> None:
             with self._lock:
-                self._sizes[key] = size
+                if size is None:
+                    self._sizes.pop(key, None)
+                else:
+                    self._sizes[key] = size
 
         return keep

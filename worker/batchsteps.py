@@ -81,15 +81,16 @@ def sizer_for(
     `batch_seconds` when set (worker/batchsize.py); `limit` is the connector's (keys per
     statement). A runner built with a batch size (the bench's `--batch-size`) fixes it.
 
-    `where` (the connector's database, the table, the action) keys what the tuning learned:
-    the next run there starts at the size this one reached (`Runner.learned_sizes`); a
-    changed `batch_size` or `batch_seconds` starts afresh."""
+    `where` (the connector's database, the table, the action) and the mapping's product key
+    what the tuning learned: the next run there starts at the size this one reached
+    (`Runner.learned_sizes`); another product's mapping of the same table (other
+    dependents) and a changed `batch_size` or `batch_seconds` start afresh."""
     ceiling = min(limit, MAX_BATCH)
     if runner.batch_size:
         return BatchSizer(runner.batch_size, ceiling=ceiling)
     if where is None or mapping.batch_seconds is None:
         return BatchSizer(mapping.batch_size, ceiling=ceiling, target_seconds=mapping.batch_seconds)
-    key = (*where, mapping.batch_size, mapping.batch_seconds, ceiling)
+    key = (*where, mapping.product, mapping.batch_size, mapping.batch_seconds, ceiling)
     learned = runner.learned_sizes
     return BatchSizer(
         learned.start(key, mapping.batch_size),

@@ -32,6 +32,7 @@ from worker.app import (
     subscribe_state,
     utc_now,
 )
+from worker.batchsize import LearnedSizes
 from worker.configload import Config, load_config
 from worker.errors import ExitCode, RetentionError
 from worker.events import ConfigLoaded, EventBus
@@ -69,6 +70,8 @@ class Daemon:
         self.signer = settings.checkpoint_signer()
         self.metrics = Metrics()
         self.engines = process_engines()  # product database engines, shared by every run
+        # Tuned batch sizes, carried from job to job until a reload (worker/batchsize.py).
+        self.learned_sizes = LearnedSizes()
         self.state = settings.state_store()
         self.stop = threading.Event()
         self.config: Config | None = None
@@ -130,6 +133,8 @@ class Daemon:
         for problem in config.problems:
             log.error("config.problem", problem=str(problem))
         self.config = config
+        # A reload may change a mapping's dependents: sizes are learned afresh.
+        self.learned_sizes = LearnedSizes()
         # Engines of databases no configured pair uses any more are closed.
         disposed = ConnectorFactory(self.env, self.pepper, self.engines).retain(config.pairs())
         if disposed:
@@ -221,6 +226,7 @@ class Daemon:
                 lease_seconds=self.settings.lease_seconds,
                 scheduled=True,
                 engines=self.engines,
+                learned_sizes=self.learned_sizes,
             )
             now = at or self.clock()
             try:

@@ -116,6 +116,7 @@ class Runner:
         reconciler: Reconciler | None = None,
         leases: Leases | None = None,
         scheduled: bool = False,
+        learned_sizes: LearnedSizes | None = None,
     ) -> None:
         self.catalogue = catalogue
         self.bus = bus
@@ -125,8 +126,9 @@ class Runner:
         self.stop = stop or threading.Event()
         self.retry = retry or RetryPolicy()
         self.batch_size = batch_size
-        # Tuned batch sizes per database and table, for the next run there (batchsize.py).
-        self.learned_sizes = LearnedSizes()
+        # Tuned batch sizes per database and table, for the next run there (batchsize.py):
+        # the daemon hands every job's runner its own, so they carry over between jobs.
+        self.learned_sizes = learned_sizes if learned_sizes is not None else LearnedSizes()
         # Without a state database nothing is held or approved: only for counting (plan).
         self.gatekeeper = gatekeeper or Gatekeeper(None, bus, clock)
         self.checkpointer = checkpointer

@@ -107,3 +107,26 @@ def test_composite_text_keys_are_found_and_deleted_exactly(any_db_url: str) -> N
 def test_a_mariadb_key_column_in_any_character_set(mariadb_url: str, collation: str) -> None:
     create(mariadb_url, collation)
     check_lookup_and_delete(mariadb_url)
+
+
+def test_a_mariadb_enum_key_column_in_latin1(mariadb_url: str) -> None:
+    """An ENUM key part compares as text in its column's character set: without the cast
+    `remaining` found only the ASCII codes, so a batch deleted only those and a settlement
+    counted rows still there as gone."""
+    values = ", ".join(f"'{c}'" for c in CODES)
+    engine = sa.create_engine(mariadb_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    f"CREATE TABLE member (tenant INT, code ENUM({values}) CHARACTER SET latin1,"
+                    " id INT, left_on DATE NOT NULL, PRIMARY KEY (tenant, code, id))"
+                )
+            )
+            conn.execute(
+                sa.text("INSERT INTO member VALUES (:t, :c, :i, :d)"),
+                [{"t": t, "c": c, "i": i, "d": OLD} for t, c, i in ROWS],
+            )
+    finally:
+        engine.dispose()
+    check_lookup_and_delete(mariadb_url)

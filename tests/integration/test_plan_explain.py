@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from connectors.engines import process_engines
+from connectors.sqlexplain import estimated_rows
 from tests.integration.own_config import CATALOGUE, execute, rows, write_config
 from worker.cli import main
 
@@ -206,3 +207,24 @@ def test_explain_refuses_json(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["plan", "--explain", "--format", "json"])
     assert result.exit_code == 2
     assert "--explain prints text" in result.output
+
+
+def test_the_row_estimate_of_a_mixed_case_table_is_its_own(pg_url: str) -> None:
+    """PostgreSQL folds an unquoted name to lower case: the estimate of "Child" (12,000 rows)
+    was child's (5 rows, so no advice) or unknown when no child exists."""
+    execute(
+        pg_url,
+        'CREATE TABLE "Child" (id INTEGER PRIMARY KEY, "Left" DATE)',
+        "CREATE TABLE child (id INTEGER PRIMARY KEY)",
+        "INSERT INTO \"Child\" SELECT i, DATE '2020-01-01' FROM generate_series(1, 12000) i",
+        "INSERT INTO child SELECT i FROM generate_series(1, 5) i",
+        'ANALYZE "Child"',
+        "ANALYZE child",
+    )
+    engine = sa.create_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            table = sa.Table("Child", sa.MetaData(), autoload_with=conn)
+            assert estimated_rows(conn, table) == 12_000
+    finally:
+        engine.dispose()

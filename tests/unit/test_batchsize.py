@@ -3,10 +3,13 @@ stays within 1 and its ceiling, and stays put without a target."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from worker.batchsize import BatchSizer, LearnedSizes
+from worker.batchsteps import sizer_for
 
 
 def test_fast_full_batches_double_up_to_the_ceiling() -> None:
@@ -69,3 +72,27 @@ def test_learned_sizes_are_kept_per_key_and_start_where_the_last_run_left_off() 
     second = BatchSizer(learned.start("db|child", 2), 100, 1.0, learned.keeper("db|child"))
     second.observe(8, 4.0)  # four times the target: 2 rows fit
     assert learned.start("db|child", 2) == 2
+
+
+def test_a_failed_batch_forgets_what_was_learned() -> None:
+    """A batch that failed (a timeout) took an unknown time: the next run starts at the
+    mapping's batch_size again, not at the size that may have timed out."""
+    learned = LearnedSizes()
+    sizer = BatchSizer(2, ceiling=100, target_seconds=1.0, keep=learned.keeper("db|child"))
+    sizer.observe(2, 0.1)
+    assert learned.start("db|child", 2) == 4
+    sizer.failed()
+    assert learned.start("db|child", 2) == 2
+
+
+def test_another_products_mapping_of_the_same_table_learns_on_its_own() -> None:
+    """Two products whose mappings reach one database and table (other dependents, other
+    row weights) do not share a learned size."""
+    runner = SimpleNamespace(batch_size=None, learned_sizes=LearnedSizes())
+    where = ("engine", "child", "delete")
+    first = SimpleNamespace(product="kidsapp", batch_size=2, batch_seconds=1.0)
+    sizer = sizer_for(runner, first, 100, where)  # type: ignore[arg-type]
+    sizer.observe(2, 0.1)
+    assert sizer_for(runner, first, 100, where).size == 4  # type: ignore[arg-type]
+    other = SimpleNamespace(product="schoolapp", batch_size=2, batch_seconds=1.0)
+    assert sizer_for(runner, other, 100, where).size == 2  # type: ignore[arg-type]
