@@ -98,6 +98,8 @@ def audit_verify(ctx: Ctx, checkpoints: tuple[str, ...], public_key: Path | None
 
     With --checkpoint, also exit 1 when the trail is shorter than a checkpoint or has another
     hash at its seq (events removed from the end, or rewritten), naming the checkpoint.
+    A run.finished of a run with no open run.started before it (a second end, or an end
+    without a start) is printed as a note on stderr; it does not change the exit code.
     """
     from worker.verify import verify
 
@@ -115,9 +117,24 @@ def audit_verify(ctx: Ctx, checkpoints: tuple[str, ...], public_key: Path | None
             click.echo(f"  reaches all {len(anchors)} checkpoint(s), up to seq {max(anchors)}")
         for policy, runs in sorted(result.policies.items()):
             click.echo(f"  {runs} run(s) followed policy {policy}")
+        _stray_ends(result.stray_ends)
         return
+    _stray_ends(result.stray_ends)
     click.echo(f"audit trail BROKEN: {result.reason}", err=True)
     sys.exit(ExitCode.RUN_FAILED)
+
+
+def _stray_ends(stray: tuple[tuple[int, str], ...]) -> None:
+    """Say which run.finished records follow no open run.started (a note: the chain holds)."""
+    if stray:
+        seq, run_id = stray[0]
+        click.echo(
+            f"note: {len(stray)} run.finished record(s) of a run with no open run.started before "
+            f"them (the first: event {seq}, run {run_id}): a second end of a run, or an end "
+            "without a start; the runs table keeps each run's first end. Versions before the "
+            "runs table refused a second end wrote them for a run whose lease was lost.",
+            err=True,
+        )
 
 
 @audit.command("checkpoint", epilog=EXIT_CODES_HELP)

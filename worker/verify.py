@@ -34,6 +34,11 @@ class VerifyResult:
     unsettled: tuple[tuple[str, str, int, int], ...] = ()
     # Runs started but never finished.
     open_runs: tuple[str, ...] = ()
+    # run.finished records of runs with no open run.started before them (a second end, or an
+    # end without a start), as (seq, run_id): the chain holds, the trail's meaning does not.
+    # Worker versions before the runs table refused a second end wrote such records (a run
+    # whose lease was lost, closed as crashed by the new holder, then ending itself).
+    stray_ends: tuple[tuple[int, str], ...] = ()
 
 
 # An intent and the records that close it. `batch.blocked` (rows a refused batch left,
@@ -63,6 +68,7 @@ def verify(
     policies: dict[str, int] = {}
     started: dict[str, int] = {}
     pending: dict[tuple[str, str, int], int] = {}
+    stray: list[tuple[int, str]] = []
 
     def bad(seq: int, reason: str) -> VerifyResult:
         return VerifyResult(ok=False, checked=checked, first_bad_seq=seq, reason=reason)
@@ -94,12 +100,7 @@ def verify(
                 started[record.run_id] = seq
             elif record.kind == "run.finished":
                 if started.pop(record.run_id, None) is None:
-                    return bad(
-                        seq,
-                        f"event {seq}: run.finished of run {record.run_id}, which has no open "
-                        "run.started before it: a second end of the run, or an end without a "
-                        "start (a run starts once and ends once; worker/state/runlog.py)",
-                    )
+                    stray.append((seq, record.run_id))
             elif record.kind in _BATCH_KINDS:
                 batch_key = (
                     record.run_id,
@@ -153,6 +154,7 @@ def verify(
             "from the end of the trail and the head moved back (a checkpoint kept outside "
             "the state database shows how many)",
             policies=policies,
+            stray_ends=tuple(stray),
             unsettled=unsettled,
             open_runs=open_runs,
         )
@@ -177,6 +179,7 @@ def verify(
             first_bad_seq=None,
             reason=reason,
             policies=policies,
+            stray_ends=tuple(stray),
             unsettled=unsettled,
             open_runs=open_runs,
         )
@@ -186,6 +189,7 @@ def verify(
         first_bad_seq=None,
         reason="the chain is intact",
         policies=policies,
+        stray_ends=tuple(stray),
     )
 
 
