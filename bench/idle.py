@@ -23,8 +23,9 @@ Each tick is what `retention-worker run --once` does for every pair: a real Runn
 audit trail, rule history, status, legal holds and approvals in a migrated state database
 (SQLite by default).
 Figures are milliseconds per customer and per customer × rule (FlexKids has 6 rules per
-customer). `--profile` prints the 25 costliest functions of one warm idle tick and keeps the
-raw stats in bench-idle.prof in the temporary folder.
+customer), and SQL statements per customer (every engine's, product and state database;
+COMMIT, BEGIN and ROLLBACK not counted). `--profile` prints the 25 costliest functions of
+one warm idle tick and keeps the raw stats in bench-idle.prof in the temporary folder.
 """
 
 from __future__ import annotations
@@ -200,6 +201,8 @@ class Ticks:
             self.state.migrate()
         self.pairs = list(config.pairs())
         self.rules = sum(len(effective_rules(config.catalogue, c, p)) for c, p in self.pairs)
+        self.statements = 0
+        """SQL statements the last tick executed on every engine (COMMIT not counted)."""
 
     def tick(self) -> tuple[tuple[float, float], dict[str, int]]:
         """(wall, CPU) seconds of one tick over every pair, and the rows changed per table."""
@@ -210,9 +213,20 @@ class Ticks:
         runner = build_runner(
             self.config, self.env, bus, pepper=PEPPER, clock=lambda: NOW, store=self.state
         )
-        started, cpu = time.perf_counter(), time.process_time()
-        reports = run_pairs(runner, self.pairs, NOW, dry_run=False)
-        seconds = (time.perf_counter() - started, time.process_time() - cpu)
+        statements = [0]
+
+        def tally(*_: Any) -> None:
+            statements[0] += 1
+
+        # Every engine's statements (product and state database); BEGIN, COMMIT, ROLLBACK not.
+        sa.event.listen(sa.engine.Engine, "before_cursor_execute", tally)
+        try:
+            started, cpu = time.perf_counter(), time.process_time()
+            reports = run_pairs(runner, self.pairs, NOW, dry_run=False)
+            seconds = (time.perf_counter() - started, time.process_time() - cpu)
+        finally:
+            sa.event.remove(sa.engine.Engine, "before_cursor_execute", tally)
+        self.statements = statements[0]
         changed: dict[str, int] = {}
         for report in reports:
             if report.outcome is not Outcome.SUCCEEDED:
@@ -227,14 +241,18 @@ class Ticks:
             self.state.close()
 
 
-def figures(seconds: tuple[float, float], pairs: int, rules: int) -> dict[str, float]:
-    """Wall and CPU seconds, and wall milliseconds per customer and per customer × rule."""
+def figures(
+    seconds: tuple[float, float], pairs: int, rules: int, statements: int
+) -> dict[str, float]:
+    """Wall and CPU seconds, wall milliseconds per customer and per customer × rule, and
+    SQL statements per customer (`statements`: the tick's, on every engine)."""
     wall, cpu = seconds
     return {
         "seconds": round(wall, 3),
         "cpu_seconds": round(cpu, 3),
         "ms_per_customer": round(1000 * wall / pairs, 2),
         "ms_per_customer_rule": round(1000 * wall / rules, 2),
+        "statements_per_customer": round(statements / pairs, 1),
     }
 
 
@@ -261,9 +279,10 @@ def measure(
                 "customers": pairs,
                 "rules": rules,
             }
-            result["idle_first"] = figures(runs.tick()[0], pairs, rules)
+            result["idle_first"] = figures(runs.tick()[0], pairs, rules, runs.statements)
             warm = sorted((runs.tick()[0] for _ in range(ticks)), key=lambda t: t[0])
-            result["idle"] = figures(warm[len(warm) // 2], pairs, rules)
+            # Every warm idle tick runs the same statements: the last one's count.
+            result["idle"] = figures(warm[len(warm) // 2], pairs, rules, runs.statements)
             if profile:
                 profiler = cProfile.Profile()
                 profiler.enable()
@@ -279,8 +298,9 @@ def measure(
                 if changed != expected:
                     raise BenchError(f"the tick changed {changed}, expected {expected}")
                 check_work(db.url, expected)
-                result["work"] = {**figures(seconds, pairs, rules), "changed": changed}
-                result["idle_after"] = figures(runs.tick()[0], pairs, rules)
+                work = figures(seconds, pairs, rules, runs.statements)
+                result["work"] = {**work, "changed": changed}
+                result["idle_after"] = figures(runs.tick()[0], pairs, rules, runs.statements)
             return result
         finally:
             runs.close()
@@ -354,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
                                 f" (cpu {f['cpu_seconds']:7.3f} s)"
                                 f"  {f['ms_per_customer']:8.2f} ms/customer"
                                 f"  {f['ms_per_customer_rule']:7.2f} ms/customer×rule"
+                                f"  {f['statements_per_customer']:6.1f} statements/customer"
                             )
     except BenchError as exc:
         print(f"bench.idle: {exc}", file=sys.stderr)
