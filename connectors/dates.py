@@ -37,9 +37,11 @@ import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import ColumnElement
 
-from connectors.base import EARLIEST_BASIS, Target
+from connectors.base import EARLIEST_BASIS, Basis, Target
+from connectors.sqlbind import Bind, compare
 
 _SQLITE_DATE = "%Y-%m-%d"
 _SQLITE_INSTANT = "%Y-%m-%d %H:%M:%f"  # SS.SSS: milliseconds
@@ -62,8 +64,9 @@ def is_aware(column: sa.ColumnElement[Any]) -> bool:
     return is_instant(column) and bool(getattr(column.type, "timezone", False))
 
 
-def cutoff_for(column: sa.ColumnElement[Any], target: Target) -> dt.date | dt.datetime:
-    """The cutoff in the column's terms: a date, a naive UTC instant or an aware instant."""
+def cutoff_for(column: sa.ColumnElement[Any], target: Target | Basis) -> dt.date | dt.datetime:
+    """The cutoff of `target` (or of another rule's `Basis`) in the column's terms: a date, a
+    naive UTC instant or an aware instant."""
     if not is_instant(column):
         return target.cutoff_date
     if is_aware(column):
@@ -131,17 +134,27 @@ def _real_date_mysql(column: sa.ColumnElement[Any]) -> ColumnElement[bool]:
     return sa.and_(sa.func.month(column) > 0, sa.func.dayofmonth(column) > 0)
 
 
-def expired(column: sa.ColumnElement[Any], target: Target, dialect: str) -> ColumnElement[bool]:
-    """SQL true for a readable basis from EARLIEST_BASIS on, before the target's cutoff."""
+def expired(
+    column: sa.ColumnElement[Any], target: Target, dialect: str, bind: Bind | None = None
+) -> ColumnElement[bool]:
+    """SQL true for a readable basis from EARLIEST_BASIS on, before the target's cutoff.
+
+    With `bind` (connectors.sqlbind), the cutoff is a parameter derived per customer from
+    the input `bind` stands for (a target or a `Basis`); `target` holds the one built for."""
     cutoff = cutoff_for(column, target)
     if dialect == "sqlite":
         normal = sqlite_normal(column)
         instant = is_instant(column)
+        if bind is None:
+            text: ColumnElement[Any] = sa.literal(_sqlite_text(cutoff, instant), sa.String)
+        else:
+            text = bind(lambda c: _sqlite_text(cutoff_for(column, c), instant), sa.String())
         return sa.and_(
             normal >= sa.literal(_sqlite_text(_earliest(column), instant), sa.String),
-            normal < sa.literal(_sqlite_text(cutoff, instant), sa.String),
+            normal < text,
         )
-    clauses = [column >= _earliest(column), column < cutoff]
+    before = compare(column, operators.lt, cutoff, bind, lambda c: cutoff_for(column, c))
+    clauses = [column >= _earliest(column), before]
     if dialect in ("mysql", "mariadb"):
         clauses.append(_real_date_mysql(column))
     return sa.and_(*clauses)

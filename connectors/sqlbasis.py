@@ -32,6 +32,7 @@ from connectors.base import (
     Table,
     Target,
 )
+from connectors.sqlbind import Bind
 from connectors.tenantrange import integer_range
 
 TableOf = Callable[[str], sa.Table]
@@ -75,10 +76,12 @@ def expired(
     dialect: str,
     table_of: TableOf,
     tenant_on: TenantOn,
+    cutoff: Bind | None = None,
 ) -> ColumnElement[bool]:
-    """SQL true for a row whose basis is a readable date before the target's cutoff."""
+    """SQL true for a row whose basis is a readable date before the target's cutoff (with
+    `cutoff`, a per-customer parameter: `connectors.dates.expired`)."""
     value = basis_value(spec, table, table_of, tenant_on)
-    past = dates.expired(value, target, dialect)
+    past = dates.expired(value, target, dialect, cutoff)
     if not isinstance(spec, Aggregated):
         return past
     related, link = _related(spec, table, table_of, tenant_on)
@@ -89,7 +92,7 @@ def expired(
     found = sa.and_(*clauses)
     if spec.if_none is None:
         return found
-    none_past = dates.expired(table.c[spec.if_none], target, dialect)
+    none_past = dates.expired(table.c[spec.if_none], target, dialect, cutoff)
     return sa.or_(found, sa.and_(sa.not_(some), none_past))
 
 

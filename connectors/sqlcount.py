@@ -56,6 +56,12 @@ def read(count: Any, first: Any, basis: ColumnElement[Any] | None) -> Backlog:
 
 def grouped(conn: sa.Connection, parts: Sequence[Part]) -> list[Backlog]:
     """Run `parts` as one statement on `conn`; their Backlogs in order."""
+    row = conn.execute(statement(parts)).one()
+    return backlogs_of(row, [basis for _, basis in parts])
+
+
+def statement(parts: Sequence[Part]) -> sa.Select[Any]:
+    """One statement of `parts`: a row of each part's count and oldest value, in order."""
     subs = [query.subquery(f"backlog_{i}") for i, (query, _) in enumerate(parts)]
     joined: sa.FromClause = subs[0]
     for previous, sub in itertools.pairwise(subs):
@@ -63,5 +69,9 @@ def grouped(conn: sa.Connection, parts: Sequence[Part]) -> list[Backlog]:
         # compiler then takes the nested join for a cartesian product and warns.
         joined = joined.join(sub, previous.c[COUNT] >= -sub.c[COUNT])
     columns = [c for sub in subs for c in (sub.c[COUNT], sub.c[OLDEST])]
-    row = conn.execute(sa.select(*columns).select_from(joined)).one()
-    return [read(row[2 * i], row[2 * i + 1], basis) for i, (_, basis) in enumerate(parts)]
+    return sa.select(*columns).select_from(joined)
+
+
+def backlogs_of(row: Sequence[Any], bases: Sequence[ColumnElement[Any] | None]) -> list[Backlog]:
+    """The Backlogs of a row of `statement`, whose parts read `bases` (in order)."""
+    return [read(row[2 * i], row[2 * i + 1], basis) for i, basis in enumerate(bases)]

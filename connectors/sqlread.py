@@ -12,7 +12,7 @@ which supplies the engine, the reflected tables and the error wrapping; the chan
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
@@ -21,9 +21,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from connectors import dates, sqlbasis, sqlcount, sqlexplain, sqlreach
+from connectors import dates, sqlbasis, sqlbind, sqlcount, sqlexplain, sqlreach
 from connectors.anonymise import done_clause
 from connectors.base import (
+    Aggregated,
     Backlog,
     BasisSpec,
     Change,
@@ -35,9 +36,16 @@ from connectors.base import (
     Target,
 )
 from connectors.sqladvice import judge
+from connectors.sqlbind import Values
 from connectors.sqlchange import key_in
 from connectors.sqlexplain import Explained
 from connectors.tenancy import tenant_clause
+
+GROUPED: sqlbind.Cache[tuple[sa.Select[Any], list[ColumnElement[Any] | None], sqlbind.Slots]] = (
+    sqlbind.Cache(256)
+)
+"""Grouped backlog counts of the process by shape (connectors.sqlbind): the statement, each
+part's basis expression, the per-customer parameters."""
 
 
 class SqlReads(Connector):
@@ -69,20 +77,26 @@ class SqlReads(Connector):
     def _key_cols(self, table: sa.FromClause, target: Target) -> list[Any]:
         return [table.c[name] for name in target.table.key]
 
-    def _tenant(self, table: sa.FromClause, target: Target) -> ColumnElement[bool] | None:
+    def _tenant(
+        self, table: sa.FromClause, target: Target, values: Values | None = None
+    ) -> ColumnElement[bool] | None:
         """The exact tenant filter of `table` (or an alias of one), or None when it has no
-        tenant column."""
+        tenant column. With `values`, the tenant is a per-customer parameter (sqlbind)."""
         column = target.table.tenant_column
         if column is None or column not in table.c:
             return None
         if target.tenant is None:
             raise ConnectorError("a shared table needs the customer's tenant value")
-        return tenant_clause(table.c[column], target.tenant, self.dialect)
+        bind = values.tenant() if values is not None else None
+        return tenant_clause(table.c[column], target.tenant, self.dialect, bind)
 
-    def _scope(self, related: sa.FromClause, target: Target) -> ColumnElement[bool] | None:
+    def _scope(
+        self, related: sa.FromClause, target: Target, values: Values | None = None
+    ) -> ColumnElement[bool] | None:
         """The rows of a related table (an alias) that a time basis reads: the tenant's, and
-        in a plan not those an earlier delete rule of the pair would delete (`Target.gone`)."""
-        clauses = [c for c in [self._tenant(related, target)] if c is not None]
+        in a plan not those an earlier delete rule of the pair would delete (`Target.gone`;
+        never with `values`, see connectors.sqlbind.shape)."""
+        clauses = [c for c in [self._tenant(related, target, values)] if c is not None]
         original = getattr(related, "element", related)
         for earlier in target.gone:
             if earlier.table.name == getattr(original, "name", None):
@@ -91,35 +105,53 @@ class SqlReads(Connector):
                 clauses.append(sa.case((self._expired(related, earlier), 1), else_=0) == 0)
         return sa.and_(*clauses) if clauses else None
 
-    def _basis(self, spec: BasisSpec, table: sa.FromClause, target: Target) -> ColumnElement[bool]:
-        """SQL true for a row past `target`'s cutoff on the basis `spec`."""
+    def _basis(
+        self,
+        spec: BasisSpec,
+        table: sa.FromClause,
+        target: Target,
+        values: Values | None = None,
+        also: int | None = None,
+    ) -> ColumnElement[bool]:
+        """SQL true for a row past `target`'s cutoff on the basis `spec`. With `values`, the
+        tenant and the cutoff (the target's own, or that of `target.also[also]` in the root
+        target) are per-customer parameters (connectors.sqlbind)."""
         return sqlbasis.expired(
-            spec, table, target, self.dialect, self._table, lambda t: self._scope(t, target)
+            spec,
+            table,
+            target,
+            self.dialect,
+            self._table,
+            lambda t: self._scope(t, target, values),
+            values.cutoff(also) if values is not None else None,
         )
 
-    def _expired(self, table: sa.FromClause, target: Target) -> ColumnElement[bool]:
-        """Tenant, cutoff, holds and (for anonymise) not yet done."""
+    def _expired(
+        self, table: sa.FromClause, target: Target, values: Values | None = None
+    ) -> ColumnElement[bool]:
+        """Tenant, cutoff, holds and (for anonymise) not yet done; with `values`, the tenant
+        and the cutoffs as per-customer parameters (connectors.sqlbind)."""
         clauses: list[ColumnElement[bool]] = []
         if target.table.tenant_column is not None:
             if target.table.tenant_column not in table.c:
                 raise SchemaError(
                     f"table {target.table.name} has no tenant column {target.table.tenant_column}"
                 )
-            tenant = self._tenant(table, target)
+            tenant = self._tenant(table, target, values)
             if tenant is not None:
                 clauses.append(tenant)
         if target.basis is None:
             clauses.append(sa.true() if target.everything else sa.false())
         else:
-            clauses.append(self._basis(target.basis, table, target))
-        for other in target.also:  # the longest retention wins: past every overlapping rule
+            clauses.append(self._basis(target.basis, table, target, values))
+        for i, other in enumerate(target.also):  # the longest retention wins: past every one
             if other.column is None:
                 clauses.append(sa.true() if other.everything else sa.false())
             else:
                 past = replace(
                     target, cutoff_date=other.cutoff_date, cutoff_instant=other.cutoff_instant
                 )
-                clauses.append(self._basis(other.column, table, past))
+                clauses.append(self._basis(other.column, table, past, values, i))
         clauses += [sqlbasis.condition(c, table, self.dialect) for c in target.where]
         if target.masks:
             done = [done_clause(m, table.c[m.column], self.dialect) for m in target.masks]
@@ -140,15 +172,50 @@ class SqlReads(Connector):
         return sqlcount.read(row[0], row[1], basis)
 
     def backlogs(self, targets: Sequence[Target]) -> list[Backlog]:
-        """`backlog` of each target, in order, in one statement (connectors.sqlcount)."""
+        """`backlog` of each target, in order, in one statement (connectors.sqlcount), built
+        once per shape of the targets and reused with each customer's values
+        (connectors.sqlbind)."""
         if len(targets) < 2:
             return [self.backlog(t) for t in targets]
-        parts = [self._backlog_query(t) for t in targets]
+        statement, bases, params = self._grouped(targets)
         tables = ", ".join(sorted({t.table.name for t in targets}))
         with self._wrap(f"cannot count expired rows of {tables}"), self.engine.connect() as conn:
-            return sqlcount.grouped(conn, parts)
+            row = conn.execute(statement, params).one()
+        return sqlcount.backlogs_of(row, bases)
 
-    def _backlog_query(self, target: Target) -> sqlcount.Part:
+    def _grouped(
+        self, targets: Sequence[Target]
+    ) -> tuple[sa.Select[Any], list[ColumnElement[Any] | None], dict[str, Any]]:
+        """The grouped count of `targets`, the basis each part's oldest value reads, and the
+        parameters of these targets: from the cache when a statement of their shape on these
+        very tables was built before (connectors.sqlbind), else built now (and kept)."""
+        key = self._shape_key(targets)
+        found = GROUPED.get(key) if key is not None else None
+        if found is None:
+            slots = sqlbind.Slots()
+            parts = [self._backlog_query(t, slots.part(i, t)) for i, t in enumerate(targets)]
+            found = (sqlcount.statement(parts), [basis for _, basis in parts], slots)
+            if key is not None:
+                GROUPED.put(key, found)
+        statement, bases, slots = found
+        return statement, bases, slots.params(targets)
+
+    def _shape_key(self, targets: Sequence[Target]) -> Hashable | None:
+        """What a grouped statement of `targets` depends on besides each customer's values:
+        the dialect, each target's shape, and the reflected tables it reads (by identity: a
+        new reflection, after drift, gives new ones). None when a target has no shape."""
+        shapes = [sqlbind.shape(t) for t in targets]
+        if any(s is None for s in shapes):
+            return None
+        names: list[str] = []
+        for target in targets:
+            names.append(target.table.name)
+            specs = [target.basis, *(b.column for b in target.also)]
+            names += [s.table for s in specs if isinstance(s, Aggregated)]
+        tables = tuple(self._table(n) for n in dict.fromkeys(names))
+        return (self.dialect, tuple(shapes), tables)
+
+    def _backlog_query(self, target: Target, values: Values | None = None) -> sqlcount.Part:
         table = self._table(target.table.name)
         oldest: ColumnElement[Any] = sa.null()
         basis: ColumnElement[Any] | None = None
@@ -158,12 +225,12 @@ class SqlReads(Connector):
                 table,
                 self.dialect,
                 self._table,
-                lambda t: self._scope(t, target),
+                lambda t: self._scope(t, target, values),
             )
         query = (
             sa.select(sa.func.count().label(sqlcount.COUNT), oldest.label(sqlcount.OLDEST))
             .select_from(table)
-            .where(self._expired(table, target))
+            .where(self._expired(table, target, values))
         )
         return query, basis
 

@@ -25,11 +25,13 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import operators
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from connectors.base import SchemaError, TenantValueError
+from connectors.sqlbind import Bind, compare
 from connectors.tenantrange import check_fits
 
 _WHOLE_NUMBER = re.compile(r"0|-?[1-9][0-9]*")
@@ -130,12 +132,16 @@ def _compile_utf8mb4_bin(element: _Utf8mb4Bin, compiler: SQLCompiler, **kw: Any)
     return f"CONVERT({compiler.process(argument, **kw)} USING utf8mb4) COLLATE utf8mb4_bin"
 
 
-def tenant_clause(column: sa.ColumnElement[Any], value: Any, dialect: str) -> ColumnElement[bool]:
+def tenant_clause(
+    column: sa.ColumnElement[Any], value: Any, dialect: str, bind: Bind | None = None
+) -> ColumnElement[bool]:
     """SQL that is true exactly for the rows whose `column` holds the tenant `value`.
 
     Raises SchemaError when the column's type holds no tenant (not integer, text or UUID),
     TenantValueError when `value` does not convert exactly (see `exact_tenant`) or lies
-    outside the column's declared range or length (`connectors.tenantrange`).
+    outside the column's declared range or length (`connectors.tenantrange`). With `bind`
+    (connectors.sqlbind), the values compared are parameters derived per customer from its
+    tenant value by the same checks (`value`: the one the statement is built for).
     """
     table = getattr(getattr(column, "table", None), "name", "?")
     where = f"{table}.{getattr(column, 'name', '?')}"
@@ -145,21 +151,29 @@ def tenant_clause(column: sa.ColumnElement[Any], value: Any, dialect: str) -> Co
             f"the tenant column {where} is of type {column.type!r}, which the worker cannot "
             "compare exactly; a tenant column must hold whole numbers, text or UUIDs"
         )
-    bound = exact_tenant(value, kind, where)
-    check_fits(bound, column.type, dialect, where)
-    plain: ColumnElement[bool] = column == sa.literal(bound, column.type)
+
+    def exact(raw: Any) -> int | str | uuid.UUID:
+        bound = exact_tenant(raw, kind, where)
+        check_fits(bound, column.type, dialect, where)
+        return bound
+
+    bound = exact(value)
+
+    def put(type_: sa.types.TypeEngine[Any]) -> ColumnElement[Any]:
+        return sa.literal(bound, type_) if bind is None else bind(exact, type_)
+
+    plain: ColumnElement[bool] = column == put(column.type)
     if kind is not TenantKind.TEXT:
         return plain
     assert isinstance(bound, str)  # noqa: S101  (narrowing for the type checker)
     if dialect == "postgresql":
-        exact = sa.cast(column, sa.Text).collate("C") == sa.literal(bound, sa.Text)
+        exact_match = sa.cast(column, sa.Text).collate("C") == put(sa.Text())
     elif dialect in ("mysql", "mariadb"):
-        exact = sa.and_(
-            column == _Utf8mb4Bin(sa.literal(bound, sa.String)),
-            sa.func.char_length(column) == len(bound),
-        )
+        chars = sa.func.char_length(column)
+        length = compare(chars, operators.eq, len(bound), bind, lambda t: len(str(exact(t))))
+        exact_match = sa.and_(column == _Utf8mb4Bin(put(sa.String())), length)
     elif dialect == "sqlite":
-        exact = column == sa.literal(bound, sa.String).collate("binary")
+        exact_match = column == put(sa.String()).collate("binary")
     else:  # no dialect the worker supports; the plain comparison is all it can do
         return plain
-    return sa.and_(plain, exact)
+    return sa.and_(plain, exact_match)
