@@ -57,7 +57,8 @@ class Reflected:
 
     `existing`: those of the tables that existed (as `Inspector.get_table_names` says);
     `metadata`: their reflected `sqlalchemy.Table`s. Never changed once made: a connector
-    that needs a table outside it reflects that one into a MetaData of its own.
+    that needs a table outside it reflects that one into a MetaData of its own. (Its `info`
+    keeps statements built on these tables: `connectors.sqlread.grouped_cache`.)
     """
 
     stamp: str

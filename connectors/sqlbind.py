@@ -14,12 +14,14 @@ clauses, the same parameter types (a comparison's parameter gets the type SQLAlc
 give it, `compare`), and every value checked as before (a tenant value that does not convert
 exactly to its column raises `TenantValueError` for that customer, from `Slots.params`).
 
-What makes a stale statement impossible: the key holds the reflected `sa.Table` objects
-themselves (compared by identity), and a schema that drifted is reflected into new ones
-(`connectors.engines`), so it never matches a statement built on the old ones; a reloaded
-configuration that maps anything differently gives targets of another shape. A target with
-held keys or with a plan's earlier deletes (`Target.held`, `Target.gone`) is not cached.
-The cache is bounded (least recently used go first) and thread-safe.
+What makes a stale statement impossible: the statements are kept with the reflection they
+were built on (in its MetaData's `info`, `connectors.sqlread.grouped_cache`) and their key
+holds the reflected `sa.Table` objects they read (compared by identity); a schema that
+drifted is reflected into new ones (`connectors.engines`), so it never matches a statement
+built on the old ones; a reloaded configuration that maps anything differently gives
+targets of another shape. A target with held keys or with a plan's earlier deletes
+(`Target.held`, `Target.gone`) is not cached. The cache is bounded (least recently used go
+first) and thread-safe.
 """
 
 from __future__ import annotations

@@ -41,11 +41,22 @@ from connectors.sqlchange import key_in
 from connectors.sqlexplain import Explained
 from connectors.tenancy import tenant_clause
 
-GROUPED: sqlbind.Cache[tuple[sa.Select[Any], list[ColumnElement[Any] | None], sqlbind.Slots]] = (
-    sqlbind.Cache(256)
-)
-"""Grouped backlog counts of the process by shape (connectors.sqlbind): the statement, each
-part's basis expression, the per-customer parameters."""
+Grouped = tuple[sa.Select[Any], list[ColumnElement[Any] | None], sqlbind.Slots]
+"""A grouped backlog count (connectors.sqlbind): the statement, each part's basis
+expression, the per-customer parameters."""
+
+GROUPED_PER_SCHEMA = 64
+"""Grouped statements kept per reflected schema (shapes: about one per product mapping and
+set of rules in force)."""
+
+
+def grouped_cache(table: sa.Table) -> sqlbind.Cache[Grouped]:
+    """The grouped statements built on `table`'s reflection, kept in its MetaData's `info`:
+    they live as long as that reflection, and a new reflection (drift) starts empty."""
+    found: sqlbind.Cache[Grouped] = table.metadata.info.setdefault(
+        "retention_worker.grouped", sqlbind.Cache(GROUPED_PER_SCHEMA)
+    )
+    return found
 
 
 class SqlReads(Connector):
@@ -187,16 +198,18 @@ class SqlReads(Connector):
         self, targets: Sequence[Target]
     ) -> tuple[sa.Select[Any], list[ColumnElement[Any] | None], dict[str, Any]]:
         """The grouped count of `targets`, the basis each part's oldest value reads, and the
-        parameters of these targets: from the cache when a statement of their shape on these
-        very tables was built before (connectors.sqlbind), else built now (and kept)."""
+        parameters of these targets: from the cache of the first table's reflection when a
+        statement of their shape on these very tables was built before (connectors.sqlbind),
+        else built now (and kept)."""
         key = self._shape_key(targets)
-        found = GROUPED.get(key) if key is not None else None
+        cache = grouped_cache(self._table(targets[0].table.name))
+        found = cache.get(key) if key is not None else None
         if found is None:
             slots = sqlbind.Slots()
             parts = [self._backlog_query(t, slots.part(i, t)) for i, t in enumerate(targets)]
             found = (sqlcount.statement(parts), [basis for _, basis in parts], slots)
             if key is not None:
-                GROUPED.put(key, found)
+                cache.put(key, found)
         statement, bases, slots = found
         return statement, bases, slots.params(targets)
 
