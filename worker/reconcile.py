@@ -136,6 +136,8 @@ class Reconciler:
         `gone` is the `host|pid` of a process whose expired lease of this pair the caller
         took over (worker/leases.py): its open runs are abandoned whatever host it was on.
         """
+        if not self._anything_open(customer.customer, mapping.product):
+            return Settled(0, 0, 0)  # the usual case: one read instead of three
         live = self._live_runs(customer.customer, mapping.product, gone)
         busy = set(active) | {settled_by} | live
         found = self._open_batches(customer.customer, mapping.product)
@@ -160,6 +162,25 @@ class Reconciler:
         return Settled(len(batches), rows, closed)
 
     # --- reading the trail -----------------------------------------------------------
+
+    def _anything_open(self, customer: str, product: str) -> bool:
+        """Whether the pair has an open batch or a run without an outcome (one statement).
+        When it has neither, settling has nothing to do: the three reads below, each its
+        own snapshot like this one, would find nothing either, unless work appeared after
+        this read, which they too could have missed by reading a moment earlier."""
+        query = sa.select(
+            sa.or_(
+                sa.exists().where(
+                    open_batches.c.customer == customer, open_batches.c.product == product
+                ),
+                sa.exists().where(
+                    runs.c.customer == customer,
+                    runs.c.product == product,
+                    runs.c.outcome.is_(None),
+                ),
+            )
+        )
+        return self.store.read("looking for unsettled work", lambda c: bool(c.scalar(query)))
 
     def _open_batches(self, customer: str, product: str) -> list[OpenBatch]:
         query = (
