@@ -33,6 +33,7 @@ from sqlalchemy.engine import Engine
 
 from connectors import sqlstamp
 from connectors.base import Timeouts
+from connectors.session import reading
 
 DEFAULT_LIMIT = 64
 """Databases whose engines one process keeps open at most (least recently used go first)."""
@@ -115,7 +116,7 @@ class Engines:
         caller). One catalog query when nothing changed. Raises SQLAlchemy errors (the
         caller wraps them)."""
         wanted = frozenset(names)
-        with engine.connect() as conn:
+        with reading(engine) as conn:  # one statement: autocommit on PostgreSQL
             stamp = sqlstamp.stamp(conn, sorted(wanted))
         with self._lock:
             entry = self._entries.get(key)

@@ -45,7 +45,7 @@ from connectors.identity import server_identity
 from connectors.masking import safe_url
 from connectors.pooling import ping_when_idle
 from connectors.reach import checked_url, engine_options
-from connectors.session import pin_sessions
+from connectors.session import pin_sessions, reading
 from connectors.sqlchange import Batch, change_batch
 from connectors.sqlfast import locked_tids, next_delete
 from connectors.sqlread import SqlReads
@@ -156,7 +156,7 @@ class SqlConnector(SqlReads):
             return server_identity(self.engine)
 
     def ping(self) -> None:
-        with self._wrap(f"cannot reach {self.safe_url}"), self.engine.connect() as conn:
+        with self._wrap(f"cannot reach {self.safe_url}"), reading(self.engine) as conn:
             conn.execute(sa.text("SELECT 1"))
 
     # --- schema ----------------------------------------------------------------------

@@ -35,6 +35,7 @@ from connectors.base import (
     SchemaError,
     Target,
 )
+from connectors.session import reading
 from connectors.sqladvice import judge
 from connectors.sqlbind import Values
 from connectors.sqlchange import key_in
@@ -177,7 +178,7 @@ class SqlReads(Connector):
         query, basis = self._backlog_query(target)
         with (
             self._wrap(f"cannot count expired rows of {target.table.name}"),
-            self.engine.connect() as conn,
+            reading(self.engine) as conn,
         ):
             row = conn.execute(query).one()
         return sqlcount.read(row[0], row[1], basis)
@@ -190,7 +191,7 @@ class SqlReads(Connector):
             return [self.backlog(t) for t in targets]
         statement, bases, params = self._grouped(targets)
         tables = ", ".join(sorted({t.table.name for t in targets}))
-        with self._wrap(f"cannot count expired rows of {tables}"), self.engine.connect() as conn:
+        with self._wrap(f"cannot count expired rows of {tables}"), reading(self.engine) as conn:
             row = conn.execute(statement, params).one()
         return sqlcount.backlogs_of(row, bases)
 

@@ -34,6 +34,7 @@ from connectors.base import (
     TableSchema,
     UniqueKey,
 )
+from connectors.session import reading
 
 
 def table_schema(engine: Engine, table: sa.Table) -> TableSchema:
@@ -63,10 +64,10 @@ def table_schema(engine: Engine, table: sa.Table) -> TableSchema:
 
 def all_foreign_keys(engine: Engine) -> dict[str, list[ForeignKeyRef]]:
     """Every foreign key between tables of the database's default schema, by referred table
-    (one catalogue query on PostgreSQL; one per table on MariaDB and SQLite)."""
-    inspector = sa.inspect(engine)
+    (one catalogue query on PostgreSQL, in autocommit; one per table on MariaDB and SQLite)."""
     name = engine.dialect.name
-    every = inspector.get_multi_foreign_keys()
+    with reading(engine) as conn:  # autocommit on PostgreSQL: its one query, one round trip
+        every = sa.inspect(conn).get_multi_foreign_keys()
     actions = _sqlite_actions(engine, [t for _, t in every]) if name == "sqlite" else {}
     found: dict[str, list[ForeignKeyRef]] = {}
     for (_schema, table), keys in every.items():
