@@ -341,11 +341,18 @@ class HistoryRecorder:
             for rule, (action, table, eligible) in seen.items()
         ]
 
-        def write(conn: sa.Connection, _retried: bool) -> None:
-            done = conn.execute(
-                sa.select(rule_history.c.rule).where(rule_history.c.run_id == event.run_id)
-            ).scalars()
-            fresh = [r for r in rows if r["rule"] not in set(done)]
+        def write(conn: sa.Connection, retried: bool) -> None:
+            fresh = rows
+            # Only a retry can find rows of its own earlier attempt (committed, its reply
+            # lost): the first one skips that read. A run's history is queued once (its
+            # rules are forgotten at its end), and the key (run, rule) refuses a second.
+            if retried:
+                done = set(
+                    conn.execute(
+                        sa.select(rule_history.c.rule).where(rule_history.c.run_id == event.run_id)
+                    ).scalars()
+                )
+                fresh = [r for r in rows if r["rule"] not in done]
             if fresh:
                 conn.execute(rule_history.insert(), fresh)
 
