@@ -10,11 +10,16 @@ client cannot know), or cuts it without forwarding (`lose="commit"`: the server 
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+# A simple-query message (`Q`, its 4-byte length) whose whole text is COMMIT: not any message
+# that merely holds the word (`BEGIN ISOLATION LEVEL READ COMMITTED`).
+_COMMIT = re.compile(rb"Q[\x00-\xff]{4}\s*COMMIT\s*;?\s*\x00", re.IGNORECASE)
 
 
 @dataclass
@@ -60,7 +65,7 @@ class CommitProxy:
             threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
 
     def _should_cut(self, data: bytes) -> bool:
-        if b"Q" not in data or b"COMMIT" not in data.upper():
+        if _COMMIT.search(data) is None:
             return False
         with self._lock:
             if not self.at_commit:
