@@ -16,6 +16,7 @@ from worker.app import build_runner, run_pairs, subscribe_state
 from worker.configload import Config, load_config
 from worker.events import Event, EventBus
 from worker.holds import HoldLedger
+from worker.run import Runner
 from worker.runreport import RunReport
 from worker.state import StateStore
 
@@ -54,17 +55,26 @@ def run(
     customer: str | None = None,
     extra: list[Any] | None = None,
 ) -> tuple[list[RunReport], Recorder]:
+    runner, recorder = observed_runner(cfg, url, state, now, *(extra or []))
+    pairs = [(c, p) for c, p in cfg.pairs() if customer is None or c.customer == customer]
+    return run_pairs(runner, pairs, now, dry_run=dry_run), recorder
+
+
+def observed_runner(
+    cfg: Config, url: str, state: StateStore, now: dt.datetime = NOW, *extra: Any
+) -> tuple[Runner, Recorder]:
+    """A runner of `cfg` on the kidsapp database `url` (state and trail in `state`, the clock
+    at `now`) and the recorder of its events; `extra` subscribers observe too."""
     bus = EventBus()
     subscribe_state(bus, state, lambda: now)
     recorder = Recorder()
     bus.subscribe(recorder)
-    for subscriber in extra or []:
+    for subscriber in extra:
         bus.subscribe(subscriber)
     runner = build_runner(
         cfg, {kidsapp.URL_ENV: url}, bus, pepper=PEPPER, clock=lambda: now, store=state
     )
-    pairs = [(c, p) for c, p in cfg.pairs() if customer is None or c.customer == customer]
-    return run_pairs(runner, pairs, now, dry_run=dry_run), recorder
+    return runner, recorder
 
 
 def seed(url: str, tenant_a: list[dt.date | None], tenant_b: list[dt.date | None]) -> None:
@@ -97,13 +107,7 @@ def run_with_late_hold(
     inside a product transaction: a batch's guard, after the batch's rows were chosen (a
     page, or the set-based DELETE itself) and before they are committed. Returns the report,
     the events and whether the hold was placed."""
-    bus = EventBus()
-    subscribe_state(bus, state, lambda: NOW)
-    seen = Recorder()
-    bus.subscribe(seen)
-    runner = build_runner(
-        cfg, {kidsapp.URL_ENV: url}, bus, pepper=PEPPER, clock=lambda: NOW, store=state
-    )
+    runner, seen = observed_runner(cfg, url, state)
     original = runner.gatekeeper.active_holds
     database = sa.make_url(url).database
     inside = {"transaction": False, "placed": False}

@@ -15,11 +15,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from tests import kidsapp
-from tests.gate_support import OLD, RECENT, Recorder, config, place, run, seed
+from tests.gate_support import OLD, RECENT, config, observed_runner, place, run, seed
 from tests.support import NOW, PEPPER
-from worker.app import build_runner, run_pairs, subscribe_state
+from worker.app import run_pairs
 from worker.configload import load_config
-from worker.events import BatchApplied, BatchIntent, EventBus, RuleEvaluated
+from worker.events import BatchApplied, BatchIntent, RuleEvaluated
 from worker.keys import KeyHasher
 from worker.state import StateStore
 
@@ -192,13 +192,7 @@ def test_the_next_customer_on_the_database_starts_at_the_size_learned(
     rows at once (worker/batchsize.py, LearnedSizes). Before, every customer started at 2."""
     cfg = config(tmp_path, product=kidsapp.mapping(batch_size=2, batch_seconds=60))
     seed(any_db_url, [OLD] * 20, [OLD] * 14)
-    bus = EventBus()
-    subscribe_state(bus, state, lambda: NOW)
-    recorder = Recorder()
-    bus.subscribe(recorder)
-    runner = build_runner(
-        cfg, {kidsapp.URL_ENV: any_db_url}, bus, pepper=PEPPER, clock=lambda: NOW, store=state
-    )
+    runner, recorder = observed_runner(cfg, any_db_url, state)
     for customer in ("kdv-a", "kdv-b"):
         pairs = [(c, p) for c, p in cfg.pairs() if c.customer == customer]
         run_pairs(runner, pairs, NOW, dry_run=False)

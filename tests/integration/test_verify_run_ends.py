@@ -8,10 +8,8 @@ forever for a record it cannot repair)."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from tests.unit.test_audit import START, record, run_events
@@ -20,14 +18,6 @@ from worker.cli import main
 from worker.state import StateStore
 from worker.state.records import AuditEntry
 from worker.verify import verify
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[StateStore]:
-    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
-    store.migrate()
-    yield store
-    store.close()
 
 
 def forge_end(store: StateStore, run_id: str) -> int:
@@ -51,25 +41,25 @@ def forge_end(store: StateStore, run_id: str) -> int:
     return store.append_audit(entry, seal).seq
 
 
-def test_a_second_end_of_a_run_is_reported_at_its_event(store: StateStore) -> None:
-    record(store, run_events("a" * 32) + run_events("b" * 32))
-    assert verify(store).ok
-    seq = forge_end(store, "a" * 32)
-    result = verify(store)
+def test_a_second_end_of_a_run_is_reported_at_its_event(state: StateStore) -> None:
+    record(state, run_events("a" * 32) + run_events("b" * 32))
+    assert verify(state).ok
+    seq = forge_end(state, "a" * 32)
+    result = verify(state)
     assert (result.ok, result.stray_ends) == (True, ((seq, "a" * 32),))
 
 
-def test_an_end_without_a_start_is_reported(store: StateStore) -> None:
-    record(store, run_events("a" * 32))
-    seq = forge_end(store, "c" * 32)
-    result = verify(store)
+def test_an_end_without_a_start_is_reported(state: StateStore) -> None:
+    record(state, run_events("a" * 32))
+    seq = forge_end(state, "c" * 32)
+    result = verify(state)
     assert (result.ok, result.stray_ends) == (True, ((seq, "c" * 32),))
 
 
-def test_the_cli_prints_stray_ends_as_a_note_and_exits_0(store: StateStore, tmp_path: Path) -> None:
-    record(store, run_events("a" * 32))
-    seq = forge_end(store, "a" * 32)
-    env = {"RETENTION_STATE_URL": store.url, "RETENTION_CONFIG_DIR": str(tmp_path)}
+def test_the_cli_prints_stray_ends_as_a_note_and_exits_0(state: StateStore, tmp_path: Path) -> None:
+    record(state, run_events("a" * 32))
+    seq = forge_end(state, "a" * 32)
+    env = {"RETENTION_STATE_URL": state.url, "RETENTION_CONFIG_DIR": str(tmp_path)}
     result = CliRunner().invoke(main, ["audit", "verify"], env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "audit trail verified" in result.stdout
