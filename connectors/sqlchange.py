@@ -33,6 +33,7 @@ from connectors.base import (
     Guard,
     Key,
     Mask,
+    RowsRefused,
     SchemaError,
     Target,
 )
@@ -236,9 +237,27 @@ def _delete_dependent(
         sub = sa.select(table).where(where).subquery()
         for child in dep.dependents:
             _delete_dependent(conn, child, sub, target, batch, counts)
+    outside = table.alias("reached")
+    back = ways_back(batch.table_of, batch.refs_all, table, outside, where)
+    going: int | None = None
+    if back:  # never a row of this table outside the batch (sqlreach.refuse_reach_back)
+        key_cols = list(table.primary_key.columns)
+        if not key_cols:
+            last = back[0][0][-1]
+            raise RowsRefused(
+                f"deleting rows of {dep.table} would reach rows of {dep.table} again "
+                f"({last.table}({', '.join(last.columns)}) ON DELETE {last.on_delete}), and "
+                f"{dep.table} has no primary key to tell this batch's rows from others: refused"
+            )
+        refuse_reach_back(conn, back, table, outside, key_cols, where)
+        # A cascade within the batch can take a row before the DELETE reaches it, which its
+        # rowcount then leaves out: the rows that go are the ones that match now.
+        counted = sa.select(sa.func.count()).select_from(table).where(where)
+        going = int(conn.execute(counted).scalar_one())
     _add(counts, batch.cascades(conn, table, where))
     result = conn.execute(sa.delete(table).where(where))
-    counts[dep.table] = counts.get(dep.table, 0) + result.rowcount
+    gone = result.rowcount if going is None else going
+    counts[dep.table] = counts.get(dep.table, 0) + gone
 
 
 def _anonymise(

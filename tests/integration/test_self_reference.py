@@ -143,3 +143,50 @@ def test_a_cycle_through_another_table_never_reaches_a_row_outside_the_batch(
     assert sum(e.total for e in recorder.of(BatchBlocked)) == 1
     # child 3 and its note 30 went, and the trail says so
     assert [e.rows for e in recorder.of(BatchApplied)] == [{"child": 1, "note": 1}]
+
+
+def test_a_dependents_reply_chain_never_reaches_a_note_outside_the_batch(
+    tmp_path: Path, any_db_url: str, state: StateStore
+) -> None:
+    """child_note is a mapped dependent of child, and a note can answer another
+    (`child_note.reply_to → child_note.id ON DELETE CASCADE`): expired child 1's note 10 is
+    answered by recent child 2's note 20, so deleting 1 (and its notes first) would take note
+    20 along. Child 1 stays (blocked); expired child 3 and its notes 30 and 31 (31 answers
+    30, both in the batch) go, and the trail counts them."""
+    engine = sa.create_engine(any_db_url)
+    try:
+        with engine.begin() as conn:
+            for statement in (
+                "CREATE TABLE child (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, "
+                "name VARCHAR(40), health VARCHAR(40), left_on DATE)",
+                "CREATE TABLE child_note (id INTEGER PRIMARY KEY, child_id INTEGER NOT NULL "
+                "REFERENCES child (id), tenant_id INTEGER NOT NULL, text VARCHAR(40), "
+                "reply_to INTEGER, FOREIGN KEY (reply_to) REFERENCES child_note (id) "
+                "ON DELETE CASCADE)",
+            ):
+                conn.execute(sa.text(statement))
+            for i, left_on in ((1, OLD), (2, RECENT), (3, OLD)):
+                conn.execute(
+                    sa.text("INSERT INTO child VALUES (:i, 1, 'Kind', 'pinda', :d)"),
+                    {"i": i, "d": left_on},
+                )
+            for note, child, reply in ((10, 1, None), (20, 2, 10), (30, 3, None), (31, 3, 30)):
+                conn.execute(
+                    sa.text("INSERT INTO child_note VALUES (:n, :c, 1, 'notitie', :r)"),
+                    {"n": note, "c": child, "r": reply},
+                )
+    finally:
+        engine.dispose()
+    cfg = config(tmp_path, product=kidsapp.with_notes())
+    [report], recorder = run(cfg, any_db_url, state, customer="kdv-a")
+
+    engine = sa.create_engine(any_db_url)
+    try:
+        with engine.connect() as conn:
+            children = {r[0] for r in conn.execute(sa.text("SELECT id FROM child"))}
+            notes = {r[0] for r in conn.execute(sa.text("SELECT id FROM child_note"))}
+    finally:
+        engine.dispose()
+    assert (children, notes) == ({1, 2}, {10, 20})
+    assert report.outcome is Outcome.PARTIAL
+    assert [e.rows for e in recorder.of(BatchApplied)] == [{"child": 1, "child_note": 2}]
