@@ -13,6 +13,7 @@ On SQLite, PostgreSQL and MariaDB.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -34,24 +35,34 @@ ROWS = {
 }
 
 
-def create(url: str, action: str) -> None:
+Step = tuple[str, list[dict[str, Any]]]
+
+
+def execute(url: str, *steps: str | Step) -> None:
+    """Run each statement (or each statement with each of its parameter sets) in one
+    transaction on the database of `url`."""
     engine = sa.create_engine(url)
     try:
         with engine.begin() as conn:
-            conn.execute(
-                sa.text(
-                    "CREATE TABLE child (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, "
-                    "name VARCHAR(40), health VARCHAR(40), left_on DATE, sibling_id INTEGER, "
-                    "FOREIGN KEY (sibling_id) REFERENCES child (id) ON DELETE " + action + ")"
-                )
-            )
-            for i, (tenant, left_on, sibling) in ROWS.items():
-                conn.execute(
-                    sa.text("INSERT INTO child VALUES (:i, :t, 'Kind', 'pinda', :d, :s)"),
-                    {"i": i, "t": tenant, "d": left_on, "s": sibling},
-                )
+            for step in steps:
+                text, params = (step, [{}]) if isinstance(step, str) else step
+                for values in params:
+                    conn.execute(sa.text(text), values)
     finally:
         engine.dispose()
+
+
+def create(url: str, action: str) -> None:
+    execute(
+        url,
+        "CREATE TABLE child (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, "
+        "name VARCHAR(40), health VARCHAR(40), left_on DATE, sibling_id INTEGER, "
+        "FOREIGN KEY (sibling_id) REFERENCES child (id) ON DELETE " + action + ")",
+        (
+            "INSERT INTO child VALUES (:i, :t, 'Kind', 'pinda', :d, :s)",
+            [{"i": i, "t": t, "d": d, "s": s} for i, (t, d, s) in ROWS.items()],
+        ),
+    )
 
 
 def left(url: str) -> dict[int, int | None]:
@@ -98,37 +109,21 @@ def create_cycle(url: str) -> None:
     note 30, which no child points at."""
     sqlite = url.startswith("sqlite")
     back = "REFERENCES note (id) ON DELETE CASCADE" if sqlite else ""
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(
-                sa.text(
-                    "CREATE TABLE child (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, "
-                    f"name VARCHAR(40), health VARCHAR(40), left_on DATE, note_id INTEGER {back})"
-                )
-            )
-            conn.execute(
-                sa.text(
-                    "CREATE TABLE note (id INTEGER PRIMARY KEY, child_id INTEGER NOT NULL "
-                    "REFERENCES child (id) ON DELETE CASCADE)"
-                )
-            )
-            if not sqlite:
-                conn.execute(
-                    sa.text(
-                        "ALTER TABLE child ADD FOREIGN KEY (note_id) REFERENCES note (id) "
-                        "ON DELETE CASCADE"
-                    )
-                )
-            for i, left_on in ((1, OLD), (2, RECENT), (3, OLD)):
-                conn.execute(
-                    sa.text("INSERT INTO child VALUES (:i, 1, 'Kind', 'pinda', :d, NULL)"),
-                    {"i": i, "d": left_on},
-                )
-            conn.execute(sa.text("INSERT INTO note VALUES (10, 1), (30, 3)"))
-            conn.execute(sa.text("UPDATE child SET note_id = 10 WHERE id = 2"))
-    finally:
-        engine.dispose()
+    alter = "ALTER TABLE child ADD FOREIGN KEY (note_id) REFERENCES note (id) ON DELETE CASCADE"
+    execute(
+        url,
+        "CREATE TABLE child (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, "
+        f"name VARCHAR(40), health VARCHAR(40), left_on DATE, note_id INTEGER {back})",
+        "CREATE TABLE note (id INTEGER PRIMARY KEY, child_id INTEGER NOT NULL "
+        "REFERENCES child (id) ON DELETE CASCADE)",
+        *([] if sqlite else [alter]),
+        (
+            "INSERT INTO child VALUES (:i, 1, 'Kind', 'pinda', :d, NULL)",
+            [{"i": 1, "d": OLD}, {"i": 2, "d": RECENT}, {"i": 3, "d": OLD}],
+        ),
+        "INSERT INTO note VALUES (10, 1), (30, 3)",
+        "UPDATE child SET note_id = 10 WHERE id = 2",
+    )
 
 
 def test_a_cycle_through_another_table_never_reaches_a_row_outside_the_batch(
@@ -153,30 +148,26 @@ def test_a_dependents_reply_chain_never_reaches_a_note_outside_the_batch(
     answered by recent child 2's note 20, so deleting 1 (and its notes first) would take note
     20 along. Child 1 stays (blocked); expired child 3 and its notes 30 and 31 (31 answers
     30, both in the batch) go, and the trail counts them."""
-    engine = sa.create_engine(any_db_url)
-    try:
-        with engine.begin() as conn:
-            for statement in (
-                "CREATE TABLE child (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, "
-                "name VARCHAR(40), health VARCHAR(40), left_on DATE)",
-                "CREATE TABLE child_note (id INTEGER PRIMARY KEY, child_id INTEGER NOT NULL "
-                "REFERENCES child (id), tenant_id INTEGER NOT NULL, text VARCHAR(40), "
-                "reply_to INTEGER, FOREIGN KEY (reply_to) REFERENCES child_note (id) "
-                "ON DELETE CASCADE)",
-            ):
-                conn.execute(sa.text(statement))
-            for i, left_on in ((1, OLD), (2, RECENT), (3, OLD)):
-                conn.execute(
-                    sa.text("INSERT INTO child VALUES (:i, 1, 'Kind', 'pinda', :d)"),
-                    {"i": i, "d": left_on},
-                )
-            for note, child, reply in ((10, 1, None), (20, 2, 10), (30, 3, None), (31, 3, 30)):
-                conn.execute(
-                    sa.text("INSERT INTO child_note VALUES (:n, :c, 1, 'notitie', :r)"),
-                    {"n": note, "c": child, "r": reply},
-                )
-    finally:
-        engine.dispose()
+    execute(
+        any_db_url,
+        "CREATE TABLE child (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, "
+        "name VARCHAR(40), health VARCHAR(40), left_on DATE)",
+        "CREATE TABLE child_note (id INTEGER PRIMARY KEY, child_id INTEGER NOT NULL "
+        "REFERENCES child (id), tenant_id INTEGER NOT NULL, text VARCHAR(40), "
+        "reply_to INTEGER, FOREIGN KEY (reply_to) REFERENCES child_note (id) "
+        "ON DELETE CASCADE)",
+        (
+            "INSERT INTO child VALUES (:i, 1, 'Kind', 'pinda', :d)",
+            [{"i": 1, "d": OLD}, {"i": 2, "d": RECENT}, {"i": 3, "d": OLD}],
+        ),
+        (
+            "INSERT INTO child_note VALUES (:n, :c, 1, 'notitie', :r)",
+            [
+                {"n": n, "c": c, "r": r}
+                for n, c, r in ((10, 1, None), (20, 2, 10), (30, 3, None), (31, 3, 30))
+            ],
+        ),
+    )
     cfg = config(tmp_path, product=kidsapp.with_notes())
     [report], recorder = run(cfg, any_db_url, state, customer="kdv-a")
 
