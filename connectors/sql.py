@@ -227,7 +227,7 @@ class SqlConnector(SqlReads):
 
     def every_foreign_key_to(self, table: str) -> list[ForeignKeyRef]:
         """Every foreign key pointing at `table`, its own included (connectors.sqlschema):
-        a batch never reaches a row of its table outside it (sqlreach.refuse_reach_back)."""
+        a batch never reaches a row of its table outside it (sqlrefuse.refuse_reach_back)."""
         self.foreign_keys_to(table)  # reads the database's keys once per open
         return every_foreign_key_to(self._foreign_keys or {}, table)
 

@@ -40,7 +40,8 @@ from connectors.errors import timeout_kind, wrap_errors
 from connectors.sqlmaskjson import text_charset
 from connectors.sqlmaskplan import is_date
 from connectors.sqlmaskset import write_rows
-from connectors.sqlreach import Kept, cascaded, refuse_reach_back, refuse_reaching, ways_back
+from connectors.sqlreach import cascaded
+from connectors.sqlrefuse import Kept, refuse_reach_back, refuse_reaching, ways_back
 
 TableOf = Callable[[str], sa.Table]
 TenantOf = Callable[[sa.Table, Target], ColumnElement[bool] | None]
@@ -57,12 +58,12 @@ class Batch:
     pepper: bytes
     # The foreign keys pointing at a table: what a DELETE cascades to is counted too.
     refs_to: Callable[[str], list[ForeignKeyRef]] = lambda _name: []
-    # Every foreign key pointing at a table, its own included (sqlreach.ways_back).
+    # Every foreign key pointing at a table, its own included (sqlrefuse.ways_back).
     refs_all: Callable[[str], list[ForeignKeyRef]] = lambda _name: []
 
     def cascades(self, conn: Connection, table: sa.Table, where: ColumnElement[bool]) -> Counts:
         """Rows per table the foreign keys delete or update with a DELETE of `where`."""
-        return cascaded(conn, self.table_of, self.refs_to, table, where)
+        return cascaded(conn, self.table_of, self.refs_to, table, where, self.refs_all)
 
 
 def key_in(columns: Sequence[sa.Column[Any]], keys: Any, dialect: str = "") -> ColumnElement[bool]:
@@ -192,7 +193,7 @@ def _delete(
             _delete_dependent(conn, dep, parent, target, batch, counts, kept)
     outside = table.alias("reached")
     back = ways_back(batch.table_of, batch.refs_all, table, outside, where)
-    if back:  # never a row of this table outside the batch (sqlreach.refuse_reach_back)
+    if back:  # never a row of this table outside the batch (sqlrefuse.refuse_reach_back)
         refuse_reach_back(conn, back, table, outside, key_cols, where)
     _add(counts, batch.cascades(conn, table, where))
     statement = sa.delete(table).where(where)
@@ -224,7 +225,7 @@ def _delete_dependent(
     A dependent table with the tenant column is filtered by it too, so that rows of
     another tenant that share the referenced values are never reached; nor, through its
     ON DELETE keys, rows of its own table outside these, or subject rows outside the batch
-    (`sqlreach.refuse_reaching`).
+    (`sqlrefuse.refuse_reaching`).
     """
     table = batch.table_of(dep.table)
     own = [table.c[c] for c, _ in dep.references]
