@@ -201,6 +201,11 @@ class Connector(abc.ABC):
         constraint's columns. Empty for a connector without foreign keys. Raises
         `ConnectorError` when the schema cannot be read."""
 
+    def every_foreign_key_to(self, table: str) -> list[ForeignKeyRef]:
+        """`foreign_keys_to` with the table's own keys to itself too (a connector that knows
+        them adds them). Raises `ConnectorError` when the schema cannot be read."""
+        return self.foreign_keys_to(table)
+
     @abc.abstractmethod
     def table_schema(self, table: str) -> TableSchema | None:
         """The live columns, unique keys and foreign keys of `table`, for checks of masks;
@@ -329,3 +334,18 @@ class Connector(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def keyless_reached(table: str, ref: ForeignKeyRef) -> str:
+    """Why a table without a key (`key: []`) is not deleted from when a foreign key whose ON
+    DELETE acts (CASCADE, SET NULL, SET DEFAULT) points at it: its batches delete by the
+    row's locator, so the rows the key deletes or changes could be neither counted in the
+    audit nor kept from reaching a row outside the batch (a recent one, another tenant's).
+    Such a key references unique columns, which can be the key."""
+    key = ", ".join(ref.referred_columns)
+    return (
+        f"{table} has no key (`key: []`), and the foreign key {ref.table}({', '.join(ref.columns)})"
+        f" → {ref.referred_table}({key}) ON DELETE {ref.on_delete} deletes or changes rows with "
+        f"its rows, which a batch without a key can neither count nor check: map the key "
+        f"`key: [{key}]` (the columns the foreign key references are unique)"
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import sqlalchemy.exc as sa_exc
 
@@ -38,6 +39,11 @@ _SQLITE_INTERRUPT = 9
 # 1217, 1451, 1452), and MariaDB/MySQL's CHECK constraint errors, which pymysql does not map
 # to IntegrityError (4025, 3819).
 _CONSTRAINT_MYSQL = {1048, 1062, 1216, 1217, 1451, 1452, 1557, 1586, 3819, 4025}
+# InnoDB refusing a cascade deeper than its limit (15 foreign keys): MariaDB's 1296, "Got
+# error 193 '<the key>' from InnoDB" (HA_ERR_FK_DEPTH_EXCEEDED); 1296 says nothing without
+# the engine's own number.
+_MYSQL_ENGINE_ERROR = 1296
+_INNODB_FK_DEPTH = "Got error 193 "
 
 
 def _code(orig: BaseException) -> str | None:
@@ -76,14 +82,19 @@ def is_transient(exc: BaseException) -> bool:
 
 def refused_by_constraint(exc: BaseException) -> bool:
     """True when `exc` is an integrity constraint refusing the rows of a change (a foreign key
-    still referencing a deleted row: SQLSTATE 23503, MariaDB 1451; CHECK, UNIQUE, NOT NULL).
-    Such an error is a fact about some rows, not about the connection or the statement."""
+    still referencing a deleted row: SQLSTATE 23503, MariaDB 1451; CHECK, UNIQUE, NOT NULL;
+    on MariaDB a chain of ON DELETE CASCADE deeper than InnoDB's 15 keys, 1296 with error
+    193). Such an error is a fact about some rows, not about the connection or the
+    statement."""
     if isinstance(exc, sa_exc.IntegrityError):
         return True
     orig = getattr(exc, "orig", None)
     if orig is None:
         return False
     code = _code(orig) or ""
+    if _errno(orig) == _MYSQL_ENGINE_ERROR:  # a cascade deeper than InnoDB follows
+        args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
+        return len(args) > 1 and str(args[1]).startswith(_INNODB_FK_DEPTH)
     return (len(code) == 5 and code.startswith("23")) or _errno(orig) in _CONSTRAINT_MYSQL
 
 

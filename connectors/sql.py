@@ -38,6 +38,7 @@ from connectors.base import (
     TableSchema,
     Target,
     Timeouts,
+    keyless_reached,
 )
 from connectors.engines import Engines, engine_key
 from connectors.errors import describe, refused_by_constraint, wrap_errors
@@ -227,7 +228,7 @@ class SqlConnector(SqlReads):
 
     def every_foreign_key_to(self, table: str) -> list[ForeignKeyRef]:
         """Every foreign key pointing at `table`, its own included (connectors.sqlschema):
-        a batch never reaches a row of its table outside it (sqlreach.refuse_reach_back)."""
+        a batch never reaches a row of its table outside it (sqlrefuse.refuse_reach_back)."""
         self.foreign_keys_to(table)  # reads the database's keys once per open
         return every_foreign_key_to(self._foreign_keys or {}, table)
 
@@ -302,6 +303,9 @@ class SqlConnector(SqlReads):
         self, target: Target, limit: int, *, prepare: Prepare | None = None
     ) -> Applied:
         table = self._table(target.table.name)
+        acting = [r for r in self.every_foreign_key_to(table.name) if not r.on_delete.blocks]
+        if acting:  # what they delete or change could be neither counted nor checked
+            raise SchemaError(keyless_reached(table.name, acting[0]))
         where = self._expired(table, target)
         columns = list(table.c)
         if self.dialect in ("postgresql", "sqlite"):  # the row's physical locator

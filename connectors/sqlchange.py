@@ -33,7 +33,6 @@ from connectors.base import (
     Guard,
     Key,
     Mask,
-    RowsRefused,
     SchemaError,
     Target,
 )
@@ -41,7 +40,8 @@ from connectors.errors import timeout_kind, wrap_errors
 from connectors.sqlmaskjson import text_charset
 from connectors.sqlmaskplan import is_date
 from connectors.sqlmaskset import write_rows
-from connectors.sqlreach import cascaded, refuse_reach_back, ways_back
+from connectors.sqlreach import cascaded
+from connectors.sqlrefuse import Kept, refuse_reach_back, refuse_reaching, ways_back
 
 TableOf = Callable[[str], sa.Table]
 TenantOf = Callable[[sa.Table, Target], ColumnElement[bool] | None]
@@ -58,12 +58,12 @@ class Batch:
     pepper: bytes
     # The foreign keys pointing at a table: what a DELETE cascades to is counted too.
     refs_to: Callable[[str], list[ForeignKeyRef]] = lambda _name: []
-    # Every foreign key pointing at a table, its own included (sqlreach.ways_back).
+    # Every foreign key pointing at a table, its own included (sqlrefuse.ways_back).
     refs_all: Callable[[str], list[ForeignKeyRef]] = lambda _name: []
 
     def cascades(self, conn: Connection, table: sa.Table, where: ColumnElement[bool]) -> Counts:
         """Rows per table the foreign keys delete or update with a DELETE of `where`."""
-        return cascaded(conn, self.table_of, self.refs_to, table, where)
+        return cascaded(conn, self.table_of, self.refs_to, table, where, self.refs_all)
 
 
 def key_in(columns: Sequence[sa.Column[Any]], keys: Any, dialect: str = "") -> ColumnElement[bool]:
@@ -186,20 +186,22 @@ def _delete(
     if tenant is not None:
         where = sa.and_(where, tenant)
     counts: dict[str, int] = {}
+    kept = Kept(table, key_cols, where)  # its dependents never reach other subject rows
     if change is Change.DELETE:
         parent = sa.select(table).where(where).subquery()
         for dep in target.table.dependents:
-            _delete_dependent(conn, dep, parent, target, batch, counts)
+            _delete_dependent(conn, dep, parent, target, batch, counts, kept)
     outside = table.alias("reached")
     back = ways_back(batch.table_of, batch.refs_all, table, outside, where)
-    if back:  # never a row of this table outside the batch (sqlreach.refuse_reach_back)
+    if back:  # never a row of this table outside the batch (sqlrefuse.refuse_reach_back)
         refuse_reach_back(conn, back, table, outside, key_cols, where)
     _add(counts, batch.cascades(conn, table, where))
     statement = sa.delete(table).where(where)
-    if back:  # a row the batch's own cascade took first is not RETURNed: ask what is left
+    if back or kept.reached:  # a row a cascade took first is not RETURNed: ask what is left
         conn.execute(statement)
         left = {tuple(r) for r in conn.execute(sa.select(*key_cols).where(where))}
         gone = [k for k in todo if k not in left]
+        counts[table.name] = 0  # the batch's own rows, whichever statement took them: gone
     elif conn.dialect.delete_returning:
         gone = [tuple(r) for r in conn.execute(statement.returning(*key_cols))]
     else:  # the rows are locked: exactly the locked ones go
@@ -216,11 +218,14 @@ def _delete_dependent(
     target: Target,
     batch: Batch,
     counts: dict[str, int],
+    kept: Kept,
 ) -> None:
     """Delete the rows of `dep` that point at `parent` rows, within the tenant.
 
     A dependent table with the tenant column is filtered by it too, so that rows of
-    another tenant that share the referenced values are never reached.
+    another tenant that share the referenced values are never reached; nor, through its
+    ON DELETE keys, rows of its own table outside these, or subject rows outside the batch
+    (`sqlrefuse.refuse_reaching`).
     """
     table = batch.table_of(dep.table)
     own = [table.c[c] for c, _ in dep.references]
@@ -236,24 +241,8 @@ def _delete_dependent(
         # Grandchildren first, while the rows they point at still exist.
         sub = sa.select(table).where(where).subquery()
         for child in dep.dependents:
-            _delete_dependent(conn, child, sub, target, batch, counts)
-    outside = table.alias("reached")
-    back = ways_back(batch.table_of, batch.refs_all, table, outside, where)
-    going: int | None = None
-    if back:  # never a row of this table outside the batch (sqlreach.refuse_reach_back)
-        key_cols = list(table.primary_key.columns)
-        if not key_cols:
-            last = back[0][0][-1]
-            raise RowsRefused(
-                f"deleting rows of {dep.table} would reach rows of {dep.table} again "
-                f"({last.table}({', '.join(last.columns)}) ON DELETE {last.on_delete}), and "
-                f"{dep.table} has no primary key to tell this batch's rows from others: refused"
-            )
-        refuse_reach_back(conn, back, table, outside, key_cols, where)
-        # A cascade within the batch can take a row before the DELETE reaches it, which its
-        # rowcount then leaves out: the rows that go are the ones that match now.
-        counted = sa.select(sa.func.count()).select_from(table).where(where)
-        going = int(conn.execute(counted).scalar_one())
+            _delete_dependent(conn, child, sub, target, batch, counts, kept)
+    going = refuse_reaching(conn, batch.table_of, batch.refs_all, table, where, kept)
     _add(counts, batch.cascades(conn, table, where))
     result = conn.execute(sa.delete(table).where(where))
     gone = result.rowcount if going is None else going
@@ -311,9 +300,12 @@ def _related(
         if tenant is not None:
             where = sa.and_(where, tenant)
         with _naming(f"cannot {rel.change} related rows of {rel.table} (with {table.name})"):
-            if rel.change is Change.DELETE:
+            if rel.change is Change.DELETE:  # never a subject row, nor other related rows
+                kept = Kept(table, key_cols, sa.false())
+                going = refuse_reaching(conn, batch.table_of, batch.refs_all, related, where, kept)
                 _add(counts, batch.cascades(conn, related, where))
                 done = conn.execute(sa.delete(related).where(where)).rowcount
+                done = done if going is None else going
             else:
                 done = _mask_related(conn, related, rel.masks, where, batch)
         if done:

@@ -18,10 +18,13 @@ transaction and just before each DELETE statement, only what the foreign keys ad
 statement (`cascaded`): rows that its dependents' statements already removed no longer
 reference it, so nothing is counted twice.
 
-The foreign keys are those `Connector.foreign_keys_to` reports (the live schema); a table's
-references to itself are left out of the counts: a batch never deletes a row that a row of
-its own table outside the batch references through a CASCADE, SET NULL or SET DEFAULT key
-(`refuse_self_reach`), so such a key reaches only rows the batch deletes itself.
+The foreign keys are those `Connector.foreign_keys_to` reports (the live schema). The keys of
+the subject's table (and a dependent's, a related table's) to itself are left out of the
+counts: a batch never deletes a row that a row of its own table outside the batch references
+through a CASCADE, SET NULL or SET DEFAULT key (connectors/sqlrefuse.py), so such a key
+reaches only rows the batch deletes itself. A table the cascades reach is different: its own
+keys to itself take further rows of it (a reply to a deleted note, a reply to that reply, any
+depth: `closure`), which are counted.
 RESTRICT / NO ACTION add nothing here: they refuse the delete (see worker/checks.py). A row
 inserted by another session between the count and the DELETE is not counted: the subject's
 rows are locked, rows referencing them are not.
@@ -43,7 +46,6 @@ from connectors.base import (
     Dependent,
     ForeignKeyRef,
     RefAction,
-    RowsRefused,
     Target,
 )
 
@@ -70,12 +72,16 @@ class Reach:
     """The rows a change reaches, as predicates per table (see the module docstring).
 
     `table_of` gives a reflected table by name; `refs_to` the foreign keys pointing at a
-    table. Raises what they raise (`SchemaError`, `ConnectorError`).
+    table; `refs_all` every key pointing at it, its own included: a table the cascades reach
+    loses, with the rows they reach, every row its own CASCADE keys reach in turn, and its
+    SET NULL / SET DEFAULT keys to itself change rows (`closure`). Raises what they raise
+    (`SchemaError`, `ConnectorError`).
     """
 
-    def __init__(self, table_of: TableOf, refs_to: RefsTo) -> None:
+    def __init__(self, table_of: TableOf, refs_to: RefsTo, refs_all: RefsTo | None = None) -> None:
         self._table_of = table_of
         self._refs_to = refs_to
+        self._refs_all = refs_all
         self.deleted: dict[str, list[Predicate]] = {}
         self.updated: dict[str, list[Predicate]] = {}
 
@@ -101,9 +107,25 @@ class Reach:
             own = [referencing.c[c] for c in ref.columns]
             match = pointing_at(own, table, list(ref.referred_columns), where)
             if ref.on_delete is RefAction.CASCADE:
-                self.delete(referencing, match, path)
+                self._cascade_into(referencing, match, path)
             else:  # SET NULL, SET DEFAULT
                 self.update(referencing, match)
+
+    def _cascade_into(self, table: sa.Table, match: Predicate, path: tuple[str, ...]) -> None:
+        """The rows of `table` matching `match` go through a cascade, and with them the rows
+        of `table` its own keys reach (a reply to a deleted note, a reply to that reply)."""
+        if self._refs_all is None:
+            self.delete(table, match, path)
+            return
+        whole = closure(table, match, self._refs_all)
+        self.delete(table, whole, path)
+        for ref in self._refs_all(table.name):
+            if ref.table == table.name and ref.on_delete in (
+                RefAction.SET_NULL,
+                RefAction.SET_DEFAULT,
+            ):
+                own = [table.c[c] for c in ref.columns]
+                self.update(table, pointing_at(own, table, list(ref.referred_columns), whole))
 
     def counts(self, conn: Connection) -> dict[str, int]:
         """Rows per table, each counted once (tables with none left out)."""
@@ -128,13 +150,51 @@ def _count(conn: Connection, table: sa.Table, where: Predicate) -> int:
     )
 
 
+def closure(table: sa.Table, where: Predicate, refs_all: RefsTo) -> Predicate:
+    """The rows of `table` matching `where` and every row of `table` that its own ON DELETE
+    CASCADE keys reach from them, recursively (a reply, a reply to it, ...; one recursive
+    query, however deep, which stops on rows already reached), as a predicate over `table`
+    by its primary key. `where` itself when the table has no such key, or no primary key to
+    name its rows by."""
+    own = [
+        r
+        for r in refs_all(table.name)
+        if r.table == table.name and r.on_delete is RefAction.CASCADE
+    ]
+    key = list(table.primary_key.columns)
+    if not own or not key:
+        return where
+    names = list(
+        dict.fromkeys([*(c.name for c in key), *(c for r in own for c in r.referred_columns)])
+    )
+    reached = sa.select(*(table.c[n] for n in names)).where(where).cte(recursive=True)
+    step = table.alias()
+    links = [
+        sa.and_(
+            *(step.c[c] == reached.c[p] for c, p in zip(r.columns, r.referred_columns, strict=True))
+        )
+        for r in own
+    ]
+    reached = reached.union(
+        sa.select(*(step.c[n] for n in names)).select_from(step.join(reached, sa.or_(*links)))
+    )
+    ids = sa.select(*(reached.c[c.name] for c in key)).correlate(None)
+    return key[0].in_(ids) if len(key) == 1 else sa.tuple_(*key).in_(ids)
+
+
 def cascaded(
-    conn: Connection, table_of: TableOf, refs_to: RefsTo, table: sa.Table, where: Predicate
+    conn: Connection,
+    table_of: TableOf,
+    refs_to: RefsTo,
+    table: sa.Table,
+    where: Predicate,
+    refs_all: RefsTo | None = None,
 ) -> dict[str, int]:
     """Rows per table that the foreign keys delete or update when the rows of `table`
     matching `where` are deleted (not those rows themselves); run inside the transaction,
-    before the DELETE. Empty, at the cost of no query, when no such foreign key exists."""
-    reach = Reach(table_of, refs_to)
+    before the DELETE. Empty, at the cost of no query, when no such foreign key exists.
+    `refs_all` as for `Reach`."""
+    reach = Reach(table_of, refs_to, refs_all)
     reach.follow(table, where)
     return reach.counts(conn) if reach.deleted or reach.updated else {}
 
@@ -147,12 +207,14 @@ def preview(
     target: Target,
     change: Change,
     expired: Predicate,
+    refs_all: RefsTo | None = None,
 ) -> dict[str, int]:
     """Rows per table that `change` of every row of `target` matching `expired` would change
     now: the subject rows; for delete their dependents (nested); for anonymise the related
-    rows; and what foreign keys cascade from every deleted row. Nothing is changed."""
+    rows; and what foreign keys cascade from every deleted row (`refs_all` as for `Reach`).
+    Nothing is changed."""
     table = table_of(target.table.name)
-    reach = Reach(table_of, refs_to)
+    reach = Reach(table_of, refs_to, refs_all)
     if change is Change.ANONYMISE:
         reach.update(table, expired)
         for rel in target.related:
@@ -202,73 +264,3 @@ def _not_done(table: sa.Table, masks: tuple[ColumnMask, ...], conn: Connection) 
     dialect = conn.dialect.name
     done = [done_clause(m, table.c[m.column], dialect) for m in masks]
     return sa.not_(sa.and_(*done)) if done else sa.false()
-
-
-Way = tuple[tuple[ForeignKeyRef, ...], Predicate]
-
-
-def ways_back(
-    table_of: TableOf, refs_all: RefsTo, table: sa.Table, outside: sa.FromClause, where: Predicate
-) -> list[Way]:
-    """Each way a DELETE of `table`'s rows matching `where` reaches rows of `table` again
-    through ON DELETE keys that act (CASCADE, SET NULL, SET DEFAULT): a key of the table to
-    itself, or a cycle through other tables' cascades (note(child_id) → child(id) CASCADE,
-    child(note_id) → note(id) SET NULL). Each is the keys followed and a predicate over
-    `outside` (an alias of `table`) for the rows reached. `refs_all(name)` lists every key
-    pointing at table `name`, its own included. No query is run."""
-    found: list[Way] = []
-
-    def follow(current: sa.Table, match: Predicate, chain: tuple[ForeignKeyRef, ...]) -> None:
-        if len(chain) >= MAX_DEPTH:
-            return
-        for ref in refs_all(current.name):
-            if ref.on_delete.blocks:
-                continue
-            if ref.table == table.name:
-                own = [outside.c[c] for c in ref.columns]
-                reached = pointing_at(own, current, list(ref.referred_columns), match)
-                found.append(((*chain, ref), reached))
-            elif ref.on_delete is RefAction.CASCADE and ref.table not in {r.table for r in chain}:
-                referencing = table_of(ref.table)
-                own = [referencing.c[c] for c in ref.columns]
-                nxt = pointing_at(own, current, list(ref.referred_columns), match)
-                follow(referencing, nxt, (*chain, ref))
-
-    follow(table, where, ())
-    return found
-
-
-def refuse_reach_back(
-    conn: Connection,
-    ways: list[Way],
-    table: sa.Table,
-    outside: sa.FromClause,
-    key_cols: list[sa.Column[Any]],
-    where: Predicate,
-) -> None:
-    """Refuse (RowsRefused, before the DELETE, inside the batch's transaction) a batch of
-    `table`'s rows matching `where` when one of `ways` (`ways_back`) reaches a row of `table`
-    outside the batch: its ON DELETE would delete or change that row with the batch, though
-    it is not expired, held, or of this tenant, and the trail would not name it. The worker
-    then splits the batch until the rows that reach it are refused alone
-    (worker/isolation.py): they stay, as under RESTRICT, and `batch.blocked` names them; they
-    go in a later run, once nothing outside their batch is reached. The message names the
-    keys and a count, never a value."""
-    keys = sa.select(*key_cols).where(where).correlate(None)
-    theirs = [outside.c[c.name] for c in key_cols]
-    inside = theirs[0].in_(keys) if len(theirs) == 1 else sa.tuple_(*theirs).in_(keys)
-    for chain, reached in ways:
-        query = sa.select(sa.func.count()).select_from(outside).where(reached, sa.not_(inside))
-        found = int(conn.execute(query).scalar_one())
-        if found:
-            verb = "delete" if chain[-1].on_delete is RefAction.CASCADE else "change"
-            keys_text = ", then ".join(
-                f"{r.table}({', '.join(r.columns)}) → {r.referred_table}"
-                f"({', '.join(r.referred_columns)}) ON DELETE {r.on_delete}"
-                for r in chain
-            )
-            raise RowsRefused(
-                f"deleting these rows of {table.name} would also {verb} {found} row(s) of "
-                f"{table.name} outside the batch ({keys_text}): refused, as under RESTRICT; "
-                "they stay until nothing outside their batch is reached"
-            )

@@ -31,6 +31,7 @@ from connectors.base import (
     Connector,
     ConnectorError,
     DateQuality,
+    ForeignKeyRef,
     Key,
     SchemaError,
     Target,
@@ -64,8 +65,8 @@ class SqlReads(Connector):
     """The selection predicates and read-only statements of the SQL connector.
 
     Subclasses supply `engine`, `dialect`, `_table` (a reflected table by name, raising
-    `SchemaError` when it does not exist), `foreign_keys_to` and `_wrap` (turns driver errors
-    into `ConnectorError`s under the connector's `Timeouts`).
+    `SchemaError` when it does not exist), `foreign_keys_to`, `every_foreign_key_to` and
+    `_wrap` (turns driver errors into `ConnectorError`s under the connector's `Timeouts`).
     """
 
     @property
@@ -81,6 +82,10 @@ class SqlReads(Connector):
     @abc.abstractmethod
     def _table(self, name: str) -> sa.Table:
         """The reflected table `name`; `SchemaError` when it does not exist."""
+
+    @abc.abstractmethod
+    def every_foreign_key_to(self, table: str) -> list[ForeignKeyRef]:
+        """Every foreign key pointing at `table`, its own to itself included."""
 
     @abc.abstractmethod
     def _wrap(self, what: str) -> AbstractContextManager[None]:
@@ -255,7 +260,14 @@ class SqlReads(Connector):
         what = f"cannot count what a {change} of {table.name} reaches"
         with self._wrap(what), self.engine.connect() as conn:
             return sqlreach.preview(
-                conn, self._table, self.foreign_keys_to, self._tenant, target, change, expired
+                conn,
+                self._table,
+                self.foreign_keys_to,
+                self._tenant,
+                target,
+                change,
+                expired,
+                self.every_foreign_key_to,
             )
 
     def date_quality(self, table: str, column: str) -> DateQuality:

@@ -11,7 +11,8 @@ they write, deletes against the foreign keys that point at the rows they remove.
   stage's `action`, with the fix) or changes rows the mapping does not name (CASCADE, SET NULL,
   SET DEFAULT: a warning; the run counts those rows). SET NULL (or SET DEFAULT without a
   DEFAULT) on a NOT NULL column of the foreign key refuses the delete too: a problem, like
-  RESTRICT.
+  RESTRICT. A table without a key (`key: []`) takes no acting key at all, its own included:
+  a problem (its batches could not count what the key does).
 
 Each finding comes with its path in the product mapping; `worker.checks` adds the file and
 line.
@@ -22,7 +23,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from connectors.base import Connector, ForeignKeyRef, RefAction, SchemaError, TableSchema
+from connectors.base import (
+    Connector,
+    ForeignKeyRef,
+    RefAction,
+    SchemaError,
+    TableSchema,
+    keyless_reached,
+)
 from connectors.maskfit import check_masks
 from worker.config import Action, Dependent, Masking, ProductMapping, Rule, Stage
 from worker.config.language import RelatedAction
@@ -68,7 +76,15 @@ def check_constraints(connector: Connector, mapping: ProductMapping) -> Findings
                     _masks(connector, schema, stage.with_, path, label, found)
             else:
                 deps = subject.dependents if stage.action is Action.DELETE else ()
-                _deletes(connector, mapping, subject.table, deps, stage, path, label, found)
+                keyless = not subject.key
+                _deletes(
+                    connector, mapping, subject.table, deps, stage, path, label, found, keyless
+                )
+                if keyless:  # batches by locator: what a key reaches goes uncounted
+                    for ref in connector.every_foreign_key_to(subject.table):
+                        if not ref.on_delete.blocks:
+                            message = keyless_reached(subject.table, ref)
+                            found.problems.append(((*path, "action"), message))
         for number, related in enumerate(rule.related):
             if related.action is not RelatedAction.ANONYMISE or related.table == subject.table:
                 continue
@@ -114,6 +130,7 @@ def _deletes(
     path: Path_,
     label: str,
     found: Findings,
+    keyless: bool = False,
 ) -> None:
     mapped = set(_mapped_tables(mapping))
     for parent, children in _tree(table, dependents):
@@ -129,6 +146,8 @@ def _deletes(
                 found.problems.append(((*path, "action"), _blocked(ref, stage, where)))
             elif (refused := _refused_reset(connector, ref)) is not None:
                 found.problems.append(((*path, "action"), _blocked(ref, stage, where, refused)))
+            elif keyless:
+                continue  # a problem (check_constraints): the run could not count them
             else:
                 found.warnings.append(
                     f"deleting {parent} rows {_effect(ref)} ({_fk(ref)}); {where}: the run "
