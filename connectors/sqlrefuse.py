@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from connectors.base import ForeignKeyRef, RefAction, RowsRefused
+from connectors.base import ForeignKeyRef, RefAction, RowsRefused, SchemaError
 from connectors.sqlreach import MAX_DEPTH, Predicate, RefsTo, TableOf, closure, pointing_at
 
 Way = tuple[tuple[ForeignKeyRef, ...], Predicate]
@@ -34,12 +34,23 @@ def ways_back(
     `outside` (an alias of `table`, or of `goal`) for the rows reached. With `goal`, the
     ways reach rows of `goal` instead (a dependent's delete reaching the subject's table).
     `refs_all(name)` lists every key pointing at table `name`, its own included. No query
-    is run."""
+    is run. Raises SchemaError when acting keys go on past MAX_DEPTH tables: what lies
+    beyond is not checked, so such a delete is not done (the rule fails with that
+    message)."""
     found: list[Way] = []
     aim = table.name if goal is None else goal.name
 
     def follow(current: sa.Table, match: Predicate, chain: tuple[ForeignKeyRef, ...]) -> None:
         if len(chain) >= MAX_DEPTH:
+            if any(not r.on_delete.blocks for r in refs_all(current.name)):
+                # Not followed further, so not known to stay out of the table: refuse.
+                raise SchemaError(
+                    f"deleting rows of {table.name}: the ON DELETE keys reach {current.name} "
+                    f"through {MAX_DEPTH} tables ({' -> '.join(r.table for r in chain)}) and "
+                    "go on; the worker does not follow them further, so it cannot tell that a "
+                    "delete stays within its batch: refused (make a key of that chain "
+                    "RESTRICT, or map the tables as dependents)"
+                )
             return
         for ref in refs_all(current.name):
             if ref.on_delete.blocks:
