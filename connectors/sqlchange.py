@@ -61,9 +61,20 @@ class Batch:
     # Every foreign key pointing at a table, its own included (sqlrefuse.ways_back).
     refs_all: Callable[[str], list[ForeignKeyRef]] = lambda _name: []
 
-    def cascades(self, conn: Connection, table: sa.Table, where: ColumnElement[bool]) -> Counts:
-        """Rows per table the foreign keys delete or update with a DELETE of `where`."""
-        return cascaded(conn, self.table_of, self.refs_to, table, where, self.refs_all)
+    def cascades(
+        self,
+        conn: Connection,
+        table: sa.Table,
+        where: ColumnElement[bool],
+        target: Target | None = None,
+    ) -> Counts:
+        """Rows per table the foreign keys delete or update with a DELETE of `where`; with
+        `target`, refused (RowsRefused) when they reach another tenant's row."""
+
+        def others(reached: sa.Table) -> ColumnElement[bool] | None:
+            return self.tenant_of(reached, target) if target is not None else None
+
+        return cascaded(conn, self.table_of, self.refs_to, table, where, self.refs_all, others)
 
 
 def key_in(columns: Sequence[sa.Column[Any]], keys: Any, dialect: str = "") -> ColumnElement[bool]:
@@ -195,7 +206,7 @@ def _delete(
     back = ways_back(batch.table_of, batch.refs_all, table, outside, where)
     if back:  # never a row of this table outside the batch (sqlrefuse.refuse_reach_back)
         refuse_reach_back(conn, back, table, outside, key_cols, where)
-    _add(counts, batch.cascades(conn, table, where))
+    _add(counts, batch.cascades(conn, table, where, target))
     statement = sa.delete(table).where(where)
     if back or kept.reached:  # a row a cascade took first is not RETURNed: ask what is left
         conn.execute(statement)
@@ -243,7 +254,7 @@ def _delete_dependent(
         for child in dep.dependents:
             _delete_dependent(conn, child, sub, target, batch, counts, kept)
     going = refuse_reaching(conn, batch.table_of, batch.refs_all, table, where, kept)
-    _add(counts, batch.cascades(conn, table, where))
+    _add(counts, batch.cascades(conn, table, where, target))
     result = conn.execute(sa.delete(table).where(where))
     gone = result.rowcount if going is None else going
     counts[dep.table] = counts.get(dep.table, 0) + gone
@@ -303,7 +314,7 @@ def _related(
             if rel.change is Change.DELETE:  # never a subject row, nor other related rows
                 kept = Kept(table, key_cols, sa.false())
                 going = refuse_reaching(conn, batch.table_of, batch.refs_all, related, where, kept)
-                _add(counts, batch.cascades(conn, related, where))
+                _add(counts, batch.cascades(conn, related, where, target))
                 done = conn.execute(sa.delete(related).where(where)).rowcount
                 done = done if going is None else going
             else:

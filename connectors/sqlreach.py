@@ -46,6 +46,7 @@ from connectors.base import (
     Dependent,
     ForeignKeyRef,
     RefAction,
+    RowsRefused,
     Target,
 )
 
@@ -189,14 +190,45 @@ def cascaded(
     table: sa.Table,
     where: Predicate,
     refs_all: RefsTo | None = None,
+    others: Callable[[sa.Table], Predicate | None] | None = None,
 ) -> dict[str, int]:
     """Rows per table that the foreign keys delete or update when the rows of `table`
     matching `where` are deleted (not those rows themselves); run inside the transaction,
     before the DELETE. Empty, at the cost of no query, when no such foreign key exists.
-    `refs_all` as for `Reach`."""
+    `refs_all` as for `Reach`. With `others` (a table's tenant filter), raises RowsRefused
+    when a reached row of a table with the tenant column is another tenant's."""
     reach = Reach(table_of, refs_to, refs_all)
     reach.follow(table, where)
+    if others is not None:
+        _refuse_other_tenants(conn, reach, table_of, table, others)
     return reach.counts(conn) if reach.deleted or reach.updated else {}
+
+
+def _refuse_other_tenants(
+    conn: Connection,
+    reach: Reach,
+    table_of: TableOf,
+    table: sa.Table,
+    tenant_of: Callable[[sa.Table], Predicate | None],
+) -> None:
+    """Refuse (RowsRefused) a DELETE whose ON DELETE keys would delete or change a row of
+    another tenant in a table they reach that has the tenant column (`tenant_of` gives the
+    tenant's filter of a table, None when it has none): another customer's rows are never
+    changed by this customer's run, whatever the data's references say. A row whose tenant
+    is NULL belongs to no tenant and is not counted here. Names a table and a count."""
+    for name in dict.fromkeys([*reach.deleted, *reach.updated]):
+        reached = table_of(name)
+        tenant = tenant_of(reached)
+        if tenant is None:
+            continue
+        rows = sa.or_(*reach.deleted.get(name, []), *reach.updated.get(name, []))
+        found = _count(conn, reached, sa.and_(rows, sa.not_(tenant)))
+        if found:
+            raise RowsRefused(
+                f"deleting these rows of {table.name} would also delete or change {found} "
+                f"row(s) of {name} of another tenant through the database's ON DELETE keys: "
+                "refused, as under RESTRICT; another customer's rows are never changed"
+            )
 
 
 def preview(

@@ -181,3 +181,37 @@ def test_a_dependents_reply_chain_never_reaches_a_note_outside_the_batch(
     assert (children, notes) == ({1, 2}, {10, 20})
     assert report.outcome is Outcome.PARTIAL
     assert [e.rows for e in recorder.of(BatchApplied)] == [{"child": 1, "child_note": 2}]
+
+
+def test_a_cascade_never_reaches_another_tenants_row(
+    tmp_path: Path, any_db_url: str, state: StateStore
+) -> None:
+    """note(child_id) → child(id) ON DELETE CASCADE, note not in the mapping: expired child 1
+    of tenant 1 has a note of its own and one of tenant 2 (the data's reference crosses
+    tenants). Deleting child 1 would delete tenant 2's note: child 1 stays (blocked); expired
+    child 3 and its own note go, and the trail counts them."""
+    execute(
+        any_db_url,
+        "CREATE TABLE child (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, "
+        "name VARCHAR(40), health VARCHAR(40), left_on DATE)",
+        "CREATE TABLE note (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, "
+        "child_id INTEGER NOT NULL REFERENCES child (id) ON DELETE CASCADE)",
+        (
+            "INSERT INTO child VALUES (:i, 1, 'Kind', 'pinda', :d)",
+            [{"i": 1, "d": OLD}, {"i": 3, "d": OLD}],
+        ),
+        "INSERT INTO note VALUES (10, 1, 1), (11, 2, 1), (30, 1, 3)",
+    )
+    cfg = config(tmp_path, product=kidsapp.mapping())
+    [report], recorder = run(cfg, any_db_url, state, customer="kdv-a")
+
+    engine = sa.create_engine(any_db_url)
+    try:
+        with engine.connect() as conn:
+            children = {r[0] for r in conn.execute(sa.text("SELECT id FROM child"))}
+            notes = {r[0] for r in conn.execute(sa.text("SELECT id FROM note"))}
+    finally:
+        engine.dispose()
+    assert (children, notes) == ({1}, {10, 11})
+    assert report.outcome is Outcome.PARTIAL
+    assert [e.rows for e in recorder.of(BatchApplied)] == [{"child": 1, "note": 1}]
