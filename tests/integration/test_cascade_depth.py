@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from tests import kidsapp
 from tests.gate_support import OLD, config, run
+from tests.rawsql import count, execute
 from worker.events import BatchApplied, Outcome
 from worker.state import StateStore
 
@@ -22,23 +21,16 @@ LENGTH = 20  # child i + 1 points at child i: deleting child 1 cascades 19 deep
 def test_a_cascade_deeper_than_innodb_follows_splits_the_batch(
     tmp_path: Path, mariadb_url: str, state: StateStore
 ) -> None:
-    engine = sa.create_engine(mariadb_url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(
-                sa.text(
-                    "CREATE TABLE child (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, "
-                    "name VARCHAR(40), health VARCHAR(40), left_on DATE, sibling_id INTEGER, "
-                    "FOREIGN KEY (sibling_id) REFERENCES child (id) ON DELETE CASCADE)"
-                )
-            )
-            for i in range(1, LENGTH + 1):
-                conn.execute(
-                    sa.text("INSERT INTO child VALUES (:i, 1, 'Kind', 'pinda', :d, :s)"),
-                    {"i": i, "d": OLD, "s": i - 1 if i > 1 else None},
-                )
-    finally:
-        engine.dispose()
+    execute(
+        mariadb_url,
+        "CREATE TABLE child (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, "
+        "name VARCHAR(40), health VARCHAR(40), left_on DATE, sibling_id INTEGER, "
+        "FOREIGN KEY (sibling_id) REFERENCES child (id) ON DELETE CASCADE)",
+        (
+            "INSERT INTO child VALUES (:i, 1, 'Kind', 'pinda', :d, :s)",
+            [{"i": i, "d": OLD, "s": i - 1 if i > 1 else None} for i in range(1, LENGTH + 1)],
+        ),
+    )
     cfg = config(tmp_path, product=kidsapp.mapping())
     [first], recorder = run(cfg, mariadb_url, state, customer="kdv-a")
     [second], again = run(cfg, mariadb_url, state, customer="kdv-a")
@@ -48,9 +40,4 @@ def test_a_cascade_deeper_than_innodb_follows_splits_the_batch(
     assert second.outcome is Outcome.SUCCEEDED
     applied = [*recorder.of(BatchApplied), *again.of(BatchApplied)]
     assert sum(e.rows["child"] for e in applied) == first.changed + second.changed == LENGTH
-    engine = sa.create_engine(mariadb_url)
-    try:
-        with engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT COUNT(*) FROM child")).scalar_one() == 0
-    finally:
-        engine.dispose()
+    assert count(mariadb_url, "child") == 0

@@ -14,11 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from tests import kidsapp
 from tests.gate_support import OLD, RECENT, config, run
 from tests.integration.own_config import validate
+from tests.rawsql import count, execute
 from worker.events import BatchApplied, Outcome
 from worker.state import StateStore
 
@@ -45,22 +45,7 @@ def create(url: str, where: str) -> None:
             "REFERENCES child (id) ON DELETE CASCADE)",
             "INSERT INTO note VALUES (10, 1)",
         ]
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            for statement in statements:
-                conn.execute(sa.text(statement))
-    finally:
-        engine.dispose()
-
-
-def count(url: str, table: str) -> int:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(sa.text(f"SELECT COUNT(*) FROM {table}")).scalar_one())
-    finally:
-        engine.dispose()
+    execute(url, *statements)
 
 
 @pytest.mark.parametrize("where", ["self", "other"])

@@ -15,10 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from tests import kidsapp
 from tests.gate_support import OLD, RECENT, config, run
+from tests.rawsql import execute, ids
 from worker.events import BatchApplied, BatchBlocked, Outcome
 from worker.state import StateStore
 
@@ -39,40 +39,22 @@ def create(url: str, action: str, back: bool = False) -> None:
         statements.append(
             "ALTER TABLE child ADD FOREIGN KEY (note_id) REFERENCES note (id) ON DELETE CASCADE"
         )
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            for statement in statements:
-                conn.execute(sa.text(statement))
-            for child, left_on in ((1, OLD), (2, RECENT), (3, RECENT)):
-                conn.execute(
-                    sa.text(
-                        "INSERT INTO child (id, tenant_id, name, health, left_on) "
-                        "VALUES (:i, 1, 'Kind', 'pinda', :d)"
-                    ),
-                    {"i": child, "d": left_on},
-                )
-            conn.execute(sa.text("INSERT INTO note VALUES (10, 1, NULL)"))
-            for note in range(11, 10 + DEPTH):
-                conn.execute(
-                    sa.text("INSERT INTO note VALUES (:n, 2, :r)"), {"n": note, "r": note - 1}
-                )
-            conn.execute(sa.text("INSERT INTO note VALUES (30, 3, NULL)"))
-            if back:  # recent child 3 points at the last reply
-                conn.execute(
-                    sa.text("UPDATE child SET note_id = :n WHERE id = 3"), {"n": 9 + DEPTH}
-                )
-    finally:
-        engine.dispose()
-
-
-def left(url: str, table: str) -> set[int]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return {int(r[0]) for r in conn.execute(sa.text(f"SELECT id FROM {table}"))}
-    finally:
-        engine.dispose()
+    execute(
+        url,
+        *statements,
+        (
+            "INSERT INTO child (id, tenant_id, name, health, left_on) "
+            "VALUES (:i, 1, 'Kind', 'pinda', :d)",
+            [{"i": 1, "d": OLD}, {"i": 2, "d": RECENT}, {"i": 3, "d": RECENT}],
+        ),
+        "INSERT INTO note VALUES (10, 1, NULL)",
+        (
+            "INSERT INTO note VALUES (:n, 2, :r)",
+            [{"n": note, "r": note - 1} for note in range(11, 10 + DEPTH)],
+        ),
+        "INSERT INTO note VALUES (30, 3, NULL)",
+        *([f"UPDATE child SET note_id = {9 + DEPTH} WHERE id = 3"] if back else []),
+    )
 
 
 @pytest.mark.parametrize("action", ["CASCADE", "SET NULL"])
@@ -88,7 +70,7 @@ def test_the_trail_and_the_plan_count_what_a_cascaded_tables_own_keys_do(
     [report], recorder = run(cfg, any_db_url, state, customer="kdv-a")
 
     notes = DEPTH if action == "CASCADE" else 2
-    assert left(any_db_url, "note") == {30} | (set() if notes == DEPTH else set(range(11, 15)))
+    assert ids(any_db_url, "note") == {30} | (set() if notes == DEPTH else set(range(11, 15)))
     assert planned.would_change == {"child": 1, "note": notes}
     assert [e.rows for e in recorder.of(BatchApplied)] == [{"child": 1, "note": notes}]
     assert report.outcome is Outcome.SUCCEEDED
@@ -103,8 +85,8 @@ def test_a_reply_chain_back_to_a_recent_child_blocks_the_expired_one(
     cfg = config(tmp_path, product=kidsapp.mapping())
     [report], recorder = run(cfg, any_db_url, state, customer="kdv-a")
 
-    assert left(any_db_url, "child") == {1, 2, 3}
-    assert len(left(any_db_url, "note")) == DEPTH + 1
+    assert ids(any_db_url, "child") == {1, 2, 3}
+    assert len(ids(any_db_url, "note")) == DEPTH + 1
     assert report.outcome is Outcome.PARTIAL
     assert sum(e.total for e in recorder.of(BatchBlocked)) == 1
     assert recorder.of(BatchApplied) == []

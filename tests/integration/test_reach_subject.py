@@ -15,10 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from tests import kidsapp
 from tests.gate_support import OLD, RECENT, config, run
+from tests.rawsql import execute, ids
 from worker.events import BatchApplied, BatchBlocked, BatchIntent, Outcome
 from worker.state import StateStore
 
@@ -47,33 +46,15 @@ def create(url: str, reply_to: bool = False) -> None:
     execute(url, *statements)
 
 
-def execute(url: str, *statements: str, **params: Any) -> None:
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            for statement in statements:
-                conn.execute(sa.text(statement), params)
-    finally:
-        engine.dispose()
-
-
 def add_child(url: str, child: int, left_on: Any) -> None:
     execute(
         url,
-        "INSERT INTO child (id, tenant_id, name, health, left_on) "
-        "VALUES (:i, 1, 'Kind', 'pinda', :d)",
-        i=child,
-        d=left_on,
+        (
+            "INSERT INTO child (id, tenant_id, name, health, left_on) "
+            "VALUES (:i, 1, 'Kind', 'pinda', :d)",
+            [{"i": child, "d": left_on}],
+        ),
     )
-
-
-def ids(url: str, table: str) -> set[int]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return {int(r[0]) for r in conn.execute(sa.text(f"SELECT id FROM {table}"))}
-    finally:
-        engine.dispose()
 
 
 def test_a_dependents_cascade_never_takes_a_recent_subject_row(

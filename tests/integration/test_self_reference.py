@@ -13,13 +13,13 @@ On SQLite, PostgreSQL and MariaDB.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from tests import kidsapp
 from tests.gate_support import OLD, RECENT, config, run
+from tests.rawsql import execute, ids
 from worker.events import BatchApplied, BatchBlocked, Outcome
 from worker.state import StateStore
 
@@ -33,23 +33,6 @@ ROWS = {
     7: (1, OLD, None),
     8: (2, OLD, 7),
 }
-
-
-Step = tuple[str, list[dict[str, Any]]]
-
-
-def execute(url: str, *steps: str | Step) -> None:
-    """Run each statement (or each statement with each of its parameter sets) in one
-    transaction on the database of `url`."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            for step in steps:
-                text, params = (step, [{}]) if isinstance(step, str) else step
-                for values in params:
-                    conn.execute(sa.text(text), values)
-    finally:
-        engine.dispose()
 
 
 def create(url: str, action: str) -> None:
@@ -171,14 +154,7 @@ def test_a_dependents_reply_chain_never_reaches_a_note_outside_the_batch(
     cfg = config(tmp_path, product=kidsapp.with_notes())
     [report], recorder = run(cfg, any_db_url, state, customer="kdv-a")
 
-    engine = sa.create_engine(any_db_url)
-    try:
-        with engine.connect() as conn:
-            children = {r[0] for r in conn.execute(sa.text("SELECT id FROM child"))}
-            notes = {r[0] for r in conn.execute(sa.text("SELECT id FROM child_note"))}
-    finally:
-        engine.dispose()
-    assert (children, notes) == ({1, 2}, {10, 20})
+    assert (ids(any_db_url, "child"), ids(any_db_url, "child_note")) == ({1, 2}, {10, 20})
     assert report.outcome is Outcome.PARTIAL
     assert [e.rows for e in recorder.of(BatchApplied)] == [{"child": 1, "child_note": 2}]
 
@@ -205,13 +181,6 @@ def test_a_cascade_never_reaches_another_tenants_row(
     cfg = config(tmp_path, product=kidsapp.mapping())
     [report], recorder = run(cfg, any_db_url, state, customer="kdv-a")
 
-    engine = sa.create_engine(any_db_url)
-    try:
-        with engine.connect() as conn:
-            children = {r[0] for r in conn.execute(sa.text("SELECT id FROM child"))}
-            notes = {r[0] for r in conn.execute(sa.text("SELECT id FROM note"))}
-    finally:
-        engine.dispose()
-    assert (children, notes) == ({1}, {10, 11})
+    assert (ids(any_db_url, "child"), ids(any_db_url, "note")) == ({1}, {10, 11})
     assert report.outcome is Outcome.PARTIAL
     assert [e.rows for e in recorder.of(BatchApplied)] == [{"child": 1, "note": 1}]
