@@ -12,6 +12,13 @@ mapped tables from the database's catalog (one query, `connectors.sqlstamp`), an
 again when it differs from the one taken with the cached reflection. The fingerprint is
 read before reflecting, so a change that lands in between makes the next run reflect again.
 
+The same query fingerprints every foreign key of the database (`sqlstamp.Stamp.keys`: any
+table's, mapped or not, its ON DELETE action included), and the foreign keys the ON DELETE
+checks read (`connectors.sqlschema.all_foreign_keys`) are cached with it (`foreign_keys`):
+read again only when that fingerprint is not the one they were read under. After reading
+them the fingerprint is read once more, and they are kept only when it is still the one the
+run holds, so keys that changed while they were read are never kept under the old one.
+
 Entries end when no configured pair uses them any more (`retain`, after a configuration
 reload), when a pair's URL changes (`assign`), when more than `limit` databases are open
 (the least recently used is disposed: one database per customer must not keep thousands of
@@ -32,8 +39,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from connectors import sqlstamp
-from connectors.base import Timeouts
+from connectors.base import ForeignKeyRef, Timeouts
 from connectors.session import reading
+
+ForeignKeys = Mapping[str, list[ForeignKeyRef]]
+"""Every foreign key of a database by referred table (`connectors.sqlschema.all_foreign_keys`);
+never changed once read (readers copy)."""
 
 DEFAULT_LIMIT = 64
 """Databases whose engines one process keeps open at most (least recently used go first)."""
@@ -67,10 +78,21 @@ class Reflected:
     metadata: sa.MetaData
 
 
+@dataclass(frozen=True)
+class Surveyed:
+    """What one `Engines.survey` found: the reflection of the tables asked for, and the
+    fingerprint of the database's foreign keys read in the same query (None for a dialect
+    `connectors.sqlstamp` does not know: nothing is then cached)."""
+
+    reflected: Reflected
+    keys: str | None
+
+
 @dataclass
 class _Entry:
     engine: Engine
     schemas: dict[frozenset[str], Reflected] = field(default_factory=dict)
+    keys: tuple[str, ForeignKeys] | None = None  # (fingerprint read under, the keys)
 
 
 class Engines:
@@ -111,28 +133,56 @@ class Engines:
         return engine
 
     def reflect(self, key: str, engine: Engine, names: Iterable[str]) -> Reflected:
+        """The tables `names` of `engine`'s database, reflected (`survey`'s reflection)."""
+        return self.survey(key, engine, names).reflected
+
+    def survey(self, key: str, engine: Engine, names: Iterable[str]) -> Surveyed:
         """The tables `names` of `engine`'s database, reflected: the cached reflection when the
         catalog's fingerprint of those tables is unchanged, else a new one (kept for the next
-        caller). One catalog query when nothing changed. Raises SQLAlchemy errors (the
-        caller wraps them)."""
+        caller); and the fingerprint of the database's foreign keys, for `foreign_keys`. One
+        catalog query when nothing changed. Raises SQLAlchemy errors (the caller wraps
+        them)."""
         wanted = frozenset(names)
         with reading(engine) as conn:  # one statement: autocommit on PostgreSQL
             stamp = sqlstamp.stamp(conn, sorted(wanted))
+        keys = stamp.keys if stamp is not None else None
         with self._lock:
             entry = self._entries.get(key)
             known = entry.schemas.get(wanted) if entry is not None else None
-        if known is not None and stamp is not None and known.stamp == stamp:
-            return known
+        if known is not None and stamp is not None and known.stamp == stamp.tables:
+            return Surveyed(known, keys)
         existing = frozenset(set(sa.inspect(engine).get_table_names()) & wanted)
         metadata = sa.MetaData()
         if existing:  # one bulk reflection instead of several queries per table
             metadata.reflect(bind=engine, only=sorted(existing))
-        fresh = Reflected(stamp or "", existing, metadata)
+        fresh = Reflected(stamp.tables if stamp is not None else "", existing, metadata)
         with self._lock:
             entry = self._entries.get(key)
             if stamp is not None and entry is not None and entry.engine is engine:
                 entry.schemas[wanted] = fresh
-        return fresh
+        return Surveyed(fresh, keys)
+
+    def foreign_keys(
+        self, key: str, engine: Engine, keys: str, read: Callable[[], ForeignKeys]
+    ) -> ForeignKeys:
+        """Every foreign key of `engine`'s database: the cached ones when they were read under
+        the fingerprint `keys` (from this run's `survey`), else `read()`; those are kept for
+        the next caller only when the fingerprint read again after them is still `keys`.
+        Raises what `read` and the fingerprint's query raise (SQLAlchemy errors)."""
+        with self._lock:
+            entry = self._entries.get(key)
+            cached = entry.keys if entry is not None else None
+        if cached is not None and cached[0] == keys:
+            return cached[1]
+        found = read()
+        with reading(engine) as conn:
+            after = sqlstamp.stamp(conn, [])
+        if after is not None and after.keys == keys:
+            with self._lock:
+                entry = self._entries.get(key)
+                if entry is not None and entry.engine is engine:
+                    entry.keys = (keys, found)
+        return found
 
     def assign(self, owner: Hashable, key: str) -> None:
         """Record that `owner` (a customer × product) now uses `key`; the engine it used before,

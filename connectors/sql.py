@@ -40,7 +40,7 @@ from connectors.base import (
     Timeouts,
     keyless_reached,
 )
-from connectors.engines import Engines, engine_key
+from connectors.engines import Engines, ForeignKeys, engine_key
 from connectors.errors import describe, refused_by_constraint, wrap_errors
 from connectors.identity import server_identity
 from connectors.masking import safe_url
@@ -93,7 +93,9 @@ class SqlConnector(SqlReads):
         # Tables of the process's reflections (connectors.engines) that verify read, by name:
         # every table set verified since `open`, the latest reflection of a name winning.
         self._shared: dict[str, sa.Table] = {}
-        self._foreign_keys: dict[str, list[ForeignKeyRef]] | None = None  # read once per open
+        self._foreign_keys: ForeignKeys | None = None  # read once per open, or cached
+        # The fingerprint of the database's foreign keys the latest `verify` read (engines).
+        self._keys_stamp: str | None = None
 
     def __repr__(self) -> str:
         return f"SqlConnector({self.safe_url!r})"
@@ -141,6 +143,7 @@ class SqlConnector(SqlReads):
         self._metadata = self._own = sa.MetaData()
         self._shared = {}
         self._foreign_keys = None
+        self._keys_stamp = None
 
     @property
     def engine(self) -> Engine:
@@ -203,7 +206,10 @@ class SqlConnector(SqlReads):
         of the database's without `engines`, those of `names` with). With `engines`, the
         process's reflection is used when the catalog says the tables are unchanged."""
         if self._engines is not None:
-            reflected = self._engines.reflect(self.engine_key, self.engine, names)
+            surveyed = self._engines.survey(self.engine_key, self.engine, names)
+            reflected = surveyed.reflected
+            if surveyed.keys != self._keys_stamp:  # keys read before it are not trusted
+                self._keys_stamp, self._foreign_keys = surveyed.keys, None
             # Merged, not replaced: a pair verifies its tables set by set, and every set it
             # verified must stay served from the cache (else each rule reflected its table
             # again). A name verified as gone is forgotten.
@@ -220,10 +226,17 @@ class SqlConnector(SqlReads):
 
     def foreign_keys_to(self, table: str) -> list[ForeignKeyRef]:
         """See `Connector.foreign_keys_to`; the whole database's foreign keys are read once
-        per `open` (connectors.sqlschema)."""
+        per `open` (connectors.sqlschema), or with `engines` taken from the process's cache
+        when `verify` found their fingerprint unchanged (connectors.engines)."""
         if self._foreign_keys is None:
             with self._wrap("cannot read the foreign keys of the database"):
-                self._foreign_keys = all_foreign_keys(self.engine)
+                engine = self.engine
+                if self._engines is None or self._keys_stamp is None:
+                    self._foreign_keys = all_foreign_keys(engine)
+                else:
+                    self._foreign_keys = self._engines.foreign_keys(
+                        self.engine_key, engine, self._keys_stamp, lambda: all_foreign_keys(engine)
+                    )
         return foreign_keys_to(self._foreign_keys, table)
 
     def every_foreign_key_to(self, table: str) -> list[ForeignKeyRef]:

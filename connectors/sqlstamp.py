@@ -15,26 +15,50 @@ reflection reads and `verify` checks:
   foreign key column.
 
 Tables that do not exist add nothing, so a table created or dropped changes the fingerprint
-too. The digest is SHA-256 over the sorted rows: no row order, no server-side hashing.
+too.
+
+The same query also reads a second fingerprint, `Stamp.keys`, of **every foreign key** of
+the database, mapped table or not (the ON DELETE checks follow chains of keys through
+unmapped tables, `connectors.sqlreach`), so that the whole database's foreign keys can be
+cached with the reflection and read again only when it changes (`connectors.engines`):
+
+- SQLite: the `CREATE` text of every table (a table's foreign keys, their actions
+  included, are in it; SQLite rewrites the text of the tables that refer to a renamed one);
+- PostgreSQL: of every foreign-key constraint outside the system and temporary schemas, its
+  table (`regclass`, schema-qualified when not on the search path), name and
+  `pg_get_constraintdef` (columns, referred table and columns, ON DELETE and ON UPDATE,
+  MATCH, DEFERRABLE, NOT VALID), names resolved when read, so a renamed column or table
+  changes it;
+- MariaDB/MySQL: every column of every foreign key of the current database
+  (`KEY_COLUMN_USAGE`: table, name, column, position, referred schema, table and column) and
+  each key's rules (`REFERENTIAL_CONSTRAINTS`: UPDATE_RULE, DELETE_RULE, MATCH_OPTION).
+
+A key added, dropped or changed anywhere, its ON DELETE action included, changes it. Each
+digest is SHA-256 over its sorted rows: no row order, no server-side hashing.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 _NAMES: sa.BindParameter[list[str]] = sa.bindparam("names", expanding=True)
 
+_KEYS = "k"
+"""The first column of the rows that make the foreign-key fingerprint (`Stamp.keys`)."""
+
 SQLITE = sa.text(
-    "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE tbl_name IN :names"
+    "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE tbl_name IN :names "
+    f"UNION ALL SELECT '{_KEYS}', name, tbl_name, sql FROM sqlite_master WHERE type = 'table'"
 ).bindparams(_NAMES)
 
 POSTGRESQL = sa.text(
     """
-SELECT c.relname, c.relkind::text,
+SELECT 't', c.relname::text, c.relkind::text,
   (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
            || ' ' || a.attnotnull::text || ' ' || a.attcollation::text
            || ' ' || a.attidentity::text || ' ' || a.attgenerated::text
@@ -48,6 +72,11 @@ SELECT c.relname, c.relkind::text,
      FROM pg_constraint o WHERE o.conrelid = c.oid)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relname IN :names AND pg_table_is_visible(c.oid) AND n.nspname <> 'pg_catalog'
+UNION ALL
+SELECT 'k', o.conrelid::regclass::text, o.conname::text, pg_get_constraintdef(o.oid), NULL, NULL
+FROM pg_constraint o JOIN pg_namespace s ON s.oid = o.connamespace
+WHERE o.contype = 'f' AND s.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND s.nspname NOT LIKE 'pg\\_toast%' AND s.nspname NOT LIKE 'pg\\_temp\\_%'
 """
 ).bindparams(_NAMES)
 
@@ -69,19 +98,48 @@ UNION ALL
 SELECT 'f', TABLE_NAME, CONSTRAINT_NAME, COLUMN_NAME, COALESCE(REFERENCED_TABLE_NAME, ''),
        COALESCE(REFERENCED_COLUMN_NAME, ''), CAST(ORDINAL_POSITION AS CHAR)
   FROM information_schema.KEY_COLUMN_USAGE WHERE {_HERE}
+UNION ALL
+SELECT 'k', TABLE_NAME, CONSTRAINT_NAME,
+       CONCAT(ORDINAL_POSITION, ' ', COLUMN_NAME, ' ', COALESCE(REFERENCED_TABLE_SCHEMA, '')),
+       REFERENCED_TABLE_NAME, REFERENCED_COLUMN_NAME, 'column'
+  FROM information_schema.KEY_COLUMN_USAGE
+ WHERE TABLE_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME IS NOT NULL
+UNION ALL
+SELECT 'k', TABLE_NAME, CONSTRAINT_NAME, UPDATE_RULE, DELETE_RULE, MATCH_OPTION,
+       CONCAT('rules ', REFERENCED_TABLE_NAME)
+  FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE()
 """
 ).bindparams(_NAMES)
 
 QUERIES = {"sqlite": SQLITE, "postgresql": POSTGRESQL, "mysql": MYSQL, "mariadb": MYSQL}
 
 
-def stamp(conn: sa.Connection, names: Sequence[str]) -> str | None:
-    """The fingerprint (64 hex digits) of the definitions of tables `names` on `conn`'s
-    database, as the module docstring lists; None for a dialect it does not know (the
-    caller then reflects every time). Raises SQLAlchemy errors from the query."""
+@dataclass(frozen=True)
+class Stamp:
+    """Two fingerprints (64 hex digits each) read in one query: `tables`, of the definitions
+    of the tables asked for; `keys`, of every foreign key of the database (see the module
+    docstring)."""
+
+    tables: str
+    keys: str
+
+
+def stamp(conn: sa.Connection, names: Sequence[str]) -> Stamp | None:
+    """The fingerprints of the definitions of tables `names` and of every foreign key of
+    `conn`'s database, as the module docstring lists, in one query; None for a dialect it
+    does not know (the caller then reflects, and reads the foreign keys, every time).
+    Raises SQLAlchemy errors from the query."""
     query = QUERIES.get(conn.dialect.name)
     if query is None:
         return None
-    found: Iterable[Sequence[Any]] = conn.execute(query, {"names": list(names)}) if names else []
-    rows = sorted(tuple("" if v is None else str(v) for v in row) for row in found)
-    return hashlib.sha256(repr(rows).encode()).hexdigest()
+    found: Iterable[Sequence[Any]] = conn.execute(query, {"names": list(names) or [""]})
+    tables: list[tuple[str, ...]] = []
+    keys: list[tuple[str, ...]] = []
+    for row in found:
+        values = tuple("" if v is None else str(v) for v in row)
+        (keys if values[0] == _KEYS else tables).append(values)
+    return Stamp(_digest(tables), _digest(keys))
+
+
+def _digest(rows: list[tuple[str, ...]]) -> str:
+    return hashlib.sha256(repr(sorted(rows)).encode()).hexdigest()
