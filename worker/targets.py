@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -106,9 +107,29 @@ def related_rows(related: Related) -> RelatedRows:
     )
 
 
+# Per mapping object: subject id → (the subject, its Table). Configuration models are frozen,
+# so the same objects always give the same Table; an entry goes with its mapping.
+_TABLES: dict[int, tuple[weakref.ref[ProductMapping], dict[int, tuple[Subject, Table]]]] = {}
+
+
 def table_for(subject: Subject, mapping: ProductMapping) -> Table:
     """What the mapping expects of a subject's table (for `Connector.verify`): its columns,
-    its time bases (related tables too), the columns its conditions test, related tables."""
+    its time bases (related tables too), the columns its conditions test, related tables.
+
+    Built once per mapping and subject object and kept while the mapping lives (a run asks
+    for it for every rule and customer: 17 times per FlexKids pair)."""
+    key = id(mapping)
+    held = _TABLES.get(key)
+    if held is None or held[0]() is not mapping:
+        gone = weakref.ref(mapping, lambda _: _TABLES.pop(key, None))
+        held = _TABLES[key] = (gone, {})
+    found = held[1].get(id(subject))
+    if found is None or found[0] is not subject:  # the subject is kept: its id stays its own
+        found = held[1][id(subject)] = (subject, _table_for(subject, mapping))
+    return found[1]
+
+
+def _table_for(subject: Subject, mapping: ProductMapping) -> Table:
     rules = [r for r in mapping.rules if mapping.subjects.get(r.subject) is subject]
     bases = tuple(
         b

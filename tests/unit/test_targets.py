@@ -1,11 +1,14 @@
-"""worker/targets.py: the offline check of dependents' references against a tenant key."""
+"""worker/targets.py: the offline check of dependents' references against a tenant key, and
+the Tables built once per mapping."""
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
+from worker import targets
 from worker.config import ProductMapping
-from worker.targets import tenant_reference_problems
+from worker.targets import table_for, tables_for, tenant_reference_problems
 
 
 def mapping(key: list[str], references: dict[str, str], tenancy: dict[str, Any]) -> ProductMapping:
@@ -46,3 +49,22 @@ def test_a_key_without_the_tenant_column_or_a_database_per_customer_needs_no_mor
     assert tenant_reference_problems(mapping(["id"], {"child_id": "id"}, {"column": "org"})) == []
     per_customer = mapping(["org", "id"], {"child_id": "id"}, {"per_customer": True})
     assert tenant_reference_problems(per_customer) == []
+
+
+def test_a_subjects_table_is_built_once_per_mapping_and_anew_for_another() -> None:
+    """table_for is asked for every rule of every customer: the same mapping and subject give
+    the very same Table; a mapping loaded anew (a reload) that maps the table differently
+    gives its own, and a mapping that is gone leaves no entry behind."""
+    first = mapping(["id"], {"child_id": "id"}, {"column": "org"})
+    subject = first.subjects["child"]
+    table = table_for(subject, first)
+    assert table_for(subject, first) is table
+    assert [d.table for d in table.dependents] == ["child_note", "child_photo"]
+    second = mapping(["org", "id"], {"child_id": "id", "org": "org"}, {"column": "org"})
+    other = table_for(second.subjects["child"], second)
+    assert other is not table and other.key == ("org", "id") and table.key == ("id",)
+    assert tables_for(second) == [other]
+    entries = len(targets._TABLES)
+    del first, subject, second, other
+    gc.collect()
+    assert len(targets._TABLES) == entries - 2
