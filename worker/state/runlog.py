@@ -11,6 +11,7 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import Connection, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from worker.errors import StateError
 from worker.state.models import runs
@@ -102,7 +103,12 @@ def start_run_in(
     dry_run: bool,
     owner: str | None = None,
 ) -> None:
-    """Insert the run's row in `conn`'s transaction, unless it is there (a repeated call)."""
+    """Insert the run's row in `conn`'s transaction, unless it is there (a repeated call).
+
+    One statement, INSERT … ON CONFLICT (run_id) DO NOTHING (both state backends have it:
+    PostgreSQL docs, "INSERT"; SQLite docs, "UPSERT"): a first attempt needs no lookup, and a
+    retry whose earlier attempt committed (its reply was lost) finds the row and adds none.
+    """
     values = {
         "run_id": run_id,
         "customer": customer,
@@ -112,9 +118,10 @@ def start_run_in(
         "rows_changed": 0,
         "owner": owner,
     }
-    exists = conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id))
-    if exists.first() is None:
-        conn.execute(runs.insert().values(values))
+    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(
+        dialect.insert(runs).values(values).on_conflict_do_nothing(index_elements=[runs.c.run_id])
+    )
 
 
 def finish_run_in(
