@@ -5,7 +5,9 @@ error wrapping (`StateError` naming the database by its masked URL), write trans
 queued writes (`write_later`, worker/state/gather.py) and the retry budget.
 
 Audit appends are serialised on the `audit_head` row: `SELECT ... FOR UPDATE` on PostgreSQL
-(several replicas), a process-wide lock plus `BEGIN IMMEDIATE` on SQLite. The store knows
+(several replicas), a process-wide lock plus `BEGIN IMMEDIATE` on SQLite; a transaction that
+appends several records (a run's start and end, gathered) locks and reads the head once and
+chains the later ones from the head the previous one left (`held_head`). The store knows
 nothing about hashing: the caller passes a `seal(seq, prev_hash)` that computes the new hash
 while the head is locked (see worker/audit.py). Every append is safe to repeat: a record
 already in the trail (same run, kind, time and payload) is found and not appended again.
@@ -33,6 +35,25 @@ Seal = Callable[[int, str], str]
 
 Also = Callable[[Connection, AuditRecord], None]
 """Extra state kept with an audit record, in its transaction (must be safe to repeat)."""
+
+
+_HELD = "retention_audit_head_held"
+
+
+def held_head(conn: Connection) -> AuditHead | None:
+    """The head an append of `conn`'s current transaction left (locked by it), else None.
+
+    Kept in `conn.info` with the transaction it belongs to, so it is never taken for another
+    transaction's (a rolled-back one, or the next one on the same pooled connection).
+    """
+    found = conn.info.get(_HELD)
+    if found is None:
+        return None
+    transaction, head = found
+    current = conn.get_transaction()
+    if transaction is not current or current is None or not current.is_active:
+        return None
+    return head  # type: ignore[no-any-return]
 
 
 class AuditLog(Plumbing):
@@ -102,17 +123,23 @@ class AuditLog(Plumbing):
         *,
         retried: bool = True,
     ) -> AuditRecord:
-        head = conn.execute(
-            select(audit_head.c.seq, audit_head.c.hash)
-            .where(audit_head.c.id == 1)
-            .with_for_update()  # SQLite ignores it: BEGIN IMMEDIATE already holds the lock
-        ).one_or_none()
+        # The head is locked once per transaction: a later append of the same transaction
+        # (outside a SAVEPOINT) starts from the head the last one left.
+        outer = conn.get_nested_transaction() is None
+        head = held_head(conn) if outer else None
         if head is None:
-            raise StateError(
-                f"the audit head row is missing in {self.url}; run `retention-worker migrate`"
-                " (if the trail has events, this is tampering: run `retention-worker audit"
-                " verify`)"
-            )
+            row = conn.execute(
+                select(audit_head.c.seq, audit_head.c.hash)
+                .where(audit_head.c.id == 1)
+                .with_for_update()  # SQLite ignores it: BEGIN IMMEDIATE already holds the lock
+            ).one_or_none()
+            if row is None:
+                raise StateError(
+                    f"the audit head row is missing in {self.url}; run `retention-worker "
+                    "migrate` (if the trail has events, this is tampering: run "
+                    "`retention-worker audit verify`)"
+                )
+            head = AuditHead(int(row.seq), str(row.hash))
         same = (
             None
             if not retried
@@ -131,13 +158,17 @@ class AuditLog(Plumbing):
         )
         if same is not None:  # an earlier attempt committed; its reply was lost
             return AuditRecord(**{**same, "seq": int(same["seq"]), "at": utc(same["at"])})
-        seq, prev_hash = int(head.seq) + 1, str(head.hash)
+        seq, prev_hash = head.seq + 1, head.hash
         fields = {**asdict(entry), "at": at, "seq": seq, "prev_hash": prev_hash}
         record = AuditRecord(**fields, hash=seal(seq, prev_hash))
         conn.execute(audit_events.insert().values(asdict(record)))
         conn.execute(
             audit_head.update().where(audit_head.c.id == 1).values(seq=record.seq, hash=record.hash)
         )
+        if outer:
+            conn.info[_HELD] = (conn.get_transaction(), AuditHead(record.seq, record.hash))
+        else:  # a SAVEPOINT may roll it back: the next append reads the head again
+            conn.info.pop(_HELD, None)
         return record
 
     @contextmanager
