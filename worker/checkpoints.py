@@ -39,9 +39,11 @@ from sqlalchemy import Connection
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from connectors.redact import describe
 from worker.audit import canonical_json, iso_utc
 from worker.errors import RetentionError
 from worker.state import StateStore
+from worker.state.auditlog import held_head
 from worker.state.models import audit_head, checkpoints
 from worker.state.store import utc
 
@@ -189,6 +191,15 @@ def parse(text: str, where: str) -> list[Checkpoint]:
     return found
 
 
+@dataclass
+class Queued:
+    """A checkpoint queued with a run's end (`Checkpointer.make_later`): `checkpoint` once
+    its transaction committed; `error` (class and code, no row data) when it failed."""
+
+    checkpoint: Checkpoint | None = None
+    error: str | None = None
+
+
 class Checkpointer:
     """Makes, stores and lists checkpoints of one state database's trail."""
 
@@ -197,37 +208,71 @@ class Checkpointer:
         self.signer = signer
 
     def make(self, at: dt.datetime) -> Checkpoint:
-        """A checkpoint of the head as it is now (signed when there is a key), stored."""
+        """A checkpoint of the head as it is now (signed when there is a key), stored in one
+        transaction. Raises StateError when the state database fails."""
+        return self._store.write("storing a checkpoint", lambda conn: self.make_in(conn, at))
 
-        def head(conn: Connection) -> tuple[int, str]:
+    def make_in(self, conn: Connection, at: dt.datetime) -> Checkpoint:
+        """A checkpoint of the head as `conn`'s transaction sees it, stored in it.
+
+        After an audit append in the same transaction the head is the one it left, locked
+        (`held_head`: no query); else it is read (committed data, READ COMMITTED).
+        """
+        held = held_head(conn)
+        if held is not None:
+            seq, hash_ = held.seq, held.hash
+        else:
             row = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash)).one()
-            return int(row.seq), str(row.hash)
-
-        seq, hash_ = self._store.read("reading the audit head", head)
+            seq, hash_ = int(row.seq), str(row.hash)
         if self.signer is not None:
             checkpoint = self.signer.sign(seq, hash_, at)
         else:
             checkpoint = Checkpoint(seq, hash_, at.astimezone(dt.UTC))
-
-        def save(conn: Connection) -> None:
-            # Several processes (replicas, CronJobs) may checkpoint the same head at once: the
-            # first one stored wins, the others' insert does nothing (same seq, same hash).
-            # INSERT … ON CONFLICT DO NOTHING exists on both state backends (PostgreSQL docs,
-            # "INSERT"; SQLite docs, "UPSERT").
-            values = {
-                "seq": seq,
-                "hash": hash_,
-                "at": checkpoint.at,
-                "key_id": checkpoint.key_id,
-                "signature": checkpoint.signature,
-            }
-            if conn.dialect.name == "postgresql":
-                conn.execute(pg_insert(checkpoints).values(**values).on_conflict_do_nothing())
-            else:
-                conn.execute(sqlite_insert(checkpoints).values(**values).on_conflict_do_nothing())
-
-        self._store.write(f"storing the checkpoint at seq {seq}", save)
+        # Several processes (replicas, CronJobs) may checkpoint the same head at once: the
+        # first one stored wins, the others' insert does nothing (same seq, same hash).
+        # INSERT … ON CONFLICT DO NOTHING exists on both state backends (PostgreSQL docs,
+        # "INSERT"; SQLite docs, "UPSERT").
+        values = {
+            "seq": seq,
+            "hash": hash_,
+            "at": checkpoint.at,
+            "key_id": checkpoint.key_id,
+            "signature": checkpoint.signature,
+        }
+        if conn.dialect.name == "postgresql":
+            conn.execute(pg_insert(checkpoints).values(**values).on_conflict_do_nothing())
+        else:
+            conn.execute(sqlite_insert(checkpoints).values(**values).on_conflict_do_nothing())
         return checkpoint
+
+    def make_later(self, at: dt.datetime) -> Queued:
+        """Queue a checkpoint after what this context's `gathering()` holds (a run's end):
+        it is made in the transaction that commits them, so it covers them (`make_in`).
+
+        Queued droppable (worker/state/gather.py): when it fails, the run's records are
+        written again without it. The returned `Queued` holds the checkpoint once that
+        transaction committed, or why it was dropped. Call it after the run's last other
+        write, right before the flush.
+        """
+        queued = Queued()
+        tried: list[Checkpoint] = []
+
+        def work(conn: Connection, _retried: bool) -> None:
+            tried.clear()
+            try:
+                tried.append(self.make_in(conn, at))
+            except Exception as exc:
+                queued.error = describe(exc)
+                raise
+
+        def committed() -> None:
+            queued.checkpoint = tried[-1] if tried else None
+            queued.error = None
+
+        self._store.write_later(
+            "the checkpoint of the audit head", work, droppable=True, committed=committed
+        )
+        return queued
 
     def list(self, since: int = 0) -> list[Checkpoint]:
         """Stored checkpoints after `since`, oldest first."""

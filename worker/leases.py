@@ -15,7 +15,9 @@ for that schedule slot agrees on the key `(customer, product, tick)`.
             between batches the run asks `lost`: a lease taken over, or not renewed for
             RETENTION_LEASE_SECONDS, stops the run as interrupted before its next batch
     end   → succeeded or failed: marked done (the next tick runs the pair again);
-            interrupted: released (deleted), so another process may run it in this tick
+            interrupted: released (deleted), so another process may run it in this tick;
+            a run's end rides in the transaction of its last records (`end_later`), else
+            (that transaction failed) it is its own
 
 Expiry is judged by the state database's clock (PostgreSQL `clock_timestamp()`; SQLite is
 one file on one host, so the host's clock), never by the clocks of several pods. The
@@ -270,6 +272,8 @@ class Lease:
         self._confirmed = time.monotonic()  # the lease lasts at least `seconds` from here
         self._lost = ""
         self._stop = threading.Event()
+        self._ending = False
+        self.ended = False  # ended with the run's records (`end_later`)
 
     @property
     def _mine(self) -> Any:
@@ -303,23 +307,46 @@ class Lease:
         mine = self._leases.store.write(f"renewing the lease of {self._names()}", write) == 1
         if mine:
             self._confirmed = started
-        elif not self._lost:
+        elif not self._lost and not self._ending:
             self._lost = "taken over by another process"
         return mine
 
     def end(self, *, done: bool) -> None:
-        """Mark the pair done in this tick (`done`), or release the lease for another process."""
+        """Mark the pair done in this tick (`done`), or release the lease for another process,
+        in a transaction of its own. Raises StateError when the state database fails."""
         self._stop.set()
         _TOKENS.discard(self.token)
+        self._leases.store.write(
+            f"ending the lease of {self._names()}", lambda conn: self.end_in(conn, done=done)
+        )
 
-        def write(conn: Connection) -> None:
-            if done:
-                now = self._leases.now(conn)
-                conn.execute(update(leases).where(self._mine).values(done_at=now, expires_at=now))
-            else:
-                conn.execute(delete(leases).where(self._mine))
+    def end_in(self, conn: Connection, *, done: bool) -> None:
+        """The statements of `end` in `conn`'s transaction: done (done_at and expires_at set to
+        the lease clock's now) or released (deleted); only this take's row (its token)."""
+        if done:
+            now = self._leases.now(conn)
+            conn.execute(update(leases).where(self._mine).values(done_at=now, expires_at=now))
+        else:
+            conn.execute(delete(leases).where(self._mine))
 
-        self._leases.store.write(f"ending the lease of {self._names()}", write)
+    def end_later(self, *, done: bool) -> None:
+        """Queue the lease's end with the run's last records (`write_later`, after the run's
+        end; worker/state/gather.py): it commits with them, then `ended` turns true and the
+        renewals stop. A lease `lost` by then is released, never marked done. When that
+        transaction fails, `ended` stays false and the caller ends the lease with `end`."""
+        self._ending = True  # a renewal that finds the row done now is no loss
+
+        def work(conn: Connection, _retried: bool) -> None:
+            self.end_in(conn, done=done and not self.lost)
+
+        def committed() -> None:
+            self.ended = True
+            self._stop.set()
+            _TOKENS.discard(self.token)
+
+        self._leases.store.write_later(
+            f"the end of the lease of {self._names()}", work, committed=committed
+        )
 
     @contextmanager
     def kept(self) -> Iterator[Lease]:
@@ -342,6 +369,8 @@ class Lease:
                 log.warning("lease.renew_failed", **self._fields(), error=str(exc))
                 if not self.lost:
                     continue
+            if self._ending and not self.lost:  # ended with the run's records meanwhile
+                return
             log.warning("lease.lost", **self._fields(), why=self.lost)
             return
 

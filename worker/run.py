@@ -30,7 +30,7 @@ import structlog
 from connectors.base import Connector, ConnectorError, Target
 from worker.batches import RunInterrupted
 from worker.batchsize import LearnedSizes
-from worker.checkpoints import Checkpointer
+from worker.checkpoints import Checkpointer, Queued
 from worker.config import Catalogue, Customer, ProductMapping
 from worker.errors import RetentionError
 from worker.events import (
@@ -204,6 +204,8 @@ class Runner:
         """Done for the tick when the run succeeded or failed (the next tick tries again);
         released when it was interrupted, so another process may finish it in this tick.
         A failure to record it is logged: the lease then simply expires."""
+        if lease.ended:  # with the run's last records (`_queue_end`)
+            return
         done = outcome in (Outcome.SUCCEEDED, Outcome.FAILED) and not lease.lost
         try:
             lease.end(done=done)
@@ -330,7 +332,9 @@ class Runner:
                 )
             )
             # The run's bookkeeping that waited (start, policy, end, history, status) in
-            # one transaction, unless a batch's intent carried it already.
+            # one transaction, unless a batch's intent carried it already; a real run's
+            # checkpoint and lease end ride in it too.
+            queued = self._queue_end(report.outcome, dry_run)
             gathered.flush()
             stored = True
         except RunClosed as exc:  # another run closed this one (its lease was lost): keep that
@@ -342,7 +346,7 @@ class Runner:
             report.outcome = Outcome.FAILED
             report.error = f"{report.error}; {exc}" if report.error else str(exc)
         else:
-            self._checkpoint()
+            self._checkpoint(queued)
         # Counted only now, as stored or refused: metrics never count an end the trail lacks.
         recorded = RunRecorded(
             outcome=report.outcome,
@@ -360,15 +364,32 @@ class Runner:
             raise UnexpectedRunError(report) from unexpected
         return report
 
-    def _checkpoint(self) -> None:
-        """Sign and publish the chain's head after a run's end was recorded; a failure is
-        logged, never the run's (its changes are all in the trail already)."""
+    def _queue_end(self, outcome: Outcome, dry_run: bool) -> Queued | None:
+        """Queue a real run's checkpoint and its lease's end after its end record, for the
+        flush (worker/state/gather.py). The checkpoint is dropped, not the run's records,
+        when it fails; the lease's end is redone alone by `_end_lease` when the flush fails.
+        """
+        if dry_run:
+            return None
+        queued = self.checkpointer.make_later(self.clock()) if self.checkpointer else None
+        lease: Lease | None = getattr(self._held, "lease", None)
+        if lease is not None:
+            lease.end_later(done=outcome in (Outcome.SUCCEEDED, Outcome.FAILED))
+        return queued
+
+    def _checkpoint(self, queued: Queued | None) -> None:
+        """Publish the checkpoint of the chain's head after a run's end was recorded (a dry
+        run's is made now); a failure is logged, never the run's (its changes are all in
+        the trail already)."""
         if self.checkpointer is None:
             return
         try:
-            made = self.checkpointer.make(self.clock())
+            made = self.checkpointer.make(self.clock()) if queued is None else queued.checkpoint
         except RetentionError as exc:
             log.exception("audit.checkpoint_failed", error=str(exc))
+            return
+        if made is None:
+            log.error("audit.checkpoint_failed", error=queued.error if queued else None)
             return
         self.bus.publish(
             CheckpointMade(

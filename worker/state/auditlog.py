@@ -62,7 +62,15 @@ class AuditLog(Plumbing):
     _postgres: bool
 
     @abc.abstractmethod
-    def write_later(self, doing: str, work: Work, *, optional: bool = False) -> None:
+    def write_later(
+        self,
+        doing: str,
+        work: Work,
+        *,
+        optional: bool = False,
+        droppable: bool = False,
+        committed: Callable[[], None] | None = None,
+    ) -> None:
         """Queue `work` for the run's next write transaction (worker/state/gather.py)."""
 
     def append_audit(self, entry: AuditEntry, seal: Seal, also: Also | None = None) -> AuditRecord:

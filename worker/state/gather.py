@@ -11,6 +11,10 @@ with the next write the run must make anyway:
         ...
         gathered.flush()                   # what is still queued, in one transaction
 
+A real run queues its last writes after its end: the checkpoint of the chain's head (which
+then covers run.finished, read in the same transaction) and its lease's end, so a run that
+changed nothing commits twice: its lease taken, then everything else (worker/run.py).
+
 What must be durable before a product change still is: a batch's intent is an ordinary
 write, and everything queued before it commits in the same transaction, before it (so the
 trail keeps its order: run.started is always recorded before the run's first intent). A run
@@ -36,6 +40,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.redact import describe
+from worker.errors import RetentionError
 
 if TYPE_CHECKING:
     from worker.state.store import StateStore
@@ -53,15 +58,32 @@ class Pending:
     `optional`: bookkeeping whose failure must not lose the records around it (rule
     history, status: subscribers the bus does not require). It runs under a SAVEPOINT; a
     database error rolls back that work alone and is logged (class and code only).
+
+    `droppable`: the same promise without a SAVEPOINT's two round trips, for work queued
+    last (a run's checkpoint): its failure (a database or worker error) fails the carrying
+    transaction, and `Gathering.flush` then writes the rest again without it (`failed`
+    holds the error of the last attempt). `committed`, when given, is called once the
+    transaction that carried the work committed; it must not raise (it sets flags).
     """
 
     doing: str
     work: Work
     optional: bool = False
     tried: bool = False
+    droppable: bool = False
+    committed: Callable[[], None] | None = None
+    failed: BaseException | None = None
 
     def run(self, conn: Connection) -> None:
         """Do the work in `conn`'s transaction (`retried` once a carrier has failed)."""
+        if self.droppable:
+            self.failed = None
+            try:
+                self.work(conn, self.tried)
+            except (SQLAlchemyError, RetentionError) as exc:
+                self.failed = exc
+                raise
+            return
         if not self.optional:
             self.work(conn, self.tried)
             return
@@ -94,24 +116,49 @@ class Gathering:
         return list(found[1]) if found is not None else []
 
     def done(self, store: StateStore, carried: list[Pending]) -> None:
-        """`carried` committed: drop it from the queue."""
-        found = self.queued.get(id(store))
-        if found is None:
-            return
-        left = [p for p in found[1] if not any(p is c for c in carried)]
-        if left:
-            self.queued[id(store)] = (store, left)
-        else:
-            del self.queued[id(store)]
+        """`carried` committed: drop it from the queue, and tell those that asked."""
+        self._drop(store, carried)
+        for pending in carried:
+            if pending.committed is not None:
+                pending.committed()
 
     def flush(self) -> None:
         """Commit what is still queued: one transaction per state store.
 
         Raises StateError (the store's, naming what was being recorded) when it cannot;
-        the work then stays queued, marked as tried.
+        the work then stays queued, marked as tried. When a `droppable` work failed, it is
+        dropped (logged as `state.write_skipped`) and the rest is written again without it.
         """
         for store, pending in list(self.queued.values()):
-            store.write(f"recording {pending[0].doing} and what followed it", _nothing)
+            while True:
+                try:
+                    store.write(f"recording {pending[0].doing} and what followed it", _nothing)
+                    break
+                except RetentionError:
+                    dropped = [p for p in self.taken(store) if p.droppable and p.failed]
+                    if not dropped:
+                        raise
+                for gone in dropped:
+                    log.warning(
+                        "state.write_skipped",
+                        recording=gone.doing,
+                        error=describe(gone.failed) if gone.failed is not None else "",
+                        detail="the records queued with it are written without it",
+                    )
+                self._drop(store, dropped)
+                pending = self.taken(store)
+                if not pending:
+                    break
+
+    def _drop(self, store: StateStore, dropped: list[Pending]) -> None:
+        found = self.queued.get(id(store))
+        if found is None:
+            return
+        left = [p for p in found[1] if not any(p is d for d in dropped)]
+        if left:
+            self.queued[id(store)] = (store, left)
+        else:
+            del self.queued[id(store)]
 
 
 def _nothing(_conn: Connection) -> None:

@@ -175,14 +175,26 @@ class StateStore(RunLog, AuditLog):
 
         return self._retrying(attempt)
 
-    def write_later(self, doing: str, work: Work, *, optional: bool = False) -> None:
+    def write_later(
+        self,
+        doing: str,
+        work: Work,
+        *,
+        optional: bool = False,
+        droppable: bool = False,
+        committed: Callable[[], None] | None = None,
+    ) -> None:
         """Queue `work` for the next write transaction of this context's `gathering()`
         (worker/state/gather.py); without one, write it now (`work(conn, retried)`).
 
         Only for records that guard no product change (a run's bookkeeping). `doing` names
         what is recorded ("run.started of run …"). A queued write's failure surfaces at
         the write that carries it, or at the flush, as StateError; an `optional` one's is
-        logged and rolled back alone (`gather.Pending`)."""
+        logged and rolled back alone (`gather.Pending`). A `droppable` one's failure fails
+        its transaction and the flush writes the rest again without it: queue it only after
+        the run's last other write, before `flush` (a write that carried it would fail with
+        it); written at once, its failure raises. `committed()` is called once the work's
+        transaction committed (it must not raise)."""
         gathered = gather.current()
         if gathered is None:
             tries = 0
@@ -193,8 +205,12 @@ class StateStore(RunLog, AuditLog):
                 work(conn, tries > 1)
 
             self.write(doing, now)
+            if committed is not None:
+                committed()
             return
-        gathered.add(self, gather.Pending(doing, work, optional))
+        gathered.add(
+            self, gather.Pending(doing, work, optional, droppable=droppable, committed=committed)
+        )
 
     @contextmanager
     def _write(self, doing: str) -> Iterator[Connection]:
