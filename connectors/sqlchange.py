@@ -273,10 +273,14 @@ def _anonymise(
     # The masks are computed here (a keyed hash needs the pepper); the rows are written by
     # key in one UPDATE (connectors.sqlmaskset). A row no mask changes is not written.
     rows: list[tuple[Key, dict[str, Any]]] = []
+    # Which columns are date columns, once per batch rather than for every value.
+    columns = [
+        (mask, column, is_date(column)) for mask, column in zip(target.masks, masked, strict=True)
+    ]
     for key in todo:
         new: dict[str, Any] = {}
-        for mask, column, stored in zip(target.masks, masked, values[key], strict=True):
-            value = _as_python(stored, column)
+        for (mask, column, dated), stored in zip(columns, values[key], strict=True):
+            value = _as_python(stored, column) if dated and isinstance(stored, str) else stored
             replaced = mask_value(mask, value, batch.pepper)
             if replaced != value:
                 new[mask.column] = replaced

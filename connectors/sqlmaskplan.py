@@ -7,6 +7,7 @@ bound as they are (text read raw from a date column). `connectors.sqlmaskset` an
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,15 +38,21 @@ class Plan:
     flagged: frozenset[str]
     nulls: frozenset[str]
     raw: frozenset[str]
+    dated: frozenset[str] = frozenset()  # the written columns that are date columns
 
     @classmethod
     def of(cls, table: sa.Table, rows: Sequence[Row]) -> Plan:
-        names = sorted({name for _, values in rows for name in values})
+        writers: Counter[str] = Counter()  # how many rows write each column
+        for _, values in rows:
+            writers.update(values.keys())
+        names = sorted(writers)
         columns = tuple(table.c[n] for n in names)
-        flagged = {n for n in names if any(n not in values for _, values in rows)}
+        flagged = {n for n in names if writers[n] < len(rows)}
         nulls = {n for n in names if all(v.get(n) is None for _, v in rows)}
-        raw = {c.name for c in columns if any(is_raw(c, v.get(c.name, None)) for _, v in rows)}
-        return cls(rows, columns, frozenset(flagged), frozenset(nulls), frozenset(raw))
+        # Only a date column can carry raw values (`is_raw`): the others are not looked at.
+        dated = frozenset(c.name for c in columns if is_date(c))
+        raw = {n for n in dated if any(_raw(v.get(n)) for _, v in rows)}
+        return cls(rows, columns, frozenset(flagged), frozenset(nulls), frozenset(raw), dated)
 
     def names(self, width: int) -> list[str]:
         """The derived table's column names: k<i> (keys), then per written column j s<j>
@@ -64,12 +71,13 @@ class Plan:
         for column in self.columns:
             name = column.name
             value = written.get(name)
+            raw = name in self.dated and _raw(value)  # `is_raw`, the column's type known
             if name in self.flagged:
                 found.append(name in written)
             if name not in self.nulls:
-                found.append(None if is_raw(column, value) else value)
+                found.append(None if raw else value)
             if name in self.raw:
-                found.append(value if is_raw(column, value) else None)
+                found.append(value if raw else None)
         return found
 
     def assignments(
@@ -94,7 +102,12 @@ class Plan:
 
 def is_raw(column: sa.Column[Any], value: Any) -> bool:
     """A value bound as it is: a non-date (text) read raw from a date column."""
-    return value is not None and is_date(column) and not isinstance(value, dt.date)
+    return is_date(column) and _raw(value)
+
+
+def _raw(value: Any) -> bool:
+    """`is_raw` of a value of a date column."""
+    return value is not None and not isinstance(value, dt.date)
 
 
 def typed(name: str, column: sa.Column[Any]) -> sa.types.TypeEngine[Any]:
