@@ -333,7 +333,9 @@ class Lease:
         """Queue the lease's end with the run's last records (`write_later`, after the run's
         end; worker/state/gather.py): it commits with them, then `ended` turns true and the
         renewals stop. A lease `lost` by then is released, never marked done. When that
-        transaction fails, `ended` stays false and the caller ends the lease with `end`."""
+        transaction fails, or the end alone fails in it (queued droppable: the records are
+        written again without it), `ended` stays false and the caller ends the lease with
+        `end`."""
         self._ending = True  # a renewal that finds the row done now is no loss
 
         def work(conn: Connection, _retried: bool) -> None:
@@ -344,8 +346,10 @@ class Lease:
             self._stop.set()
             _TOKENS.discard(self.token)
 
+        # Droppable: a lease's end the database refuses must not take the run's records
+        # with it (they are written again without it; the caller then ends it alone).
         self._leases.store.write_later(
-            f"the end of the lease of {self._names()}", work, committed=committed
+            f"the end of the lease of {self._names()}", work, droppable=True, committed=committed
         )
 
     @contextmanager

@@ -1,0 +1,83 @@
+"""Faults in the last transaction of a run (worker/run.py `_queue_end`: its records, its
+checkpoint and its lease's end commit together), on SQLite and PostgreSQL state:
+
+- a lease's end the state database refuses (here a trigger on `leases`) loses none of the
+  run's records: they are written without it, and the lease's end is tried alone (its
+  failure logged, as before the end was folded in: the lease then simply expires).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from structlog.testing import capture_logs
+
+from tests.integration.test_run_end_folded import query, tick
+from tests.integration.test_timeouts import ids, seed
+from worker.events import CheckpointMade, Outcome
+from worker.state import StateStore
+from worker.verify import verify
+
+
+@pytest.fixture
+def store(state_url: str) -> Iterator[StateStore]:
+    found = StateStore(state_url)
+    yield found
+    found.close()
+
+
+@pytest.fixture
+def product_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    seed(url)
+    return url
+
+
+def refuse_lease_done(store: StateStore) -> None:
+    """A trigger that refuses marking a lease done (a fault of the `leases` table alone)."""
+    with store._engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.execute(
+                sa.text(
+                    "CREATE TRIGGER no_done BEFORE UPDATE ON leases WHEN NEW.done_at IS NOT NULL "
+                    "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            )
+            return
+        conn.execute(
+            sa.text(
+                "CREATE FUNCTION no_done() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'refused'; END $$"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "CREATE TRIGGER no_done BEFORE UPDATE ON leases FOR EACH ROW "
+                "WHEN (NEW.done_at IS NOT NULL) EXECUTE FUNCTION no_done()"
+            )
+        )
+
+
+def test_a_refused_lease_end_keeps_the_runs_records(
+    tmp_path: Path, store: StateStore, product_url: str
+) -> None:
+    refuse_lease_done(store)
+    with capture_logs() as logs:
+        report, seen = tick(tmp_path, store, product_url)
+    assert ids(product_url) == [3]  # the run deleted 1 and 2
+    assert report.outcome is Outcome.SUCCEEDED, report.error
+    [run] = query(store, "SELECT outcome FROM runs")
+    assert run.outcome == "succeeded"
+    kinds = [k for (k,) in query(store, "SELECT kind FROM audit_events ORDER BY seq")]
+    assert kinds[0] == "run.started" and kinds[-1] == "run.finished"
+    assert any(e["event"] == "lease.end_failed" for e in logs)
+    [lease] = query(store, "SELECT done_at FROM leases")
+    assert lease.done_at is None  # refused: it expires
+    [made] = [e for e in seen if isinstance(e, CheckpointMade)]
+    [(seq,)] = query(store, "SELECT max(seq) FROM checkpoints")
+    assert made.seq == seq
+    found = verify(store)
+    assert found.ok and not found.open_runs and not found.unsettled, found
