@@ -15,9 +15,12 @@ read before reflecting, so a change that lands in between makes the next run ref
 The same query fingerprints every foreign key of the database (`sqlstamp.Stamp.keys`: any
 table's, mapped or not, its ON DELETE action included), and the foreign keys the ON DELETE
 checks read (`connectors.sqlschema.all_foreign_keys`) are cached with it (`foreign_keys`):
-read again only when that fingerprint is not the one they were read under. After reading
-them the fingerprint is read once more, and they are kept only when it is still the one the
-run holds, so keys that changed while they were read are never kept under the old one.
+read again only when that fingerprint is not the one they were read under. They are kept
+only when two reads under the same fingerprint, by two runs, found the same keys, and the
+fingerprint read again after the second is still that one: a migration that drops a key
+and adds it back (A→B→A) while one run reads leaves that run with keys without it, but the
+next run's read differs, so they are never kept (until then every run reads its own, as
+without the cache).
 
 Entries end when no configured pair uses them any more (`retain`, after a configuration
 reload), when a pair's URL changes (`assign`), when more than `limit` databases are open
@@ -93,6 +96,8 @@ class _Entry:
     engine: Engine
     schemas: dict[frozenset[str], Reflected] = field(default_factory=dict)
     keys: tuple[str, ForeignKeys] | None = None  # (fingerprint read under, the keys)
+    # Keys one read found and no second read has confirmed yet (see the module docstring).
+    candidate: tuple[str, ForeignKeys] | None = None
 
 
 class Engines:
@@ -166,22 +171,30 @@ class Engines:
         self, key: str, engine: Engine, keys: str, read: Callable[[], ForeignKeys]
     ) -> ForeignKeys:
         """Every foreign key of `engine`'s database: the cached ones when they were read under
-        the fingerprint `keys` (from this run's `survey`), else `read()`; those are kept for
-        the next caller only when the fingerprint read again after them is still `keys`.
-        Raises what `read` and the fingerprint's query raise (SQLAlchemy errors)."""
+        the fingerprint `keys` (from this run's `survey`), else `read()`. What `read()` found
+        is kept for later callers only when an earlier read under `keys` found the same and
+        the fingerprint read again after it is still `keys` (module docstring); else it is
+        remembered for the next read to confirm. Raises what `read` and the fingerprint's
+        query raise (SQLAlchemy errors)."""
         with self._lock:
             entry = self._entries.get(key)
             cached = entry.keys if entry is not None else None
+            candidate = entry.candidate if entry is not None else None
         if cached is not None and cached[0] == keys:
             return cached[1]
         found = read()
         with reading(engine) as conn:
             after = sqlstamp.stamp(conn, [])
-        if after is not None and after.keys == keys:
-            with self._lock:
-                entry = self._entries.get(key)
-                if entry is not None and entry.engine is engine:
-                    entry.keys = (keys, found)
+        if after is None or after.keys != keys:
+            return found  # changed while read: this run's alone
+        confirmed = candidate is not None and candidate == (keys, found)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry.engine is engine:
+                if confirmed:
+                    entry.keys, entry.candidate = (keys, found), None
+                else:
+                    entry.candidate = (keys, found)
         return found
 
     def assign(self, owner: Hashable, key: str) -> None:

@@ -98,9 +98,14 @@ def test_a_warm_run_reads_no_foreign_key_again(
     [first], _ = run(cfg, any_db_url, state, customer="kdv-b")  # nothing due: idle
     assert first.outcome is Outcome.SUCCEEDED, first.error
     assert len(reads) == 1
+    # A second read under the same fingerprint confirms the first (connectors/engines.py):
+    # only keys two runs found alike are kept.
+    [again], _ = run(cfg, any_db_url, state, customer="kdv-b")
+    assert again.outcome is Outcome.SUCCEEDED, again.error
+    assert len(reads) == 2
     [second], recorder = run(cfg, any_db_url, state, customer="kdv-a")
     assert second.outcome is Outcome.SUCCEEDED, second.error
-    assert len(reads) == 1  # the cached keys: the fingerprint says nothing changed
+    assert len(reads) == 2  # the cached keys: the fingerprint says nothing changed
     assert [e.rows for e in recorder.of(BatchApplied)] == [{"child": 1, "note": DEPTH}]
 
 
@@ -149,6 +154,8 @@ def test_keys_that_change_while_they_are_read_are_not_kept(any_db_url: str) -> N
         assert now is not None and now != held
         engines.foreign_keys("db", engine, now, read)
         engines.foreign_keys("db", engine, now, read)
-        assert len(calls) == 3  # read under the new fingerprint, unchanged since: kept
+        engines.foreign_keys("db", engine, now, read)
+        # Read twice under the new fingerprint, alike and unchanged since: kept.
+        assert len(calls) == 4
     finally:
         engines.dispose()

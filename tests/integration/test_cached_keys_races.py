@@ -46,12 +46,6 @@ def add_reply(url: str) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="connectors/engines.py foreign_keys keeps keys read while a key was dropped and "
-    "added back (A→B→A): the fingerprint read after the read is A again, so keys without "
-    "`note_reply` are cached under A and every later run counts 1 note of 4",
-)
 def test_keys_read_while_a_key_was_dropped_and_added_back_are_not_kept(
     tmp_path: Path, any_db_url: str, state: StateStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
