@@ -206,6 +206,14 @@ class Connector(abc.ABC):
         them adds them). Raises `ConnectorError` when the schema cannot be read."""
         return self.foreign_keys_to(table)
 
+    def outside_keys_to(self, table: str) -> list[ForeignKeyRef]:
+        """The foreign keys of tables outside the database's default schema (another
+        PostgreSQL schema, another MariaDB database of the server) that point at `table`,
+        each with its `schema` set; none by default. The worker leaves the rows an acting one
+        references (connectors/sqloutside.py). Raises `ConnectorError` when the schema cannot
+        be read."""
+        return []
+
     @abc.abstractmethod
     def table_schema(self, table: str) -> TableSchema | None:
         """The live columns, unique keys and foreign keys of `table`, for checks of masks;
@@ -343,8 +351,9 @@ def keyless_reached(table: str, ref: ForeignKeyRef) -> str:
     audit nor kept from reaching a row outside the batch (a recent one, another tenant's).
     Such a key references unique columns, which can be the key."""
     key = ", ".join(ref.referred_columns)
+    own = ", ".join(ref.columns)
     return (
-        f"{table} has no key (`key: []`), and the foreign key {ref.table}({', '.join(ref.columns)})"
+        f"{table} has no key (`key: []`), and the foreign key {ref.qualified}({own})"
         f" → {ref.referred_table}({key}) ON DELETE {ref.on_delete} deletes or changes rows with "
         f"its rows, which a batch without a key can neither count nor check: map the key "
         f"`key: [{key}]` (the columns the foreign key references are unique)"

@@ -14,13 +14,14 @@ read before reflecting, so a change that lands in between makes the next run ref
 
 The same query fingerprints every foreign key of the database (`sqlstamp.Stamp.keys`: any
 table's, mapped or not, its ON DELETE action included), and the foreign keys the ON DELETE
-checks read (`connectors.sqlschema.all_foreign_keys`) are cached with it (`foreign_keys`):
-read again only when that fingerprint is not the one they were read under. They are kept
-only when two reads under the same fingerprint, by two runs, found the same keys, and the
-fingerprint read again after the second is still that one: a migration that drops a key
-and adds it back (A→B→A) while one run reads leaves that run with keys without it, but the
-next run's read differs, so they are never kept (until then every run reads its own, as
-without the cache).
+checks read (`connectors.sqlschema.all_foreign_keys`, those of tables in other schemas or
+databases pointing into this one included: `connectors.sqloutside`) are cached with it
+(`foreign_keys`): read again only when that fingerprint is not the one they were read under.
+They are kept only when two reads under the same fingerprint, by two runs, found the same
+keys, and the fingerprint read again after the second is still that one: a migration that
+drops a key and adds it back (A→B→A) while one run reads leaves that run with keys without
+it, but the next run's read differs, so they are never kept (until then every run reads its
+own, as without the cache).
 
 Entries end when no configured pair uses them any more (`retain`, after a configuration
 reload), when a pair's URL changes (`assign`), when more than `limit` databases are open

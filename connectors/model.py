@@ -100,7 +100,10 @@ class ForeignKeyRef:
 
     Read from the live schema; an action the database does not report is its default: NO
     ACTION on PostgreSQL and SQLite, RESTRICT on MariaDB/MySQL (InnoDB treats the two alike).
-    `name` is the constraint's name (None where SQLite keeps none).
+    `name` is the constraint's name (None where SQLite keeps none). `schema` is None for a
+    key of a table of the database's default schema; for a key of a table outside it that
+    points into it (PostgreSQL: another schema; MariaDB/MySQL: another database of the
+    server), that table's schema (connectors/sqloutside.py).
     """
 
     name: str | None
@@ -110,6 +113,12 @@ class ForeignKeyRef:
     referred_columns: tuple[str, ...]
     on_delete: RefAction = RefAction.NO_ACTION
     on_update: RefAction = RefAction.NO_ACTION
+    schema: str | None = None
+
+    @property
+    def qualified(self) -> str:
+        """`table`, prefixed with its `schema` (`other.memo`) when it has one."""
+        return self.table if self.schema is None else f"{self.schema}.{self.table}"
 
     @property
     def pairs(self) -> tuple[tuple[str, str], ...]:
@@ -119,7 +128,9 @@ class ForeignKeyRef:
     def __str__(self) -> str:
         own = ", ".join(self.columns)
         theirs = ", ".join(self.referred_columns)
-        return f"{self.table}({own}) → {self.referred_table}({theirs}) ON DELETE {self.on_delete}"
+        return (
+            f"{self.qualified}({own}) → {self.referred_table}({theirs}) ON DELETE {self.on_delete}"
+        )
 
 
 class ColumnKind(enum.StrEnum):

@@ -54,6 +54,7 @@ from connectors.sqlschema import (
     all_foreign_keys,
     every_foreign_key_to,
     foreign_keys_to,
+    outside_keys_to,
     table_schema,
 )
 from connectors.sqlverify import verify_table, verify_tenancy
@@ -245,6 +246,12 @@ class SqlConnector(SqlReads):
         self.foreign_keys_to(table)  # reads the database's keys once per open
         return every_foreign_key_to(self._foreign_keys or {}, table)
 
+    def outside_keys_to(self, table: str) -> list[ForeignKeyRef]:
+        """See `Connector.outside_keys_to` (connectors/sqloutside.py reads them, with the
+        database's other keys and cached with them)."""
+        self.foreign_keys_to(table)  # reads the database's keys once per open
+        return outside_keys_to(self._foreign_keys or {}, table)
+
     def table_schema(self, table: str) -> TableSchema:
         spec = self._table(table)
         with self._wrap(f"cannot read the constraints of table {table}"):
@@ -273,6 +280,7 @@ class SqlConnector(SqlReads):
             self._pepper,
             self.foreign_keys_to,
             self.every_foreign_key_to,
+            self.outside_keys_to,
         )
         with self._wrap(f"cannot {change} rows of {table.name}"), self.engine.connect() as conn:
             transaction = conn.begin()
@@ -295,7 +303,7 @@ class SqlConnector(SqlReads):
         table = self._table(spec.name)
         if any(not r.on_delete.blocks for r in self.every_foreign_key_to(table.name)):
             return None  # their cascades are counted, or refused, before a DELETE
-        if self.foreign_keys_to(table.name):
+        if self.foreign_keys_to(table.name) or self.outside_keys_to(table.name):
             return None
         key_cols = self._key_cols(table, target)
         expired = self._expired(table, target)
@@ -316,7 +324,8 @@ class SqlConnector(SqlReads):
         self, target: Target, limit: int, *, prepare: Prepare | None = None
     ) -> Applied:
         table = self._table(target.table.name)
-        acting = [r for r in self.every_foreign_key_to(table.name) if not r.on_delete.blocks]
+        refs = [*self.every_foreign_key_to(table.name), *self.outside_keys_to(table.name)]
+        acting = [r for r in refs if not r.on_delete.blocks]
         if acting:  # what they delete or change could be neither counted nor checked
             raise SchemaError(keyless_reached(table.name, acting[0]))
         where = self._expired(table, target)

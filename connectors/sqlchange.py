@@ -60,6 +60,8 @@ class Batch:
     refs_to: Callable[[str], list[ForeignKeyRef]] = lambda _name: []
     # Every foreign key pointing at a table, its own included (sqlrefuse.ways_back).
     refs_all: Callable[[str], list[ForeignKeyRef]] = lambda _name: []
+    # The keys of tables outside the default schema pointing at a table (sqloutside).
+    refs_outside: Callable[[str], list[ForeignKeyRef]] = lambda _name: []
 
     def cascades(
         self,
@@ -68,13 +70,23 @@ class Batch:
         where: ColumnElement[bool],
         target: Target | None = None,
     ) -> Counts:
-        """Rows per table the foreign keys delete or update with a DELETE of `where`; with
-        `target`, refused (RowsRefused) when they reach another tenant's row."""
+        """Rows per table the foreign keys delete or update with a DELETE of `where`;
+        refused (RowsRefused) when a key of a table outside the default schema would delete
+        or change a row, and with `target` when they reach another tenant's row."""
 
         def others(reached: sa.Table) -> ColumnElement[bool] | None:
             return self.tenant_of(reached, target) if target is not None else None
 
-        return cascaded(conn, self.table_of, self.refs_to, table, where, self.refs_all, others)
+        return cascaded(
+            conn,
+            self.table_of,
+            self.refs_to,
+            table,
+            where,
+            self.refs_all,
+            others,
+            self.refs_outside,
+        )
 
 
 def key_in(columns: Sequence[sa.Column[Any]], keys: Any, dialect: str = "") -> ColumnElement[bool]:

@@ -13,10 +13,11 @@ configuration), so the rows deleted are exactly expired rows of the tenant; the 
 back for the audit trail. It replaces three statements of the page path (select a page,
 lock it, delete it) and the page's round trip before the transaction. It is used only where
 nothing has to happen before the rows go: no mapped dependents (deleted first), no foreign
-key of another table pointing at the table (its cascades are counted before the DELETE,
-connectors/sqlreach.py), and on PostgreSQL and SQLite 3.35+ (DELETE … RETURNING). Not on
-MariaDB/MySQL: InnoDB's locking reads lock every row they read (`next_delete` says why),
-so there the page path runs, whose page is read without locks.
+key of another table, in any schema, pointing at the table (its cascades are counted or
+refused before the DELETE: connectors/sqlreach.py, connectors/sqloutside.py), and on
+PostgreSQL and SQLite 3.35+ (DELETE … RETURNING). Not on MariaDB/MySQL: InnoDB's locking
+reads lock every row they read (`next_delete` says why), so there the page path runs, whose
+page is read without locks.
 """
 
 from __future__ import annotations

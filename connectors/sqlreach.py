@@ -25,6 +25,9 @@ through a CASCADE, SET NULL or SET DEFAULT key (connectors/sqlrefuse.py), so suc
 reaches only rows the batch deletes itself. A table the cascades reach is different: its own
 keys to itself take further rows of it (a reply to a deleted note, a reply to that reply, any
 depth: `closure`), which are counted.
+A key of a table outside the default schema (another PostgreSQL schema, another MariaDB
+database) is neither followed nor counted: a DELETE whose rows an acting one references is
+refused (connectors/sqloutside.py).
 RESTRICT / NO ACTION add nothing here: they refuse the delete (see worker/checks.py). A row
 inserted by another session between the count and the DELETE is not counted: the subject's
 rows are locked, rows referencing them are not.
@@ -49,6 +52,7 @@ from connectors.base import (
     RowsRefused,
     Target,
 )
+from connectors.sqloutside import refuse_outside
 
 Predicate = ColumnElement[bool]
 TableOf = Callable[[str], sa.Table]
@@ -75,16 +79,27 @@ class Reach:
     `table_of` gives a reflected table by name; `refs_to` the foreign keys pointing at a
     table; `refs_all` every key pointing at it, its own included: a table the cascades reach
     loses, with the rows they reach, every row its own CASCADE keys reach in turn, and its
-    SET NULL / SET DEFAULT keys to itself change rows (`closure`). Raises what they raise
-    (`SchemaError`, `ConnectorError`).
+    SET NULL / SET DEFAULT keys to itself change rows (`closure`). `outside` lists the keys
+    of tables outside the default schema pointing at a table (connectors/sqloutside.py):
+    each acting one met where rows go is kept in `self.outside` (the key, the table whose
+    rows go, their predicate), for `refuse_outside`; none is followed or counted. Raises
+    what they raise (`SchemaError`, `ConnectorError`).
     """
 
-    def __init__(self, table_of: TableOf, refs_to: RefsTo, refs_all: RefsTo | None = None) -> None:
+    def __init__(
+        self,
+        table_of: TableOf,
+        refs_to: RefsTo,
+        refs_all: RefsTo | None = None,
+        outside: RefsTo | None = None,
+    ) -> None:
         self._table_of = table_of
         self._refs_to = refs_to
         self._refs_all = refs_all
+        self._outside = outside
         self.deleted: dict[str, list[Predicate]] = {}
         self.updated: dict[str, list[Predicate]] = {}
+        self.outside: list[tuple[ForeignKeyRef, sa.Table, Predicate]] = []
 
     def delete(self, table: sa.Table, where: Predicate, _path: tuple[str, ...] = ()) -> None:
         """The rows of `table` matching `where` go: count them, and follow the foreign keys."""
@@ -101,6 +116,9 @@ class Reach:
         path = (*_path, table.name)
         if len(path) > MAX_DEPTH:
             return
+        if self._outside is not None:
+            acting = (r for r in self._outside(table.name) if not r.on_delete.blocks)
+            self.outside.extend((ref, table, where) for ref in acting)
         for ref in self._refs_to(table.name):
             if ref.table in path or ref.on_delete.blocks:
                 continue
@@ -191,14 +209,18 @@ def cascaded(
     where: Predicate,
     refs_all: RefsTo | None = None,
     others: Callable[[sa.Table], Predicate | None] | None = None,
+    outside: RefsTo | None = None,
 ) -> dict[str, int]:
     """Rows per table that the foreign keys delete or update when the rows of `table`
     matching `where` are deleted (not those rows themselves); run inside the transaction,
     before the DELETE. Empty, at the cost of no query, when no such foreign key exists.
-    `refs_all` as for `Reach`. With `others` (a table's tenant filter), raises RowsRefused
-    when a reached row of a table with the tenant column is another tenant's."""
-    reach = Reach(table_of, refs_to, refs_all)
+    `refs_all` and `outside` as for `Reach`. Raises RowsRefused when a key of a table
+    outside the default schema would delete or change a row (`refuse_outside`), and, with
+    `others` (a table's tenant filter), when a reached row of a table with the tenant column
+    is another tenant's."""
+    reach = Reach(table_of, refs_to, refs_all, outside)
     reach.follow(table, where)
+    refuse_outside(conn, reach.outside, table.name)
     if others is not None:
         _refuse_other_tenants(conn, reach, table_of, table, others)
     return reach.counts(conn) if reach.deleted or reach.updated else {}

@@ -35,6 +35,7 @@ from connectors.base import (
     UniqueKey,
 )
 from connectors.session import reading
+from connectors.sqloutside import outside_foreign_keys
 
 
 def table_schema(engine: Engine, table: sa.Table) -> TableSchema:
@@ -63,8 +64,10 @@ def table_schema(engine: Engine, table: sa.Table) -> TableSchema:
 
 
 def all_foreign_keys(engine: Engine) -> dict[str, list[ForeignKeyRef]]:
-    """Every foreign key between tables of the database's default schema, by referred table
-    (one catalogue query on PostgreSQL, in autocommit; one per table on MariaDB and SQLite)."""
+    """Every foreign key pointing at a table of the database's default schema, by referred
+    table: those between its tables (`schema` None; one catalogue query on PostgreSQL, in
+    autocommit; one per table on MariaDB and SQLite), and those of tables outside it
+    (`schema` set: connectors/sqloutside.py, one query more on PostgreSQL and MariaDB)."""
     name = engine.dialect.name
     with reading(engine) as conn:  # autocommit on PostgreSQL: its one query, one round trip
         every = sa.inspect(conn).get_multi_foreign_keys()
@@ -75,24 +78,37 @@ def all_foreign_keys(engine: Engine) -> dict[str, list[ForeignKeyRef]]:
             if key.get("referred_schema") is None:
                 ref = _reference(table, dict(key), name, actions)
                 found.setdefault(ref.referred_table, []).append(ref)
+    if name != "sqlite":  # SQLite: a key never points into another database file
+        with reading(engine) as conn:
+            for ref in outside_foreign_keys(conn):
+                found.setdefault(ref.referred_table, []).append(ref)
     for refs in found.values():
-        refs.sort(key=lambda r: (r.table, r.columns))
+        refs.sort(key=lambda r: (r.schema or "", r.table, r.columns))
     return found
 
 
 def foreign_keys_to(
     everything: Mapping[str, list[ForeignKeyRef]], table: str
 ) -> list[ForeignKeyRef]:
-    """The foreign keys of other tables that point at `table`, from `all_foreign_keys`."""
-    return [ref for ref in everything.get(table, []) if ref.table != table]
+    """The foreign keys of other tables of the default schema that point at `table`, from
+    `all_foreign_keys`."""
+    return [r for r in everything.get(table, []) if r.schema is None and r.table != table]
 
 
 def every_foreign_key_to(
     everything: Mapping[str, list[ForeignKeyRef]], table: str
 ) -> list[ForeignKeyRef]:
-    """Every foreign key pointing at `table`, its own to itself included, from
-    `all_foreign_keys`."""
-    return list(everything.get(table, []))
+    """Every foreign key of a table of the default schema pointing at `table`, its own to
+    itself included, from `all_foreign_keys`."""
+    return [r for r in everything.get(table, []) if r.schema is None]
+
+
+def outside_keys_to(
+    everything: Mapping[str, list[ForeignKeyRef]], table: str
+) -> list[ForeignKeyRef]:
+    """The foreign keys of tables outside the default schema (another PostgreSQL schema,
+    another MariaDB database) pointing at `table`, from `all_foreign_keys`."""
+    return [r for r in everything.get(table, []) if r.schema is not None]
 
 
 def kind_of(type_: sa.types.TypeEngine[Any]) -> ColumnKind:

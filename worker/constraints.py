@@ -13,6 +13,10 @@ they write, deletes against the foreign keys that point at the rows they remove.
   DEFAULT) on a NOT NULL column of the foreign key refuses the delete too: a problem, like
   RESTRICT. A table without a key (`key: []`) takes no acting key at all, its own included:
   a problem (its batches could not count what the key does).
+- **Foreign keys from outside the product's schema** (another PostgreSQL schema, another
+  MariaDB database: `Connector.outside_keys_to`) whose ON DELETE acts: a warning; the run
+  leaves the rows such a key references (connectors/sqloutside.py). Under a subject
+  without a key, a problem, as for any acting key.
 
 Each finding comes with its path in the product mapping; `worker.checks` adds the file and
 line.
@@ -81,9 +85,14 @@ def check_constraints(connector: Connector, mapping: ProductMapping) -> Findings
                     connector, mapping, subject.table, deps, stage, path, label, found, keyless
                 )
                 if keyless:  # batches by locator: what a key reaches goes uncounted
-                    for ref in connector.every_foreign_key_to(subject.table):
+                    table = subject.table
+                    refs = [
+                        *connector.every_foreign_key_to(table),
+                        *connector.outside_keys_to(table),
+                    ]
+                    for ref in refs:
                         if not ref.on_delete.blocks:
-                            message = keyless_reached(subject.table, ref)
+                            message = keyless_reached(table, ref)
                             found.problems.append(((*path, "action"), message))
         for number, related in enumerate(rule.related):
             if related.action is not RelatedAction.ANONYMISE or related.table == subject.table:
@@ -134,6 +143,14 @@ def _deletes(
 ) -> None:
     mapped = set(_mapped_tables(mapping))
     for parent, children in _tree(table, dependents):
+        for ref in connector.outside_keys_to(parent):
+            if not ref.on_delete.blocks and not keyless:
+                found.warnings.append(
+                    f"deleting {parent} rows {_effect(ref)} ({_fk(ref)}); {ref.qualified} is "
+                    "outside the product's schema, which the run neither counts nor checks: "
+                    f"a {parent} row such a row references is left (blocked, as under "
+                    f"RESTRICT) until none does ({label})"
+                )
         for ref in connector.foreign_keys_to(parent):
             if _covered(ref, children):
                 continue
@@ -207,9 +224,9 @@ def _blocked(ref: ForeignKeyRef, stage: Stage, where: str, refused: str | None =
 
 
 def _effect(ref: ForeignKeyRef) -> str:
-    columns = ", ".join(f"{ref.table}.{c}" for c in ref.columns)
+    columns = ", ".join(f"{ref.qualified}.{c}" for c in ref.columns)
     if ref.on_delete is RefAction.CASCADE:
-        return f"also deletes the {ref.table} rows that reference them"
+        return f"also deletes the {ref.qualified} rows that reference them"
     if ref.on_delete is RefAction.SET_NULL:
         return f"also sets {columns} to NULL in the rows that reference them"
     return f"also sets {columns} to its default in the rows that reference them"
@@ -218,7 +235,7 @@ def _effect(ref: ForeignKeyRef) -> str:
 def _fk(ref: ForeignKeyRef) -> str:
     named = f"{ref.name}, " if ref.name else ""
     return (
-        f"{named}{ref.table}({', '.join(ref.columns)}) → {ref.referred_table}"
+        f"{named}{ref.qualified}({', '.join(ref.columns)}) → {ref.referred_table}"
         f"({', '.join(ref.referred_columns)}) ON DELETE {ref.on_delete}"
     )
 
