@@ -19,10 +19,12 @@ for that schedule slot agrees on the key `(customer, product, tick)`.
             a run's end rides in the transaction of its last records (`end_later`), else
             (that transaction failed) it is its own
 
-Expiry is judged by the state database's clock (PostgreSQL `clock_timestamp()`; SQLite is
-one file on one host, so the host's clock), never by the clocks of several pods. The
-holder is `host|pid` (worker/owner.py) plus a random token per take, so a restarted
-container that got the same host name and pid never mistakes an old lease for its own.
+Expiry is judged by the state database's clock (PostgreSQL `statement_timestamp()`, read in
+the statement that takes, renews or ends the lease, so the clock costs no round trip of its
+own; SQLite is one file on one host, so the host's clock), never by the clocks of several
+pods. The holder is `host|pid` (worker/owner.py) plus a random token per take, so a
+restarted container that got the same host name and pid never mistakes an old lease for its
+own.
 On PostgreSQL concurrent takers are kept apart by the primary key and row locks; on SQLite
 by its single writer (BEGIN IMMEDIATE). A taker also deletes the pair's leases of older
 ticks that are done or expired, so the table holds about one row per pair.
@@ -42,7 +44,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import structlog
-from sqlalchemy import Connection, and_, delete, func, select, update
+from sqlalchemy import Connection, DateTime, Interval, and_, delete, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from worker.config import Customer, ProductMapping
@@ -149,13 +151,23 @@ class Leases:
         self.clock = clock
         self.holder = holder or process_owner()
 
-    def now(self, conn: Connection) -> dt.datetime:
-        """The time leases are judged by: the injected clock, else the database's."""
+    def at(self, conn: Connection) -> Any:
+        """The lease clock's now for one statement: on PostgreSQL without an injected clock
+        the SQL `statement_timestamp()` (the database's clock when the statement arrives, the
+        same value wherever the statement names it: no round trip of its own), else a value
+        (UTC): the injected clock's, or SQLite's host clock."""
         if self.clock is not None:
             return _utc(self.clock())
         if conn.dialect.name == "postgresql":
-            return _utc(conn.execute(select(func.clock_timestamp())).scalar_one())
+            return func.statement_timestamp(type_=DateTime(timezone=True))
         return dt.datetime.now(dt.UTC)
+
+    def later(self, at: Any) -> Any:
+        """`at` (a value or SQL from `at`) plus the lease time."""
+        lasts = dt.timedelta(seconds=self.seconds)
+        if isinstance(at, dt.datetime):
+            return at + lasts
+        return at + literal(lasts, Interval())
 
     def take(
         self, customer: str, product: str, tick: dt.datetime, *, again: bool = False
@@ -170,16 +182,15 @@ class Leases:
         pk = and_(leases.c.customer == customer, leases.c.product == product, leases.c.tick == tick)
 
         def write(conn: Connection) -> Lease | Busy:
-            now = self.now(conn)
-            expires = now + dt.timedelta(seconds=self.seconds)
-            values = {
+            at = self.at(conn)
+            values: dict[str, Any] = {
                 "customer": customer,
                 "product": product,
                 "tick": tick,
                 "holder": self.holder,
                 "token": token,
-                "taken_at": now,
-                "expires_at": expires,
+                "taken_at": at,
+                "expires_at": self.later(at),
                 "done_at": None,
                 "takeovers": 0,
             }
@@ -190,15 +201,21 @@ class Leases:
                 .on_conflict_do_nothing(
                     index_elements=[leases.c.customer, leases.c.product, leases.c.tick]
                 )
-                .returning(leases.c.token)  # the rowcount of this INSERT is -1 on psycopg 3
+                # The rowcount of this INSERT is -1 on psycopg 3; its times say when it was.
+                .returning(leases.c.taken_at, leases.c.expires_at)
             ).first()
             taken_from = None
-            if inserted is None:
+            if inserted is not None:
+                now, expires = _utc(inserted.taken_at), _utc(inserted.expires_at)
+            else:
+                clock = [] if isinstance(at, dt.datetime) else [at.label("lease_now")]
                 row = conn.execute(
-                    select(leases).where(pk).with_for_update(skip_locked=True)
+                    select(leases, *clock).where(pk).with_for_update(skip_locked=True)
                 ).first()
                 if row is None:  # another process is taking or renewing it this instant
                     return Busy(customer, product, tick, "held", "another process", self.seconds)
+                now = at if isinstance(at, dt.datetime) else _utc(row.lease_now)
+                expires = self.later(now)
                 if row.done_at is not None and not again:
                     return Busy(customer, product, tick, "done", row.holder)
                 left = (_utc(row.expires_at) - now).total_seconds()
@@ -212,6 +229,8 @@ class Leases:
                     .values(
                         {
                             **values,
+                            "taken_at": now,
+                            "expires_at": expires,
                             "takeovers": int(row.takeovers) + (1 if taken_from else 0),
                         }
                     )
@@ -224,7 +243,7 @@ class Leases:
                     (leases.c.done_at.is_not(None)) | (leases.c.expires_at < now),
                 )
             )
-            return Lease(self, customer, product, tick, token, taken_from)
+            return Lease(self, customer, product, tick, token, taken_from, expires)
 
         _TOKENS.add(token)  # before the row exists: this process's other threads see it live
         taken: Lease | Busy | None = None
@@ -250,7 +269,8 @@ class Lease:
     """A lease this process holds: renew it while working, then `end` it.
 
     `taken_from` is the `host|pid` of the holder whose expired lease this one took over,
-    else None. `lost` turns true once the lease was taken over by another process, or could
+    else None; `expires_at` when the lease expires unless renewed (UTC, by the lease clock,
+    as taken). `lost` turns true once the lease was taken over by another process, or could
     not be renewed for the lease time: the run must stop before its next batch.
     """
 
@@ -262,6 +282,7 @@ class Lease:
         tick: dt.datetime,
         token: str,
         taken_from: str | None,
+        expires_at: dt.datetime | None = None,
     ) -> None:
         self._leases = leases_
         self.customer = customer
@@ -269,6 +290,7 @@ class Lease:
         self.tick = tick
         self.token = token
         self.taken_from = taken_from
+        self.expires_at = expires_at  # when taken (UTC, lease clock); renewals extend the row
         self._confirmed = time.monotonic()  # the lease lasts at least `seconds` from here
         self._lost = ""
         self._stop = threading.Event()
@@ -296,11 +318,10 @@ class Lease:
         started = time.monotonic()
 
         def write(conn: Connection) -> int:
-            now = self._leases.now(conn)
             result = conn.execute(
                 update(leases)
                 .where(self._mine, leases.c.done_at.is_(None))
-                .values(expires_at=now + dt.timedelta(seconds=self._leases.seconds))
+                .values(expires_at=self._leases.later(self._leases.at(conn)))
             )
             return int(result.rowcount)
 
@@ -322,9 +343,10 @@ class Lease:
 
     def end_in(self, conn: Connection, *, done: bool) -> None:
         """The statements of `end` in `conn`'s transaction: done (done_at and expires_at set to
-        the lease clock's now) or released (deleted); only this take's row (its token)."""
+        the lease clock's now, one statement) or released (deleted); only this take's row (its
+        token)."""
         if done:
-            now = self._leases.now(conn)
+            now = self._leases.at(conn)
             conn.execute(update(leases).where(self._mine).values(done_at=now, expires_at=now))
         else:
             conn.execute(delete(leases).where(self._mine))
