@@ -56,8 +56,12 @@ class Pending:
     """One queued write: what it records (a noun phrase, for messages) and the work.
 
     `optional`: bookkeeping whose failure must not lose the records around it (rule
-    history, status: subscribers the bus does not require). It runs under a SAVEPOINT; a
-    database error rolls back that work alone and is logged (class and code only).
+    history, status: subscribers the bus does not require). Carried by a flush (a run's
+    end, where it is queued), it runs like `droppable` work: no SAVEPOINT; its database
+    error fails the flush's transaction, which `Gathering.flush` then writes again without
+    it. Carried by another write (a batch's intent, whose failure would stop the batch), it
+    runs under a SAVEPOINT: a database error rolls back that work alone. Either way the
+    failure is logged (`state.write_skipped`, class and code only).
 
     `droppable`: the same promise without a SAVEPOINT's two round trips, for work queued
     last (a run's checkpoint): its failure (a database or worker error) fails the carrying
@@ -74,13 +78,18 @@ class Pending:
     committed: Callable[[], None] | None = None
     failed: BaseException | None = None
 
-    def run(self, conn: Connection) -> None:
-        """Do the work in `conn`'s transaction (`retried` once a carrier has failed)."""
-        if self.droppable:
+    def run(self, conn: Connection, *, flushing: bool = False) -> None:
+        """Do the work in `conn`'s transaction (`retried` once a carrier has failed);
+        `flushing`: the carrier is `Gathering.flush`, which writes the rest again when
+        `droppable` or `optional` work fails."""
+        if self.droppable or (self.optional and flushing):
+            caught: tuple[type[Exception], ...] = (
+                (SQLAlchemyError, RetentionError) if self.droppable else (SQLAlchemyError,)
+            )
             self.failed = None
             try:
                 self.work(conn, self.tried)
-            except (SQLAlchemyError, RetentionError) as exc:
+            except caught as exc:
                 self.failed = exc
                 raise
             return
@@ -105,6 +114,7 @@ class Gathering:
 
     queued: dict[int, tuple[StateStore, list[Pending]]] = field(default_factory=dict)
     run_id: str | None = None
+    flushing: bool = False  # the carrier of the queued work is `flush` (`Pending.run`)
 
     def add(self, store: StateStore, pending: Pending) -> None:
         """Queue `pending` for `store`."""
@@ -126,18 +136,22 @@ class Gathering:
         """Commit what is still queued: one transaction per state store.
 
         Raises StateError (the store's, naming what was being recorded) when it cannot;
-        the work then stays queued, marked as tried. When a `droppable` work failed, it is
-        dropped (logged as `state.write_skipped`) and the rest is written again without it.
+        the work then stays queued, marked as tried. When a `droppable` or `optional` work
+        failed, it is dropped (logged as `state.write_skipped`) and the rest is written
+        again without it.
         """
         for store, pending in list(self.queued.values()):
             while True:
                 try:
+                    self.flushing = True
                     store.write(f"recording {pending[0].doing} and what followed it", _nothing)
                     break
                 except RetentionError:
-                    dropped = [p for p in self.taken(store) if p.droppable and p.failed]
+                    dropped = [p for p in self.taken(store) if p.failed is not None]
                     if not dropped:
                         raise
+                finally:
+                    self.flushing = False
                 for gone in dropped:
                     log.warning(
                         "state.write_skipped",

@@ -190,7 +190,8 @@ class StateStore(RunLog, AuditLog):
         Only for records that guard no product change (a run's bookkeeping). `doing` names
         what is recorded ("run.started of run …"). A queued write's failure surfaces at
         the write that carries it, or at the flush, as StateError; an `optional` one's is
-        logged and rolled back alone (`gather.Pending`). A `droppable` one's failure fails
+        logged and left out (the flush writes the rest again without it; another carrier
+        rolls back its SAVEPOINT: `gather.Pending`). A `droppable` one's failure fails
         its transaction and the flush writes the rest again without it: queue it only after
         the run's last other write, before `flush` (a write that carried it would fail with
         it); written at once, its failure raises. `committed()` is called once the work's
@@ -221,7 +222,7 @@ class StateStore(RunLog, AuditLog):
         try:
             with self._begin(doing) as conn:
                 for pending in carried:
-                    pending.run(conn)
+                    pending.run(conn, flushing=gathered is not None and gathered.flushing)
                 yield conn
         except BaseException:
             for pending in carried:
