@@ -13,9 +13,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
 
 from worker.events import ConnectorStatus, Event, Outcome, RuleEvaluated, RunFinished, RunStarted
 from worker.state import StateStore
@@ -23,6 +25,54 @@ from worker.state.models import approvals, checkpoints, pair_status, rule_status
 from worker.state.store import utc
 
 Pair = tuple[str, str]  # (customer, product)
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The status writes of one dialect, built once (their SQL is compiled once and cached)."""
+
+    drop_unlisted: Any  # DELETE the pair's rules not in :listed (expanding)
+    drop_all: Any  # DELETE all the pair's rules
+    upsert_rules: Any  # INSERT … ON CONFLICT (customer, product, rule) DO UPDATE every figure
+    upsert_pair: Any  # INSERT … ON CONFLICT (customer, product) DO UPDATE the connector state
+
+
+_BUILT: dict[str, _Statements] = {}
+
+
+def _statements(dialect_name: str) -> _Statements:
+    """The status writes for `dialect_name` ("postgresql"; else SQLite's)."""
+    found = _BUILT.get(dialect_name)
+    if found is not None:
+        return found
+    dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
+    pair = sa.and_(
+        rule_status.c.customer == sa.bindparam("customer"),
+        rule_status.c.product == sa.bindparam("product"),
+    )
+    rules = dialect.insert(rule_status)
+    rules = rules.on_conflict_do_update(
+        index_elements=[rule_status.c.customer, rule_status.c.product, rule_status.c.rule],
+        set_={
+            k: rules.excluded[k]
+            for k in ("action", "eligible", "lag_seconds", "held", "updated_at")
+        },
+    )
+    state = dialect.insert(pair_status)
+    state = state.on_conflict_do_update(
+        index_elements=[pair_status.c.customer, pair_status.c.product],
+        set_={k: state.excluded[k] for k in ("connector_up", "updated_at")},
+    )
+    found = _Statements(
+        drop_unlisted=rule_status.delete().where(
+            pair, rule_status.c.rule.not_in(sa.bindparam("listed", expanding=True))
+        ),
+        drop_all=rule_status.delete().where(pair),
+        upsert_rules=rules,
+        upsert_pair=state,
+    )
+    _BUILT[dialect_name] = found
+    return found
 
 
 @dataclass(frozen=True)
@@ -125,40 +175,42 @@ class StatusRecorder:
     ) -> None:
         customer, product = pair
         when = at.astimezone(dt.UTC)
+        listed = list(figures)
+        rows = [
+            {
+                "customer": customer,
+                "product": product,
+                "rule": f.rule,
+                "action": f.action,
+                "eligible": f.eligible,
+                "lag_seconds": f.lag_seconds,
+                "held": f.held,
+                "updated_at": when,
+            }
+            for f in figures.values()
+        ]
 
         def write(conn: Connection, _retried: bool) -> None:
-            mine = sa.and_(rule_status.c.customer == customer, rule_status.c.product == product)
-            if complete:  # a complete run lists every rule: drop those that no longer exist
-                conn.execute(rule_status.delete().where(mine))
-            elif figures:
-                conn.execute(rule_status.delete().where(mine, rule_status.c.rule.in_(figures)))
-            if figures:
-                conn.execute(
-                    rule_status.insert(),
-                    [
-                        {
-                            "customer": customer,
-                            "product": product,
-                            "rule": f.rule,
-                            "action": f.action,
-                            "eligible": f.eligible,
-                            "lag_seconds": f.lag_seconds,
-                            "held": f.held,
-                            "updated_at": when,
-                        }
-                        for f in figures.values()
-                    ],
-                )
+            made = _statements(conn.dialect.name)
+            # A complete run lists every rule: drop those that no longer exist. The others
+            # (an incomplete run's unlisted rules) keep their last figures.
+            if complete:
+                mine = {"customer": customer, "product": product}
+                if listed:
+                    conn.execute(made.drop_unlisted, {**mine, "listed": listed})
+                else:
+                    conn.execute(made.drop_all, mine)
+            if rows:
+                conn.execute(made.upsert_rules, rows)
             if up is not None:
                 conn.execute(
-                    pair_status.delete().where(
-                        pair_status.c.customer == customer, pair_status.c.product == product
-                    )
-                )
-                conn.execute(
-                    pair_status.insert().values(
-                        customer=customer, product=product, connector_up=up, updated_at=when
-                    )
+                    made.upsert_pair,
+                    {
+                        "customer": customer,
+                        "product": product,
+                        "connector_up": up,
+                        "updated_at": when,
+                    },
                 )
 
         self._store.write_later(f"the status of {customer} × {product}", write, optional=True)
