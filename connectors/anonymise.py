@@ -181,12 +181,21 @@ def _year_done(column: sa.ColumnElement[Any], dialect: str) -> ColumnElement[boo
     january_first = sa.and_(sa.extract("month", column) == 1, sa.extract("day", column) == 1)
     typed = isinstance(column.type, sa.Date | sa.DateTime)
     done: list[ColumnElement[bool]] = [column.is_(None)]
+    # The year of an instant is its first of January at midnight (`_year` zeroes the time):
+    # an instant on the first of January at another time of day is not done yet.
+    instant = isinstance(column.type, sa.DateTime)
     if dialect == "sqlite":  # no date type: numbers are not dates, blank text holds none
         raw = sa.type_coerce(column, sa.String)
         done.append(sa.func.trim(raw) == "")
         text = sa.func.typeof(raw) == "text"
+        if instant:  # what follows the date is blank, a T, zeros, colons and points only
+            midnight = sa.func.trim(sa.func.substr(raw, 11), " T0:.") == ""
+            january_first = sa.and_(january_first, midnight)
         done.append(sa.and_(text, sa.or_(january_first, raw >= "9999-12-31")))
         return sa.or_(*done)
+    if instant:  # the instant equals its own day's start (fractions of a second included)
+        midnight = column == sa.cast(sa.cast(column, sa.Date), column.type)
+        january_first = sa.and_(january_first, midnight)
     done.append(january_first)
     if not typed:
         done.append(sa.func.trim(column) == "")
