@@ -76,8 +76,9 @@ def check_masks(
     """Every problem of the masks one stage writes to `schema`'s table, in the masks' order.
 
     `referenced_by` are the other tables' foreign keys that point at the table
-    (`Connector.foreign_keys_to`). A column the table does not have is skipped: `verify`
-    reports it.
+    (`Connector.foreign_keys_to`, and `Connector.outside_keys_to`: those of tables outside
+    the product's schema, named schema-qualified). A column the table does not have is
+    skipped: `verify` reports it.
     """
     by_column = {m.column: m for m in masks}
     found: list[MaskFit] = []
@@ -124,7 +125,7 @@ def refusals(
             if column.name in ref.referred_columns and ref.on_update.blocks:
                 reasons.append(
                     f"changes a value that {_fk(ref)} references with ON UPDATE "
-                    f"{ref.on_update}: the update fails while such a {ref.table} row exists"
+                    f"{ref.on_update}: the update fails while such a {ref.qualified} row exists"
                 )
         reasons.extend(_type_refusals(mask, column))
     clash = collapsed_key(mask, column, schema, by_column)
@@ -255,7 +256,7 @@ def _warnings(
             if column.name in ref.referred_columns and not ref.on_update.blocks:
                 found.append(
                     f"changes a value that {_fk(ref)} references with ON UPDATE "
-                    f"{ref.on_update}: the change reaches those {ref.table} rows too"
+                    f"{ref.on_update}: the change reaches those {ref.qualified} rows too"
                 )
     return found
 
@@ -370,6 +371,6 @@ def describe(column: ColumnInfo, schema: TableSchema) -> str:
 def _fk(ref: ForeignKeyRef) -> str:
     named = f"{ref.name}, " if ref.name else ""
     return (
-        f"{named}{ref.table}({', '.join(ref.columns)}) → "
+        f"{named}{ref.qualified}({', '.join(ref.columns)}) → "
         f"{ref.referred_table}({', '.join(ref.referred_columns)})"
     )

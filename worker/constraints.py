@@ -2,8 +2,10 @@
 they write, deletes against the foreign keys that point at the rows they remove.
 
 - **Masks** (`connectors.maskfit`): each `with` entry of an anonymise stage against its
-  column's type, width, NOT NULL, unique keys and foreign keys. A mask that cannot fit is a
-  problem at that `with` entry, naming table.column and a mask that fits.
+  column's type, width, NOT NULL, unique keys and foreign keys, those of tables outside the
+  product's schema that reference the column included (their ON UPDATE follows or refuses
+  the masked value alike). A mask that cannot fit is a problem at that `with` entry, naming
+  table.column and a mask that fits.
 - **Foreign keys into deleted rows**: a delete stage removes the subject's rows and its
   dependents' (an unlink stage the subject's only). A foreign key of another table pointing at
   one of those tables, that the mapping does not delete first (not a dependent there, with
@@ -123,7 +125,10 @@ def _masks(
     found: Findings,
 ) -> None:
     masks = [column_mask(column, masking) for column, masking in with_.items()]
-    for fit in check_masks(schema, masks, connector.foreign_keys_to(schema.name)):
+    # A key from outside the product's schema follows (ON UPDATE CASCADE) or refuses
+    # (RESTRICT) a masked value like one from inside it.
+    keys = [*connector.foreign_keys_to(schema.name), *connector.outside_keys_to(schema.name)]
+    for fit in check_masks(schema, masks, keys):
         if fit.fatal:
             found.problems.append(((*path, "with", fit.column), fit.message))
         else:
