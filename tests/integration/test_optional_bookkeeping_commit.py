@@ -1,15 +1,13 @@
 """A run's optional bookkeeping (its status) refused at COMMIT, by a deferred constraint
 trigger on `pair_status` (PostgreSQL state; SQLite cannot add a deferred check to an
 existing table): the promise of `gather.Pending.optional` (its failure never loses the
-records around it) does not hold there.
+records around it) holds there too.
 
-No statement fails, so no queued work has `failed` set and `Gathering.flush` does not write
-the rest again without it: the whole flush fails. An idle run then stores nothing (not even
-run.started), reports FAILED and leaves its lease to expire; a run that deleted leaves its
-run.finished unwritten (an open run). The same before c0fb89e: a SAVEPOINT does not cover a
-deferred trigger either. Left as xfail: telling an optional work's refusal at COMMIT from
-any other failure of the flush's COMMIT needs a design choice (retry without every optional
-work whenever COMMIT fails?), not a small fix.
+No statement fails, so no queued work has `failed` set: `Gathering.flush` then writes the
+rest again without every optional work (and, if that fails too, without the droppable
+ones). Before, the whole flush failed: an idle run stored nothing (not even run.started),
+reported FAILED and left its lease to expire (the same before c0fb89e: a SAVEPOINT does not
+cover a deferred trigger either).
 """
 
 from __future__ import annotations
@@ -37,11 +35,6 @@ def store(pg_url: str) -> Iterator[StateStore]:
     found.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="optional bookkeeping refused at COMMIT (deferred trigger) fails the whole flush: "
-    "no work has `failed` set, so nothing is written again without it",
-)
 def test_a_status_refused_at_commit_keeps_the_runs_records(
     tmp_path: Path, store: StateStore
 ) -> None:

@@ -40,7 +40,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.redact import describe
-from worker.errors import RetentionError
+from worker.errors import RetentionError, StateError
 
 if TYPE_CHECKING:
     from worker.state.store import StateStore
@@ -138,16 +138,28 @@ class Gathering:
         Raises StateError (the store's, naming what was being recorded) when it cannot;
         the work then stays queued, marked as tried. When a `droppable` or `optional` work
         failed, it is dropped (logged as `state.write_skipped`) and the rest is written
-        again without it.
+        again without it. When the transaction failed with no work to blame (at COMMIT: a
+        deferred constraint), it is written again without every `optional` work, then, if
+        that fails too, without every `droppable` one: they never take the records around
+        them along.
         """
         for store, pending in list(self.queued.values()):
+            suspects = [_optional, _droppable]  # left out in turn when no work is to blame
             while True:
                 try:
                     self.flushing = True
                     store.write(f"recording {pending[0].doing} and what followed it", _nothing)
                     break
-                except RetentionError:
+                except RetentionError as exc:
                     dropped = [p for p in self.taken(store) if p.failed is not None]
+                    # Not after a transient failure (the store retried it already): the
+                    # state database is away, and leaving work out would not bring it back.
+                    blameless = not (isinstance(exc, StateError) and exc.transient)
+                    while not dropped and suspects and blameless:
+                        suspect = suspects.pop(0)
+                        dropped = [p for p in self.taken(store) if suspect(p)]
+                        for gone in dropped:
+                            gone.failed = exc
                     if not dropped:
                         raise
                 finally:
@@ -173,6 +185,14 @@ class Gathering:
             self.queued[id(store)] = (store, left)
         else:
             del self.queued[id(store)]
+
+
+def _optional(pending: Pending) -> bool:
+    return pending.optional
+
+
+def _droppable(pending: Pending) -> bool:
+    return pending.droppable
 
 
 def _nothing(_conn: Connection) -> None:
