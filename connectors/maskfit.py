@@ -21,7 +21,10 @@ A key's other columns keep the anonymised rows apart when they hold a unique key
 but `null` refuses a column of a foreign key (the new value would point at no row), and a
 column another table's foreign key references with ON UPDATE RESTRICT / NO ACTION. Warnings:
 `year` on a NOT NULL text column and `postcode_digits` on a NOT NULL column (a value they cannot
-read becomes NULL, which fails that row), and a referenced column whose change cascades.
+read becomes NULL, which fails that row), and a referenced column whose change cascades (or sets
+NULL / the default): the run counts the rows the key changes, or blocks the row whose change would
+reach another tenant's row, a row outside the product's schema, or a row of a table the rule
+changes itself that its batch does not write (connectors/sqlupdatereach.py).
 
 Why fixed text fits text columns only: PostgreSQL compares a bound text with an integer, date
 or numeric column as `integer = character varying` and refuses the statement.
@@ -256,9 +259,25 @@ def _warnings(
             if column.name in ref.referred_columns and not ref.on_update.blocks:
                 found.append(
                     f"changes a value that {_fk(ref)} references with ON UPDATE "
-                    f"{ref.on_update}: the change reaches those {ref.qualified} rows too"
+                    f"{ref.on_update}: the change reaches those {ref.qualified} rows too; "
+                    + _update_run(ref)
                 )
     return found
+
+
+def _update_run(ref: ForeignKeyRef) -> str:
+    """What a run does about an acting ON UPDATE key (connectors/sqlupdatereach.py)."""
+    if ref.schema is not None:
+        return (
+            f"{ref.qualified} is outside the product's schema, which the run neither counts "
+            "nor checks: a row such a row references is left (blocked, as under RESTRICT) "
+            "until none does"
+        )
+    return (
+        "the run counts them in the audit, and leaves a row (blocked, as under RESTRICT) "
+        "whose change would reach a row of another tenant, or a row of a table the rule "
+        "changes itself that its batch does not write"
+    )
 
 
 def fitting_mask(

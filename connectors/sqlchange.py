@@ -5,7 +5,8 @@
     lock the batch's still-eligible rows (SELECT ... FOR UPDATE; with the masked values for
     anonymise) → ask the guard which a hold now covers → change the others (dependents first,
     then the subject) → report the keys and rows per table changed, rows that the database's
-    foreign keys delete or update with each DELETE included (connectors/sqlreach.py)
+    foreign keys delete or update with each DELETE (connectors/sqlreach.py) and with each
+    anonymise UPDATE (connectors/sqlupdatereach.py, connectors/sqlmaskrelated.py) included
 
 Identifiers come from reflected tables; values are bound parameters.
 """
@@ -23,25 +24,23 @@ from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from connectors.anonymise import done_clause, mask_value
+from connectors.anonymise import mask_value
 from connectors.base import (
     Applied,
     Change,
-    ColumnMask,
     Dependent,
     ForeignKeyRef,
     Guard,
     Key,
-    Mask,
-    SchemaError,
     Target,
 )
 from connectors.errors import timeout_kind, wrap_errors
 from connectors.sqlmaskjson import text_charset
 from connectors.sqlmaskplan import is_date
-from connectors.sqlmaskset import write_rows
+from connectors.sqlmaskrelated import mask_related, mask_subject
 from connectors.sqlreach import cascaded
 from connectors.sqlrefuse import Kept, refuse_reach_back, refuse_reaching, ways_back
+from connectors.sqlupdatereach import UpdateKeys
 
 TableOf = Callable[[str], sa.Table]
 TenantOf = Callable[[sa.Table, Target], ColumnElement[bool] | None]
@@ -86,6 +85,16 @@ class Batch:
             self.refs_all,
             others,
             self.refs_outside,
+        )
+
+    def update_keys(self, target: Target) -> UpdateKeys:
+        """The keys and tenant filter an anonymise UPDATE of `target`'s batch is checked
+        against (connectors/sqlupdatereach.py)."""
+        return UpdateKeys(
+            self.table_of,
+            self.refs_all,
+            self.refs_outside,
+            lambda reached: self.tenant_of(reached, target),
         )
 
 
@@ -298,8 +307,11 @@ def _anonymise(
                 new[mask.column] = replaced
         if new:
             rows.append((key, new))
-    write_rows(conn, table, key_cols, rows, batch.tenant_of(table, target))
-    return {table.name: len(rows)}, [key for key, _ in rows]
+    tenant = batch.tenant_of(table, target)
+    related = [r.table for r in target.related]
+    keys = batch.update_keys(target)
+    counts = mask_subject(conn, keys, table, key_cols, rows, tenant, related, key_in)
+    return counts, [key for key, _ in rows]
 
 
 def _related(
@@ -334,7 +346,13 @@ def _related(
                 done = conn.execute(sa.delete(related).where(where)).rowcount
                 done = done if going is None else going
             else:
-                done = _mask_related(conn, related, rel.masks, where, batch)
+                others = [table.name, *(r.table for r in target.related if r is not rel)]
+                keys = batch.update_keys(target)
+                changed = mask_related(
+                    conn, keys, related, rel.masks, where, batch.pepper, others, key_in
+                )
+                done = changed.pop(rel.table)
+                _add(counts, changed)
         if done:
             counts[rel.table] = counts.get(rel.table, 0) + done
 
@@ -350,45 +368,6 @@ def _naming(what: str) -> Iterator[None]:
             raise
         with wrap_errors(what):
             raise
-
-
-def _mask_related(
-    conn: Connection,
-    related: sa.Table,
-    masks: tuple[ColumnMask, ...],
-    where: ColumnElement[bool],
-    batch: Batch,
-) -> int:
-    """Anonymise related rows not yet masked: in one UPDATE when every mask is a constant
-    (null, fixed text), else computed row by row and written by the table's primary key
-    (connectors.sqlmaskset: one more UPDATE)."""
-    dialect = conn.dialect.name
-    pending = sa.and_(
-        where, sa.not_(sa.and_(*(done_clause(m, related.c[m.column], dialect) for m in masks)))
-    )
-    if all(m.mask in (Mask.NULL, Mask.FIXED) for m in masks):
-        constant = {m.column: (m.text if m.mask is Mask.FIXED else None) for m in masks}
-        return int(conn.execute(sa.update(related).where(pending).values(constant)).rowcount)
-    key = list(related.primary_key.columns)
-    if not key:
-        raise SchemaError(
-            f"related table {related.name} has no primary key: a per-row mask needs one; "
-            "use null or a fixed text, or add a primary key"
-        )
-    columns = [related.c[m.column] for m in masks]
-    rows = conn.execute(sa.select(*key, *columns).where(pending).with_for_update()).all()
-    new = [
-        (
-            tuple(row[: len(key)]),
-            {
-                m.column: mask_value(m, value, batch.pepper)
-                for m, value in zip(masks, row[len(key) :], strict=True)
-            },
-        )
-        for row in rows
-    ]
-    write_rows(conn, related, key, new)  # by primary key: the rows were selected in the tenant
-    return len(rows)
 
 
 def _add(counts: Counts, more: Counts) -> None:

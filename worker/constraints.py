@@ -5,7 +5,10 @@ they write, deletes against the foreign keys that point at the rows they remove.
   column's type, width, NOT NULL, unique keys and foreign keys, those of tables outside the
   product's schema that reference the column included (their ON UPDATE follows or refuses
   the masked value alike). A mask that cannot fit is a problem at that `with` entry, naming
-  table.column and a mask that fits.
+  table.column and a mask that fits. A mask on a column an acting ON UPDATE key references
+  is a warning that says what a run does: it counts the rows the key changes, or leaves the
+  row whose change would reach another tenant's row or a row outside the product's schema
+  (connectors/sqlupdatereach.py).
 - **Foreign keys into deleted rows**: a delete stage removes the subject's rows and its
   dependents' (an unlink stage the subject's only). A foreign key of another table pointing at
   one of those tables, that the mapping does not delete first (not a dependent there, with

@@ -1,9 +1,10 @@
 """An anonymise mask on a column that a foreign key from outside the product's schema
 references (another PostgreSQL schema, another MariaDB database) is checked by `validate`
 like one from inside it (connectors/maskfit.py, worker/constraints.py `_masks`): ON UPDATE
-CASCADE a warning naming the key (the change reaches those rows too: a run changes them,
-uncounted), ON UPDATE RESTRICT / NO ACTION a problem (the update fails while such a row
-exists, so every run's batch with such a row would fail).
+CASCADE a warning naming the key and what a run does (it leaves the rows such a row
+references: tests/integration/test_update_reach.py), ON UPDATE RESTRICT / NO ACTION a
+problem (the update fails while such a row exists, so every run's batch with such a row
+would fail).
 
 Before, `_masks` passed `Connector.foreign_keys_to` alone, which leaves those keys out:
 validate said nothing, though a run's keyed_hash of tenant 1's `child.name` rewrote tenant
@@ -71,7 +72,9 @@ def test_validate_warns_of_a_mask_a_cascading_key_from_outside_follows(
     assert (
         f"child.name: keyed_hash changes a value that memo_name, {other}.memo(child_name) → "
         "child(name) references with ON UPDATE CASCADE: the change reaches those "
-        f"{other}.memo rows too"
+        f"{other}.memo rows too; {other}.memo is outside the product's schema, which the run "
+        "neither counts nor checks: a row such a row references is left (blocked, as under "
+        "RESTRICT) until none does"
     ) in " ".join(out.split()), out
 
 

@@ -124,7 +124,8 @@ def test_a_referenced_column_refuses_a_change_that_a_foreign_key_restricts() -> 
     )
     [found] = check_masks(table, [mask], [cascade])
     assert not found.fatal
-    assert "the change reaches those invoice rows too" in found.message
+    assert "the change reaches those invoice rows too; the run counts them" in found.message
+    assert "leaves a row (blocked, as under RESTRICT)" in found.message
 
 
 # --- unique keys -----------------------------------------------------------------------------
