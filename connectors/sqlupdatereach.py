@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from connectors.base import ForeignKeyRef, RowsRefused, SchemaError
+from connectors.base import ForeignKeyRef, RefAction, RowsRefused, SchemaError
 from connectors.sqlreach import MAX_DEPTH, pointing_at
 
 Predicate = ColumnElement[bool]
@@ -142,9 +142,22 @@ def _follow(
             )
         referencing = keys.table_of(ref.table)
         own = [referencing.c[c] for c in ref.columns]
-        match = pointing_at(own, current, list(ref.referred_columns), where)
+        referred = list(ref.referred_columns)
+        match = pointing_at(own, current, referred, where)
         reached.inside.setdefault(ref.table, []).append(match)
-        _follow(keys, referencing, dict.fromkeys(ref.columns, match), (*chain, ref), reached)
+        # SET NULL / SET DEFAULT reset every column of the key; CASCADE writes the new value
+        # into those whose referred column changes alone (a composite key's tenant column
+        # stays: a key referencing it is not reached).
+        moved = (
+            {
+                mine: pointing_at(own, current, referred, changes[theirs])
+                for mine, theirs in ref.pairs
+                if theirs in changes
+            }
+            if ref.on_update is RefAction.CASCADE
+            else dict.fromkeys(ref.columns, match)
+        )
+        _follow(keys, referencing, moved, (*chain, ref), reached)
 
 
 def _refuse_outside(

@@ -223,3 +223,42 @@ def test_a_referencing_row_outside_the_schema_blocks_the_anonymised_row(
     [blocked] = recorder.of(BatchBlocked)
     assert any(f"{other}.memo" in e for e in blocked.errors), blocked.errors
     assert [e.rows for e in recorder.of(BatchApplied)] == [{"child": 1}]
+
+
+def test_a_composite_keys_unchanged_tenant_column_reaches_nothing_further(
+    tmp_path: Path, any_db_url: str, state: StateStore
+) -> None:
+    """Tenant-safe composite keys: `memo(tenant_id, child_name) → child(tenant_id, name)`
+    and `note(tenant_id, memo_id) → memo(tenant_id, id)`, both ON UPDATE CASCADE. The mask
+    of `child.name` rewrites memo's `child_name` and nothing of its tenant or id, so no note
+    changes. Before, every column of memo's key was taken for changed, and the trail counted
+    a note that nothing changed ({"child": 2, "memo": 1, "note": 1})."""
+    execute(
+        any_db_url,
+        "CREATE TABLE child (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, name "
+        "VARCHAR(80), health VARCHAR(40), left_on DATE, CONSTRAINT child_tn UNIQUE "
+        "(tenant_id, name))",
+        (
+            "INSERT INTO child VALUES (:i, 1, :n, 'pinda', :d)",
+            [{"i": i, "n": f"Kind{i}", "d": d} for i, d in ((1, OLD), (2, RECENT), (3, OLD))],
+        ),
+        "CREATE TABLE memo (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, child_name "
+        "VARCHAR(80), CONSTRAINT memo_ti UNIQUE (tenant_id, id), CONSTRAINT memo_child "
+        "FOREIGN KEY (tenant_id, child_name) REFERENCES child (tenant_id, name) ON UPDATE "
+        "CASCADE)",
+        "CREATE TABLE note (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, memo_id "
+        "INTEGER, CONSTRAINT note_memo FOREIGN KEY (tenant_id, memo_id) REFERENCES memo "
+        "(tenant_id, id) ON UPDATE CASCADE)",
+        "INSERT INTO memo VALUES (1, 1, 'Kind1')",
+        "INSERT INTO note VALUES (1, 1, 1)",
+    )
+    cfg = config(tmp_path, product=masking())
+
+    [report], recorder = run(cfg, any_db_url, state, customer="kdv-a")
+
+    found = names(any_db_url)
+    assert found[1] != "Kind1" and found[3] != "Kind3"
+    assert values(any_db_url, "SELECT child_name FROM memo") == [found[1]]
+    assert values(any_db_url, "SELECT memo_id FROM note") == [1]
+    assert report.outcome is Outcome.SUCCEEDED, report.error
+    assert [e.rows for e in recorder.of(BatchApplied)] == [{"child": 2, "memo": 1}]
