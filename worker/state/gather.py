@@ -140,11 +140,17 @@ class Gathering:
         failed, it is dropped (logged as `state.write_skipped`) and the rest is written
         again without it. When the transaction failed with no work to blame (at COMMIT: a
         deferred constraint), it is written again without every `optional` work, then, if
-        that fails too, without every `droppable` one: they never take the records around
-        them along.
+        that fails too, with it but without every `droppable` one, then without both: they
+        never take the records around them along, and a refused checkpoint or lease end
+        does not take the run's history and status along either. Not after a transient
+        failure (the store retried it already).
         """
         for store, pending in list(self.queued.values()):
-            suspects = [_optional, _droppable]  # left out in turn when no work is to blame
+            kept = list(pending)  # the work no failure was blamed on, in the queue's order
+            left_out: list[Pending] = []  # by the suspicion of the attempt being made
+            # Left out in turn when no work is to blame: the optional work, then the
+            # droppable work alone (the optional work back: it was not to blame), then both.
+            suspects = [(_optional,), (_droppable,), (_optional, _droppable)]
             while True:
                 try:
                     self.flushing = True
@@ -155,26 +161,44 @@ class Gathering:
                     # Not after a transient failure (the store retried it already): the
                     # state database is away, and leaving work out would not bring it back.
                     blameless = not (isinstance(exc, StateError) and exc.transient)
-                    while not dropped and suspects and blameless:
-                        suspect = suspects.pop(0)
-                        dropped = [p for p in self.taken(store) if suspect(p)]
-                        for gone in dropped:
-                            gone.failed = exc
                     if not dropped:
-                        raise
+                        left_out = []
+                        while not left_out and suspects and blameless:
+                            suspect = suspects.pop(0)
+                            left_out = [p for p in kept if any(s(p) for s in suspect)]
+                            if len(left_out) == len(kept):
+                                left_out = []  # nothing would be written: not a suspicion
+                        if not left_out:
+                            raise
+                        for gone in left_out:
+                            gone.failed = exc
                 finally:
                     self.flushing = False
                 for gone in dropped:
-                    log.warning(
-                        "state.write_skipped",
-                        recording=gone.doing,
-                        error=describe(gone.failed) if gone.failed is not None else "",
-                        detail="the records queued with it are written without it",
-                    )
-                self._drop(store, dropped)
-                pending = self.taken(store)
+                    self._skipped(gone)
+                kept = [p for p in kept if not any(p is d for d in dropped)]
+                pending = [p for p in kept if not any(p is o for o in left_out)]
+                for again in pending:
+                    again.failed = None  # left out by an earlier suspicion, not to blame
+                self._keep(store, pending)
                 if not pending:
                     break
+            for gone in left_out:
+                self._skipped(gone)
+
+    def _skipped(self, gone: Pending) -> None:
+        log.warning(
+            "state.write_skipped",
+            recording=gone.doing,
+            error=describe(gone.failed) if gone.failed is not None else "",
+            detail="the records queued with it are written without it",
+        )
+
+    def _keep(self, store: StateStore, work: list[Pending]) -> None:
+        if work:
+            self.queued[id(store)] = (store, work)
+        else:
+            self.queued.pop(id(store), None)
 
     def _drop(self, store: StateStore, dropped: list[Pending]) -> None:
         found = self.queued.get(id(store))
