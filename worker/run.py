@@ -389,7 +389,10 @@ class Runner:
             log.exception("audit.checkpoint_failed", error=str(exc))
             return
         if made is None:
-            log.error("audit.checkpoint_failed", error=queued.error if queued else None)
+            why = queued.error if queued is not None else None
+            # Left out with the run's other droppable work (see state.write_skipped).
+            why = why or "left out of the transaction of the run's end, which was refused"
+            log.error("audit.checkpoint_failed", error=why)
             return
         self.bus.publish(
             CheckpointMade(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from structlog.testing import capture_logs
 
 from tests.integration.test_optional_bookkeeping import assert_run_end_stored, kinds
 from tests.integration.test_run_end_folded import query, tick
@@ -100,10 +101,13 @@ def test_a_droppable_write_refused_at_commit_keeps_the_runs_history(
             )
         )
 
-    idle, seen = tick(tmp_path, store, product_url)
+    with capture_logs() as logs:
+        idle, seen = tick(tmp_path, store, product_url)
 
     assert idle.outcome is Outcome.SUCCEEDED, idle.error
     assert kinds(store) == [*before, "run.started", "run.finished"]
+    # The checkpoint left out says why, never `error=None`.
+    assert all(e["error"] for e in logs if e["event"] == "audit.checkpoint_failed")
     [recorded] = [e for e in seen if isinstance(e, RunRecorded)]
     assert recorded.stored and recorded.outcome is Outcome.SUCCEEDED
     [(outcome,)] = query(store, f"SELECT outcome FROM runs WHERE run_id = '{recorded.run_id}'")
