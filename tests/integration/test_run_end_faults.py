@@ -8,32 +8,20 @@ checkpoint and its lease's end commit together), on SQLite and PostgreSQL state:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from structlog.testing import capture_logs
 
+from tests.integration import run_end_support
 from tests.integration.test_run_end_folded import query, tick
-from tests.integration.test_timeouts import ids, seed
+from tests.integration.test_timeouts import ids
 from worker.events import CheckpointMade, Outcome
 from worker.state import StateStore
 from worker.verify import verify
 
-
-@pytest.fixture
-def store(state_url: str) -> Iterator[StateStore]:
-    found = StateStore(state_url)
-    yield found
-    found.close()
-
-
-@pytest.fixture
-def product_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'a.db'}"
-    seed(url)
-    return url
+store = run_end_support.store  # the fixtures, by name (pytest finds them here)
+product_url = run_end_support.product_url
 
 
 def refuse_lease_done(store: StateStore) -> None:

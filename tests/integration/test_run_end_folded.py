@@ -13,18 +13,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.pool import NullPool
 from structlog.testing import capture_logs
 
+from tests.integration import run_end_support
 from tests.integration.own_config import write_config
-from tests.integration.test_timeouts import CUSTOMERS, PRODUCT, ids, seed
+from tests.integration.test_timeouts import CUSTOMERS, PRODUCT, ids
 from tests.support import NOW, PEPPER
 from worker.app import build_runner, run_pairs, subscribe_state
 from worker.events import CheckpointMade, Event, EventBus, Outcome, RunFinished
@@ -32,19 +32,8 @@ from worker.runreport import RunReport
 from worker.state import StateStore
 from worker.verify import verify
 
-
-@pytest.fixture
-def store(state_url: str) -> Iterator[StateStore]:
-    found = StateStore(state_url)
-    yield found
-    found.close()
-
-
-@pytest.fixture
-def product_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'a.db'}"
-    seed(url)
-    return url
+store = run_end_support.store  # the fixtures, by name (pytest finds them here)
+product_url = run_end_support.product_url
 
 
 def tick(
