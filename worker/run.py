@@ -32,6 +32,7 @@ from worker.batches import RunInterrupted
 from worker.batchsize import LearnedSizes
 from worker.checkpoints import Checkpointer, Queued
 from worker.config import Catalogue, Customer, ProductMapping
+from worker.drift import SchemaDrift, drifted
 from worker.errors import RetentionError
 from worker.events import (
     CheckpointMade,
@@ -56,16 +57,12 @@ from worker.rulework import count_backlogs, run_rule
 from worker.runreport import RunReport, Skipped, UnexpectedRunError
 from worker.state.gather import Gathering, gathering
 from worker.state.runlog import RunClosed
-from worker.targets import overlapping, tables_for
+from worker.targets import overlapping
 
 T = TypeVar("T")
 log = structlog.get_logger("worker.run")
 ConnectorFactory = Callable[[Customer, ProductMapping], Connector]
 Clock = Callable[[], dt.datetime]
-
-
-class SchemaDrift(RetentionError):
-    """The product database no longer matches its mapping."""
 
 
 _ACTIVE: set[str] = set()
@@ -259,7 +256,7 @@ class Runner:
             if not dry_run:
                 self.gatekeeper.remember_policy(policy, document, self.clock())
             connector = self._open(customer, mapping)
-            drift = self._verify(connector, mapping)
+            drift = drifted(connector, mapping, self._retry)
             if self.reconciler is not None and not dry_run:
                 lease = getattr(self._held, "lease", None)
                 self.reconciler.settle(
@@ -413,25 +410,3 @@ class Runner:
             raise
         self.bus.publish(ConnectorStatus(customer.customer, mapping.product, up=True))
         return connector
-
-    def _verify(self, connector: Connector, mapping: ProductMapping) -> dict[str, str]:
-        """Each subject table whose schema does not match the mapping (its dependents, bases
-        and related tables included), with the message that fails its rules; raises
-        SchemaDrift when none matches (nothing could run)."""
-        found: dict[str, list[str]] = {}
-        tables = tables_for(mapping)
-        for table, problems in zip(tables, self._retry(connector.verify_each, tables), strict=True):
-            fatal = [str(p) for p in problems if p.fatal]
-            if fatal:
-                found[table.name] = fatal
-
-        def drift(listed: list[str]) -> str:
-            return (
-                f"the {mapping.product} database does not match config/products/"
-                f"{mapping.product}.yaml: {'; '.join(dict.fromkeys(listed))}; fix the mapping "
-                "or migrate the database"
-            )
-
-        if found and len(found) == len(mapping.subjects):
-            raise SchemaDrift(drift([p for listed in found.values() for p in listed]))
-        return {table: drift(listed) for table, listed in found.items()}
