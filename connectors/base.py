@@ -47,6 +47,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from connectors.model import (
@@ -102,6 +103,7 @@ __all__ = [
     "Dependent",
     "FirstOf",
     "ForeignKeyRef",
+    "Foresight",
     "Guard",
     "Key",
     "LockTimeout",
@@ -125,6 +127,22 @@ __all__ = [
 # A time basis before this date is a placeholder ("unknown"), not a very old record: such a
 # row is kept, never expired. See docs/configuration.md, "Odd values in a time basis".
 EARLIEST_BASIS = dt.date(1900, 1, 1)
+
+
+@dataclass(frozen=True)
+class Foresight:
+    """What `Connector.foresee` finds for a rule in a dry run.
+
+    `changed`: rows per table a run would change (as `Connector.preview` counts them, the
+    rows it would block and what they reach left out); `blocked`: eligible rows of the
+    subject's table a run would block at least (they stay: `batch.blocked`); `reasons`:
+    those rows per reason, a text naming keys and tables, never a value (a row may count
+    under several reasons).
+    """
+
+    changed: dict[str, int]
+    blocked: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
 
 
 class ConnectorError(Exception):
@@ -233,6 +251,13 @@ class Connector(abc.ABC):
         """Rows per table that `change` of every expired row of `target` would change now,
         as `apply` counts them: dependents, related rows and rows foreign keys cascade to
         included; tables with none left out. Changes nothing (for `plan`)."""
+
+    def foresee(self, target: Target, change: Change) -> Foresight:
+        """`preview`, and the eligible rows a run would block because of the database's ON
+        DELETE / ON UPDATE keys (connectors/sqlforesee.py), for `plan`. Changes nothing. A
+        connector without foreign keys blocks nothing: `preview` alone. Raises what
+        `preview` raises."""
+        return Foresight(self.preview(target, change))
 
     @abc.abstractmethod
     def date_quality(self, table: str, column: str) -> DateQuality:

@@ -6,8 +6,9 @@ Identifiers come from reflection, never from strings pasted into SQL. Works on P
 is pinned (UTC, strict SQL mode, timeouts) in `connectors.session`; how the URL is checked
 and the client-side connect and read bounds in `connectors.reach`.
 Which rows a target selects and the read-only statements over them are in
-`connectors.sqlread` (the base class `SqlReads`); this module holds the connector's
-lifetime, the schema and the changes.
+`connectors.sqlread` (the base class `SqlReads`), a dry run's counts in `connectors.sqlpreview`
+(`SqlPreviews`, between the two); this module holds the connector's lifetime, the schema and
+the changes.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from connectors.reach import checked_url, engine_options
 from connectors.session import pin_sessions, reading
 from connectors.sqlchange import Batch, change_batch
 from connectors.sqlfast import locked_tids, next_delete
-from connectors.sqlread import SqlReads
+from connectors.sqlpreview import SqlPreviews
 from connectors.sqlschema import (
     all_foreign_keys,
     every_foreign_key_to,
@@ -63,7 +64,7 @@ from connectors.sqlverify import verify_table, verify_tenancy
 PARAMETER_MARGIN = 1_000
 
 
-class SqlConnector(SqlReads):
+class SqlConnector(SqlPreviews):
     """One product database, reached through a SQLAlchemy URL.
 
     `timeouts` bound every statement of every session (see `Timeouts`); the defaults

@@ -2,7 +2,7 @@
 
 The predicates every statement of the SQL connector shares (the exact tenant filter, the
 time basis past its cutoff, the other rules' cutoffs, row conditions, holds, anonymise's
-"not yet done") and the statements that only read: backlog counts, previews, date quality,
+"not yet done") and the statements that only read: backlog counts, date quality,
 row counts, the paged selection of expired keys and its EXPLAIN, the re-check of which keys
 remain, key scans and key look-ups. `SqlReads` is a base of `connectors.sql.SqlConnector`,
 which supplies the engine, the reflected tables and the error wrapping; the changes
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from connectors import dates, sqlbasis, sqlbind, sqlcount, sqlexplain, sqlreach
+from connectors import dates, sqlbasis, sqlbind, sqlcount, sqlexplain
 from connectors.anonymise import done_clause
 from connectors.base import (
     Aggregated,
@@ -252,23 +252,6 @@ class SqlReads(Connector):
             .where(self._expired(table, target, values))
         )
         return query, basis
-
-    def preview(self, target: Target, change: Change) -> dict[str, int]:
-        table = self._table(target.table.name)
-        self.foreign_keys_to(table.name)
-        expired = self._expired(table, target)
-        what = f"cannot count what a {change} of {table.name} reaches"
-        with self._wrap(what), self.engine.connect() as conn:
-            return sqlreach.preview(
-                conn,
-                self._table,
-                self.foreign_keys_to,
-                self._tenant,
-                target,
-                change,
-                expired,
-                self.every_foreign_key_to,
-            )
 
     def date_quality(self, table: str, column: str) -> DateQuality:
         spec = self._table(table)

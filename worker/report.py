@@ -10,11 +10,12 @@ own figure). `plan --format json` prints one document of one shape:
 
     {"at": ISO instant (UTC), "dry_run": true,
      "totals": {"pairs", "succeeded", "failed", "interrupted", "set_aside", "eligible",
-                "not_counted", "rows", "held", "awaiting_approval"},
+                "not_counted", "rows", "held", "would_block", "awaiting_approval"},
      "pairs": [{"customer", "product", "outcome", "error", "eligible", "problems", "tables",
+                "would_block",
                 "rules": [{"rule", "action", "table", "period", "source", "cutoff",
-                           "eligible", "tables", "held", "gate", "why", "reasons",
-                           "approval_id"}]}],
+                           "eligible", "tables", "would_block", "block_reasons", "held",
+                           "gate", "why", "reasons", "approval_id"}]}],
      "set_aside": [{"file", "customer", "product", "problems": [text, ...]}]}
 
 `outcome` is succeeded, failed, interrupted or set_aside (a real run may also end partial:
@@ -30,7 +31,10 @@ set-aside entries.
 
 `tables` are the rows per table a run would change (table → rows: the subject's, its
 dependents', related rows and rows foreign keys cascade to), as `run` counts them in its
-summary and audit; `totals.rows` adds them up over the counted pairs.
+summary and audit; `totals.rows` adds them up over the counted pairs. `would_block` are the
+eligible rows a run would block at least (the database's keys reach rows it must not touch:
+connectors/sqlforesee.py; null for a set-aside entry), `block_reasons` those of a rule per
+reason (keys and tables); `tables` leaves them, and what they reach, out.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from typing import Any
 
 from worker.errors import ConfigProblem
 from worker.events import Outcome
-from worker.runreport import RunReport
+from worker.runreport import RulePlan, RunReport
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,8 @@ def _pair_line(report: RunReport) -> str:
         figures += f", {report.held} held"
     if report.blocked:
         figures += f", {report.blocked} blocked"
+    if report.would_block:
+        figures += f", at least {report.would_block} would be blocked"
     if report.awaiting:
         verb = "would wait" if report.dry_run else "wait"
         figures += f", {len(report.awaiting)} rule(s) {verb} for approval"
@@ -162,12 +168,25 @@ def _pair_line(report: RunReport) -> str:
     for plan in report.rules:
         if plan.blocked:
             lines.append(f"    {plan.rule}: {plan.blocked} row(s) blocked (batch.blocked)")
+        lines += _would_block_lines(plan)
         if plan.gate in ("held", "awaiting_approval"):
             ident = f" ({plan.approval_id})" if plan.approval_id else ""
             lines.append(
                 f"    {plan.rule}: {_gate_text(plan.gate)}{ident}: {'; '.join(plan.reasons)}"
             )
     return "\n".join(lines)
+
+
+def _would_block_lines(plan: RulePlan) -> list[str]:
+    """A dry run's rows of `plan` a run would block, with each reason (none: no line)."""
+    if not plan.would_block:
+        return []
+    lines = [
+        f"    {plan.rule}: at least {plan.would_block} eligible row(s) would be blocked and "
+        "stay (batch.blocked), as their ON DELETE / ON UPDATE keys reach:"
+    ]
+    lines += [f"      {n}: {why}" for why, n in sorted(plan.block_reasons.items())]
+    return lines
 
 
 def _gate_text(gate: str) -> str:
@@ -202,6 +221,7 @@ def _set_aside_pair(entry: SetAside) -> dict[str, Any]:
         "eligible": None,
         "problems": list(entry.problems),
         "tables": {},
+        "would_block": None,
         "rules": [],
     }
 
@@ -219,6 +239,7 @@ def plan_document(
             "eligible": _eligible(r),
             "problems": [],
             "tables": dict(sorted(r.would_change.items())),
+            "would_block": r.would_block,
             "rules": [
                 {
                     "rule": p.rule,
@@ -229,6 +250,8 @@ def plan_document(
                     "cutoff": p.cutoff.isoformat(),
                     "eligible": p.eligible,
                     "tables": dict(sorted(p.would_change.items())),
+                    "would_block": p.would_block,
+                    "block_reasons": dict(sorted(p.block_reasons.items())),
                     "held": p.held,
                     "gate": p.gate,
                     "why": p.why,
@@ -250,6 +273,7 @@ def plan_document(
         "not_counted": sum(_eligible(r) is None for r in reports) + len(entries),
         "rows": sum(_would(r) for r in reports if _eligible(r) is not None),
         "held": sum(r.held for r in reports),
+        "would_block": sum(r.would_block for r in reports),
         "awaiting_approval": sum(len(r.awaiting) for r in reports),
     }
     return {

@@ -141,7 +141,9 @@ def run_rule(
         return
     if report.dry_run and backlog.count - held:
         would = replace(target, held=target.held | held_keys) if held_keys else target
-        plan.would_change = runner._retry(connector.preview, would, Change(plan.action))
+        seen = runner._retry(connector.foresee, would, Change(plan.action))
+        plan.would_change, plan.would_block = seen.changed, seen.blocked
+        plan.block_reasons = seen.reasons
     if report.dry_run or backlog.count - held == 0:
         return
     emptied = run_batches(runner, connector, customer, mapping, rule, target, plan, names, hasher)

@@ -32,6 +32,11 @@ class RulePlan:
     # A dry run's count of what a run would change, per table (Connector.preview): empty
     # when the rule would change nothing (held, waiting for approval, nothing eligible).
     would_change: dict[str, int] = field(default_factory=dict)
+    # A dry run's eligible rows of the subject a run would block at least (Connector.
+    # foresee: the database's ON DELETE / ON UPDATE keys reach rows it must not touch), and
+    # those rows per reason (keys and tables, never a value); left out of `would_change`.
+    would_block: int = 0
+    block_reasons: dict[str, int] = field(default_factory=dict)
     # Eligible rows a legal hold keeps (part of `eligible`).
     held: int = 0
     # "" (ran), "approved" (ran under an approval), "held", "awaiting_approval".
@@ -86,6 +91,11 @@ class RunReport:
             for table, count in plan.would_change.items():
                 tables[table] = tables.get(table, 0) + count
         return tables
+
+    @property
+    def would_block(self) -> int:
+        """A dry run's eligible rows a run would block at least, over every rule."""
+        return sum(r.would_block for r in self.rules)
 
     @property
     def awaiting(self) -> list[RulePlan]:

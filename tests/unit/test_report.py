@@ -117,6 +117,24 @@ def test_a_run_reports_changes_per_table_and_per_pair() -> None:
     assert "kdv-a × flexkids: ok; 3 row(s) eligible, 10 row(s) changed" in text
 
 
+def test_a_plan_names_the_rows_a_run_would_block_and_why() -> None:
+    """A rule with rows a run would block: the pair's line says "at least", the rule lists
+    each reason with its rows; JSON per rule, pair and in the totals. None: nothing new."""
+    blocking = rule(5)
+    blocking.would_change = {"invoice": 3}
+    blocking.would_block = 2
+    blocking.block_reasons = {"a row of invoice that is not eligible (keys)": 2}
+    text = format_plan([report("kdv-a", dry=True, rules=[blocking])], "table", AT)
+    assert "kdv-a × flexkids: ok; 5 row(s) eligible, 3 row(s) would change, at least 2 " in text
+    assert "    flexkids.invoice.fiscal: at least 2 eligible row(s) would be blocked" in text
+    assert "      2: a row of invoice that is not eligible (keys)" in text
+    doc = plan_document([report("kdv-a", dry=True, rules=[blocking])], AT)
+    assert (doc["totals"]["would_block"], doc["pairs"][0]["would_block"]) == (2, 2)
+    assert doc["pairs"][0]["rules"][0]["block_reasons"] == blocking.block_reasons
+    plain = format_plan([report("kdv-a", dry=True, rules=[rule(5)])], "table", AT)
+    assert "block" not in plain
+
+
 def test_the_json_plan_is_one_document_of_one_shape() -> None:
     """Instant, totals and every pair — failed and set-aside ones with their reasons."""
     reports = [
@@ -136,6 +154,7 @@ def test_the_json_plan_is_one_document_of_one_shape() -> None:
         "not_counted": 3,
         "rows": 0,
         "held": 0,
+        "would_block": 0,
         "awaiting_approval": 0,
     }
     assert [
@@ -165,6 +184,7 @@ def test_the_json_plan_is_one_document_of_one_shape() -> None:
         ["rules.0.id (line 9): duplicate"],
     ]
     shape = {"customer", "product", "outcome", "error", "eligible", "problems", "tables", "rules"}
+    shape.add("would_block")
     assert all(set(p) == shape for p in doc["pairs"])
     assert doc["pairs"][0]["rules"][0]["cutoff"] == "2019-11-28"
     assert doc["set_aside"] == [

@@ -1,0 +1,180 @@
+"""The eligible rows of a rule that a run would block, foreseen by `plan` (nothing is changed).
+
+A run refuses, inside each batch's transaction, a DELETE whose acting ON DELETE keys
+(CASCADE, SET NULL, SET DEFAULT) would reach a row of the subject's table outside the batch
+(connectors/sqlrefuse.py), another tenant's row (connectors/sqlreach.py
+`_refuse_other_tenants`) or a row of a table outside the product's schema
+(connectors/sqloutside.py), and an anonymise UPDATE whose acting ON UPDATE keys would change
+such a row or a row of one of the rule's related tables (connectors/sqlupdatereach.py). The
+worker splits a refused batch until the rows that reach such a row stand alone: they stay
+(`batch.blocked`, the run partial).
+
+`plan` treats the rule's whole eligible set `E` (the customer's rows past the cutoff, holds
+excluded) as one batch and walks the same acting keys from the subject's table (`blocking`),
+each way ending in the rows the run must not touch (a row of the subject's table not in `E`,
+another tenant's row, any row of a table outside the schema, any row of a related table).
+Walked back along the same keys (`_back`), each way gives the rows of `E` that reach such a
+row: those a run blocks, whatever its batches. The figure is a lower bound ("at least"): a
+run blocks rows batch by batch, so an eligible row that reaches an eligible row of another
+batch may be blocked too (when its batch comes first, or is split away from it); ways
+through a reached table's own keys (a reply to a deleted note), through the rule's mapped
+dependents and related rows, and an ON UPDATE cascade's further keys are not walked; a batch
+that singles out more than `worker.isolation.BLOCKED_LIMIT` rows reports the rest blocked
+unresolved. Messages and reasons name keys and tables, never a value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from connectors.base import Change, ForeignKeyRef, RefAction, Target
+from connectors.sqlreach import MAX_DEPTH, Predicate, TableOf
+from connectors.sqlupdatereach import UpdateKeys
+
+
+@dataclass(frozen=True)
+class Way:
+    """A way a change of the subject's rows reaches rows it must not touch: the keys
+    followed from the subject's table (`chain`, the first referring to it), the table (or
+    alias) the last key belongs to, the predicate over it of the rows that must not be
+    touched, and the reason as text (keys and tables, never a value)."""
+
+    chain: tuple[ForeignKeyRef, ...]
+    last: sa.FromClause
+    bad: Predicate
+    reason: str
+
+
+def _keys_text(chain: Sequence[ForeignKeyRef], on: str) -> str:
+    return ", then ".join(
+        f"{r.qualified}({', '.join(r.columns)}) → {r.referred_table}"
+        f"({', '.join(r.referred_columns)}) ON {on} "
+        f"{r.on_delete if on == 'DELETE' else r.on_update}"
+        for r in chain
+    )
+
+
+def blocking(
+    keys: UpdateKeys, table: sa.Table, target: Target, change: Change, eligible: Predicate
+) -> list[Way]:
+    """Each way a `change` of `table`'s rows matching `eligible` (the subject's table of
+    `target`) reaches a row a run refuses to touch (see the module docstring): for delete
+    and unlink the acting ON DELETE keys, followed through the CASCADE keys of other tables
+    up to MAX_DEPTH; for anonymise the acting ON UPDATE keys referencing a masked column
+    of `table` (none of which may change a row of the rule's related tables). `keys` gives
+    the reflected tables, every key of the default schema pointing at a table, those of
+    tables outside it, and a table's tenant filter (None: no tenant column). No query is
+    run; raises what `keys` raise (SchemaError, ConnectorError)."""
+    table_of, refs_all, refs_outside, tenant_of = (
+        keys.table_of,
+        keys.refs_all,
+        keys.refs_outside,
+        keys.tenant_of,
+    )
+    key_cols = [table.c[k] for k in target.table.key]
+    related = {r.table for r in target.related}
+    masked = {m.column for m in target.masks}
+    found: list[Way] = []
+    outer = table.alias("reached")
+    mine = sa.select(*key_cols).where(eligible).correlate(None)
+    theirs = [outer.c[c.name] for c in key_cols]
+    not_eligible = sa.not_(
+        theirs[0].in_(mine) if len(theirs) == 1 else sa.tuple_(*theirs).in_(mine)
+    )
+    on = "UPDATE" if change is Change.ANONYMISE else "DELETE"
+
+    def acts(ref: ForeignKeyRef) -> bool:
+        if change is Change.ANONYMISE:
+            return not ref.on_update.blocks and any(c in masked for c in ref.referred_columns)
+        return not ref.on_delete.blocks
+
+    def follow(current: sa.Table, chain: tuple[ForeignKeyRef, ...]) -> None:
+        if len(chain) >= MAX_DEPTH:
+            return  # a run refuses such a delete as a rule failure (sqlrefuse.ways_back)
+        for ref in refs_outside(current.name):
+            if acts(ref):
+                other = sa.table(ref.table, *(sa.column(c) for c in ref.columns), schema=ref.schema)
+                way = (*chain, ref)
+                text = f"a row of {ref.qualified}, outside the product's schema"
+                found.append(Way(way, other, sa.true(), f"{text} ({_keys_text(way, on)})"))
+        for ref in refs_all(current.name):
+            if not acts(ref):
+                continue
+            way = (*chain, ref)
+            keys = _keys_text(way, on)
+            if ref.table == table.name:
+                text = f"a row of {table.name} that is not eligible ({keys})"
+                found.append(Way(way, outer, not_eligible, text))
+                continue
+            if ref.table == current.name or ref.table in {r.table for r in chain}:
+                continue  # a reached table's own keys: not walked (a lower bound)
+            referencing = table_of(ref.table)
+            if ref.table in related:
+                text = f"a row of {ref.table}, a related table of the rule ({keys})"
+                found.append(Way(way, referencing, sa.true(), text))
+                continue
+            tenant = tenant_of(referencing)
+            if tenant is not None:
+                text = f"another tenant's row of {ref.table} ({keys})"
+                found.append(Way(way, referencing, sa.not_(tenant), text))
+            if change is not Change.ANONYMISE and ref.on_delete is RefAction.CASCADE:
+                follow(referencing, way)
+
+    follow(table, ())
+    return found
+
+
+def _back(table_of: TableOf, way: Way) -> Predicate:
+    """The rows of the subject's table (the first key's referred table) from which `way`
+    reaches a row matching `way.bad`: its keys walked back, one IN (subquery) per key."""
+    source: sa.FromClause = way.last
+    where = way.bad
+    for ref in reversed(way.chain):
+        picked = sa.select(*(source.c[c] for c in ref.columns)).where(where).correlate(None)
+        parent = table_of(ref.referred_table)
+        cols = [parent.c[c] for c in ref.referred_columns]
+        where = cols[0].in_(picked) if len(cols) == 1 else sa.tuple_(*cols).in_(picked)
+        source = parent
+    return where
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """What `foresee` found: `blocked`, the eligible rows a run would block at least (each
+    counted once); `reasons`, rows per reason (a row may count under several); `where`, a
+    predicate over the subject's table of those rows (None when there are none)."""
+
+    blocked: int
+    reasons: dict[str, int]
+    where: Predicate | None
+
+
+def foresee(
+    conn: Connection, table_of: TableOf, table: sa.Table, eligible: Predicate, ways: list[Way]
+) -> Blocked:
+    """Count the rows of `table` matching `eligible` that `ways` (`blocking`) reach a row
+    a run refuses to touch from: one COUNT per way, and one for them all. No query when
+    `ways` is empty."""
+    if not ways:
+        return Blocked(0, {}, None)
+    reasons: dict[str, int] = {}
+    backs = []
+    for way in ways:
+        back = _back(table_of, way)
+        count = _count(conn, table, sa.and_(eligible, back))
+        if count:
+            reasons[way.reason] = reasons.get(way.reason, 0) + count
+            backs.append(back)
+    if not backs:
+        return Blocked(0, {}, None)
+    where = sa.or_(*backs)
+    return Blocked(_count(conn, table, sa.and_(eligible, where)), reasons, where)
+
+
+def _count(conn: Connection, table: sa.Table, where: Predicate) -> int:
+    query = sa.select(sa.func.count()).select_from(table).where(where)
+    return int(conn.execute(query).scalar_one())
