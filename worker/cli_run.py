@@ -36,8 +36,9 @@ from worker.errors import ExitCode, RetentionError, SettingsError
 from worker.events import EventBus, Outcome
 from worker.explain import explain_pairs, format_explained
 from worker.logging import LogSubscriber
+from worker.plandoc import set_aside
 from worker.progress import Progress
-from worker.report import format_changes, format_plan, set_aside
+from worker.report import format_changes, format_plan
 from worker.runreport import RunReport
 
 if TYPE_CHECKING:

@@ -19,7 +19,8 @@ from tests.gate_support import NOW, OLD, RECENT, config, run
 from tests.integration.test_keys_other_schema import memo
 from tests.rawsql import execute, ids
 from worker.events import BatchApplied, BatchBlocked, Outcome
-from worker.report import format_plan, plan_document
+from worker.plandoc import plan_document
+from worker.report import format_plan
 from worker.runreport import RunReport
 from worker.state import StateStore
 

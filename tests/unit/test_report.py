@@ -8,8 +8,9 @@ import json
 
 from worker.errors import ConfigProblem
 from worker.events import BatchApplied, Outcome, RuleEvaluated, RunFinished
+from worker.plandoc import plan_document, set_aside
 from worker.progress import Progress
-from worker.report import format_changes, format_plan, plan_document, set_aside
+from worker.report import format_changes, format_plan
 from worker.runreport import RulePlan, RunReport
 
 AT = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
