@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from connectors.anonymise import done_clause
 from connectors.base import Change, ForeignKeyRef, RefAction, Target
 from connectors.sqlreach import MAX_DEPTH, Predicate, TableOf
 from connectors.sqlupdatereach import UpdateKeys
@@ -41,12 +42,16 @@ class Way:
     """A way a change of the subject's rows reaches rows it must not touch: the keys
     followed from the subject's table (`chain`, the first referring to it), the table (or
     alias) the last key belongs to, the predicate over it of the rows that must not be
-    touched, and the reason as text (keys and tables, never a value)."""
+    touched, the reason as text (keys and tables, never a value), and `moving`, a predicate
+    over the subject's table of the rows whose change sets the first key off (for anonymise:
+    a referenced masked column not yet in its anonymised form, as a run follows only the
+    rows whose value changes; true for a delete)."""
 
     chain: tuple[ForeignKeyRef, ...]
     last: sa.FromClause
     bad: Predicate
     reason: str
+    moving: Predicate
 
 
 def _keys_text(chain: Sequence[ForeignKeyRef], on: str) -> str:
@@ -59,7 +64,12 @@ def _keys_text(chain: Sequence[ForeignKeyRef], on: str) -> str:
 
 
 def blocking(
-    keys: UpdateKeys, table: sa.Table, target: Target, change: Change, eligible: Predicate
+    keys: UpdateKeys,
+    table: sa.Table,
+    target: Target,
+    change: Change,
+    eligible: Predicate,
+    dialect: str = "",
 ) -> list[Way]:
     """Each way a `change` of `table`'s rows matching `eligible` (the subject's table of
     `target`) reaches a row a run refuses to touch (see the module docstring): for delete
@@ -67,8 +77,9 @@ def blocking(
     up to MAX_DEPTH; for anonymise the acting ON UPDATE keys referencing a masked column
     of `table` (none of which may change a row of the rule's related tables). `keys` gives
     the reflected tables, every key of the default schema pointing at a table, those of
-    tables outside it, and a table's tenant filter (None: no tenant column). No query is
-    run; raises what `keys` raise (SchemaError, ConnectorError)."""
+    tables outside it, and a table's tenant filter (None: no tenant column); `dialect` (the
+    SQLAlchemy dialect name) builds the masks' done tests. No query is run; raises what
+    `keys` raise (SchemaError, ConnectorError)."""
     table_of, refs_all, refs_outside, tenant_of = (
         keys.table_of,
         keys.refs_all,
@@ -77,7 +88,7 @@ def blocking(
     )
     key_cols = [table.c[k] for k in target.table.key]
     related = {r.table for r in target.related}
-    masked = {m.column for m in target.masks}
+    masked = {m.column: m for m in target.masks}
     found: list[Way] = []
     outer = table.alias("reached")
     mine = sa.select(*key_cols).where(eligible).correlate(None)
@@ -86,6 +97,17 @@ def blocking(
         theirs[0].in_(mine) if len(theirs) == 1 else sa.tuple_(*theirs).in_(mine)
     )
     on = "UPDATE" if change is Change.ANONYMISE else "DELETE"
+
+    def moving(first: ForeignKeyRef) -> Predicate:
+        """The subject's rows whose value of a masked column `first` references changes."""
+        if change is not Change.ANONYMISE:
+            return sa.true()
+        done = [
+            done_clause(masked[c], table.c[c], dialect)
+            for c in first.referred_columns
+            if c in masked
+        ]
+        return sa.or_(*(sa.not_(d) for d in done))
 
     def acts(ref: ForeignKeyRef) -> bool:
         if change is Change.ANONYMISE:
@@ -100,7 +122,8 @@ def blocking(
                 other = sa.table(ref.table, *(sa.column(c) for c in ref.columns), schema=ref.schema)
                 way = (*chain, ref)
                 text = f"a row of {ref.qualified}, outside the product's schema"
-                found.append(Way(way, other, sa.true(), f"{text} ({_keys_text(way, on)})"))
+                text = f"{text} ({_keys_text(way, on)})"
+                found.append(Way(way, other, sa.true(), text, moving(way[0])))
         for ref in refs_all(current.name):
             if not acts(ref):
                 continue
@@ -108,19 +131,19 @@ def blocking(
             keys = _keys_text(way, on)
             if ref.table == table.name:
                 text = f"a row of {table.name} that is not eligible ({keys})"
-                found.append(Way(way, outer, not_eligible, text))
+                found.append(Way(way, outer, not_eligible, text, moving(way[0])))
                 continue
             if ref.table == current.name or ref.table in {r.table for r in chain}:
                 continue  # a reached table's own keys: not walked (a lower bound)
             referencing = table_of(ref.table)
             if ref.table in related:
                 text = f"a row of {ref.table}, a related table of the rule ({keys})"
-                found.append(Way(way, referencing, sa.true(), text))
+                found.append(Way(way, referencing, sa.true(), text, moving(way[0])))
                 continue
             tenant = tenant_of(referencing)
             if tenant is not None:
                 text = f"another tenant's row of {ref.table} ({keys})"
-                found.append(Way(way, referencing, sa.not_(tenant), text))
+                found.append(Way(way, referencing, sa.not_(tenant), text, moving(way[0])))
             if change is not Change.ANONYMISE and ref.on_delete is RefAction.CASCADE:
                 follow(referencing, way)
 
@@ -130,7 +153,8 @@ def blocking(
 
 def _back(table_of: TableOf, way: Way) -> Predicate:
     """The rows of the subject's table (the first key's referred table) from which `way`
-    reaches a row matching `way.bad`: its keys walked back, one IN (subquery) per key."""
+    reaches a row matching `way.bad` (and whose change sets the way off, `way.moving`): its
+    keys walked back, one IN (subquery) per key."""
     source: sa.FromClause = way.last
     where = way.bad
     for ref in reversed(way.chain):
@@ -139,7 +163,7 @@ def _back(table_of: TableOf, way: Way) -> Predicate:
         cols = [parent.c[c] for c in ref.referred_columns]
         where = cols[0].in_(picked) if len(cols) == 1 else sa.tuple_(*cols).in_(picked)
         source = parent
-    return where
+    return sa.and_(where, way.moving)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ class SqlPreviews(SqlReads):
             self.outside_keys_to,
             lambda reached: self._tenant(reached, target),
         )
-        ways = sqlforesee.blocking(keys, table, target, change, expired)
+        ways = sqlforesee.blocking(keys, table, target, change, expired, self.dialect)
         what = f"cannot count the rows a {change} of {table.name} would leave"
         with self._wrap(what), self.engine.connect() as conn:
             found = sqlforesee.foresee(conn, self._table, table, expired, ways)

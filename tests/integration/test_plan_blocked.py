@@ -11,6 +11,7 @@ On SQLite, PostgreSQL and MariaDB (the other schema on PostgreSQL).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,11 +48,11 @@ def children(url: str, rows: dict[int, tuple[str, int | None]]) -> None:
 
 
 def plan_and_run(
-    tmp_path: Path, url: str, state: StateStore
+    tmp_path: Path, url: str, state: StateStore, product: dict[str, Any] | None = None
 ) -> tuple[RunReport, str, RunReport, int, dict[str, int]]:
     """The plan's report and its text, then the run's report, its blocked rows and the rows
-    per table its batches applied."""
-    cfg = config(tmp_path, product=kidsapp.mapping())
+    per table its batches applied; `product` the mapping (default kidsapp's)."""
+    cfg = config(tmp_path, product=product or kidsapp.mapping())
     [planned], _ = run(cfg, url, state, customer="kdv-a", dry_run=True)
     text = format_plan([planned], "table", NOW)
     [done], recorder = run(cfg, url, state, customer="kdv-a")
