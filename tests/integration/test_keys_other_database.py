@@ -17,33 +17,20 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from connectors import sql
 from tests import dbs, kidsapp
 from tests.gate_support import config, run
+from tests.integration import test_cached_keys
 from tests.integration.test_cached_keys import create
 from tests.integration.test_keys_other_schema import add_expired_child, memo_refs
 from tests.rawsql import execute, ids
 from worker.events import BatchApplied, BatchBlocked, Outcome
 from worker.state import StateStore
 
-
-@pytest.fixture
-def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every read of the whole database's foreign keys (as in test_cached_keys.py)."""
-    found: list[str] = []
-    real = sql.all_foreign_keys
-
-    def counted(engine: Any) -> Any:
-        found.append(engine.dialect.name)
-        return real(engine)
-
-    monkeypatch.setattr(sql, "all_foreign_keys", counted)
-    return found
+reads = test_cached_keys.reads  # the fixture, by name (pytest finds it here)
 
 
 @pytest.fixture

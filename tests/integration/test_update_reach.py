@@ -13,18 +13,20 @@ SQLite, PostgreSQL and MariaDB; the keys from another schema (PostgreSQL) or dat
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from tests import dbs, kidsapp
+from tests import kidsapp
 from tests.gate_support import OLD, RECENT, config, run
+from tests.integration import test_keys_other_schema_masks
 from tests.rawsql import execute
 from worker.events import BatchApplied, BatchBlocked, Outcome
 from worker.state import StateStore
+
+outside = test_keys_other_schema_masks.outside  # the fixture, by name (pytest finds it here)
 
 
 def children(url: str) -> None:
@@ -180,19 +182,6 @@ def test_a_related_tables_mask_blocks_on_another_tenants_referencing_row(
     assert values(any_db_url, "SELECT name FROM contact WHERE id = 30") != ["Ouder3"]
     assert report.outcome is Outcome.PARTIAL, report.error
     assert [e.rows for e in recorder.of(BatchApplied)] == [{"child": 1, "contact": 1}]
-
-
-@pytest.fixture(params=["postgresql", "mariadb"])
-def outside(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
-    """(product URL, the other schema or database its memo table lives in)."""
-    if request.param == "postgresql":
-        url = request.getfixturevalue("pg_url")
-        execute(url, "CREATE SCHEMA other")
-        yield url, "other"
-        return
-    url = request.getfixturevalue("mariadb_url")
-    with dbs.mariadb_database(request.getfixturevalue("mariadb_server_url")) as other:
-        yield url, str(sa.make_url(other).database)
 
 
 @pytest.mark.parametrize(("action", "tenant"), [("CASCADE", 2), ("SET NULL", 1)])
