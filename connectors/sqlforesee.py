@@ -20,7 +20,9 @@ batch may be blocked too (when its batch comes first, or is split away from it);
 through a reached table's own keys (a reply to a deleted note), through the rule's mapped
 dependents and related rows, and an ON UPDATE cascade's further keys are not walked; a batch
 that singles out more than `worker.isolation.BLOCKED_LIMIT` rows reports the rest blocked
-unresolved. Messages and reasons name keys and tables, never a value.
+unresolved. For a delete, a blocked row stays, so the eligible rows it references through
+the table's own acting keys are blocked too, and so on along the chain (`spread`, at most
+SPREAD_LIMIT rows). Messages and reasons name keys and tables, never a value.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from sqlalchemy.engine import Connection
 
 from connectors.anonymise import done_clause
 from connectors.base import Change, ForeignKeyRef, RefAction, Target
+from connectors.sqlchange import key_in
 from connectors.sqlreach import MAX_DEPTH, Predicate, TableOf
 from connectors.sqlupdatereach import UpdateKeys
 
@@ -197,6 +200,62 @@ def foresee(
         return Blocked(0, {}, None)
     where = sa.or_(*backs)
     return Blocked(_count(conn, table, sa.and_(eligible, where)), reasons, where)
+
+
+SPREAD_LIMIT = 1_000
+"""Blocked rows `spread` follows at most (their keys travel as a list): past it the figure
+stays the lower bound it already is."""
+
+
+def spread(
+    conn: Connection,
+    table: sa.Table,
+    key: Sequence[str],
+    eligible: Predicate,
+    found: Blocked,
+    self_keys: Sequence[ForeignKeyRef],
+    dialect: str,
+) -> Blocked:
+    """For a delete: a blocked row stays, so an eligible row it references through an acting
+    key of `table` to itself (`self_keys`) is blocked too, its delete reaching a row that
+    stays (a recent row → an expired row → an expired row blocks both expired rows, as a run
+    does); and so on along the chain. The blocked rows' keys are read (at most
+    SPREAD_LIMIT, else `found` is returned as it is: a lower bound still), then each round
+    one query per key finds the eligible rows they reference. Returns `found` with those
+    rows added (counted under their own reason) and `where` naming the blocked rows by key.
+    Raises SQLAlchemy errors."""
+    if found.where is None or not self_keys or not key:
+        return found
+    cols = [table.c[k] for k in key]
+    picked = sa.select(*cols).where(sa.and_(eligible, found.where)).limit(SPREAD_LIMIT + 1)
+    blocked = {tuple(r) for r in conn.execute(picked)}
+    if len(blocked) > SPREAD_LIMIT:
+        return found
+    frontier, added = set(blocked), 0
+    while frontier and len(blocked) <= SPREAD_LIMIT:
+        near: set[tuple[object, ...]] = set()
+        for ref in self_keys:
+            by = [table.c[c] for c in ref.columns]
+            referred = [table.c[c] for c in ref.referred_columns]
+            inner = table.alias("blocking")
+            named = key_in([inner.c[k] for k in key], sorted(frontier, key=repr), dialect)
+            pointed = sa.select(*(inner.c[c.name] for c in by)).where(named).correlate(None)
+            hit = (
+                referred[0].in_(pointed)
+                if len(referred) == 1
+                else sa.tuple_(*referred).in_(pointed)
+            )
+            near |= {tuple(r) for r in conn.execute(sa.select(*cols).where(eligible, hit))}
+        frontier = near - blocked
+        blocked |= frontier
+        added += len(frontier)
+    if not added or len(blocked) > SPREAD_LIMIT:
+        return found
+    reasons = dict(found.reasons)
+    names = ", ".join(f"{r.table}({', '.join(r.columns)})" for r in self_keys)
+    reasons[f"a blocked row of {table.name} it reaches through {names}"] = added
+    where = key_in(cols, sorted(blocked, key=repr), dialect)
+    return Blocked(len(blocked), reasons, where)
 
 
 def _count(conn: Connection, table: sa.Table, where: Predicate) -> int:

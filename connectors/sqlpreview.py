@@ -41,6 +41,12 @@ class SqlPreviews(SqlReads):
         what = f"cannot count the rows a {change} of {table.name} would leave"
         with self._wrap(what), self.engine.connect() as conn:
             found = sqlforesee.foresee(conn, self._table, table, expired, ways)
+            if change is not Change.ANONYMISE:  # a blocked row stays: what it references too
+                own = [r for r in self.every_foreign_key_to(table.name) if r.table == table.name]
+                acting = [r for r in own if not r.on_delete.blocks]
+                found = sqlforesee.spread(
+                    conn, table, target.table.key, expired, found, acting, self.dialect
+                )
         if found.where is None:
             return Foresight(self._preview(table, target, change, expired))
         going = sa.and_(expired, sa.not_(found.where))

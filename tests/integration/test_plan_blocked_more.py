@@ -4,7 +4,8 @@ column another tenant's row references with ON UPDATE CASCADE (the run blocks th
 same when the referenced column already holds its anonymised form (only another masked
 column changes: the run follows only values that change, so nothing is blocked and the plan
 must not say so), and a recent row → expired row → expired row CASCADE chain through the
-table's own key (the run blocks both expired rows; xfail: the plan lets the farther one go).
+table's own key (the run blocks both expired rows, and so does the plan: connectors/
+sqlforesee.py `spread`).
 
 On SQLite, PostgreSQL and MariaDB.
 """
@@ -77,20 +78,51 @@ def test_a_referenced_column_already_anonymised_is_not_foreseen_blocked(
     assert masking(tmp_path, any_db_url, state) == (0, 0, {"child": 2})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sqlforesee walks one step: an expired row whose delete reaches a blocked expired "
-    "row is counted as going (would_change larger than the run's)",
-)
 def test_a_chain_recent_to_expired_to_expired_blocks_both(
     tmp_path: Path, any_db_url: str, state: StateStore
 ) -> None:
     """Recent child 3 → expired child 2 → expired child 1 (CASCADE); child 4 is alone. The
-    run blocks 1 and 2 (deleting 1 reaches 2, which stays) and deletes 4; the plan says at
-    least 1 blocked and 2 children would go."""
+    run blocks 1 and 2 (deleting 1 reaches 2, which stays) and deletes 4; so does the plan.
+    (Before, it walked one step: 1 blocked, and 1 counted as going.)"""
     children(any_db_url, {1: ("old", None), 2: ("old", 1), 3: ("recent", 2), 4: ("old", None)})
     planned, _, _, blocked, applied = plan_and_run(tmp_path, any_db_url, state)
     [plan] = planned.rules
     assert (blocked, applied, ids(any_db_url, "child")) == (2, {"child": 1}, {1, 2, 3})
-    assert plan.would_block <= blocked
+    assert plan.would_block == blocked
     assert plan.would_change == applied
+
+
+@pytest.mark.parametrize(
+    ("rows", "stays"),
+    [
+        # recent 6 → 5 → 4 → 3 → 2 → 1 (all expired) and a lone expired 7: five blocked
+        (
+            {
+                6: ("recent", 5),
+                **{i: ("old", i - 1 or None) for i in range(1, 6)},
+                7: ("old", None),
+            },
+            5,
+        ),
+        # a fork: recent 3 → 2 → 1 and expired 4 → 1 (nothing points at 4): 1 and 2 blocked
+        ({1: ("old", None), 2: ("old", 1), 3: ("recent", 2), 4: ("old", 1)}, 2),
+    ],
+    ids=["long-chain", "fork"],
+)
+def test_the_plan_blocks_what_a_chain_blocks(
+    tmp_path: Path,
+    any_db_url: str,
+    state: StateStore,
+    rows: dict[int, tuple[str, int | None]],
+    stays: int,
+) -> None:
+    """Every expired row whose delete reaches, along the chain, a row that stays is blocked by
+    the run (one batch here), and the plan says the same and counts only the rest as going."""
+    children(any_db_url, rows)
+    planned, text, _, blocked, applied = plan_and_run(tmp_path, any_db_url, state)
+    [plan] = planned.rules
+    old = sum(d == "old" for d, _ in rows.values())
+    assert blocked == stays and applied == {"child": old - stays}
+    assert (plan.would_block, plan.would_change) == (stays, applied)
+    # The rows farther along are named under their own reason (keys and tables only).
+    assert "a blocked row of child it reaches through child(sibling_id)" in text
