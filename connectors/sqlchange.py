@@ -151,9 +151,11 @@ _UTF8 = {"utf8mb4", "utf8mb3", "utf8"}
 
 def _other_charset(column: sa.Column[Any]) -> Callable[[str], ColumnElement[Any]] | None:
     """For a MariaDB text key column of a character set other than UTF-8: how to send one
-    value of it in the column's character set and collation (see `key_in`); else None."""
+    value of it in the column's character set and collation (see `key_in`); else None. A
+    column of an alias of a table is read from that table."""
     # ENUM keys too: MariaDB compares them as text, in the column's character set.
-    found = text_charset(column, column.table) if isinstance(column.table, sa.Table) else None
+    table = column.table.element if isinstance(column.table, sa.Alias) else column.table
+    found = text_charset(column, table) if isinstance(table, sa.Table) else None
     if found is None or found[0].lower() in _UTF8:
         return None
     (charset, collation), type_ = found, column.type

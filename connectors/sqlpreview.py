@@ -49,7 +49,8 @@ class SqlPreviews(SqlReads):
                 )
         if found.where is None:
             return Foresight(self._preview(table, target, change, expired))
-        going = sa.and_(expired, sa.not_(found.where))
+        # NULL (a NULL in a walked key's IN list) is not blocked: the row goes in a run.
+        going = sa.and_(expired, sa.not_(sa.func.coalesce(found.where, sa.false())))
         changed = self._preview(table, target, change, going)
         return Foresight(changed, found.blocked, found.reasons)
 
