@@ -221,7 +221,9 @@ def spread(
     stays (a recent row → an expired row → an expired row blocks both expired rows, as a run
     does); and so on along the chain. The blocked rows' keys are read (at most
     SPREAD_LIMIT, else `found` is returned as it is: a lower bound still), then each round
-    one query per key finds the eligible rows they reference. Returns `found` with those
+    one query per key finds the eligible rows they reference, until none is new or
+    SPREAD_LIMIT rows are known blocked (those found so far are kept: a lower bound still,
+    each of them surely blocked). Returns `found` with those
     rows added (counted under their own reason) and `where` naming the blocked rows by key.
     Raises SQLAlchemy errors."""
     if found.where is None or not self_keys or not key:
@@ -232,7 +234,7 @@ def spread(
     if len(blocked) > SPREAD_LIMIT:
         return found
     frontier, added = set(blocked), 0
-    while frontier and len(blocked) <= SPREAD_LIMIT:
+    while frontier and len(blocked) < SPREAD_LIMIT:
         near: set[tuple[object, ...]] = set()
         for ref in self_keys:
             by = [table.c[c] for c in ref.columns]
@@ -247,9 +249,12 @@ def spread(
             )
             near |= {tuple(r) for r in conn.execute(sa.select(*cols).where(eligible, hit))}
         frontier = near - blocked
+        room = SPREAD_LIMIT - len(blocked)
+        if len(frontier) > room:  # keep what fits, each surely blocked: a closer lower bound
+            frontier = set(sorted(frontier, key=repr)[:room])
         blocked |= frontier
         added += len(frontier)
-    if not added or len(blocked) > SPREAD_LIMIT:
+    if not added:
         return found
     reasons = dict(found.reasons)
     names = ", ".join(f"{r.table}({', '.join(r.columns)})" for r in self_keys)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from connectors import sqlforesee
 from connectors.anonymise import mask_value
 from connectors.model import ColumnMask, Mask
 from tests import kidsapp
@@ -126,3 +127,18 @@ def test_the_plan_blocks_what_a_chain_blocks(
     assert (plan.would_block, plan.would_change) == (stays, applied)
     # The rows farther along are named under their own reason (keys and tables only).
     assert "a blocked row of child it reaches through child(sibling_id)" in text
+
+
+def test_a_chain_longer_than_the_walk_keeps_what_it_found(
+    tmp_path: Path, any_db_url: str, state: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chain longer than `sqlforesee.SPREAD_LIMIT` (3 here): the plan keeps the 3 rows it
+    found blocked (each surely is; the figure stays a lower bound, "at least"), not the one
+    step it started from; the run blocks the whole chain of 6."""
+    monkeypatch.setattr(sqlforesee, "SPREAD_LIMIT", 3)
+    children(any_db_url, {7: ("recent", 6), **{i: ("old", i - 1 or None) for i in range(1, 7)}})
+    planned, _, _, blocked, applied = plan_and_run(tmp_path, any_db_url, state)
+    [plan] = planned.rules
+    assert (blocked, applied) == (6, {})
+    assert plan.would_block == 3
+    assert plan.would_change == {"child": 3}  # an upper bound of what goes: 0 does
