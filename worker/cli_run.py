@@ -124,7 +124,13 @@ def plan(
 
     Per table, the counts are what `run --once` at the same instant changes: the subject's
     rows, their dependents (nested), related rows, and rows of other tables that the
-    database's foreign keys delete or set to NULL with them (ON DELETE CASCADE / SET NULL).
+    database's foreign keys delete or set to NULL with them (ON DELETE CASCADE / SET NULL /
+    SET DEFAULT).
+
+    Rows a run would block and leave, because such a key (or an ON UPDATE key on a masked
+    column) reaches a row it must not touch (a row that is not eligible, another tenant's,
+    a row outside the product's schema), are counted apart, as "at least N would be
+    blocked" with the keys and tables why (docs/operations.md, "run --once and plan").
     """
     if explain and fmt != "table":
         fail("--explain prints text: use it with --format table (the default)", ExitCode.BAD_CONFIG)
