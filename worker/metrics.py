@@ -110,7 +110,8 @@ class Metrics:
         self.rows_blocked = Counter(
             "retention_rows_blocked",
             "Eligible rows the database refused to change (a foreign key or another "
-            "constraint) and that stay, by rule and action (worker/isolation.py).",
+            "constraint), or the worker did (its foreign keys would reach a row it must not "
+            "touch), and that stay, by rule and action (worker/isolation.py).",
             RULE_LABELS,
             registry=r,
         )
