@@ -81,12 +81,15 @@ def validate(ctx: Ctx, config_dir: Path | None, offline: bool) -> None:
     database (compared offline as the database they name, and live as each server says
     which it is), when an anonymisation cannot fit its
     column (NULL in a NOT NULL column, one fixed text in a UNIQUE one, a value longer than
-    the column), or when a foreign key from a table the mapping does not delete first
-    refuses a delete rule (ON DELETE RESTRICT / NO ACTION); every problem names the file,
-    the path inside it and what to fix. Exits 1 when a database cannot be reached. Also
-    prints how many rows each customer has, and warns about a tenant value without rows,
-    time bases holding values that are not clean dates, time bases no index serves (with
-    the CREATE INDEX that would) and foreign keys that cascade a delete rule's deletes.
+    the column, a value a foreign key references with ON UPDATE RESTRICT / NO ACTION), when
+    a foreign key from a table the mapping does not delete first refuses a delete rule (ON
+    DELETE RESTRICT / NO ACTION), or when a table without a key (`key: []`) is one an
+    acting ON DELETE key reaches; every problem names the file, the path inside it and what
+    to fix. Exits 1 when a database cannot be reached. Also prints how many rows each
+    customer has, and warns about a tenant value without rows, time bases holding values
+    that are not clean dates, time bases no index serves (with the CREATE INDEX that
+    would), foreign keys that cascade a delete rule's deletes, keys from tables outside the
+    product's schema, and ON UPDATE keys that follow a masked value.
     """
     from worker.checks import check_live
 
