@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.pool import NullPool
@@ -26,6 +27,7 @@ from tests.integration import run_end_support
 from tests.integration.own_config import write_config
 from tests.integration.test_timeouts import CUSTOMERS, PRODUCT, ids
 from tests.support import NOW, PEPPER
+from worker import audit
 from worker.app import build_runner, run_pairs, subscribe_state
 from worker.events import CheckpointMade, Event, EventBus, Outcome, RunFinished
 from worker.runreport import RunReport
@@ -129,8 +131,17 @@ def test_the_checkpoint_covers_the_runs_end(
 
 
 def test_a_run_closed_by_another_still_releases_its_lease(
-    tmp_path: Path, store: StateStore, product_url: str
+    tmp_path: Path, store: StateStore, product_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    ends: list[str] = []
+    real_finish = audit.finish_run_in
+
+    def finish(conn: Any, run_id: str, *args: Any) -> None:
+        ends.append(run_id)
+        real_finish(conn, run_id, *args)
+
+    monkeypatch.setattr(audit, "finish_run_in", finish)
+
     def close_it(found: Event) -> None:  # another process closes the run before its flush
         if isinstance(found, RunFinished):  # its start was stored with its first intent
             outside(
@@ -152,6 +163,9 @@ def test_a_run_closed_by_another_still_releases_its_lease(
     # alone (the flush that carried the run's end, the checkpoint and the lease's end
     # rolled back).
     assert commits.count == 4
+    # Refused by the run's own end, the flush is not written again without its optional or
+    # droppable work: none of them was to blame.
+    assert len(ends) == 1
     assert not [e for e in seen if isinstance(e, CheckpointMade)]
     assert query(store, "SELECT count(*) FROM checkpoints") == [(0,)]
 

@@ -151,16 +151,25 @@ class Gathering:
             # Left out in turn when no work is to blame: the optional work, then the
             # droppable work alone (the optional work back: it was not to blame), then both.
             suspects = [(_optional,), (_droppable,), (_optional, _droppable)]
+            reached: list[bool] = []  # the carrier ran: every queued work did, unrefused
+
+            def carrier(_conn: Connection, reached: list[bool] = reached) -> None:
+                reached.append(True)  # the queued work is all there is to do
+
             while True:
+                reached.clear()
                 try:
                     self.flushing = True
-                    store.write(f"recording {pending[0].doing} and what followed it", _nothing)
+                    store.write(f"recording {pending[0].doing} and what followed it", carrier)
                     break
                 except RetentionError as exc:
-                    dropped = [p for p in self.taken(store) if p.failed is not None]
                     # Not after a transient failure (the store retried it already): the
                     # state database is away, and leaving work out would not bring it back.
                     blameless = not (isinstance(exc, StateError) and exc.transient)
+                    taken = self.taken(store)
+                    dropped = [p for p in taken if p.failed is not None] if blameless else []
+                    if not dropped and not reached:
+                        raise  # a required work failed (a run closed by another): its own
                     if not dropped:
                         left_out = []
                         while not left_out and suspects and blameless:
@@ -201,14 +210,7 @@ class Gathering:
             self.queued.pop(id(store), None)
 
     def _drop(self, store: StateStore, dropped: list[Pending]) -> None:
-        found = self.queued.get(id(store))
-        if found is None:
-            return
-        left = [p for p in found[1] if not any(p is d for d in dropped)]
-        if left:
-            self.queued[id(store)] = (store, left)
-        else:
-            del self.queued[id(store)]
+        self._keep(store, [p for p in self.taken(store) if not any(p is d for d in dropped)])
 
 
 def _optional(pending: Pending) -> bool:
@@ -217,10 +219,6 @@ def _optional(pending: Pending) -> bool:
 
 def _droppable(pending: Pending) -> bool:
     return pending.droppable
-
-
-def _nothing(_conn: Connection) -> None:
-    """The carrier of a flush: the queued work is all there is to do."""
 
 
 _CURRENT: ContextVar[Gathering | None] = ContextVar("retention_state_gathering", default=None)

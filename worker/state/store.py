@@ -219,6 +219,8 @@ class StateStore(RunLog, AuditLog):
         Work queued with `write_later` in this context runs first, in the same transaction."""
         gathered = gather.current()
         carried = gathered.taken(self) if gathered is not None else []
+        for pending in carried:
+            pending.failed = None  # an earlier attempt's failure is not this one's
         try:
             with self._begin(doing) as conn:
                 for pending in carried:
