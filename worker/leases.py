@@ -14,7 +14,7 @@ for that schedule slot agrees on the key `(customer, product, tick)`.
     work  → a heartbeat thread renews the lease every third of RETENTION_LEASE_SECONDS;
             between batches the run asks `lost`: a lease taken over, or not renewed for
             RETENTION_LEASE_SECONDS, stops the run as interrupted before its next batch
-    end   → succeeded or failed: marked done (the next tick runs the pair again);
+    end   → succeeded, partial or failed: marked done (the next tick runs the pair again);
             interrupted: released (deleted), so another process may run it in this tick;
             a run's end rides in the transaction of its last records (`end_later`), else
             (that transaction failed) it is its own

@@ -86,6 +86,14 @@ def _active(run_id: str) -> Iterator[None]:
             _ACTIVE.discard(run_id)
 
 
+def done_for_tick(outcome: Outcome | None) -> bool:
+    """Whether a run that ended with `outcome` finishes its pair for the tick (its lease
+    marked done): it ran every rule (succeeded, or partial: rows blocked that a second run
+    in the same tick would only block again) or failed (the next tick tries again). An
+    interrupted run, or one that never ended, releases its lease for another process."""
+    return outcome in (Outcome.SUCCEEDED, Outcome.PARTIAL, Outcome.FAILED)
+
+
 def _transient(exc: BaseException) -> bool:
     return isinstance(exc, ConnectorError) and exc.transient
 
@@ -198,12 +206,13 @@ class Runner:
 
     @staticmethod
     def _end_lease(lease: Lease, outcome: Outcome | None) -> None:
-        """Done for the tick when the run succeeded or failed (the next tick tries again);
-        released when it was interrupted, so another process may finish it in this tick.
+        """Done for the tick when the run succeeded, ended partial or failed (the next tick
+        tries again: `done_for_tick`); released when it was interrupted, so another process
+        may finish it in this tick.
         A failure to record it is logged: the lease then simply expires."""
         if lease.ended:  # with the run's last records (`_queue_end`)
             return
-        done = outcome in (Outcome.SUCCEEDED, Outcome.FAILED) and not lease.lost
+        done = done_for_tick(outcome) and not lease.lost
         try:
             lease.end(done=done)
         except RetentionError as exc:
@@ -371,7 +380,7 @@ class Runner:
         queued = self.checkpointer.make_later(self.clock()) if self.checkpointer else None
         lease: Lease | None = getattr(self._held, "lease", None)
         if lease is not None:
-            lease.end_later(done=outcome in (Outcome.SUCCEEDED, Outcome.FAILED))
+            lease.end_later(done=done_for_tick(outcome))
         return queued
 
     def _checkpoint(self, queued: Queued | None) -> None:

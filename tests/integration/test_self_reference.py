@@ -81,6 +81,11 @@ def test_a_row_outside_the_batch_is_never_reached(
     # still there and goes in the next run.
     assert {3, 5} <= gone <= {3, 4, 5}
     assert blocked == 2 + (4 not in gone)
+    # Partial: every rule ran, so the pair is done for its tick (its lease marked done, not
+    # released for another process to block the same rows again).
+    with state._engine.connect() as conn:
+        [(done_at,)] = conn.execute(sa.text("SELECT done_at FROM leases")).all()
+    assert done_at is not None
     [again], _ = run(cfg, any_db_url, state, customer="kdv-a")
     assert set(left(any_db_url)) == {1, 2, 7, 8}
     assert again.changed == (4 in after)
