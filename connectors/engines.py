@@ -138,10 +138,6 @@ class Engines:
             old_engine.dispose()
         return engine
 
-    def reflect(self, key: str, engine: Engine, names: Iterable[str]) -> Reflected:
-        """The tables `names` of `engine`'s database, reflected (`survey`'s reflection)."""
-        return self.survey(key, engine, names).reflected
-
     def survey(self, key: str, engine: Engine, names: Iterable[str]) -> Surveyed:
         """The tables `names` of `engine`'s database, reflected: the cached reflection when the
         catalog's fingerprint of those tables is unchanged, else a new one (kept for the next
@@ -180,6 +176,9 @@ class Engines:
         with self._lock:
             entry = self._entries.get(key)
             cached = entry.keys if entry is not None else None
+            # Taken before this read starts: a candidate stored by a read that overlaps
+            # this one (two pairs of one database at once) cannot confirm it; only one
+            # whose fingerprint was read again, unchanged, before this read began.
             candidate = entry.candidate if entry is not None else None
         if cached is not None and cached[0] == keys:
             return cached[1]

@@ -74,3 +74,4 @@ def test_keys_read_while_a_key_was_dropped_and_added_back_are_not_kept(
     assert ids(any_db_url, "child") == {2}
     assert ids(any_db_url, "note") == set()  # the whole chain went, the key being there
     assert [e.rows for e in recorder.of(BatchApplied)] == [{"child": 1, "note": DEPTH}]
+    assert len(calls) == 2  # the first run read mid-migration; the second read again

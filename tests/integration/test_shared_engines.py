@@ -97,8 +97,8 @@ def test_customers_of_one_shared_database_share_one_engine_and_schema(
         assert first.engine is second.engine
         assert len(engines) == 1
         names = ["invoice", "parent"]
-        reflected = engines.reflect(first.engine_key, first.engine, names)
-        assert engines.reflect(second.engine_key, second.engine, names) is reflected
+        reflected = engines.survey(first.engine_key, first.engine, names).reflected
+        assert engines.survey(second.engine_key, second.engine, names).reflected is reflected
     finally:
         first.close()
         second.close()
