@@ -377,10 +377,9 @@ def _add(counts: Counts, more: Counts) -> None:
         counts[name] = counts.get(name, 0) + count
 
 
-def _as_python(value: Any, column: sa.ColumnElement[Any]) -> Any:
-    """A raw value of a date column as a date or datetime when it reads as one, else as is."""
-    if not isinstance(value, str) or not is_date(column):
-        return value
+def _as_python(value: str, column: sa.ColumnElement[Any]) -> Any:
+    """A raw text value of a date column (the caller checks both) as a date or datetime when
+    it reads as one, else as is."""
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:

@@ -54,12 +54,6 @@ def read(count: Any, first: Any, basis: ColumnElement[Any] | None) -> Backlog:
     return Backlog(int(count), found)
 
 
-def grouped(conn: sa.Connection, parts: Sequence[Part]) -> list[Backlog]:
-    """Run `parts` as one statement on `conn`; their Backlogs in order."""
-    row = conn.execute(statement(parts)).one()
-    return backlogs_of(row, [basis for _, basis in parts])
-
-
 def statement(parts: Sequence[Part]) -> sa.Select[Any]:
     """One statement of `parts`: a row of each part's count and oldest value, in order."""
     subs = [query.subquery(f"backlog_{i}") for i, (query, _) in enumerate(parts)]

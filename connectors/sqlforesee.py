@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection
 from connectors.anonymise import done_clause
 from connectors.base import Change, ForeignKeyRef, RefAction, Target
 from connectors.sqlchange import key_in
-from connectors.sqlreach import MAX_DEPTH, Predicate, TableOf
+from connectors.sqlreach import MAX_DEPTH, Predicate, TableOf, count_rows
 from connectors.sqlupdatereach import UpdateKeys
 
 
@@ -192,14 +192,14 @@ def foresee(
     backs = []
     for way in ways:
         back = _back(table_of, way)
-        count = _count(conn, table, sa.and_(eligible, back))
+        count = count_rows(conn, table, sa.and_(eligible, back))
         if count:
             reasons[way.reason] = reasons.get(way.reason, 0) + count
             backs.append(back)
     if not backs:
         return Blocked(0, {}, None)
     where = sa.or_(*backs)
-    return Blocked(_count(conn, table, sa.and_(eligible, where)), reasons, where)
+    return Blocked(count_rows(conn, table, sa.and_(eligible, where)), reasons, where)
 
 
 SPREAD_LIMIT = 1_000
@@ -261,8 +261,3 @@ def spread(
     reasons[f"a blocked row of {table.name} it reaches through {names}"] = added
     where = key_in(cols, sorted(blocked, key=repr), dialect)
     return Blocked(len(blocked), reasons, where)
-
-
-def _count(conn: Connection, table: sa.Table, where: Predicate) -> int:
-    query = sa.select(sa.func.count()).select_from(table).where(where)
-    return int(conn.execute(query).scalar_one())

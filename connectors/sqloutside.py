@@ -122,25 +122,41 @@ def _action(value: str) -> RefAction:
 
 
 def refuse_outside(
-    conn: Connection, reached: Sequence[tuple[ForeignKeyRef, sa.Table, Predicate]], start: str
+    conn: Connection,
+    reached: Sequence[tuple[ForeignKeyRef, sa.Table, Predicate]],
+    start: str,
+    *,
+    on: str = "DELETE",
 ) -> None:
-    """Refuse (RowsRefused, before the DELETE, inside the batch's transaction) a DELETE when
-    a row of a table outside the default schema references, through an acting ON DELETE key,
-    a row it deletes: `reached` holds each such key with the table whose rows go and the
-    predicate over that table of the rows that go (connectors/sqlreach.py `Reach.outside`);
-    `start` names the table the DELETE is of. One EXISTS per key, on the schema-qualified
-    referencing table. The message names the key and the tables, never a value."""
+    """Refuse (RowsRefused, before the change, inside the batch's transaction) a DELETE
+    (`on` "DELETE") or an anonymise UPDATE (`on` "UPDATE") when a row of a table outside the
+    default schema references, through an acting ON DELETE / ON UPDATE key, a row it deletes
+    or whose referenced value it changes: `reached` holds each such key with the table whose
+    rows go or change and the predicate over that table of those rows
+    (connectors/sqlreach.py `Reach.outside`, connectors/sqlupdatereach.py); `start` names the
+    table the change is of. One EXISTS per key, on the schema-qualified referencing table.
+    The message names the key and the tables, never a value."""
     for ref, table, where in reached:
         theirs = sa.table(ref.table, *(sa.column(c) for c in ref.columns), schema=ref.schema)
         own = [theirs.c[c] for c in ref.columns]
         going = sa.select(*(table.c[c] for c in ref.referred_columns)).where(where)
         going = going.correlate(None)
         match = own[0].in_(going) if len(own) == 1 else sa.tuple_(*own).in_(going)
-        if conn.execute(sa.select(sa.exists().where(match))).scalar():
+        if not conn.execute(sa.select(sa.exists().where(match))).scalar():
+            continue
+        if on == "DELETE":
+            doing = "deleting"
             verb = "delete" if ref.on_delete is RefAction.CASCADE else "change"
-            raise RowsRefused(
-                f"deleting these rows of {start} would also {verb} rows of {ref.qualified}, "
-                f"outside the product's schema, which the worker neither counts nor checks "
-                f"({ref}): refused, as under RESTRICT; the rows of {table.name} they reference "
-                "stay until nothing there references them (or make that key RESTRICT)"
+            key = str(ref)
+        else:
+            doing, verb = "anonymising", "change"
+            key = (
+                f"{ref.qualified}({', '.join(ref.columns)}) → {table.name}"
+                f"({', '.join(ref.referred_columns)}) ON UPDATE {ref.on_update}"
             )
+        raise RowsRefused(
+            f"{doing} these rows of {start} would also {verb} rows of {ref.qualified}, "
+            f"outside the product's schema, which the worker neither counts nor checks "
+            f"({key}): refused, as under RESTRICT; the rows of {table.name} they reference "
+            "stay until nothing there references them (or make that key RESTRICT)"
+        )

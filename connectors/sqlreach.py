@@ -154,16 +154,17 @@ class Reach:
             gone = sa.or_(*self.deleted[name]) if name in self.deleted else None
             count = 0
             if gone is not None:
-                count += _count(conn, table, gone)
+                count += count_rows(conn, table, gone)
             if name in self.updated:
                 changed = sa.or_(*self.updated[name])
-                count += _count(conn, table, changed if gone is None else changed & ~gone)
+                count += count_rows(conn, table, changed if gone is None else changed & ~gone)
             if count:
                 found[name] = count
         return found
 
 
-def _count(conn: Connection, table: sa.Table, where: Predicate) -> int:
+def count_rows(conn: Connection, table: sa.Table, where: Predicate) -> int:
+    """The rows of `table` matching `where` (one COUNT on `conn`). Raises SQLAlchemy errors."""
     return int(
         conn.execute(sa.select(sa.func.count()).select_from(table).where(where)).scalar_one()
     )
@@ -244,7 +245,7 @@ def _refuse_other_tenants(
         if tenant is None:
             continue
         rows = sa.or_(*reach.deleted.get(name, []), *reach.updated.get(name, []))
-        found = _count(conn, reached, sa.and_(rows, sa.not_(tenant)))
+        found = count_rows(conn, reached, sa.and_(rows, sa.not_(tenant)))
         if found:
             raise RowsRefused(
                 f"deleting these rows of {table.name} would also delete or change {found} "

@@ -38,7 +38,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from connectors.base import ForeignKeyRef, RefAction, RowsRefused, SchemaError
-from connectors.sqlreach import MAX_DEPTH, pointing_at
+from connectors.sqloutside import refuse_outside
+from connectors.sqlreach import MAX_DEPTH, count_rows, pointing_at
 
 Predicate = ColumnElement[bool]
 Counts = dict[str, int]
@@ -83,14 +84,13 @@ def guard_update(
     and counts, never a value."""
     reached = _Reached({}, [])
     _follow(keys, table, dict(changes), (), reached)
-    for ref, parent, where in reached.outside:
-        _refuse_outside(conn, ref, parent, where, table.name)
+    refuse_outside(conn, reached.outside, table.name, on="UPDATE")
     counts: Counts = {}
     for name, found in reached.inside.items():
         referencing = keys.table_of(name)
         rows = sa.or_(*found)
         if name in kept:
-            stray = _count(conn, referencing, sa.and_(rows, sa.not_(kept[name])))
+            stray = count_rows(conn, referencing, sa.and_(rows, sa.not_(kept[name])))
             if stray:
                 raise RowsRefused(
                     f"anonymising these rows of {table.name} would also change {stray} row(s) "
@@ -100,7 +100,7 @@ def guard_update(
             continue  # the batch's own rows: counted as it writes them
         tenant = keys.tenant_of(referencing)
         if tenant is not None:
-            theirs = _count(conn, referencing, sa.and_(rows, sa.not_(tenant)))
+            theirs = count_rows(conn, referencing, sa.and_(rows, sa.not_(tenant)))
             if theirs:
                 raise RowsRefused(
                     f"anonymising these rows of {table.name} would also change {theirs} "
@@ -108,7 +108,7 @@ def guard_update(
                     "keys: refused, as under RESTRICT; another customer's rows are never "
                     "changed"
                 )
-        changed = _count(conn, referencing, rows)
+        changed = count_rows(conn, referencing, rows)
         if changed:
             counts[name] = changed
     return counts
@@ -158,29 +158,3 @@ def _follow(
             else dict.fromkeys(ref.columns, match)
         )
         _follow(keys, referencing, moved, (*chain, ref), reached)
-
-
-def _refuse_outside(
-    conn: Connection, ref: ForeignKeyRef, parent: sa.Table, where: Predicate, start: str
-) -> None:
-    """RowsRefused when a row of `ref`'s table (outside the default schema) references a row
-    of `parent` matching `where`: one EXISTS on the schema-qualified table."""
-    theirs = sa.table(ref.table, *(sa.column(c) for c in ref.columns), schema=ref.schema)
-    own = [theirs.c[c] for c in ref.columns]
-    changing = sa.select(*(parent.c[c] for c in ref.referred_columns)).where(where)
-    changing = changing.correlate(None)
-    match = own[0].in_(changing) if len(own) == 1 else sa.tuple_(*own).in_(changing)
-    if conn.execute(sa.select(sa.exists().where(match))).scalar():
-        raise RowsRefused(
-            f"anonymising these rows of {start} would also change rows of {ref.qualified}, "
-            f"outside the product's schema, which the worker neither counts nor checks "
-            f"({ref.qualified}({', '.join(ref.columns)}) → {parent.name}"
-            f"({', '.join(ref.referred_columns)}) ON UPDATE {ref.on_update}): refused, as "
-            f"under RESTRICT; the rows of {parent.name} they reference stay until nothing "
-            "there references them (or make that key RESTRICT)"
-        )
-
-
-def _count(conn: Connection, table: sa.Table, where: Predicate) -> int:
-    query = sa.select(sa.func.count()).select_from(table).where(where)
-    return int(conn.execute(query).scalar_one())

@@ -62,16 +62,9 @@ class AuditLog(Plumbing):
     _postgres: bool
 
     @abc.abstractmethod
-    def write_later(
-        self,
-        doing: str,
-        work: Work,
-        *,
-        optional: bool = False,
-        droppable: bool = False,
-        committed: Callable[[], None] | None = None,
-    ) -> None:
-        """Queue `work` for the run's next write transaction (worker/state/gather.py)."""
+    def write_later(self, doing: str, work: Work) -> None:
+        """Queue `work` for the run's next write transaction (worker/state/gather.py; the
+        store's `write_later` has the rest of its options)."""
 
     def append_audit(self, entry: AuditEntry, seal: Seal, also: Also | None = None) -> AuditRecord:
         """Append one record after the head, atomically with moving the head (and with
