@@ -128,9 +128,9 @@ def _masks(
     found: Findings,
 ) -> None:
     masks = [column_mask(column, masking) for column, masking in with_.items()]
-    # A key from outside the product's schema follows (ON UPDATE CASCADE) or refuses
-    # (RESTRICT) a masked value like one from inside it.
-    keys = [*connector.foreign_keys_to(schema.name), *connector.outside_keys_to(schema.name)]
+    # A key from outside the product's schema, or of the table to itself, follows (ON UPDATE
+    # CASCADE) or refuses (RESTRICT) a masked value like one from another table.
+    keys = [*connector.every_foreign_key_to(schema.name), *connector.outside_keys_to(schema.name)]
     for fit in check_masks(schema, masks, keys):
         if fit.fatal:
             found.problems.append(((*path, "with", fit.column), fit.message))

@@ -88,3 +88,27 @@ def test_validate_refuses_a_mask_a_restricting_key_from_outside_refuses(
     assert (
         f"references with ON UPDATE RESTRICT: the update fails while such a {other}.memo row exists"
     ) in " ".join(out.split()), out
+
+
+@pytest.mark.parametrize("server", ["postgresql", "mariadb"])
+def test_validate_refuses_a_mask_the_tables_own_restricting_key_refuses(
+    tmp_path: Path, request: pytest.FixtureRequest, server: str
+) -> None:
+    """A key of the table to itself counts too: `child(twin_name) → child(name) ON UPDATE
+    RESTRICT` refuses masking `name` while a twin refers to it (SQLite cannot add a key to
+    an existing table)."""
+    url = request.getfixturevalue("pg_url" if server == "postgresql" else "mariadb_url")
+    create(url, None)
+    execute(
+        url,
+        "UPDATE child SET name = CONCAT('Kind', id)",
+        "ALTER TABLE child ADD CONSTRAINT child_name UNIQUE (name)",
+        "ALTER TABLE child ADD COLUMN twin_name VARCHAR(40)",
+        "ALTER TABLE child ADD CONSTRAINT child_twin FOREIGN KEY (twin_name) "
+        "REFERENCES child (name) ON UPDATE RESTRICT",
+    )
+    code, out = check(tmp_path, url)
+    assert code != 0, out
+    assert (
+        "references with ON UPDATE RESTRICT: the update fails while such a child row exists"
+    ) in " ".join(out.split()), out
