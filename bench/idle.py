@@ -62,6 +62,7 @@ from worker.app import build_runner, run_pairs, subscribe_state
 from worker.configload import Config, load_config
 from worker.events import EventBus, Outcome
 from worker.policy import effective_rules
+from worker.settings import DEFAULT_SCHEMA_REUSE_SECONDS
 from worker.state import StateStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -211,7 +212,14 @@ class Ticks:
             # What a real run writes: audit trail, rule history, status.
             subscribe_state(bus, self.state, lambda: NOW)
         runner = build_runner(
-            self.config, self.env, bus, pepper=PEPPER, clock=lambda: NOW, store=self.state
+            self.config,
+            self.env,
+            bus,
+            pepper=PEPPER,
+            clock=lambda: NOW,
+            store=self.state,
+            # As the daemon and run --once (RETENTION_SCHEMA_REUSE_SECONDS' default).
+            schema_reuse_seconds=DEFAULT_SCHEMA_REUSE_SECONDS,
         )
         statements = [0]
 

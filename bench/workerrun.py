@@ -48,6 +48,7 @@ from worker.events import BatchApplied, Event, EventBus
 from worker.logging import LogSubscriber, configure_logging
 from worker.metrics import Metrics
 from worker.policy import effective_rules
+from worker.settings import DEFAULT_SCHEMA_REUSE_SECONDS
 from worker.state import StateStore
 
 PRODUCT_URL_ENV = "FLEXKIDS_DATABASE_URL"
@@ -88,6 +89,8 @@ def tick(spec: dict[str, Any]) -> dict[str, Any]:
             clock=lambda: now,
             batch_size=spec.get("batch_size"),
             store=store,
+            # As the daemon and run --once (RETENTION_SCHEMA_REUSE_SECONDS' default).
+            schema_reuse_seconds=DEFAULT_SCHEMA_REUSE_SECONDS,
         )
         pairs = list(config.pairs())
         profiler = cProfile.Profile() if spec.get("profile") else None

@@ -115,6 +115,7 @@ __all__ = [
     "RelatedRows",
     "RowsRefused",
     "SchemaError",
+    "SchemaRead",
     "StatementTimeout",
     "Table",
     "TableSchema",
@@ -143,6 +144,17 @@ class Foresight:
     changed: dict[str, int]
     blocked: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SchemaRead:
+    """How a connector's latest `verify_each` knew the schema: `stamp`, the catalog's
+    fingerprint of the tables verified (connectors/sqlstamp.py); `borrowed`, True when
+    another connector of the process read it (at most `reuse_seconds` before) and this
+    one made no query."""
+
+    stamp: str
+    borrowed: bool
 
 
 class ConnectorError(Exception):
@@ -207,10 +219,23 @@ class Connector(abc.ABC):
     def verify(self, tables: Sequence[Table]) -> list[Problem]:
         """Compare the expected tables with the live schema; fatal problems stop a run."""
 
-    def verify_each(self, tables: Sequence[Table]) -> list[list[Problem]]:
+    def verify_each(
+        self, tables: Sequence[Table], *, reuse_seconds: float = 0.0
+    ) -> list[list[Problem]]:
         """`verify` of each table on its own, in order (a run fails only the rules of a
-        table that drifted). A connector may read the schema of them all at once."""
+        table that drifted). A connector may read the schema of them all at once.
+
+        `reuse_seconds` > 0: a connector that fingerprints the catalog may answer from a
+        fingerprint of the same tables another connector of the process read at most that
+        long ago, without a query (`schema_read().borrowed`); it then refuses to change rows
+        until a `verify_each` without it ran (worker/drift.py `SchemaCheck`)."""
         return [self.verify([table]) for table in tables]
+
+    def schema_read(self) -> SchemaRead | None:
+        """How the latest `verify_each` knew the schema: the catalog fingerprint and whether
+        it was borrowed; None for a connector that keeps no fingerprint (then every verify
+        reads the schema itself)."""
+        return None
 
     @abc.abstractmethod
     def foreign_keys_to(self, table: str) -> list[ForeignKeyRef]:

@@ -12,6 +12,12 @@ mapped tables from the database's catalog (one query, `connectors.sqlstamp`), an
 again when it differs from the one taken with the cached reflection. The fingerprint is
 read before reflecting, so a change that lands in between makes the next run reflect again.
 
+An idle run may borrow that fingerprint (`survey(reuse_seconds=...)`): when another caller
+read the fingerprint of the same tables at most that many seconds ago and the cached
+reflection is of it, no query is made and the answer says `borrowed`. A connector refuses to
+change rows on a borrowed answer (connectors/sql.py `_own_schema`); worker/drift.py says
+when a run reads it itself.
+
 The same query fingerprints every foreign key of the database (`sqlstamp.Stamp.keys`: any
 table's, mapped or not, its ON DELETE action included), and the foreign keys the ON DELETE
 checks read (`connectors.sqlschema.all_foreign_keys`, those of tables in other schemas or
@@ -34,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -90,12 +97,18 @@ class Surveyed:
 
     reflected: Reflected
     keys: str | None
+    borrowed: bool = False
+    """True when no catalog query was made: the fingerprint is one another caller read at
+    most `reuse_seconds` ago (`Engines.survey`)."""
 
 
 @dataclass
 class _Entry:
     engine: Engine
     schemas: dict[frozenset[str], Reflected] = field(default_factory=dict)
+    # The latest fingerprint read of each table set, with the monotonic time (seconds) its
+    # query started: what `survey(reuse_seconds=...)` may answer from.
+    recent: dict[frozenset[str], tuple[float, sqlstamp.Stamp]] = field(default_factory=dict)
     keys: tuple[str, ForeignKeys] | None = None  # (fingerprint read under, the keys)
     # Keys one read found and no second read has confirmed yet (see the module docstring).
     candidate: tuple[str, ForeignKeys] | None = None
@@ -104,13 +117,17 @@ class _Entry:
 class Engines:
     """The per-process cache of engines and reflected schemas (see the module docstring).
 
-    `limit`: the most engines kept at once (at least 1).
+    `limit`: the most engines kept at once (at least 1). `clock`: monotonic seconds, for the
+    age of a fingerprint `survey` may reuse (injected by tests).
     """
 
-    def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
+    def __init__(
+        self, limit: int = DEFAULT_LIMIT, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if limit < 1:
             raise ValueError("an engine cache holds at least one engine")
         self.limit = limit
+        self.clock = clock
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._owners: dict[Hashable, str] = {}
         self._lock = threading.Lock()
@@ -138,13 +155,25 @@ class Engines:
             old_engine.dispose()
         return engine
 
-    def survey(self, key: str, engine: Engine, names: Iterable[str]) -> Surveyed:
+    def survey(
+        self, key: str, engine: Engine, names: Iterable[str], *, reuse_seconds: float = 0.0
+    ) -> Surveyed:
         """The tables `names` of `engine`'s database, reflected: the cached reflection when the
         catalog's fingerprint of those tables is unchanged, else a new one (kept for the next
         caller); and the fingerprint of the database's foreign keys, for `foreign_keys`. One
         catalog query when nothing changed. Raises SQLAlchemy errors (the caller wraps
-        them)."""
+        them).
+
+        With `reuse_seconds` > 0, no query at all when a caller read the fingerprint of the
+        same tables at most that long ago (from the start of its query) and the cached
+        reflection is of that fingerprint: the answer is then `borrowed`. Only for a caller
+        that changes nothing on it (worker/drift.py `SchemaCheck`: an idle run)."""
         wanted = frozenset(names)
+        if reuse_seconds > 0:
+            borrowed = self._recent(key, engine, wanted, reuse_seconds)
+            if borrowed is not None:
+                return borrowed
+        started = self.clock()
         with reading(engine) as conn:  # one statement: autocommit on PostgreSQL
             stamp = sqlstamp.stamp(conn, sorted(wanted))
         keys = stamp.keys if stamp is not None else None
@@ -152,6 +181,7 @@ class Engines:
             entry = self._entries.get(key)
             known = entry.schemas.get(wanted) if entry is not None else None
         if known is not None and stamp is not None and known.stamp == stamp.tables:
+            self._remember(key, engine, wanted, started, stamp)
             return Surveyed(known, keys)
         existing = frozenset(set(sa.inspect(engine).get_table_names()) & wanted)
         metadata = sa.MetaData()
@@ -162,7 +192,44 @@ class Engines:
             entry = self._entries.get(key)
             if stamp is not None and entry is not None and entry.engine is engine:
                 entry.schemas[wanted] = fresh
+        if stamp is not None:
+            self._remember(key, engine, wanted, started, stamp)
         return Surveyed(fresh, keys)
+
+    def _recent(
+        self, key: str, engine: Engine, wanted: frozenset[str], reuse_seconds: float
+    ) -> Surveyed | None:
+        """A borrowed `Surveyed` of `wanted` when a fingerprint of them read at most
+        `reuse_seconds` ago is the one the cached reflection was taken under, else None."""
+        now = self.clock()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.engine is not engine:
+                return None
+            recent, known = entry.recent.get(wanted), entry.schemas.get(wanted)
+        if recent is None or known is None or known.stamp != recent[1].tables:
+            return None
+        if not 0 <= now - recent[0] <= reuse_seconds:
+            return None
+        return Surveyed(known, recent[1].keys, borrowed=True)
+
+    def _remember(
+        self,
+        key: str,
+        engine: Engine,
+        wanted: frozenset[str],
+        started: float,
+        stamp: sqlstamp.Stamp,
+    ) -> None:
+        """Keep `stamp` as the latest fingerprint of `wanted`, unless a read that started
+        later is kept already (two pairs of one database at once)."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.engine is not engine:
+                return
+            kept = entry.recent.get(wanted)
+            if kept is None or kept[0] <= started:
+                entry.recent[wanted] = (started, stamp)
 
     def foreign_keys(
         self, key: str, engine: Engine, keys: str, read: Callable[[], ForeignKeys]

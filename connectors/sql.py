@@ -35,6 +35,7 @@ from connectors.base import (
     Prepare,
     Problem,
     SchemaError,
+    SchemaRead,
     Table,
     TableSchema,
     Target,
@@ -98,6 +99,7 @@ class SqlConnector(SqlPreviews):
         self._foreign_keys: ForeignKeys | None = None  # read once per open, or cached
         # The fingerprint of the database's foreign keys the latest `verify` read (engines).
         self._keys_stamp: str | None = None
+        self._schema_read: SchemaRead | None = None  # how the latest `verify` knew the schema
 
     def __repr__(self) -> str:
         return f"SqlConnector({self.safe_url!r})"
@@ -181,9 +183,12 @@ class SqlConnector(SqlPreviews):
     def verify(self, tables: Sequence[Table]) -> list[Problem]:
         return [p for found in self.verify_each(tables) for p in found]
 
-    def verify_each(self, tables: Sequence[Table]) -> list[list[Problem]]:
+    def verify_each(
+        self, tables: Sequence[Table], *, reuse_seconds: float = 0.0
+    ) -> list[list[Problem]]:
         """See `Connector.verify_each`: one fingerprint query (and, when it changed, one
-        reflection) for every table of `tables`, their dependents, bases and related tables."""
+        reflection) for every table of `tables`, their dependents, bases and related tables;
+        none when `reuse_seconds` lets it borrow a recent one (`connectors.engines`)."""
         names: list[str] = []
         pending: list[Table | Dependent] = list(tables)
         while pending:
@@ -194,7 +199,7 @@ class SqlConnector(SqlPreviews):
                 names += [b.table for b in item.bases] + [r.table for r in item.related]
         names = sorted(set(names))
         with self._wrap(f"cannot inspect the schema of {', '.join(names)}"):
-            existing = self._reflect(names)
+            existing = self._reflect(names, reuse_seconds)
         found: list[list[Problem]] = []
         for spec in tables:
             problems = verify_table(spec, existing, self._table, self.engine.dialect)
@@ -203,13 +208,17 @@ class SqlConnector(SqlPreviews):
             found.append(problems)
         return found
 
-    def _reflect(self, names: Sequence[str]) -> set[str]:
+    def _reflect(self, names: Sequence[str], reuse_seconds: float = 0.0) -> set[str]:
         """Reflect the tables `names` that exist; returns the names of existing tables (all
         of the database's without `engines`, those of `names` with). With `engines`, the
-        process's reflection is used when the catalog says the tables are unchanged."""
+        process's reflection is used when the catalog says the tables are unchanged (or,
+        within `reuse_seconds`, said so to another connector: `schema_read().borrowed`)."""
         if self._engines is not None:
-            surveyed = self._engines.survey(self.engine_key, self.engine, names)
+            surveyed = self._engines.survey(
+                self.engine_key, self.engine, names, reuse_seconds=reuse_seconds
+            )
             reflected = surveyed.reflected
+            self._schema_read = SchemaRead(reflected.stamp, surveyed.borrowed)
             if surveyed.keys != self._keys_stamp:  # keys read before it are not trusted
                 self._keys_stamp, self._foreign_keys = surveyed.keys, None
             # Merged, not replaced: a pair verifies its tables set by set, and every set it
@@ -220,6 +229,7 @@ class SqlConnector(SqlPreviews):
                 self._shared.pop(name, None)
             self._shared.update((n, reflected.metadata.tables[n]) for n in reflected.existing)
             return set(reflected.existing)
+        self._schema_read = None
         existing = set(sa.inspect(self.engine).get_table_names())
         wanted = sorted({n for n in names if n in existing} - set(self._metadata.tables))
         if wanted:  # one bulk reflection instead of several queries per table
@@ -258,6 +268,20 @@ class SqlConnector(SqlPreviews):
         with self._wrap(f"cannot read the constraints of table {table}"):
             return table_schema(self.engine, spec)
 
+    def schema_read(self) -> SchemaRead | None:
+        """See `Connector.schema_read`."""
+        return self._schema_read
+
+    def _own_schema(self) -> None:
+        """Refuse a change while the latest `verify` only borrowed another run's fingerprint
+        of the catalog: rows change only after this run read it itself (worker/drift.py).
+        Raises ConnectorError (a bug of the caller, never expected)."""
+        if self._schema_read is not None and self._schema_read.borrowed:
+            raise ConnectorError(
+                "refused to change rows: this run has not checked the schema itself yet "
+                "(its check borrowed another run's; a bug in the worker, please report it)"
+            )
+
     # --- changes ---------------------------------------------------------------------
 
     def apply(
@@ -271,6 +295,7 @@ class SqlConnector(SqlPreviews):
     ) -> Applied:
         if not keys:
             return Applied()
+        self._own_schema()
         table = self._table(target.table.name)
         self.foreign_keys_to(table.name)  # read before the transaction (SQLite: a 2nd session)
         expired = self._expired(table, target)
@@ -298,6 +323,7 @@ class SqlConnector(SqlPreviews):
         prepare: Prepare | None = None,
     ) -> Applied | None:
         """See `Connector.delete_next` (connectors/sqlfast.py has the statement)."""
+        self._own_schema()
         spec = target.table
         if not spec.key or spec.dependents or target.related:
             return None
@@ -324,6 +350,7 @@ class SqlConnector(SqlPreviews):
     def delete_expired(
         self, target: Target, limit: int, *, prepare: Prepare | None = None
     ) -> Applied:
+        self._own_schema()
         table = self._table(target.table.name)
         refs = [*self.every_foreign_key_to(table.name), *self.outside_keys_to(table.name)]
         acting = [r for r in refs if not r.on_delete.blocks]

@@ -161,6 +161,7 @@ def build_runner(
     scheduled: bool = False,
     engines: Engines | None = None,
     learned_sizes: LearnedSizes | None = None,
+    schema_reuse_seconds: float = 0.0,
 ) -> Runner:
     """A Runner over the environment's databases; `batch_size` overrides the mappings'.
 
@@ -173,6 +174,8 @@ def build_runner(
     process already finished in that tick (worker/leases.py). Connectors share the
     engines of `engines`, by default the process's. Tuned batch sizes carry over between
     runners given the same `learned_sizes` (worker/batchsize.py; by default the runner's own).
+    A real run that changes nothing may borrow a check of its database's schema another
+    run made at most `schema_reuse_seconds` before (worker/drift.py; 0: never).
     """
     return Runner(
         config.catalogue,
@@ -191,6 +194,7 @@ def build_runner(
         leases=Leases(store, lease_seconds) if store is not None else None,
         scheduled=scheduled,
         learned_sizes=learned_sizes,
+        schema_reuse_seconds=schema_reuse_seconds,
     )
 
 

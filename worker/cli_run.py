@@ -253,6 +253,7 @@ def run(
             signer=signer,
             lease_seconds=ctx.settings.lease_seconds,
             scheduled=scheduled,
+            schema_reuse_seconds=ctx.settings.schema_reuse_seconds,
         )
         if not dry_run:
             reconcile_all(config, ctx.env, bus, store, pepper=pepper)

@@ -225,6 +225,7 @@ class Daemon:
                 signer=self.signer,
                 lease_seconds=self.settings.lease_seconds,
                 scheduled=True,
+                schema_reuse_seconds=self.settings.schema_reuse_seconds,
                 engines=self.engines,
                 learned_sizes=self.learned_sizes,
             )

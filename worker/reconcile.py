@@ -130,14 +130,19 @@ class Reconciler:
         settled_by: str,
         active: Iterable[str] = (),
         gone: str | None = None,
+        before: Callable[[], object] | None = None,
     ) -> Settled:
         """Settle what earlier runs of this pair left open; runs in `active` are skipped.
 
         `gone` is the `host|pid` of a process whose expired lease of this pair the caller
         took over (worker/leases.py): its open runs are abandoned whatever host it was on.
+        `before()` is called when there is something to settle, before the product database
+        is read (the run's own schema check: worker/drift.py `SchemaCheck.confirm`).
         """
         if not self._anything_open(customer.customer, mapping.product):
             return Settled(0, 0, 0)  # the usual case: one read instead of three
+        if before is not None:
+            before()
         live = self._live_runs(customer.customer, mapping.product, gone)
         busy = set(active) | {settled_by} | live
         found = self._open_batches(customer.customer, mapping.product)

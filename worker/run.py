@@ -21,18 +21,19 @@ import datetime as dt
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import structlog
 
-from connectors.base import Connector, ConnectorError, Target
+from connectors.base import Backlog, Connector, ConnectorError, Target
+from worker.approvals import Approval
 from worker.batches import RunInterrupted
 from worker.batchsize import LearnedSizes
 from worker.checkpoints import Checkpointer, Queued
 from worker.config import Catalogue, Customer, ProductMapping
-from worker.drift import SchemaDrift, drifted
+from worker.drift import SchemaCheck, SchemaDrift
 from worker.errors import RetentionError
 from worker.events import (
     CheckpointMade,
@@ -48,9 +49,7 @@ from worker.gate import Gatekeeper
 from worker.isolation import rule_failed, rule_failure
 from worker.leases import Busy, Lease, Leases, pair_tick
 from worker.logging import bind_run
-from worker.policy import (
-    effective_rules,
-)
+from worker.policy import EffectiveRule, effective_rules
 from worker.reconcile import Reconciler
 from worker.retry import RetryPolicy
 from worker.rulework import count_backlogs, run_rule
@@ -94,6 +93,18 @@ def done_for_tick(outcome: Outcome | None) -> bool:
     return outcome in (Outcome.SUCCEEDED, Outcome.PARTIAL, Outcome.FAILED)
 
 
+def _idle(
+    counted: Mapping[str, tuple[Target, Backlog]],
+    rules: Sequence[EffectiveRule],
+    approvals: Mapping[str, Approval],
+) -> bool:
+    """Whether a run has nothing to do: every rule counted, none with a row due, and no
+    approval that could move a cutoff. Only then may its schema check stay borrowed."""
+    if approvals or len(counted) != len(rules):
+        return False
+    return all(backlog.count == 0 for _, backlog in counted.values())
+
+
 def _transient(exc: BaseException) -> bool:
     return isinstance(exc, ConnectorError) and exc.transient
 
@@ -122,6 +133,7 @@ class Runner:
         leases: Leases | None = None,
         scheduled: bool = False,
         learned_sizes: LearnedSizes | None = None,
+        schema_reuse_seconds: float = 0.0,
     ) -> None:
         self.catalogue = catalogue
         self.bus = bus
@@ -142,6 +154,9 @@ class Runner:
         # run (the daemon, `run --once --scheduled`) skips a pair already done in its tick.
         self.leases = leases
         self.scheduled = scheduled
+        # A real run may borrow a schema check this recent while it changes nothing
+        # (worker/drift.py SchemaCheck); 0: every run checks the schema itself.
+        self.schema_reuse_seconds = schema_reuse_seconds
         self._held = threading.local()
 
     def _retry(self, fn: Callable[..., T], *args: Any) -> T:
@@ -265,7 +280,8 @@ class Runner:
             if not dry_run:
                 self.gatekeeper.remember_policy(policy, document, self.clock())
             connector = self._open(customer, mapping)
-            drift = drifted(connector, mapping, self._retry)
+            reuse = 0.0 if dry_run else self.schema_reuse_seconds
+            check = SchemaCheck(connector, mapping, self._retry, reuse_seconds=reuse)
             if self.reconciler is not None and not dry_run:
                 lease = getattr(self._held, "lease", None)
                 self.reconciler.settle(
@@ -275,6 +291,7 @@ class Runner:
                     settled_by=run_id,
                     active=active_runs(),
                     gone=lease.taken_from if lease is not None else None,
+                    before=check.confirm,
                 )
             holds = self.gatekeeper.active_holds(customer.customer, mapping.product)
             rules = effective_rules(self.catalogue, customer, mapping)
@@ -283,6 +300,9 @@ class Runner:
             gone: list[Target] = []  # a plan's earlier delete rules (Target.gone)
             counted = count_backlogs(self, connector, customer, mapping, rules, now)
             approvals = self.gatekeeper.approvals_of(customer.customer, mapping.product)
+            if not _idle(counted, rules, approvals) and check.confirm():
+                counted = {}  # counted on a schema that has changed since: each rule counts
+            drift = check.drift
             for rule in rules:  # one rule's failure does not stop the others (isolation.py)
                 table = rule.subject.table
                 if table in drift:

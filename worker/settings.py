@@ -33,6 +33,8 @@ DEFAULT_LOCK_TIMEOUT_SECONDS = 30
 DEFAULT_STATEMENT_TIMEOUT_SECONDS = 600
 # A pair's lease (worker/leases.py): renewed every third of it while its run works.
 DEFAULT_LEASE_SECONDS = 60
+# An idle run's schema check may be another run's of the same database this recent.
+DEFAULT_SCHEMA_REUSE_SECONDS = 30
 MIN_LEASE_SECONDS = 2
 _DIGITS = re.compile(r"[0-9]{1,9}")
 _HOST = re.compile(r"[A-Za-z0-9._:\-\[\]%]{1,255}")
@@ -101,6 +103,9 @@ class Settings:
     # Seconds a pair's lease lasts without renewal (worker/leases.py): how long a crashed
     # holder's pairs wait before another process takes them over.
     lease_seconds: int = DEFAULT_LEASE_SECONDS
+    # Seconds an idle run may borrow another run's check of the same product database's
+    # schema instead of reading the catalog itself (worker/drift.py SchemaCheck); 0: never.
+    schema_reuse_seconds: int = DEFAULT_SCHEMA_REUSE_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -131,6 +136,9 @@ class Settings:
             checkpoint_key=read_secret(env, "RETENTION_CHECKPOINT_KEY") or "",
             lease_seconds=_int(
                 env, "RETENTION_LEASE_SECONDS", DEFAULT_LEASE_SECONDS, MIN_LEASE_SECONDS, 3600
+            ),
+            schema_reuse_seconds=_int(
+                env, "RETENTION_SCHEMA_REUSE_SECONDS", DEFAULT_SCHEMA_REUSE_SECONDS, 0, 300
             ),
         )
 

@@ -162,3 +162,12 @@ def test_lease_seconds_setting() -> None:
     for bad in ("1", "3601", "1.5", "soon"):
         with pytest.raises(SettingsError, match=r"RETENTION_LEASE_SECONDS .* set a whole number"):
             Settings.from_env({"RETENTION_LEASE_SECONDS": bad})
+
+
+def test_schema_reuse_seconds_setting() -> None:
+    assert Settings.from_env({}).schema_reuse_seconds == 30
+    assert Settings.from_env({"RETENTION_SCHEMA_REUSE_SECONDS": "0"}).schema_reuse_seconds == 0
+    assert Settings.from_env({"RETENTION_SCHEMA_REUSE_SECONDS": "300"}).schema_reuse_seconds == 300
+    for bad in ("-1", "301", "2.5", "soon"):
+        with pytest.raises(SettingsError, match=r"RETENTION_SCHEMA_REUSE_SECONDS .* whole number"):
+            Settings.from_env({"RETENTION_SCHEMA_REUSE_SECONDS": bad})

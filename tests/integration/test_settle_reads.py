@@ -3,7 +3,7 @@ nothing open, and still settles what a crashed run left, on SQLite and PostgreSQ
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -35,8 +35,13 @@ def statements(engine: sa.Engine) -> Iterator[list[str]]:
         sa.event.remove(engine, "before_cursor_execute", seen)
 
 
-def settle_a(config: Config, env: dict[str, str], store: StateStore) -> Settled:
-    """Settle a × kids as a run of it does before its rules."""
+def settle_a(
+    config: Config,
+    env: dict[str, str],
+    store: StateStore,
+    before: Callable[[], object] | None = None,
+) -> Settled:
+    """Settle a × kids as a run of it does before its rules (`before`: as `settle`'s)."""
     bus = EventBus()
     subscribe_state(bus, store, lambda: NOW)
     runner = build_runner(config, env, bus, pepper=PEPPER, clock=lambda: NOW, store=store)
@@ -45,7 +50,9 @@ def settle_a(config: Config, env: dict[str, str], store: StateStore) -> Settled:
     connector = runner.connect(customer, mapping)
     connector.open()
     try:
-        return runner.reconciler.settle(connector, customer, mapping, settled_by="settler")
+        return runner.reconciler.settle(
+            connector, customer, mapping, settled_by="settler", before=before
+        )
     finally:
         connector.close()
 
