@@ -14,9 +14,9 @@ read before reflecting, so a change that lands in between makes the next run ref
 
 An idle run may borrow that fingerprint (`survey(reuse_seconds=...)`): when another caller
 read the fingerprint of the same tables at most that many seconds ago and the cached
-reflection is of it, no query is made and the answer says `borrowed`. A connector refuses to
-change rows on a borrowed answer (connectors/sql.py `_own_schema`); worker/drift.py says
-when a run reads it itself.
+reflection is of it, no query is made and the answer says `borrowed`. A connector refuses
+to change rows on a borrowed answer (connectors/sqlschemaview.py `_own_schema`);
+worker/drift.py says when a run reads it itself.
 
 The same query fingerprints every foreign key of the database (`sqlstamp.Stamp.keys`: any
 table's, mapped or not, its ON DELETE action included), and the foreign keys the ON DELETE

@@ -7,7 +7,8 @@ is pinned (UTC, strict SQL mode, timeouts) in `connectors.session`; how the URL 
 and the client-side connect and read bounds in `connectors.reach`.
 Which rows a target selects and the read-only statements over them are in
 `connectors.sqlread` (the base class `SqlReads`), a dry run's counts in `connectors.sqlpreview`
-(`SqlPreviews`, between the two); this module holds the connector's lifetime, the schema and
+(`SqlPreviews`), what it knows of the schema and its check against the mapping in
+`connectors.sqlschemaview` (`SqlSchemaView`); this module holds the connector's lifetime and
 the changes.
 """
 
@@ -22,27 +23,20 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from connectors import sqlbasis
 from connectors.base import (
     AmbiguousCommit,
     Applied,
     Change,
     ConnectorError,
-    Dependent,
-    ForeignKeyRef,
     Guard,
     Key,
     Prepare,
-    Problem,
     SchemaError,
-    SchemaRead,
-    Table,
-    TableSchema,
     Target,
     Timeouts,
     keyless_reached,
 )
-from connectors.engines import Engines, ForeignKeys, engine_key
+from connectors.engines import Engines, engine_key
 from connectors.errors import describe, refused_by_constraint, wrap_errors
 from connectors.identity import server_identity
 from connectors.masking import safe_url
@@ -51,21 +45,13 @@ from connectors.reach import checked_url, engine_options
 from connectors.session import pin_sessions, reading
 from connectors.sqlchange import Batch, change_batch
 from connectors.sqlfast import locked_tids, next_delete
-from connectors.sqlpreview import SqlPreviews
-from connectors.sqlschema import (
-    all_foreign_keys,
-    every_foreign_key_to,
-    foreign_keys_to,
-    outside_keys_to,
-    table_schema,
-)
-from connectors.sqlverify import verify_table, verify_tenancy
+from connectors.sqlschemaview import SqlSchemaView
 
 # Bind parameters a statement needs besides the keys: tenant, cutoff, masks, holds.
 PARAMETER_MARGIN = 1_000
 
 
-class SqlConnector(SqlPreviews):
+class SqlConnector(SqlSchemaView):
     """One product database, reached through a SQLAlchemy URL.
 
     `timeouts` bound every statement of every session (see `Timeouts`); the defaults
@@ -91,15 +77,7 @@ class SqlConnector(SqlPreviews):
         self._engines = engines
         self.engine_key = engine_key(self._url, self._timeouts, engine_options)
         self._engine: Engine | None = None
-        self._metadata = sa.MetaData()
-        self._own = self._metadata  # where `_table` reflects a table verify did not share
-        # Tables of the process's reflections (connectors.engines) that verify read, by name:
-        # every table set verified since `open`, the latest reflection of a name winning.
-        self._shared: dict[str, sa.Table] = {}
-        self._foreign_keys: ForeignKeys | None = None  # read once per open, or cached
-        # The fingerprint of the database's foreign keys the latest `verify` read (engines).
-        self._keys_stamp: str | None = None
-        self._schema_read: SchemaRead | None = None  # how the latest `verify` knew the schema
+        self._forget_schema()
 
     def __repr__(self) -> str:
         return f"SqlConnector({self.safe_url!r})"
@@ -144,10 +122,7 @@ class SqlConnector(SqlPreviews):
             if self._engines is None:
                 self._engine.dispose()
             self._engine = None
-        self._metadata = self._own = sa.MetaData()
-        self._shared = {}
-        self._foreign_keys = None
-        self._keys_stamp = None
+        self._forget_schema()
 
     @property
     def engine(self) -> Engine:
@@ -166,121 +141,6 @@ class SqlConnector(SqlPreviews):
     def ping(self) -> None:
         with self._wrap(f"cannot reach {self.safe_url}"), reading(self.engine) as conn:
             conn.execute(sa.text("SELECT 1"))
-
-    # --- schema ----------------------------------------------------------------------
-
-    def _table(self, name: str) -> sa.Table:
-        found = self._shared.get(name)
-        found = found if found is not None else self._own.tables.get(name)
-        if found is not None:
-            return found
-        with self._wrap(f"cannot read the schema of table {name}"):
-            try:
-                return sa.Table(name, self._own, autoload_with=self.engine)
-            except sa.exc.NoSuchTableError:
-                raise SchemaError(f"table {name} does not exist") from None
-
-    def verify(self, tables: Sequence[Table]) -> list[Problem]:
-        return [p for found in self.verify_each(tables) for p in found]
-
-    def verify_each(
-        self, tables: Sequence[Table], *, reuse_seconds: float = 0.0
-    ) -> list[list[Problem]]:
-        """See `Connector.verify_each`: one fingerprint query (and, when it changed, one
-        reflection) for every table of `tables`, their dependents, bases and related tables;
-        none when `reuse_seconds` lets it borrow a recent one (`connectors.engines`)."""
-        names: list[str] = []
-        pending: list[Table | Dependent] = list(tables)
-        while pending:
-            item = pending.pop()
-            names.append(item.name if isinstance(item, Table) else item.table)
-            pending.extend(item.dependents)
-            if isinstance(item, Table):
-                names += [b.table for b in item.bases] + [r.table for r in item.related]
-        names = sorted(set(names))
-        with self._wrap(f"cannot inspect the schema of {', '.join(names)}"):
-            existing = self._reflect(names, reuse_seconds)
-        found: list[list[Problem]] = []
-        for spec in tables:
-            problems = verify_table(spec, existing, self._table, self.engine.dialect)
-            problems.extend(verify_tenancy(spec, existing, self._table))
-            problems.extend(sqlbasis.verify_spec(spec, existing, self._table, self.dialect))
-            found.append(problems)
-        return found
-
-    def _reflect(self, names: Sequence[str], reuse_seconds: float = 0.0) -> set[str]:
-        """Reflect the tables `names` that exist; returns the names of existing tables (all
-        of the database's without `engines`, those of `names` with). With `engines`, the
-        process's reflection is used when the catalog says the tables are unchanged (or,
-        within `reuse_seconds`, said so to another connector: `schema_read().borrowed`)."""
-        if self._engines is not None:
-            surveyed = self._engines.survey(
-                self.engine_key, self.engine, names, reuse_seconds=reuse_seconds
-            )
-            reflected = surveyed.reflected
-            self._schema_read = SchemaRead(reflected.stamp, surveyed.borrowed)
-            if surveyed.keys != self._keys_stamp:  # keys read before it are not trusted
-                self._keys_stamp, self._foreign_keys = surveyed.keys, None
-            # Merged, not replaced: a pair verifies its tables set by set, and every set it
-            # verified must stay served from the cache (else each rule reflected its table
-            # again). A name verified as gone is forgotten.
-            self._own = sa.MetaData()
-            for name in names:
-                self._shared.pop(name, None)
-            self._shared.update((n, reflected.metadata.tables[n]) for n in reflected.existing)
-            return set(reflected.existing)
-        self._schema_read = None
-        existing = set(sa.inspect(self.engine).get_table_names())
-        wanted = sorted({n for n in names if n in existing} - set(self._metadata.tables))
-        if wanted:  # one bulk reflection instead of several queries per table
-            self._metadata.reflect(bind=self.engine, only=wanted)
-        return existing
-
-    def foreign_keys_to(self, table: str) -> list[ForeignKeyRef]:
-        """See `Connector.foreign_keys_to`; the whole database's foreign keys are read once
-        per `open` (connectors.sqlschema), or with `engines` taken from the process's cache
-        when `verify` found their fingerprint unchanged (connectors.engines)."""
-        if self._foreign_keys is None:
-            with self._wrap("cannot read the foreign keys of the database"):
-                engine = self.engine
-                if self._engines is None or self._keys_stamp is None:
-                    self._foreign_keys = all_foreign_keys(engine)
-                else:
-                    self._foreign_keys = self._engines.foreign_keys(
-                        self.engine_key, engine, self._keys_stamp, lambda: all_foreign_keys(engine)
-                    )
-        return foreign_keys_to(self._foreign_keys, table)
-
-    def every_foreign_key_to(self, table: str) -> list[ForeignKeyRef]:
-        """Every foreign key pointing at `table`, its own included (connectors.sqlschema):
-        a batch never reaches a row of its table outside it (sqlrefuse.refuse_reach_back)."""
-        self.foreign_keys_to(table)  # reads the database's keys once per open
-        return every_foreign_key_to(self._foreign_keys or {}, table)
-
-    def outside_keys_to(self, table: str) -> list[ForeignKeyRef]:
-        """See `Connector.outside_keys_to` (connectors/sqloutside.py reads them, with the
-        database's other keys and cached with them)."""
-        self.foreign_keys_to(table)  # reads the database's keys once per open
-        return outside_keys_to(self._foreign_keys or {}, table)
-
-    def table_schema(self, table: str) -> TableSchema:
-        spec = self._table(table)
-        with self._wrap(f"cannot read the constraints of table {table}"):
-            return table_schema(self.engine, spec)
-
-    def schema_read(self) -> SchemaRead | None:
-        """See `Connector.schema_read`."""
-        return self._schema_read
-
-    def _own_schema(self) -> None:
-        """Refuse a change while the latest `verify` only borrowed another run's fingerprint
-        of the catalog: rows change only after this run read it itself (worker/drift.py).
-        Raises ConnectorError (a bug of the caller, never expected)."""
-        if self._schema_read is not None and self._schema_read.borrowed:
-            raise ConnectorError(
-                "refused to change rows: this run has not checked the schema itself yet "
-                "(its check borrowed another run's; a bug in the worker, please report it)"
-            )
 
     # --- changes ---------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ subject table whose schema drifted (a column gone, a type changed, a key dropped
 dependents, bases and related tables included) fails its own rules with a message that
 says what to fix, and the pair's other rules go on; when no subject table matches, the
 whole run stops (`SchemaDrift`). The checks themselves are the connector's `verify_each`
-(connectors/sql.py, with the catalog fingerprint of connectors/sqlstamp.py).
+(connectors/sqlschemaview.py, with the catalog fingerprint of connectors/sqlstamp.py).
 
 An idle run may borrow the check (`SchemaCheck`): many customers share one product
 database, and most runs of a tick find nothing due. Such a run changes nothing, so it may

@@ -14,11 +14,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from connectors import sqlstamp
+from connectors import sqlschemaview, sqlstamp
 from connectors.base import Change, ConnectorError
 from connectors.engines import Engines
 from connectors.sql import SqlConnector
@@ -221,3 +222,34 @@ def test_settling_makes_the_runs_own_check_first_when_something_is_open(
         assert checks == ["own"]
     finally:
         store.close()
+
+
+def test_a_warm_check_compares_no_table_again(
+    flexkids: dict[str, str], state: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The problems a check finds are kept with the reflection: a warm run compares no
+    table with its mapping again (its own read or a borrowed one alike); a new reflection
+    (a dropped column) compares them again and finds the drift."""
+    config, clock = fixture_config(), Clock()
+    engines = Engines(clock=clock)
+    url = flexkids["FLEXKIDS_DATABASE_URL"]
+    compared: list[str] = []
+    real = sqlschemaview.verify_table
+
+    def counted(spec: Any, *args: Any) -> Any:
+        compared.append(spec.name)
+        return real(spec, *args)
+
+    monkeypatch.setattr(sqlschemaview, "verify_table", counted)
+    assert _run(config, flexkids, engines, state, KDV).outcome is Outcome.SUCCEEDED
+    assert "invoice" in compared
+    compared.clear()
+    clock.now += REUSE + 1  # its own read: the catalog unchanged
+    assert _run(config, flexkids, engines, state, KDV).outcome is Outcome.SUCCEEDED
+    assert compared == []
+    _alter(url, "ALTER TABLE invoice DROP COLUMN iban")
+    clock.now += REUSE + 1
+    report = _run(config, flexkids, engines, state, KDV)
+    assert "invoice" in compared
+    assert report.outcome is Outcome.FAILED
+    assert report.error is not None and "invoice.iban" in report.error

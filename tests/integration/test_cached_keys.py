@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from connectors import sql
+from connectors import sqlschemaview
 from connectors.engines import Engines
 from connectors.sqlschema import all_foreign_keys
 from tests import kidsapp
@@ -80,13 +80,13 @@ def create(url: str, reply: str | None) -> None:
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every read of the whole database's foreign keys by a connector (its URL's driver)."""
     found: list[str] = []
-    real = sql.all_foreign_keys
+    real = sqlschemaview.all_foreign_keys
 
     def counted(engine: Any) -> Any:
         found.append(engine.dialect.name)
         return real(engine)
 
-    monkeypatch.setattr(sql, "all_foreign_keys", counted)
+    monkeypatch.setattr(sqlschemaview, "all_foreign_keys", counted)
     return found
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from connectors import sql
+from connectors import sqlschemaview
 from tests import kidsapp
 from tests.gate_support import config, run
 from tests.integration.test_cached_keys import DEPTH, create, note_table
@@ -51,7 +51,7 @@ def test_keys_read_while_a_key_was_dropped_and_added_back_are_not_kept(
 ) -> None:
     create(any_db_url, "CASCADE")
     cfg = config(tmp_path, product=kidsapp.mapping())
-    real = sql.all_foreign_keys
+    real = sqlschemaview.all_foreign_keys
     calls: list[int] = []
 
     def migrating(engine: Any) -> Any:  # the migration's two steps land around this read
@@ -64,7 +64,7 @@ def test_keys_read_while_a_key_was_dropped_and_added_back_are_not_kept(
         finally:
             add_reply(any_db_url)
 
-    monkeypatch.setattr(sql, "all_foreign_keys", migrating)
+    monkeypatch.setattr(sqlschemaview, "all_foreign_keys", migrating)
     [first], _ = run(cfg, any_db_url, state, customer="kdv-b")  # idle: reads (and caches)
     assert first.outcome is Outcome.SUCCEEDED, first.error
 
