@@ -60,7 +60,7 @@ class SqlSchemaView(SqlPreviews):
         self._keys_stamp: str | None = None
         self._schema_read: SchemaRead | None = None  # how the latest `verify` knew the schema
         # The problems `verify_each` found per table specs, with the shared reflection.
-        self._verified: dict[tuple[Table, ...], list[list[Problem]]] | None = None
+        self._verified: dict[tuple[object, ...], list[list[Problem]]] | None = None
 
     def _table(self, name: str) -> sa.Table:
         found = self._shared.get(name)
@@ -187,10 +187,18 @@ class SqlSchemaView(SqlPreviews):
             )
 
 
-def _hashable(tables: Sequence[Table]) -> tuple[Table, ...] | None:
+def _hashable(tables: Sequence[Table]) -> tuple[object, ...] | None:
     """`tables` as a cache key; None when a spec holds an unhashable value (a condition's
-    list)."""
-    key = tuple(tables)
+    list). The key holds the type of every condition value too: `1`, `1.0` and `True` are
+    equal in Python, but a check accepts only one of them for a column (`sqlbasis.typed`)."""
+    kinds = tuple(
+        tuple(
+            tuple(map(type, c.value)) if isinstance(c.value, tuple) else type(c.value)
+            for c in spec.conditions
+        )
+        for spec in tables
+    )
+    key = (tuple(tables), kinds)
     try:
         hash(key)
     except TypeError:
