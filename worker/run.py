@@ -298,7 +298,10 @@ class Runner:
             by_id = {r.id: r for r in rules}
             failed: list[str] = []
             gone: list[Target] = []  # a plan's earlier delete rules (Target.gone)
-            counted = count_backlogs(self, connector, customer, mapping, rules, now)
+            # Not the rules of a drifted table (they fail below): their count may name a
+            # column the reflection no longer has (a KeyError, not a ConnectorError).
+            fit = [r for r in rules if r.subject.table not in check.drift]
+            counted = count_backlogs(self, connector, customer, mapping, fit, now)
             approvals = self.gatekeeper.approvals_of(customer.customer, mapping.product)
             if not _idle(counted, rules, approvals) and check.confirm():
                 counted = {}  # counted on a schema that has changed since: each rule counts
