@@ -94,8 +94,10 @@ class SqlSchemaView(SqlPreviews):
         with self._wrap(f"cannot inspect the schema of {', '.join(names)}"):
             existing = self._reflect(names, reuse_seconds)
         verified, key = self._verified, _hashable(tables)
-        if verified is not None and key is not None and key in verified:
-            return [list(problems) for problems in verified[key]]
+        # One lookup: another run's thread may clear them between two (VERIFIED_PER_SCHEMA).
+        kept = verified.get(key) if verified is not None and key is not None else None
+        if kept is not None:
+            return [list(problems) for problems in kept]
         found: list[list[Problem]] = []
         for spec in tables:
             problems = verify_table(spec, existing, self._table, self.engine.dialect)

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+import sqlalchemy as sa
 
+from connectors import sqlstamp
 from connectors.engines import Engines
 from tests.integration.test_borrowed_schema_check import REUSE, Clock, flexkids
 from tests.integration.test_shared_engines import KDV, TENANT, VL, _alter
@@ -108,6 +110,8 @@ def test_a_migration_between_two_pairs_runs(
         assert report.outcome is Outcome.SUCCEEDED, report.error
         assert set(before["invoice"]) - set(after["invoice"]) == {(1,)}
         assert after["invoice_note"] == {}
+        (plan,) = [r for r in report.rules if r.table == "invoice"]
+        assert plan.changed == {"invoice": 1, "invoice_note": 1}  # the new key was read
         return
     assert report.outcome is Outcome.FAILED
     assert report.error is not None and drift in report.error, report.error
@@ -115,3 +119,27 @@ def test_a_migration_between_two_pairs_runs(
     assert after == before
     evaluated = {r.rule for r in report.rules}
     assert "flexkids.user.inactive" in evaluated  # the pair's other rules ran
+
+
+def test_a_failing_fingerprint_query_changes_nothing(
+    borrowed_flexkids: dict[str, str], state: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catalog query fails after a check was kept: an idle run borrows it and
+    succeeds; a run with a row due cannot read its own and fails, changing nothing."""
+    config, clock = fixture_config(), Clock()
+    engines = Engines(clock=clock)
+    env = borrowed_flexkids
+    url = env["FLEXKIDS_DATABASE_URL"]
+    assert _run(config, env, engines, state, KDV, REUSE).outcome is Outcome.SUCCEEDED
+
+    def down(conn: object, names: object) -> None:
+        raise sa.exc.ProgrammingError("SELECT", {}, Exception("permission denied"))
+
+    monkeypatch.setattr(sqlstamp, "stamp", down)
+    before = snapshot(url)
+    clock.now += 1
+    assert _run(config, env, engines, state, KDV, REUSE).outcome is Outcome.SUCCEEDED
+    report = _run(config, env, engines, state, VL, REUSE)
+    assert report.outcome is Outcome.FAILED
+    assert report.error is not None and "cannot inspect the schema" in report.error
+    assert snapshot(url) == before
