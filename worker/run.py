@@ -46,6 +46,7 @@ from worker.events import (
 )
 from worker.fingerprint import fingerprint, policy_document
 from worker.gate import Gatekeeper
+from worker.holds import ActiveHolds
 from worker.isolation import rule_failed, rule_failure
 from worker.leases import Busy, Lease, Leases, pair_tick
 from worker.logging import bind_run
@@ -97,10 +98,14 @@ def _idle(
     counted: Mapping[str, tuple[Target, Backlog]],
     rules: Sequence[EffectiveRule],
     approvals: Mapping[str, Approval],
+    holds: ActiveHolds,
 ) -> bool:
-    """Whether a run has nothing to do: every rule counted, none with a row due, and no
-    approval that could move a cutoff. Only then may its schema check stay borrowed."""
+    """Whether a run has nothing to do: every rule counted, none with a row due, no
+    approval that could move a cutoff, and no record hold whose keys it would look up
+    (by the table's reflected key). Only then may its schema check stay borrowed."""
     if approvals or len(counted) != len(rules):
+        return False
+    if any(holds.count_records(rule.subject.table) for rule in rules):
         return False
     return all(backlog.count == 0 for _, backlog in counted.values())
 
@@ -303,7 +308,7 @@ class Runner:
             fit = [r for r in rules if r.subject.table not in check.drift]
             counted = count_backlogs(self, connector, customer, mapping, fit, now)
             approvals = self.gatekeeper.approvals_of(customer.customer, mapping.product)
-            if not _idle(counted, rules, approvals) and check.confirm():
+            if not _idle(counted, rules, approvals, holds) and check.confirm():
                 counted = {}  # counted on a schema that has changed since: each rule counts
             drift = check.drift
             for rule in rules:  # one rule's failure does not stop the others (isolation.py)

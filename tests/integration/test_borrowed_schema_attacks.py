@@ -171,12 +171,6 @@ def test_a_plan_never_borrows(
     assert len(stamps_made) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an idle run's later reads (a record hold's select_expired) run on the borrowed, "
-    "stale reflection: a renamed key column fails the rule with a database error instead "
-    "of the drift its own read would report (nothing changes; the next run reports it)",
-)
 def test_an_idle_run_with_a_record_hold_reports_drift_not_a_database_error(
     borrowed_flexkids: dict[str, str], state: StateStore
 ) -> None:
