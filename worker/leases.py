@@ -6,7 +6,8 @@ pair's current *tick*: the latest instant at or before the run's `now` that the 
 schedule names (worker/scheduler.py `schedule_for`), so every process that runs the pair
 for that schedule slot agrees on the key `(customer, product, tick)`.
 
-    take  → INSERT … ON CONFLICT DO NOTHING; else the row, locked (FOR UPDATE SKIP LOCKED):
+    take  → INSERT … ON CONFLICT DO NOTHING (with `again`: DO UPDATE of a done row), one
+            statement (worker/leasesql.py); else the row, locked (FOR UPDATE SKIP LOCKED):
             done          → skip ("done": another process finished the pair in this tick)
             not expired   → skip ("held": another process works it now)
             expired, or its holder certainly gone (a dead pid on this host)
@@ -25,9 +26,11 @@ own; SQLite is one file on one host, so the host's clock), never by the clocks o
 pods. The holder is `host|pid` (worker/owner.py) plus a random token per take, so a
 restarted container that got the same host name and pid never mistakes an old lease for its
 own.
-On PostgreSQL concurrent takers are kept apart by the primary key and row locks; on SQLite
-by its single writer (BEGIN IMMEDIATE). A taker also deletes the pair's leases of older
-ticks that are done or expired, so the table holds about one row per pair.
+On PostgreSQL concurrent takers are kept apart by the primary key and row locks (a take
+with `again` waits for another transaction's change of the tick's row, at most the lock
+timeout, then judges the row as it was left); on SQLite by its single writer (BEGIN
+IMMEDIATE). A taker also deletes the pair's leases of older ticks that are done or expired,
+so the table holds about one row per pair (on PostgreSQL in the statement that takes).
 
 The rows hold customer and product names, times and `host|pid`: no personal data.
 """
@@ -44,51 +47,21 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import structlog
-from sqlalchemy import Connection, DateTime, Interval, and_, delete, func, literal, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, update
 
-from worker.config import Customer, ProductMapping
-from worker.cron import cron_trigger
 from worker.errors import RetentionError
+from worker.leasesql import LeaseSQL
+from worker.leaseticks import latest_tick as latest_tick  # re-exported
+from worker.leaseticks import pair_tick as pair_tick  # re-exported
 from worker.owner import alive, process_owner
-from worker.scheduler import schedule_for
 from worker.settings import DEFAULT_LEASE_SECONDS
 from worker.state import StateStore
 from worker.state.models import leases
 
 log = structlog.get_logger("worker.leases")
 
-# Look-back windows for the latest tick: a minute, an hour, a day, a month, a year, 5 years.
-_WINDOWS = (60, 3_600, 86_400, 32 * 86_400, 400 * 86_400, 1_830 * 86_400)
-
 Why = Literal["held", "done"]
 Clock = Callable[[], dt.datetime]
-
-
-def latest_tick(cron: str, timezone: str, now: dt.datetime) -> dt.datetime:
-    """The latest tick of the crontab line `cron` in `timezone` at or before `now` (aware),
-    in UTC; `now` itself (in UTC) when the line has no tick in the five years before it.
-
-    Searches back in widening windows, so the work is about the number of ticks in the
-    first window that holds one (a line ticking every 2 s costs 30 ticks, a daily one a few).
-    ValueError for a bad line or time zone (configload rejects those before).
-    """
-    trigger = cron_trigger(cron, timezone)
-    now = now.astimezone(dt.UTC)
-    for seconds in _WINDOWS:
-        found = None
-        for tick in trigger.ticks_between(now - dt.timedelta(seconds=seconds), now):
-            found = tick
-        if found is not None:
-            return found
-    return now
-
-
-def pair_tick(customer: Customer, mapping: ProductMapping, now: dt.datetime) -> dt.datetime:
-    """The tick of a customer × product that a run at `now` belongs to (UTC), from the
-    schedule the daemon uses for it (the customer's own, else the product's)."""
-    schedule = schedule_for(customer, mapping)
-    return latest_tick(schedule.cron, schedule.timezone or customer.timezone, now)
 
 
 @dataclass(frozen=True)
@@ -150,24 +123,28 @@ class Leases:
         self.seconds = float(seconds)
         self.clock = clock
         self.holder = holder or process_owner()
+        self._sql: dict[bool, LeaseSQL] = {}  # by kind: PostgreSQL or not
 
-    def at(self, conn: Connection) -> Any:
-        """The lease clock's now for one statement: on PostgreSQL without an injected clock
-        the SQL `statement_timestamp()` (the database's clock when the statement arrives, the
-        same value wherever the statement names it: no round trip of its own), else a value
-        (UTC): the injected clock's, or SQLite's host clock."""
-        if self.clock is not None:
-            return _utc(self.clock())
-        if conn.dialect.name == "postgresql":
-            return func.statement_timestamp(type_=DateTime(timezone=True))
-        return dt.datetime.now(dt.UTC)
+    def sql(self, conn: Connection) -> LeaseSQL:
+        """This instance's statements for `conn`'s kind of database (built once)."""
+        postgres = conn.dialect.name == "postgresql"
+        built = self._sql.get(postgres)
+        if built is None:
+            db_clock = postgres and self.clock is None
+            built = self._sql[postgres] = LeaseSQL(
+                self.seconds, postgres=postgres, db_clock=db_clock
+            )
+        return built
 
-    def later(self, at: Any) -> Any:
-        """`at` (a value or SQL from `at`) plus the lease time."""
-        lasts = dt.timedelta(seconds=self.seconds)
-        if isinstance(at, dt.datetime):
-            return at + lasts
-        return at + literal(lasts, Interval())
+    def at(self, sql: LeaseSQL) -> dict[str, dt.datetime]:
+        """The lease clock's parameters for one statement: none with the database's clock
+        (PostgreSQL without an injected clock: `statement_timestamp()`, in the statement, no
+        round trip of its own), else `now` (UTC: the injected clock's, or SQLite's host
+        clock) and `expires` (`now` plus the lease time)."""
+        if sql.db_clock:
+            return {}
+        now = _utc(self.clock()) if self.clock is not None else dt.datetime.now(dt.UTC)
+        return {"now": now, "expires": now + dt.timedelta(seconds=self.seconds)}
 
     def take(
         self, customer: str, product: str, tick: dt.datetime, *, again: bool = False
@@ -179,71 +156,21 @@ class Leases:
         """
         tick = _utc(tick)
         token = uuid.uuid4().hex
-        pk = and_(leases.c.customer == customer, leases.c.product == product, leases.c.tick == tick)
+        pair = {"lease_customer": customer, "lease_product": product, "lease_tick": tick}
 
         def write(conn: Connection) -> Lease | Busy:
-            at = self.at(conn)
-            values: dict[str, Any] = {
-                "customer": customer,
-                "product": product,
-                "tick": tick,
-                "holder": self.holder,
-                "token": token,
-                "taken_at": at,
-                "expires_at": self.later(at),
-                "done_at": None,
-                "takeovers": 0,
-            }
-            dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
-            inserted = conn.execute(
-                dialect.insert(leases)
-                .values(values)
-                .on_conflict_do_nothing(
-                    index_elements=[leases.c.customer, leases.c.product, leases.c.tick]
-                )
-                # The rowcount of this INSERT is -1 on psycopg 3; its times say when it was.
-                .returning(leases.c.taken_at, leases.c.expires_at)
+            sql = self.sql(conn)
+            clock = self.at(sql)
+            taken = conn.execute(
+                sql.take(again),
+                {**pair, **clock, "lease_holder": self.holder, "lease_token": token},
             ).first()
-            taken_from = None
-            if inserted is not None:
-                now, expires = _utc(inserted.taken_at), _utc(inserted.expires_at)
-            else:
-                clock = [] if isinstance(at, dt.datetime) else [at.label("lease_now")]
-                row = conn.execute(
-                    select(leases, *clock).where(pk).with_for_update(skip_locked=True)
-                ).first()
-                if row is None:  # another process is taking or renewing it this instant
-                    return Busy(customer, product, tick, "held", "another process", self.seconds)
-                now = at if isinstance(at, dt.datetime) else _utc(row.lease_now)
-                expires = self.later(now)
-                if row.done_at is not None and not again:
-                    return Busy(customer, product, tick, "done", row.holder)
-                left = (_utc(row.expires_at) - now).total_seconds()
-                if row.done_at is None and left > 0 and not _gone(row.holder, row.token):
-                    return Busy(customer, product, tick, "held", row.holder, left)
-                if row.done_at is None:
-                    taken_from = str(row.holder)
-                conn.execute(
-                    update(leases)
-                    .where(pk, leases.c.token == row.token)
-                    .values(
-                        {
-                            **values,
-                            "taken_at": now,
-                            "expires_at": expires,
-                            "takeovers": int(row.takeovers) + (1 if taken_from else 0),
-                        }
-                    )
-                )
-            conn.execute(
-                delete(leases).where(
-                    leases.c.customer == customer,
-                    leases.c.product == product,
-                    leases.c.tick < tick,
-                    (leases.c.done_at.is_not(None)) | (leases.c.expires_at < now),
-                )
-            )
-            return Lease(self, customer, product, tick, token, taken_from, expires)
+            if taken is not None:  # a new row, or (again) a done one: one statement
+                if not sql.postgres:  # there the statement swept older ticks itself
+                    conn.execute(sql.sweep, {**pair, **clock})
+                expires = _utc(taken.expires_at)
+                return Lease(self, customer, product, tick, token, None, expires)
+            return self._claim(conn, sql, clock, pair, token, again)
 
         _TOKENS.add(token)  # before the row exists: this process's other threads see it live
         taken: Lease | Busy | None = None
@@ -263,6 +190,50 @@ class Leases:
                 "the pair",
             )
         return taken
+
+    def _claim(
+        self,
+        conn: Connection,
+        sql: LeaseSQL,
+        clock: dict[str, dt.datetime],
+        pair: dict[str, Any],
+        token: str,
+        again: bool,
+    ) -> Lease | Busy:
+        """The tick's row exists and the take's INSERT left it: read it, locked, and say who
+        has it, or take it (done and `again`, raced; expired, or its holder gone: taken
+        over)."""
+        customer, product, tick = pair["lease_customer"], pair["lease_product"], pair["lease_tick"]
+        row = conn.execute(sql.claim, pair).first()
+        if row is None:  # another process is taking or renewing it this instant
+            return Busy(customer, product, tick, "held", "another process", self.seconds)
+        now = clock["now"] if clock else _utc(row.lease_now)
+        expires = now + dt.timedelta(seconds=self.seconds)
+        if row.done_at is not None and not again:
+            return Busy(customer, product, tick, "done", row.holder)
+        left = (_utc(row.expires_at) - now).total_seconds()
+        if row.done_at is None and left > 0 and not _gone(row.holder, row.token):
+            return Busy(customer, product, tick, "held", row.holder, left)
+        taken_from = str(row.holder) if row.done_at is None else None
+        conn.execute(
+            update(leases)
+            .where(
+                leases.c.customer == customer,
+                leases.c.product == product,
+                leases.c.tick == tick,
+                leases.c.token == row.token,
+            )
+            .values(
+                holder=self.holder,
+                token=token,
+                taken_at=now,
+                expires_at=expires,
+                done_at=None,
+                takeovers=int(row.takeovers) + (1 if taken_from else 0),
+            )
+        )
+        conn.execute(sql.sweep, {**pair, **clock})
+        return Lease(self, customer, product, tick, token, taken_from, expires)
 
 
 class Lease:
@@ -297,14 +268,17 @@ class Lease:
         self._ending = False
         self.ended = False  # ended with the run's records (`end_later`)
 
-    @property
-    def _mine(self) -> Any:
-        return and_(
-            leases.c.customer == self.customer,
-            leases.c.product == self.product,
-            leases.c.tick == self.tick,
-            leases.c.token == self.token,
-        )
+    def _mine(self, conn: Connection) -> tuple[LeaseSQL, dict[str, Any]]:
+        """The statements for `conn` and the parameters that name this take's row (its
+        token), with the lease clock's."""
+        sql = self._leases.sql(conn)
+        return sql, {
+            "lease_customer": self.customer,
+            "lease_product": self.product,
+            "lease_tick": self.tick,
+            "mine": self.token,
+            **self._leases.at(sql),
+        }
 
     @property
     def lost(self) -> str:
@@ -318,12 +292,8 @@ class Lease:
         started = time.monotonic()
 
         def write(conn: Connection) -> int:
-            result = conn.execute(
-                update(leases)
-                .where(self._mine, leases.c.done_at.is_(None))
-                .values(expires_at=self._leases.later(self._leases.at(conn)))
-            )
-            return int(result.rowcount)
+            sql, mine = self._mine(conn)
+            return int(conn.execute(sql.renew, mine).rowcount)
 
         mine = self._leases.store.write(f"renewing the lease of {self._names()}", write) == 1
         if mine:
@@ -345,11 +315,8 @@ class Lease:
         """The statements of `end` in `conn`'s transaction: done (done_at and expires_at set to
         the lease clock's now, one statement) or released (deleted); only this take's row (its
         token)."""
-        if done:
-            now = self._leases.at(conn)
-            conn.execute(update(leases).where(self._mine).values(done_at=now, expires_at=now))
-        else:
-            conn.execute(delete(leases).where(self._mine))
+        sql, mine = self._mine(conn)
+        conn.execute(sql.done if done else sql.release, mine)
 
     def end_later(self, *, done: bool) -> None:
         """Queue the lease's end with the run's last records (`write_later`, after the run's

@@ -35,7 +35,10 @@ from worker.runreport import RunReport
 from worker.state import StateStore
 from worker.verify import verify
 
-WRITES = re.compile(r"^\s*(?:INSERT INTO|UPDATE|DELETE FROM)\s+\"?(\w+)", re.IGNORECASE)
+# A write, also as the first of a WITH (a lease is taken by WITH taken AS (INSERT INTO leases …).
+WRITES = re.compile(
+    r"^\s*(?:WITH\s+\w+\s+AS\s*\(\s*)?(?:INSERT INTO|UPDATE|DELETE FROM)\s+\"?(\w+)", re.IGNORECASE
+)
 
 
 @pytest.fixture

@@ -1,0 +1,85 @@
+"""Two takers of one done lease at once, on PostgreSQL (worker/leasesql.py): a lease taken
+again (`again`, a person's `run --once`) is one INSERT … ON CONFLICT DO UPDATE of a done row,
+which waits for another taker's uncommitted change of that row and then judges the row as that
+taker left it: the pair goes to exactly one of them, and the other says who has it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from worker.leases import Busy, Lease, Leases
+from worker.state import StateStore
+
+TICK = dt.datetime(2027, 1, 10, 1, 0, tzinfo=dt.UTC)
+FIRST = "pod-a|1"
+RACER = "pod-c|3"  # another host: judged by expiry only
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def store(pg_url: str) -> Iterator[StateStore]:
+    made = StateStore(pg_url)
+    made.migrate()
+    yield made
+    made.close()
+
+
+def _take_or_error(leases: Leases, found: list[BaseException | Lease | Busy]) -> None:
+    try:
+        found.append(leases.take("kdv-a", "kidsapp", TICK, again=True))
+    except BaseException as exc:  # noqa: BLE001  (the test reports it)
+        found.append(exc)
+
+
+def test_a_done_lease_taken_again_by_two_at_once_goes_to_one(
+    store: StateStore, pg_url: str
+) -> None:
+    first = Leases(store, 30, holder=FIRST).take("kdv-a", "kidsapp", TICK)
+    assert isinstance(first, Lease)
+    first.end(done=True)
+    other = sa.create_engine(pg_url, poolclass=sa.pool.NullPool)
+    found: list[BaseException | Lease | Busy] = []
+    try:
+        with other.connect() as conn:
+            # The racer's take, uncommitted: the row locked, still done.
+            tx = conn.begin()
+            conn.execute(sa.text("UPDATE leases SET holder = holder WHERE customer = 'kdv-a'"))
+            worker = threading.Thread(
+                target=_take_or_error, args=(Leases(store, 30, holder="pod-b|2"), found)
+            )
+            worker.start()
+            waiting = sa.text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            for _ in range(500):  # until the take waits on the racer's row (bounded)
+                if conn.execute(waiting).scalar_one() > 0 or not worker.is_alive():
+                    break
+                threading.Event().wait(0.01)
+            # The racer takes it: not done, its own for the lease time.
+            conn.execute(
+                sa.text(
+                    "UPDATE leases SET holder = :holder, token = 'racer', done_at = NULL, "
+                    "taken_at = now(), expires_at = now() + interval '30 seconds' "
+                    "WHERE customer = 'kdv-a'"
+                ),
+                {"holder": RACER},
+            )
+            tx.commit()
+            worker.join(timeout=30)
+    finally:
+        other.dispose()
+    assert len(found) == 1 and isinstance(found[0], Busy), found
+    # It waited for the racer, then saw the racer's lease (not "another process": a row
+    # skipped because it was locked).
+    assert (found[0].why, found[0].holder) == ("held", RACER)
+    assert 0 < found[0].wait_seconds <= 30
+    holder = store.read("holder", lambda c: c.execute(sa.text("SELECT holder FROM leases")).all())
+    assert [tuple(r) for r in holder] == [(RACER,)]

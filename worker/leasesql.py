@@ -1,0 +1,132 @@
+"""The statements of worker/leases.py, built once per lease time and database kind.
+
+A lease is taken, renewed and ended for every run of a pair: its statements are built here
+once, with bound parameters, so each use costs only the execution (no building, and
+SQLAlchemy's compiled cache is found from the statement object without walking it again).
+
+The lease clock (worker/leases.py `Leases.at`) is either the database's, PostgreSQL's
+`statement_timestamp()` written into the statement (`db_clock`), or values the caller binds:
+`now` and `expires` (`now` plus the lease time).
+
+Taking a lease for a tick is one statement when the tick's row is new, or is done and the
+taker asks `again` (a person's `run --once`): an INSERT whose conflict (the tick's row exists)
+does nothing, or with `again` updates the row only when it is done. On PostgreSQL the same
+statement deletes the pair's rows of older ticks that are done or expired, only when the lease
+was taken (a data-modifying CTE that waits for the INSERT, so every taker locks the tick's row
+first); on SQLite that DELETE is a second statement (`sweep`). When the INSERT returns no row,
+the caller reads the tick's row (`claim`) and decides (held, done, or expired: taken over).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, cast
+
+from sqlalchemy import (
+    DateTime,
+    Executable,
+    Interval,
+    bindparam,
+    delete,
+    exists,
+    func,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from worker.state.models import leases
+
+_c = leases.c
+
+
+class LeaseSQL:
+    """Every statement of one `Leases` on one kind of database (see the module docstring).
+
+    Parameters (not named as columns: an UPDATE reserves those): `lease_customer`,
+    `lease_product`, `lease_tick`; `lease_holder` and `lease_token` for a take; `mine` (the
+    token) for a renewal or an end; `now` and `expires` unless `db_clock`.
+    """
+
+    def __init__(self, seconds: float, *, postgres: bool, db_clock: bool) -> None:
+        self.postgres = postgres
+        self.db_clock = db_clock
+        lasts = dt.timedelta(seconds=seconds)
+        now: Any
+        expires: Any
+        if db_clock:
+            now = func.statement_timestamp(type_=DateTime(timezone=True))
+            expires = now + literal(lasts, Interval())
+        else:
+            now = bindparam("now", type_=DateTime(timezone=True))
+            expires = bindparam("expires", type_=DateTime(timezone=True))
+        pair = (
+            _c.customer == bindparam("lease_customer"),
+            _c.product == bindparam("lease_product"),
+        )
+        tick = _c.tick == bindparam("lease_tick")
+        mine = (*pair, tick, _c.token == bindparam("mine"))
+        older = delete(leases).where(
+            *pair,
+            _c.tick < bindparam("lease_tick"),
+            _c.done_at.is_not(None) | (_c.expires_at < now),
+        )
+        self.sweep: Executable = older
+        """Delete the pair's rows of older ticks that are done or expired."""
+        self.claim: Executable = (
+            select(leases, *([now.label("lease_now")] if db_clock else []))
+            .where(*pair, tick)
+            .with_for_update(skip_locked=True)
+        )
+        """The tick's row, locked, unless another transaction holds it (then no row)."""
+        self.renew: Executable = (
+            update(leases).where(*mine, _c.done_at.is_(None)).values(expires_at=expires)
+        )
+        self.done: Executable = update(leases).where(*mine).values(done_at=now, expires_at=now)
+        self.release: Executable = delete(leases).where(*mine)
+        self._take = {again: self._taking(now, expires, older, again) for again in (False, True)}
+
+    def take(self, again: bool) -> Executable:
+        """The statement that takes a new or (with `again`) done lease of a tick, returning
+        `taken_at` and `expires_at`; no row when the tick's row exists and is not taken."""
+        return self._take[again]
+
+    def _taking(self, now: Any, expires: Any, older: Any, again: bool) -> Executable:
+        dialect: Any = postgresql if self.postgres else sqlite
+        insert = dialect.insert(leases).values(
+            customer=bindparam("lease_customer"),
+            product=bindparam("lease_product"),
+            tick=bindparam("lease_tick"),
+            holder=bindparam("lease_holder"),
+            token=bindparam("lease_token"),
+            taken_at=now,
+            expires_at=expires,
+            done_at=None,
+            takeovers=0,
+        )
+        key = [_c.customer, _c.product, _c.tick]
+        if again:
+            # A done row is taken again, its takeovers kept; a row not done is left to the
+            # caller (held, or expired: a takeover, which says whose lease it was).
+            fresh = insert.excluded
+            statement = insert.on_conflict_do_update(
+                index_elements=key,
+                set_={
+                    "holder": fresh.holder,
+                    "token": fresh.token,
+                    "taken_at": fresh.taken_at,
+                    "expires_at": fresh.expires_at,
+                    "done_at": None,
+                },
+                where=_c.done_at.is_not(None),
+            )
+        else:
+            statement = insert.on_conflict_do_nothing(index_elements=key)
+        # The rowcount of an INSERT is -1 on psycopg 3; the returned times say it was taken.
+        statement = statement.returning(_c.taken_at, _c.expires_at)
+        if self.postgres:
+            taken = statement.cte("taken")
+            swept = older.where(exists(select(1).select_from(taken))).cte("swept")
+            statement = select(taken.c.taken_at, taken.c.expires_at).add_cte(swept)
+        return cast(Executable, statement)
