@@ -24,6 +24,7 @@ import datetime as dt
 import json
 import math
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,7 +121,13 @@ def _approval(row: Any, decisions: tuple[Decision, ...]) -> Approval:
 
 
 def _load(conn: Connection, where: Any) -> list[Approval]:
-    rows = conn.execute(sa.select(approvals).where(where).order_by(approvals.c.requested_at)).all()
+    query = sa.select(approvals).where(where).order_by(approvals.c.requested_at)
+    return _with_decisions(conn, conn.execute(query).all())
+
+
+def _with_decisions(conn: Connection, rows: Sequence[Any]) -> list[Approval]:
+    """The requests of `rows` (of `approvals`) with their decisions (a second statement only
+    when there are requests)."""
     if not rows:
         return []
     ids = [r.approval_id for r in rows]
@@ -134,6 +141,18 @@ def _load(conn: Connection, where: Any) -> list[Approval]:
             Decision(d.decision, d.decided_by, d.reason, utc(d.decided_at), d.cutoff, int(d.bound))
         )
     return [_approval(r, tuple(found[r.approval_id])) for r in rows]
+
+
+# Built once: every run of a pair reads it (bound parameters `customer` and `product`).
+_OPEN_FOR_PAIR = (
+    sa.select(approvals)
+    .where(
+        approvals.c.customer == sa.bindparam("customer"),
+        approvals.c.product == sa.bindparam("product"),
+        approvals.c.status.in_(OPEN),
+    )
+    .order_by(approvals.c.requested_at)
+)
 
 
 class ApprovalLedger:
@@ -155,13 +174,13 @@ class ApprovalLedger:
 
     def open_for_pair(self, customer: str, product: str) -> dict[str, Approval]:
         """The waiting or approved request of each rule of a pair that has one, by rule id:
-        what `open_for` gives for each rule, in one read."""
-        where = sa.and_(
-            approvals.c.customer == customer,
-            approvals.c.product == product,
-            approvals.c.status.in_(OPEN),
-        )
-        found = self._store.read("reading approvals", lambda conn: _load(conn, where))
+        what `open_for` gives for each rule, in one read (read now, never kept)."""
+        pair = {"customer": customer, "product": product}
+
+        def read(conn: Connection) -> list[Approval]:
+            return _with_decisions(conn, conn.execute(_OPEN_FOR_PAIR, pair).all())
+
+        found = self._store.read("reading approvals", read)
         return {a.rule: a for a in found}  # ordered by request time: the latest wins
 
     def request(

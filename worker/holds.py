@@ -230,17 +230,22 @@ class HoldLedger:
         return self._store.read("listing holds", read)
 
     def active_for(self, customer: str, product: str) -> ActiveHolds:
-        """The holds in force on one customer × product."""
-        query = sa.select(holds).where(
-            holds.c.customer == customer,
-            holds.c.released_at.is_(None),
-            sa.or_(holds.c.product.is_(None), holds.c.product == product),
-        )
+        """The holds in force on one customer × product, read now (never kept between
+        calls: a hold placed before a run starts binds that run)."""
+        pair = {"customer": customer, "product": product}
 
         def read(conn: Connection) -> list[Hold]:
-            return [_from_row(r) for r in conn.execute(query)]
+            return [_from_row(r) for r in conn.execute(_ACTIVE, pair)]
 
         return _group(self._store.read(f"reading the holds on {customer} × {product}", read))
+
+
+# Built once: every run of a pair reads it (bound parameters `customer` and `product`).
+_ACTIVE = sa.select(holds).where(
+    holds.c.customer == sa.bindparam("customer"),
+    holds.c.released_at.is_(None),
+    sa.or_(holds.c.product.is_(None), holds.c.product == sa.bindparam("product")),
+)
 
 
 def _group(found: Sequence[Hold]) -> ActiveHolds:

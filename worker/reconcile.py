@@ -50,6 +50,21 @@ log = structlog.get_logger("worker.reconcile")
 SCAN_PAGE = 5_000
 Clock = Callable[[], dt.datetime]
 
+# Built once: every run of a pair asks (bound parameters `customer` and `product`).
+_ANYTHING_OPEN = sa.select(
+    sa.or_(
+        sa.exists().where(
+            open_batches.c.customer == sa.bindparam("customer"),
+            open_batches.c.product == sa.bindparam("product"),
+        ),
+        sa.exists().where(
+            runs.c.customer == sa.bindparam("customer"),
+            runs.c.product == sa.bindparam("product"),
+            runs.c.outcome.is_(None),
+        ),
+    )
+)
+
 
 def _utc(value: dt.datetime) -> dt.datetime:
     """A stored time as aware UTC (SQLite and MariaDB return it naive)."""
@@ -173,19 +188,10 @@ class Reconciler:
         When it has neither, settling has nothing to do: the three reads below, each its
         own snapshot like this one, would find nothing either, unless work appeared after
         this read, which they too could have missed by reading a moment earlier."""
-        query = sa.select(
-            sa.or_(
-                sa.exists().where(
-                    open_batches.c.customer == customer, open_batches.c.product == product
-                ),
-                sa.exists().where(
-                    runs.c.customer == customer,
-                    runs.c.product == product,
-                    runs.c.outcome.is_(None),
-                ),
-            )
+        pair = {"customer": customer, "product": product}
+        return self.store.read(
+            "looking for unsettled work", lambda c: bool(c.execute(_ANYTHING_OPEN, pair).scalar())
         )
-        return self.store.read("looking for unsettled work", lambda c: bool(c.scalar(query)))
 
     def _open_batches(self, customer: str, product: str) -> list[OpenBatch]:
         query = (
