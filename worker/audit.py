@@ -48,7 +48,7 @@ from worker.events import (
 from worker.owner import process_owner
 from worker.state import AuditEntry, AuditRecord, StateStore
 from worker.state.models import open_batches
-from worker.state.runlog import finish_run_in, start_run_in
+from worker.state.runlog import finish_run_in, start_run_later_in
 from worker.state.store import Also
 
 _AUDITED = (
@@ -322,13 +322,15 @@ class AuditTrail:
 
 def _run_keeping(event: Audited, payload: dict[str, Any], database: str) -> Also | None:
     """Keep `runs` in step with the trail: `run.started` inserts the run's row and
-    `run.finished` sets its outcome, in the same transaction as the record (one
-    transaction each, and never a record without its row or a row without its record)."""
+    `run.finished` sets its outcome, in the same transaction as the record (never a record
+    without its row or a row without its record); both in one transaction, one INSERT
+    carries both (worker/state/runlog.py `start_run_later_in`)."""
     if isinstance(event, RunStarted):
         owner = process_owner()
 
         def start(conn: Connection, _record: AuditRecord) -> None:
-            start_run_in(
+            # Held back: a run that ends in the same transaction inserts its row once.
+            start_run_later_in(
                 conn, event.run_id, event.customer, event.product, event.at, event.dry_run, owner
             )
 

@@ -7,7 +7,9 @@ queued writes (`write_later`, worker/state/gather.py) and the retry budget.
 Audit appends are serialised on the `audit_head` row: `SELECT ... FOR UPDATE` on PostgreSQL
 (several replicas), a process-wide lock plus `BEGIN IMMEDIATE` on SQLite; a transaction that
 appends several records (a run's start and end, gathered) locks and reads the head once and
-chains the later ones from the head the previous one left (`held_head`). The store knows
+chains the later ones from the head the previous one left (`held_head`). In a transaction
+of the store's own (`StateStore._write`) the records wait in memory and are sent together,
+one INSERT and one move of the head, before it commits (worker/state/held.py). The store knows
 nothing about hashing: the caller passes a `seal(seq, prev_hash)` that computes the new hash
 while the head is locked (see worker/audit.py). Every append is safe to repeat: a record
 already in the trail (same run, kind, time and payload) is found and not appended again.
@@ -19,13 +21,14 @@ import abc
 import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select
 
 from worker.errors import StateError
 from worker.state import gather
 from worker.state.gather import Work
+from worker.state.held import INSERT_RECORDS, MOVE_HEAD, held, holding, write_held
 from worker.state.models import audit_events, audit_head
 from worker.state.plumbing import Plumbing
 from worker.state.records import AuditEntry, AuditHead, AuditRecord, _aware, utc
@@ -36,24 +39,37 @@ Seal = Callable[[int, str], str]
 Also = Callable[[Connection, AuditRecord], None]
 """Extra state kept with an audit record, in its transaction (must be safe to repeat)."""
 
+# Built once (worker/state/held.py has the writes).
+_LOCK_HEAD = (
+    select(audit_head.c.seq, audit_head.c.hash)
+    .where(audit_head.c.id == 1)
+    .with_for_update()  # SQLite ignores it: BEGIN IMMEDIATE already holds the lock
+)
+_FIND = select(audit_events).where(
+    audit_events.c.run_id == bindparam("find_run_id"),
+    audit_events.c.kind == bindparam("find_kind"),
+    audit_events.c.at == bindparam("find_at"),
+    audit_events.c.payload == bindparam("find_payload"),
+)
 
-_HELD = "retention_audit_head_held"
+
+def _found_by(entry: AuditEntry, at: dt.datetime) -> dict[str, object]:
+    return {
+        "find_run_id": entry.run_id,
+        "find_kind": entry.kind,
+        "find_at": at,
+        "find_payload": entry.payload,
+    }
 
 
 def held_head(conn: Connection) -> AuditHead | None:
     """The head an append of `conn`'s current transaction left (locked by it), else None.
 
-    Kept in `conn.info` with the transaction it belongs to, so it is never taken for another
-    transaction's (a rolled-back one, or the next one on the same pooled connection).
+    Kept with the transaction it belongs to (worker/state/held.py), so it is never taken for
+    another transaction's (a rolled-back one, or the next one on the same pooled connection).
     """
-    found = conn.info.get(_HELD)
-    if found is None:
-        return None
-    transaction, head = found
-    current = conn.get_transaction()
-    if transaction is not current or current is None or not current.is_active:
-        return None
-    return head  # type: ignore[no-any-return]
+    found = held(conn)
+    return found.head if found is not None else None
 
 
 class AuditLog(Plumbing):
@@ -127,13 +143,10 @@ class AuditLog(Plumbing):
         # The head is locked once per transaction: a later append of the same transaction
         # (outside a SAVEPOINT) starts from the head the last one left.
         outer = conn.get_nested_transaction() is None
-        head = held_head(conn) if outer else None
+        mine = holding(conn)
+        head = mine.head if outer else None
         if head is None:
-            row = conn.execute(
-                select(audit_head.c.seq, audit_head.c.hash)
-                .where(audit_head.c.id == 1)
-                .with_for_update()  # SQLite ignores it: BEGIN IMMEDIATE already holds the lock
-            ).one_or_none()
+            row = conn.execute(_LOCK_HEAD).one_or_none()
             if row is None:
                 raise StateError(
                     f"the audit head row is missing in {self.url}; run `retention-worker "
@@ -141,35 +154,35 @@ class AuditLog(Plumbing):
                     "`retention-worker audit verify`)"
                 )
             head = AuditHead(int(row.seq), str(row.hash))
-        same = (
-            None
-            if not retried
-            else (
-                conn.execute(
-                    select(audit_events).where(
-                        audit_events.c.run_id == entry.run_id,
-                        audit_events.c.kind == entry.kind,
-                        audit_events.c.at == at,
-                        audit_events.c.payload == entry.payload,
-                    )
-                )
-                .mappings()
-                .first()
-            )
-        )
-        if same is not None:  # an earlier attempt committed; its reply was lost
-            return AuditRecord(**{**same, "seq": int(same["seq"]), "at": utc(same["at"])})
+        if retried:
+            write_held(conn)  # the lookup must see the records this transaction holds
+            same = conn.execute(_FIND, _found_by(entry, at)).mappings().first()
+            if same is not None:  # an earlier attempt committed; its reply was lost
+                return AuditRecord(**{**same, "seq": int(same["seq"]), "at": utc(same["at"])})
         seq, prev_hash = head.seq + 1, head.hash
-        fields = {**asdict(entry), "at": at, "seq": seq, "prev_hash": prev_hash}
-        record = AuditRecord(**fields, hash=seal(seq, prev_hash))
-        conn.execute(audit_events.insert().values(asdict(record)))
-        conn.execute(
-            audit_head.update().where(audit_head.c.id == 1).values(seq=record.seq, hash=record.hash)
-        )
-        if outer:
-            conn.info[_HELD] = (conn.get_transaction(), AuditHead(record.seq, record.hash))
-        else:  # a SAVEPOINT may roll it back: the next append reads the head again
-            conn.info.pop(_HELD, None)
+        hash_ = seal(seq, prev_hash)
+        row_: dict[str, Any] = {
+            "seq": seq,
+            "at": at,
+            "run_id": entry.run_id,
+            "kind": entry.kind,
+            "customer": entry.customer,
+            "product": entry.product,
+            "rule": entry.rule,
+            "action": entry.action,
+            "payload": entry.payload,
+            "prev_hash": prev_hash,
+            "hash": hash_,
+        }
+        record = AuditRecord(**row_)
+        if outer and mine.deferring:  # sent with the others before the transaction ends
+            mine.records.append(row_)
+            mine.head = AuditHead(seq, hash_)
+            return record
+        conn.execute(INSERT_RECORDS, row_)
+        conn.execute(MOVE_HEAD, {"new_seq": seq, "new_hash": hash_})
+        # In a SAVEPOINT, which may roll it back, the next append reads the head again.
+        mine.head = AuditHead(seq, hash_) if outer else None
         return record
 
     @contextmanager

@@ -10,15 +10,35 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Connection, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, bindparam, func, select
 
 from worker.errors import StateError
+from worker.state.held import INSERT_RUN, held
 from worker.state.models import runs
 from worker.state.plumbing import Plumbing
 from worker.state.records import RunRecord, _aware, utc
 
 OUTCOMES = frozenset({"succeeded", "partial", "failed", "interrupted", "crashed"})
+
+# Built once: each call would otherwise build and hash a new statement.
+_FINISH = (
+    runs.update()
+    .where(runs.c.run_id == bindparam("finish_run_id"), runs.c.outcome.is_(None))
+    .values(
+        outcome=bindparam("outcome"),
+        finished_at=bindparam("finished_at"),
+        rows_changed=bindparam("rows_changed"),
+        error=bindparam("error"),
+    )
+)
+# The row with its end: whether it was inserted is its rowcount (SQLAlchemy keeps an
+# INSERT's only when asked to).
+_INSERT_ENDED = {
+    name: insert.execution_options(preserve_rowcount=True) for name, insert in INSERT_RUN.items()
+}
+_ENDED = select(runs.c.outcome, runs.c.finished_at, runs.c.rows_changed, runs.c.error).where(
+    runs.c.run_id == bindparam("ended_run_id")
+)
 
 
 class RunLog(Plumbing):
@@ -109,7 +129,40 @@ def start_run_in(
     PostgreSQL docs, "INSERT"; SQLite docs, "UPSERT"): a first attempt needs no lookup, and a
     retry whose earlier attempt committed (its reply was lost) finds the row and adds none.
     """
-    values = {
+    values = _start(run_id, customer, product, at, dry_run, owner)
+    conn.execute(INSERT_RUN[conn.dialect.name], values)
+
+
+def start_run_later_in(
+    conn: Connection,
+    run_id: str,
+    customer: str,
+    product: str,
+    at: dt.datetime,
+    dry_run: bool,
+    owner: str | None = None,
+) -> None:
+    """`start_run_in`, held back until the transaction ends (worker/state/held.py) where it
+    may: the run's end recorded in the same transaction then inserts the row with both
+    (`finish_run_in`, one statement instead of two). Elsewhere (a transaction that holds
+    nothing back, a SAVEPOINT) it is `start_run_in`."""
+    values = _start(run_id, customer, product, at, dry_run, owner)
+    mine = held(conn)
+    if mine is None or not mine.deferring or conn.get_nested_transaction() is not None:
+        conn.execute(INSERT_RUN[conn.dialect.name], values)
+        return
+    mine.starts.setdefault(run_id, values)
+
+
+def _start(
+    run_id: str,
+    customer: str,
+    product: str,
+    at: dt.datetime,
+    dry_run: bool,
+    owner: str | None,
+) -> dict[str, Any]:
+    return {
         "run_id": run_id,
         "customer": customer,
         "product": product,
@@ -118,10 +171,6 @@ def start_run_in(
         "rows_changed": 0,
         "owner": owner,
     }
-    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(
-        dialect.insert(runs).values(values).on_conflict_do_nothing(index_elements=[runs.c.run_id])
-    )
 
 
 def finish_run_in(
@@ -142,18 +191,24 @@ def finish_run_in(
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}, got {outcome!r}")
     finished_at = _aware(at, "finished_at")
-    result = conn.execute(
-        runs.update()
-        .where(runs.c.run_id == run_id, runs.c.outcome.is_(None))
-        .values(outcome=outcome, finished_at=finished_at, rows_changed=rows_changed, error=error)
-    )
+    end = {
+        "outcome": outcome,
+        "finished_at": finished_at,
+        "rows_changed": rows_changed,
+        "error": error,
+    }
+    mine = held(conn)
+    start = mine.starts.pop(run_id, None) if mine is not None else None
+    if start is not None:  # started in this transaction: one row with both ends
+        inserted = conn.execute(_INSERT_ENDED[conn.dialect.name], {**start, **end})
+        if inserted.rowcount == 1:
+            return
+        # The row is there: an earlier attempt of this transaction committed (its reply
+        # was lost), and another run may have closed it since. As for any run:
+    result = conn.execute(_FINISH, {"finish_run_id": run_id, **end})
     if result.rowcount == 1:
         return
-    found = conn.execute(
-        select(runs.c.outcome, runs.c.finished_at, runs.c.rows_changed, runs.c.error).where(
-            runs.c.run_id == run_id
-        )
-    ).one_or_none()
+    found = conn.execute(_ENDED, {"ended_run_id": run_id}).one_or_none()
     if found is None:
         raise StateError(f"run {run_id} was never started in {database}; cannot finish it")
     # The same end in every field: the run.finished record this one carries was found by

@@ -54,6 +54,7 @@ from worker.state import gather
 from worker.state.auditlog import Also, AuditLog, Seal
 from worker.state.bounds import bound_sessions, unbounded
 from worker.state.gather import Work
+from worker.state.held import hold, listen, write_held
 from worker.state.records import utc
 from worker.state.runlog import OUTCOMES, RunLog
 
@@ -100,6 +101,11 @@ class StateStore(RunLog, AuditLog):
             raise StateError(f"cannot open the state database {self.url}: {exc}") from exc
 
     def _create_engine(self, url: URL) -> Engine:
+        engine = self._new_engine(url)
+        listen(engine)  # what a transaction holds back is written before a SAVEPOINT
+        return engine
+
+    def _new_engine(self, url: URL) -> Engine:
         if not self._sqlite:
             engine = create_engine(url, connect_args=client_options(url, self._timeouts))
             ping_when_idle(engine)  # not pool_pre_ping: a round trip per transaction
@@ -216,16 +222,23 @@ class StateStore(RunLog, AuditLog):
     @contextmanager
     def _write(self, doing: str) -> Iterator[Connection]:
         """A write transaction; on SQLite serialised in-process and taken with BEGIN IMMEDIATE.
-        Work queued with `write_later` in this context runs first, in the same transaction."""
+        Work queued with `write_later` in this context runs first, in the same transaction.
+        Audit records and runs' starts are held back and sent together before it commits
+        (worker/state/held.py)."""
         gathered = gather.current()
         carried = gathered.taken(self) if gathered is not None else []
         for pending in carried:
             pending.failed = None  # an earlier attempt's failure is not this one's
+        flushing = gathered is not None and gathered.flushing
         try:
             with self._begin(doing) as conn:
+                hold(conn)  # audit records and a run's start wait for `write_held`
                 for pending in carried:
-                    pending.run(conn, flushing=gathered is not None and gathered.flushing)
+                    pending.run(conn, flushing=flushing)
+                if flushing:  # a refusal is the carried work's (Gathering.flush)
+                    write_held(conn)
                 yield conn
+                write_held(conn)
         except BaseException:
             for pending in carried:
                 pending.tried = True
