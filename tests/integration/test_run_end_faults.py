@@ -3,7 +3,10 @@ checkpoint and its lease's end commit together), on SQLite and PostgreSQL state:
 
 - a lease's end the state database refuses (here a trigger on `leases`) loses none of the
   run's records: they are written without it, and the lease's end is tried alone (its
-  failure logged, as before the end was folded in: the lease then simply expires).
+  failure logged, as before the end was folded in: the lease then simply expires);
+- a run's end record the state database refuses (held back and sent before the carried
+  work ends, worker/state/held.py) fails the run's end at once: its transaction is tried
+  once, not again without its optional or droppable work as a COMMIT failure would be.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from structlog.testing import capture_logs
 
 from tests.integration import run_end_support
 from tests.integration.test_run_end_folded import query, tick
+from tests.integration.test_state_round_trips import Statements
 from tests.integration.test_timeouts import ids
 from worker.events import CheckpointMade, Outcome
 from worker.state import StateStore
@@ -22,6 +26,31 @@ from worker.verify import verify
 
 store = run_end_support.store  # the fixtures, by name (pytest finds them here)
 product_url = run_end_support.product_url
+
+
+def refuse(store: StateStore, name: str, table: str, event: str, when: str) -> None:
+    """A trigger refusing `event` (INSERT, UPDATE) on `table` when `when` holds of NEW."""
+    with store._engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.execute(
+                sa.text(
+                    f"CREATE TRIGGER {name} BEFORE {event} ON {table} WHEN {when} "
+                    "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            )
+            return
+        conn.execute(
+            sa.text(
+                f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'refused'; END $$"
+            )
+        )
+        conn.execute(
+            sa.text(
+                f"CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW "
+                f"WHEN ({when}) EXECUTE FUNCTION {name}()"
+            )
+        )
 
 
 def refuse_lease_done(store: StateStore) -> None:
@@ -69,3 +98,21 @@ def test_a_refused_lease_end_keeps_the_runs_records(
     assert made.seq == seq
     found = verify(store)
     assert found.ok and not found.open_runs and not found.unsettled, found
+
+
+def test_a_refused_end_record_fails_the_runs_end_at_once(
+    tmp_path: Path, store: StateStore, product_url: str
+) -> None:
+    refuse(store, "no_end", "audit_events", "INSERT", "NEW.kind = 'run.finished'")
+    with Statements(store._engine) as sent:
+        report, _seen = tick(tmp_path, store, product_url)
+    assert ids(product_url) == [3]  # the run deleted 1 and 2 (each batch its own transaction)
+    assert report.outcome is Outcome.FAILED
+    assert "the state database" in (report.error or "")
+    # The run's end, its history, status, checkpoint and lease's end: one attempt, not four.
+    assert len(sent.matching(r"^UPDATE runs\b")) == 1, sent.sent
+    assert len(sent.matching(r"^INSERT INTO checkpoints\b")) == 1, sent.sent
+    [run] = query(store, "SELECT outcome FROM runs")
+    assert run.outcome is None  # open: reconciliation closes it
+    kinds = [k for (k,) in query(store, "SELECT kind FROM audit_events ORDER BY seq")]
+    assert "run.finished" not in kinds
