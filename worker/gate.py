@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,13 @@ from worker.state import StateStore
 from worker.state.models import policies, rule_history
 
 Clock = Callable[[], dt.datetime]
+
+# The policies each state store holds, as far as this process stored them (`remember_policy`).
+_KEPT: weakref.WeakKeyDictionary[StateStore, set[str]] = weakref.WeakKeyDictionary()
+_KEEP_POLICY = {
+    "postgresql": postgresql.insert(policies).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(policies).on_conflict_do_nothing(),
+}
 
 
 def reason_digest(text: str) -> str:
@@ -107,8 +115,14 @@ class Gatekeeper:
         return self.approvals.open_for_pair(customer, product)
 
     def remember_policy(self, fingerprint: str, document: dict[str, Any], at: dt.datetime) -> None:
-        """Keep the policy document a fingerprint names (once), for `audit policy`."""
+        """Keep the policy document a fingerprint names (once), for `audit policy`.
+
+        Once this process has stored it in this state store (its transaction committed), later
+        runs skip the write: the worker never deletes a policy, so it is there."""
         if self.store is None:
+            return
+        kept = _KEPT.setdefault(self.store, set())
+        if fingerprint in kept:
             return
         text = canonical_json(document)
 
@@ -119,10 +133,11 @@ class Gatekeeper:
                 "first_seen": at.astimezone(dt.UTC),
             }
             # One statement: the first process to see a policy keeps it, the others skip.
-            insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-            conn.execute(insert(policies).values(row).on_conflict_do_nothing())
+            conn.execute(_KEEP_POLICY[conn.dialect.name], row)
 
-        self.store.write_later(f"policy {fingerprint}", write)
+        self.store.write_later(
+            f"policy {fingerprint}", write, committed=lambda: kept.add(fingerprint)
+        )
 
     def history(self, customer: str, product: str, rule: str, runs: int) -> list[int]:
         """Rows the rule changed in its last `runs` successful real runs, newest first."""
