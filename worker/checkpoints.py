@@ -47,6 +47,13 @@ from worker.state.auditlog import held_head
 from worker.state.models import audit_head, checkpoints
 from worker.state.store import utc
 
+# Built once: a run's checkpoint would otherwise build and hash new statements each time.
+_STORE = {
+    "postgresql": pg_insert(checkpoints).on_conflict_do_nothing(),
+    "sqlite": sqlite_insert(checkpoints).on_conflict_do_nothing(),
+}
+_READ_HEAD = sa.select(audit_head.c.seq, audit_head.c.hash)
+
 PREFIX = b"retention-worker checkpoint v1\n"
 
 
@@ -222,7 +229,7 @@ class Checkpointer:
         if held is not None:
             seq, hash_ = held.seq, held.hash
         else:
-            row = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash)).one()
+            row = conn.execute(_READ_HEAD).one()
             seq, hash_ = int(row.seq), str(row.hash)
         if self.signer is not None:
             checkpoint = self.signer.sign(seq, hash_, at)
@@ -239,10 +246,7 @@ class Checkpointer:
             "key_id": checkpoint.key_id,
             "signature": checkpoint.signature,
         }
-        if conn.dialect.name == "postgresql":
-            conn.execute(pg_insert(checkpoints).values(**values).on_conflict_do_nothing())
-        else:
-            conn.execute(sqlite_insert(checkpoints).values(**values).on_conflict_do_nothing())
+        conn.execute(_STORE[conn.dialect.name], values)
         return checkpoint
 
     def make_later(self, at: dt.datetime) -> Queued:

@@ -44,7 +44,9 @@ from worker.state.models import policies, rule_history
 Clock = Callable[[], dt.datetime]
 
 # The policies each state store holds, as far as this process stored them (`remember_policy`).
+# The statements below are built once (not per run).
 _KEPT: weakref.WeakKeyDictionary[StateStore, set[str]] = weakref.WeakKeyDictionary()
+_ADD_HISTORY = rule_history.insert()
 _KEEP_POLICY = {
     "postgresql": postgresql.insert(policies).on_conflict_do_nothing(),
     "sqlite": sqlite.insert(policies).on_conflict_do_nothing(),
@@ -369,6 +371,6 @@ class HistoryRecorder:
                 )
                 fresh = [r for r in rows if r["rule"] not in done]
             if fresh:
-                conn.execute(rule_history.insert(), fresh)
+                conn.execute(_ADD_HISTORY, fresh)
 
         self._store.write_later(f"the rule history of run {event.run_id}", write, optional=True)
