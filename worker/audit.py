@@ -323,13 +323,11 @@ class AuditTrail:
 def _run_keeping(event: Audited, payload: dict[str, Any], database: str) -> Also | None:
     """Keep `runs` in step with the trail: `run.started` inserts the run's row and
     `run.finished` sets its outcome, in the same transaction as the record (never a record
-    without its row or a row without its record); both in one transaction, one INSERT
-    carries both (worker/state/runlog.py `start_run_later_in`)."""
+    without its row or a row without its record; both ends in one: one INSERT, `runlog`)."""
     if isinstance(event, RunStarted):
         owner = process_owner()
 
         def start(conn: Connection, _record: AuditRecord) -> None:
-            # Held back: a run that ends in the same transaction inserts its row once.
             start_run_later_in(
                 conn, event.run_id, event.customer, event.product, event.at, event.dry_run, owner
             )

@@ -6,14 +6,14 @@ an INSERT at its start and an UPDATE at its end. Held back instead (`Held`), the
 in one INSERT and the head moves once (`write_held`), and a run whose start is still held
 when its end is recorded gets one INSERT carrying both (worker/state/runlog.py).
 
-Only a transaction of `StateStore._write` holds anything back (`hold`), and it writes what
-it holds before the carried work ends (so a refusal is that work's, worker/state/gather.py),
-before its own body returns (before COMMIT), and before any SAVEPOINT (an engine event: what
-a SAVEPOINT rolls back is only what was done inside it). Elsewhere every write is sent at
-once, as it always was. What is sent is exactly what appending record by record would
-send: the same rows, seq and hashes (the head, locked once, is chained in memory), in the
-same order, and nothing is read from those tables in between (a retried append, which looks
-for its earlier attempt's record, first writes what is held).
+Only a transaction of `StateStore._write` holds anything back (`hold`). It sends what it
+holds before its body's COMMIT; in `Gathering.flush` already when the carried work has run
+(a refusal is then that required work's, raised at once, not a COMMIT failure to guess at);
+before any SAVEPOINT (an engine event: a SAVEPOINT rolls back only what was done inside it);
+and before a retried append looks for its earlier attempt's record. Elsewhere every write
+is sent at once, as it always was. The rows are those appending record by record writes:
+the same seq, prev_hash and hash (the head, locked once, is chained in memory), in seq
+order, and nothing in the transaction reads those tables before they are sent.
 """
 
 from __future__ import annotations
