@@ -33,6 +33,7 @@ kernel); the server's own statement timeout, or a restart, ends such a wait.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import math
@@ -163,18 +164,25 @@ def _check_parts(url: sa.URL, shown: str, backend: str) -> None:
         )
 
 
-def _known_options(url: sa.URL, driver: str) -> set[str]:
+def _known_options(url: sa.URL, driver: str) -> frozenset[str]:
+    if driver in ("psycopg", "pymysql"):
+        return _driver_options(driver)
+    uri = str(url.query.get("uri", "")).lower() in ("true", "1")
+    return frozenset(_SQLITE_URI if uri else _SQLITE)
+
+
+@functools.cache
+def _driver_options(driver: str) -> frozenset[str]:
+    """The connection options `driver` knows (asked once per process: libpq's defaults list
+    for psycopg, the connection's signature for pymysql; every run checks its URL)."""
     if driver == "psycopg":
         from psycopg import pq
 
-        return {option.keyword.decode() for option in pq.Conninfo.get_defaults()}
-    if driver == "pymysql":
-        from pymysql.connections import Connection  # type: ignore[import-untyped]
+        return frozenset(option.keyword.decode() for option in pq.Conninfo.get_defaults())
+    from pymysql.connections import Connection  # type: ignore[import-untyped]
 
-        names = set(inspect.signature(Connection.__init__).parameters)
-        return (names - _MYSQL_NOT_IN_QUERY) | _MYSQL_SSL
-    uri = str(url.query.get("uri", "")).lower() in ("true", "1")
-    return _SQLITE_URI if uri else _SQLITE
+    names = set(inspect.signature(Connection.__init__).parameters)
+    return frozenset((names - _MYSQL_NOT_IN_QUERY) | _MYSQL_SSL)
 
 
 def connect_seconds(timeouts: Timeouts) -> int:
