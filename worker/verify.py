@@ -205,7 +205,9 @@ def _outcomes_without_records(
     `run.finished` / batch-outcome record (StateStore.append_audit), so a run with an outcome
     but no `run.finished`, or an intent with no open batch and no outcome record, means
     records were cut from the trail, not a crash to settle. A record written after the
-    verified snapshot (seq > `last_seq`: a worker running now) is not counted as cut.
+    verified snapshot (seq > `last_seq`: a worker running now) is not counted as cut. Each
+    state table is read before the records written since: on PostgreSQL every read sees
+    what is committed when it starts, and an end committed between them must not look cut.
     """
     if not open_runs and not unsettled:
         return ""
@@ -223,16 +225,16 @@ def _outcomes_without_records(
     def read(conn: Connection) -> str:
         found = []
         if open_runs:
+            # `runs` first, the records after: each read sees what is committed when it
+            # starts (PostgreSQL), and a run's outcome commits with its record, so a run
+            # that ends between the two reads is never an outcome without its record.
+            with_outcome = conn.execute(
+                sa.select(runs.c.run_id, runs.c.outcome)
+                .where(runs.c.run_id.in_(open_runs), runs.c.outcome.is_not(None))
+                .order_by(runs.c.started_at)
+            ).all()
             finished_since = {r for r, _ in recorded_since(conn, ("run.finished",))}
-            ended = [
-                (str(r), str(o))
-                for r, o in conn.execute(
-                    sa.select(runs.c.run_id, runs.c.outcome)
-                    .where(runs.c.run_id.in_(open_runs), runs.c.outcome.is_not(None))
-                    .order_by(runs.c.started_at)
-                )
-                if r not in finished_since
-            ]
+            ended = [(str(r), str(o)) for r, o in with_outcome if r not in finished_since]
             if ended:
                 run_id, outcome = ended[0]
                 found.append(
