@@ -28,7 +28,8 @@ restarted container that got the same host name and pid never mistakes an old le
 own.
 On PostgreSQL concurrent takers are kept apart by the primary key and row locks (a take
 with `again` waits for another transaction's change of the tick's row, at most the lock
-timeout, then judges the row as it was left); on SQLite by its single writer (BEGIN
+timeout, then judges the row as it was left, or past the lock timeout says it is held by
+another process); on SQLite by its single writer (BEGIN
 IMMEDIATE). A taker also deletes the pair's leases of older ticks that are done or expired,
 so the table holds about one row per pair (on PostgreSQL in the statement that takes).
 
@@ -49,7 +50,9 @@ from typing import Any, Literal
 import structlog
 from sqlalchemy import Connection, update
 
-from worker.errors import RetentionError
+from connectors.base import LockTimeout
+from connectors.errors import timeout_kind
+from worker.errors import RetentionError, StateError
 from worker.leasesql import LeaseSQL
 from worker.leaseticks import latest_tick as latest_tick  # re-exported
 from worker.leaseticks import pair_tick as pair_tick  # re-exported
@@ -158,8 +161,11 @@ class Leases:
         token = uuid.uuid4().hex
         pair = {"lease_customer": customer, "lease_product": product, "lease_tick": tick}
 
+        waits: list[bool] = []  # whether the take may wait on the tick's row (PostgreSQL)
+
         def write(conn: Connection) -> Lease | Busy:
             sql = self.sql(conn)
+            waits.append(again and sql.postgres)
             clock = self.at(sql)
             taken = conn.execute(
                 sql.take(again),
@@ -176,6 +182,13 @@ class Leases:
         taken: Lease | Busy | None = None
         try:
             taken = self.store.write(f"taking the lease of {customer} × {product}", write)
+        except StateError as exc:
+            # A take with `again` on PostgreSQL waits on a row another transaction locked; one
+            # that holds it past the lock timeout is another process at work on the pair:
+            # held, as the other takers (SKIP LOCKED) say, not a failure of the state database.
+            if not (waits and waits[-1]) or timeout_kind(exc.__cause__ or exc) is not LockTimeout:
+                raise
+            taken = Busy(customer, product, tick, "held", "another process", self.seconds)
         finally:
             if not isinstance(taken, Lease):
                 _TOKENS.discard(token)

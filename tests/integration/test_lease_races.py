@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
+from connectors.model import Timeouts
 from worker.leases import Busy, Lease, Leases
 from worker.state import StateStore
 
@@ -83,3 +84,27 @@ def test_a_done_lease_taken_again_by_two_at_once_goes_to_one(
     assert 0 < found[0].wait_seconds <= 30
     holder = store.read("holder", lambda c: c.execute(sa.text("SELECT holder FROM leases")).all())
     assert [tuple(r) for r in holder] == [(RACER,)]
+
+
+def test_a_take_again_waiting_past_the_lock_timeout_is_held_not_a_failure(pg_url: str) -> None:
+    """Another transaction keeps the done row locked past the lock timeout (a process stalled
+    in the transaction that ends or takes it): the person's take says the pair is held by
+    another process (`run --once` asks again later), as the other takers (SKIP LOCKED) do,
+    instead of failing with LockNotAvailable and stopping the rest of its pairs."""
+    store = StateStore(pg_url, timeouts=Timeouts(lock_seconds=0.2))
+    store.migrate()
+    other = sa.create_engine(pg_url, poolclass=sa.pool.NullPool)
+    try:
+        first = Leases(store, 30, holder=FIRST).take("kdv-a", "kidsapp", TICK)
+        assert isinstance(first, Lease)
+        first.end(done=True)
+        taker = Leases(store, 30, holder="pod-b|2")
+        with other.connect() as conn, conn.begin():
+            conn.execute(sa.text("SELECT 1 FROM leases FOR UPDATE"))
+            busy = taker.take("kdv-a", "kidsapp", TICK, again=True)
+            assert busy == Busy("kdv-a", "kidsapp", TICK, "held", "another process", 30.0)
+        again = taker.take("kdv-a", "kidsapp", TICK, again=True)  # the lock gone: taken
+        assert isinstance(again, Lease) and again.taken_from is None
+    finally:
+        other.dispose()
+        store.close()
