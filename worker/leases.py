@@ -6,8 +6,10 @@ pair's current *tick*: the latest instant at or before the run's `now` that the 
 schedule names (worker/scheduler.py `schedule_for`), so every process that runs the pair
 for that schedule slot agrees on the key `(customer, product, tick)`.
 
-    take  → INSERT … ON CONFLICT DO NOTHING (with `again`: DO UPDATE of a done row), one
-            statement (worker/leasesql.py); else the row, locked (FOR UPDATE SKIP LOCKED):
+    take  → INSERT … SELECT … WHERE NOT EXISTS (…) ON CONFLICT DO NOTHING (with `again`: DO
+            UPDATE of a done row), one statement (worker/leasesql.py), refused while another
+            tick of the pair forbids it (below); else the row, locked (FOR UPDATE SKIP
+            LOCKED), or the pair's rows (worker/leaseclaim.py):
             done          → skip ("done": another process finished the pair in this tick)
             not expired   → skip ("held": another process works it now)
             expired, or its holder certainly gone (a dead pid on this host)
@@ -20,18 +22,33 @@ for that schedule slot agrees on the key `(customer, product, tick)`.
             a run's end rides in the transaction of its last records (`end_later`), else
             (that transaction failed) it is its own
 
+One process at a time works a pair, whatever the tick: a take is refused while the pair has
+a live lease (not done, not expired, holder not gone) of another tick ("held", by that
+holder, for its seconds left), so a run that outlasts its tick keeps the next tick's run
+waiting; an expired lease of another tick, or one whose holder is gone, is deleted and the
+take goes on (the crashed run is settled as any other). A scheduled take (not `again`) is
+also refused when the pair has a row of a later tick ("done", never "held": that tick's run
+covers this tick's work), so a daemon that asks again for the tick of its first try never
+runs a tick it was done in after a newer tick's take swept its row. A take `again` (a
+person's `run --once`) beside a later tick's row runs, as a person asked, but never while
+that tick's lease is live. The database keeps this with the partial unique index
+`ux_leases_one_open` (at most one lease of a pair not done; migration 0008), so two takers of
+different ticks at the same instant never both win.
+
 Expiry is judged by the state database's clock (PostgreSQL `statement_timestamp()`, read in
 the statement that takes, renews or ends the lease, so the clock costs no round trip of its
 own; SQLite is one file on one host, so the host's clock), never by the clocks of several
 pods. The holder is `host|pid` (worker/owner.py) plus a random token per take, so a
 restarted container that got the same host name and pid never mistakes an old lease for its
 own.
-On PostgreSQL concurrent takers are kept apart by the primary key and row locks (a take
-with `again` waits for another transaction's change of the tick's row, at most the lock
-timeout, then judges the row as it was left, or past the lock timeout says it is held by
-another process); on SQLite by its single writer (BEGIN
-IMMEDIATE). A taker also deletes the pair's leases of older ticks that are done or expired,
-so the table holds about one row per pair (on PostgreSQL in the statement that takes).
+On PostgreSQL concurrent takers are kept apart by the primary key, `ux_leases_one_open` and
+row locks (a take waits for another transaction's change of the pair's row the take would
+conflict with: with `again` the tick's done row, any take another tick's lease being taken
+or ended; at most the lock timeout, then it judges the rows as they were left, or past the
+lock timeout says the pair is held by another process; a take `again` the index refuses
+after that wait says the same); on SQLite by its single writer (BEGIN IMMEDIATE). A taker
+also deletes the pair's leases of older ticks that are done or expired, so the table holds
+about one row per pair (on PostgreSQL in the statement that takes).
 
 The rows hold customer and product names, times and `host|pid`: no personal data.
 """
@@ -44,64 +61,30 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import structlog
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 
 from connectors.base import LockTimeout
 from connectors.errors import timeout_kind
 from worker.errors import RetentionError, StateError
+from worker.leaseclaim import TOKENS as _TOKENS
+from worker.leaseclaim import Busy as Busy  # re-exported
+from worker.leaseclaim import Why as Why  # re-exported
+from worker.leaseclaim import claim
+from worker.leaseclaim import utc as _utc
 from worker.leasesql import LeaseSQL
 from worker.leaseticks import latest_tick as latest_tick  # re-exported
 from worker.leaseticks import pair_tick as pair_tick  # re-exported
-from worker.owner import alive, process_owner
+from worker.owner import process_owner
 from worker.settings import DEFAULT_LEASE_SECONDS
 from worker.state import StateStore
-from worker.state.models import leases
 
 log = structlog.get_logger("worker.leases")
 
-Why = Literal["held", "done"]
 Clock = Callable[[], dt.datetime]
-
-
-@dataclass(frozen=True)
-class Busy:
-    """Why this process does not run a pair now: another process holds its lease for the
-    tick (`held`, for about `wait_seconds` more unless renewed) or finished it (`done`).
-    `holder` is that process's `host|pid`."""
-
-    customer: str
-    product: str
-    tick: dt.datetime
-    why: Why
-    holder: str
-    wait_seconds: float = 0.0
-
-
-_TOKENS: set[str] = set()
-"""Tokens of the leases this process holds (sets of str are safe across threads in CPython
-for add, discard and `in`)."""
-
-
-def _gone(holder: str, token: str) -> bool:
-    """True when the lease's holder is certainly gone before its lease expires: a process
-    on this host that no longer exists, or this host and pid without this process holding
-    the token (a restarted container that got the same host name and pid). A holder on
-    another host is judged by expiry alone (worker/owner.py reads pids the same way)."""
-    host, _, pid_text = holder.partition("|")
-    me_host, _, me_pid = process_owner().partition("|")
-    if host != me_host or not pid_text.isdigit():
-        return False
-    if pid_text == me_pid:
-        return token not in _TOKENS
-    return not alive(int(pid_text))
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 class Leases:
@@ -155,38 +138,54 @@ class Leases:
         """Take the lease of `customer` × `product` for `tick` (aware), or say who has it.
 
         With `again`, a lease already done in this tick is taken anyway (a person's
-        `run --once`, not `--scheduled`); a lease another live process holds never is.
+        `run --once`, not `--scheduled`), also beside a later tick's row; a lease another
+        live process holds, in this tick or another, never is. Without `again`, a later
+        tick's row says "done" (its run covers this tick's work).
         """
         tick = _utc(tick)
         token = uuid.uuid4().hex
         pair = {"lease_customer": customer, "lease_product": product, "lease_tick": tick}
 
-        waits: list[bool] = []  # whether the take may wait on the tick's row (PostgreSQL)
+        waits: list[bool] = []  # whether the take may wait on another's row (PostgreSQL)
 
         def write(conn: Connection) -> Lease | Busy:
             sql = self.sql(conn)
-            waits.append(again and sql.postgres)
+            waits.append(sql.postgres)
             clock = self.at(sql)
-            taken = conn.execute(
-                sql.take(again),
-                {**pair, **clock, "lease_holder": self.holder, "lease_token": token},
-            ).first()
-            if taken is not None:  # a new row, or (again) a done one: one statement
-                if not sql.postgres:  # there the statement swept older ticks itself
-                    conn.execute(sql.sweep, {**pair, **clock})
-                expires = _utc(taken.expires_at)
-                return Lease(self, customer, product, tick, token, None, expires)
-            return self._claim(conn, sql, clock, pair, token, again)
+            for retried in (False, True):
+                taken = conn.execute(
+                    sql.take(again),
+                    {**pair, **clock, "lease_holder": self.holder, "lease_token": token},
+                ).first()
+                if taken is not None:  # a new row, or (again) a done one: one statement
+                    if not sql.postgres:  # there the statement swept older ticks itself
+                        conn.execute(sql.sweep, {**pair, **clock})
+                    expires = _utc(taken.expires_at)
+                    return Lease(self, customer, product, tick, token, None, expires)
+                claimed = claim(conn, sql, clock, pair, self.holder, token, again, retried)
+                if isinstance(claimed, Busy):
+                    return claimed
+                if claimed is not None:  # taken: done and again, or taken over
+                    taken_from, expires = claimed
+                    return Lease(self, customer, product, tick, token, taken_from, expires)
+            raise AssertionError("a take is tried at most twice")  # pragma: no cover
 
         _TOKENS.add(token)  # before the row exists: this process's other threads see it live
         taken: Lease | Busy | None = None
         try:
             taken = self.store.write(f"taking the lease of {customer} × {product}", write)
         except StateError as exc:
-            # A take with `again` on PostgreSQL waits on a row another transaction locked; one
-            # that holds it past the lock timeout is another process at work on the pair:
-            # held, as the other takers (SKIP LOCKED) say, not a failure of the state database.
-            if not (waits and waits[-1]) or timeout_kind(exc.__cause__ or exc) is not LockTimeout:
+            # A take on PostgreSQL waits on a row of the pair another transaction locked or
+            # wrote (with `again` the tick's done row; any take another tick's lease being
+            # taken or ended, by `ux_leases_one_open`); one that holds it past the lock timeout
+            # is another process at work on the pair: held, as the claim's SKIP LOCKED says,
+            # not a failure of the state database. So is a take `again` the index refuses once
+            # that wait ends: another process took the pair in another tick at the same instant
+            # (the scheduled take's INSERT does nothing on that conflict).
+            cause = exc.__cause__ or exc
+            if not (waits and waits[-1]) or (
+                timeout_kind(cause) is not LockTimeout and not isinstance(cause, IntegrityError)
+            ):
                 raise
             taken = Busy(customer, product, tick, "held", "another process", self.seconds)
         finally:
@@ -203,50 +202,6 @@ class Leases:
                 "the pair",
             )
         return taken
-
-    def _claim(
-        self,
-        conn: Connection,
-        sql: LeaseSQL,
-        clock: dict[str, dt.datetime],
-        pair: dict[str, Any],
-        token: str,
-        again: bool,
-    ) -> Lease | Busy:
-        """The tick's row exists and the take's INSERT left it: read it, locked, and say who
-        has it, or take it (done and `again`, raced; expired, or its holder gone: taken
-        over)."""
-        customer, product, tick = pair["lease_customer"], pair["lease_product"], pair["lease_tick"]
-        row = conn.execute(sql.claim, pair).first()
-        if row is None:  # another process is taking or renewing it this instant
-            return Busy(customer, product, tick, "held", "another process", self.seconds)
-        now = clock["now"] if clock else _utc(row.lease_now)
-        expires = now + dt.timedelta(seconds=self.seconds)
-        if row.done_at is not None and not again:
-            return Busy(customer, product, tick, "done", row.holder)
-        left = (_utc(row.expires_at) - now).total_seconds()
-        if row.done_at is None and left > 0 and not _gone(row.holder, row.token):
-            return Busy(customer, product, tick, "held", row.holder, left)
-        taken_from = str(row.holder) if row.done_at is None else None
-        conn.execute(
-            update(leases)
-            .where(
-                leases.c.customer == customer,
-                leases.c.product == product,
-                leases.c.tick == tick,
-                leases.c.token == row.token,
-            )
-            .values(
-                holder=self.holder,
-                token=token,
-                taken_at=now,
-                expires_at=expires,
-                done_at=None,
-                takeovers=int(row.takeovers) + (1 if taken_from else 0),
-            )
-        )
-        conn.execute(sql.sweep, {**pair, **clock})
-        return Lease(self, customer, product, tick, token, taken_from, expires)
 
 
 class Lease:

@@ -1,7 +1,7 @@
 """Leases of a pair across two ticks (worker/leases.py, worker/leasesql.py), SQLite and
 PostgreSQL, time injected: what a newer tick's take does to an older tick's row, and whether
-an older tick's live lease keeps the pair from the newer tick. Both pre-existing (the sweep
-and the key predate the one-statement take): strict xfail, for the lead to decide."""
+an older tick's live lease keeps the pair from the newer tick (both gaps before migration
+0008; the again decision: tests/integration/test_lease_ticks.py)."""
 
 from __future__ import annotations
 
@@ -44,12 +44,6 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pre-existing: the take of a newer tick deletes the older tick's done row, so a "
-    "scheduled taker still at that tick (the daemon asks again for the tick of its first try, "
-    "daemon.py _ask_again) finds no row and runs the pair again in a tick it was done in",
-)
 def test_a_scheduled_take_of_a_done_tick_swept_by_a_newer_tick_is_done(
     store: StateStore,
 ) -> None:
@@ -64,12 +58,6 @@ def test_a_scheduled_take_of_a_done_tick_swept_by_a_newer_tick_is_done(
     assert isinstance(late, Busy), "run again in a tick it was done in, beside the newer run"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pre-existing, by the key (customer, product, tick): a run that outlasts its tick "
-    "does not stop the next tick's run of the pair by another process, though the leases "
-    "docstring says one process at a time works a customer × product",
-)
 def test_a_live_lease_of_the_previous_tick_keeps_the_pair_from_the_next(
     store: StateStore,
 ) -> None:

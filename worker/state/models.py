@@ -253,6 +253,16 @@ leases = Table(
     # How often an expired lease of this tick was taken over from a holder that was gone.
     Column("takeovers", Integer, nullable=False),
 )
+# At most one lease of a pair not done, whatever its tick (migration 0008): the database itself
+# keeps two takers of different ticks of a pair apart, also when they take at the same instant.
+Index(
+    "ux_leases_one_open",
+    leases.c.customer,
+    leases.c.product,
+    unique=True,
+    postgresql_where=leases.c.done_at.is_(None),
+    sqlite_where=leases.c.done_at.is_(None),
+)
 
 ZERO_HASH = "0" * 64
 """The `prev_hash` of the first audit record, and the head's hash while the trail is empty."""
