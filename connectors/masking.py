@@ -69,8 +69,17 @@ def mask_text(text: str) -> str:
     """`text` with every URL password and secret-named option value replaced by ***.
 
     Options first, then user parts: a `?password=p@ss` must not end a user part early.
-    Linear in the length of `text`.
+    Linear in the length of `text`. A text with neither `=` nor `:` is returned as it is
+    without a scan: every pattern above needs one of them (most values of a log line, such
+    as rule ids, table names and counts, have neither).
     """
+    if "=" not in text and ":" not in text:
+        return text
+    return _mask_scanned(text)
+
+
+def _mask_scanned(text: str) -> str:
+    """`mask_text` without its shortcut: the patterns applied to the whole text."""
     return _USERINFO.sub(rf"\g<1>{MASK}@", _mask_options(text))
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import logging
 import sys
 import threading
@@ -73,7 +74,7 @@ def _mask_value(value: Any) -> Any:
         return value
     if isinstance(value, Mapping):
         return {
-            k: MASK if isinstance(k, str) and SECRET_NAME.search(k) else _mask_value(v)
+            k: MASK if isinstance(k, str) and _secret_name(k) else _mask_value(v)
             for k, v in value.items()
         }
     if isinstance(value, list | tuple | set | frozenset):
@@ -84,10 +85,17 @@ def _mask_value(value: Any) -> Any:
     return mask_text(str(value))
 
 
+@functools.lru_cache(maxsize=1024)
+def _secret_name(key: str) -> bool:
+    """Whether a field named `key` holds a secret (its value is masked whole). Asked for
+    every field of every line; the names are the code's own and few, hence the cache."""
+    return SECRET_NAME.search(key) is not None
+
+
 def mask_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: mask URL passwords in every value, and values of secret keys."""
     return {
-        key: MASK if SECRET_NAME.search(key) else _mask_value(value)
+        key: MASK if _secret_name(key) else _mask_value(value)
         for key, value in event_dict.items()
     }
 
