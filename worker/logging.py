@@ -95,8 +95,7 @@ def _secret_name(key: str) -> bool:
 def mask_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: mask URL passwords in every value, and values of secret keys."""
     return {
-        key: MASK if _secret_name(key) else _mask_value(value)
-        for key, value in event_dict.items()
+        key: MASK if _secret_name(key) else _mask_value(value) for key, value in event_dict.items()
     }
 
 
