@@ -15,47 +15,14 @@ import sqlalchemy as sa
 from connectors import sqlstamp
 from connectors.engines import Engines
 from tests.gate_support import place
-from tests.integration.test_borrowed_schema_check import REUSE, Clock, flexkids, stamps
+from tests.integration.test_borrowed_schema_check import REUSE, Clock, _run, flexkids, stamps
 from tests.integration.test_shared_engines import KDV, TENANT, VL, _alter
-from tests.support import NOW, PEPPER, fixture_config, snapshot
-from worker.app import build_runner, run_pairs
-from worker.audit import AuditTrail
-from worker.configload import Config
-from worker.events import EventBus, Outcome
-from worker.runreport import RunReport
+from tests.support import fixture_config, snapshot
+from worker.events import Outcome
 from worker.state import StateStore
 
 borrowed_flexkids = flexkids
 stamps_made = stamps
-
-
-def _run(
-    config: Config,
-    env: dict[str, str],
-    engines: Engines,
-    state: StateStore,
-    customer: str,
-    reuse: float,
-    *,
-    dry_run: bool = False,
-) -> RunReport:
-    bus = EventBus()
-    bus.subscribe(AuditTrail(state, lambda: NOW), required=True)
-    runner = build_runner(
-        config,
-        env,
-        bus,
-        pepper=PEPPER,
-        clock=lambda: NOW,
-        store=state,
-        engines=engines,
-        schema_reuse_seconds=reuse,
-    )
-    pairs = [
-        (c, p) for c, p in config.pairs() if c.customer == customer and p.product == "flexkids"
-    ]
-    (report,) = run_pairs(runner, pairs, NOW, dry_run=dry_run)
-    return report
 
 
 def _cascade(url: str) -> list[str]:

@@ -77,8 +77,17 @@ def flexkids(any_db_url: str) -> Iterator[dict[str, str]]:
 
 
 def _run(
-    config: Config, env: dict[str, str], engines: Engines, state: StateStore, customer: str
+    config: Config,
+    env: dict[str, str],
+    engines: Engines,
+    state: StateStore,
+    customer: str,
+    reuse: float = REUSE,
+    *,
+    dry_run: bool = False,
 ) -> RunReport:
+    """One run of `customer` × flexkids, as `run --once` does, that may borrow a schema check
+    at most `reuse` seconds old."""
     bus = EventBus()
     bus.subscribe(AuditTrail(state, lambda: NOW), required=True)
     runner = build_runner(
@@ -89,12 +98,10 @@ def _run(
         clock=lambda: NOW,
         store=state,
         engines=engines,
-        schema_reuse_seconds=REUSE,
+        schema_reuse_seconds=reuse,
     )
-    pairs = [
-        (c, p) for c, p in config.pairs() if c.customer == customer and p.product == "flexkids"
-    ]
-    (report,) = run_pairs(runner, pairs, NOW, dry_run=False)
+    pairs = [(c, p) for c, p in config.pairs() if (c.customer, p.product) == (customer, "flexkids")]
+    (report,) = run_pairs(runner, pairs, NOW, dry_run=dry_run)
     return report
 
 

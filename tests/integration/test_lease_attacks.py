@@ -6,38 +6,17 @@ an older tick's live lease keeps the pair from the newer tick (both gaps before 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
-import pytest
-
+from tests.integration import test_leases
+from tests.integration.test_leases import TICK, Clock
 from worker.leases import Busy, Lease, Leases
 from worker.state import StateStore
 
-TICK = dt.datetime(2027, 1, 10, 1, 0, tzinfo=dt.UTC)
-T0 = dt.datetime(2027, 1, 10, 1, 0, 5, tzinfo=dt.UTC)
+store = test_leases.store  # the state store of each kind, migrated
+
 DAY = dt.timedelta(days=1)
 A = "pod-a|1"  # other hosts: judged by expiry only
 B = "pod-b|2"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest) -> Iterator[StateStore]:
-    fixture = {"sqlite": "sqlite_url", "postgresql": "pg_url"}[request.param]
-    made = StateStore(request.getfixturevalue(fixture))
-    made.migrate()
-    yield made
-    made.close()
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
