@@ -29,8 +29,9 @@ from worker.gate import Gatekeeper, HistoryRecorder
 from worker.leases import Leases
 from worker.reconcile import Reconciler, open_work
 from worker.retry import RetryPolicy
-from worker.run import Clock, Runner, active_runs
+from worker.run import Clock, Runner
 from worker.runreport import RunReport, UnexpectedRunError
+from worker.runstate import active_runs
 from worker.settings import DEFAULT_LEASE_SECONDS, product_timeouts, read_secret
 from worker.state import StateStore
 from worker.status import StatusRecorder

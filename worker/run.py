@@ -21,14 +21,12 @@ import datetime as dt
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import structlog
 
-from connectors.base import Backlog, Connector, ConnectorError, Target
-from worker.approvals import Approval
+from connectors.base import Connector, ConnectorError, Target
 from worker.batches import RunInterrupted
 from worker.batchsize import LearnedSizes
 from worker.checkpoints import Checkpointer, Queued
@@ -46,15 +44,15 @@ from worker.events import (
 )
 from worker.fingerprint import fingerprint, policy_document
 from worker.gate import Gatekeeper
-from worker.holds import ActiveHolds
 from worker.isolation import rule_failed, rule_failure
 from worker.leases import Busy, Lease, Leases, pair_tick
 from worker.logging import bind_run
-from worker.policy import EffectiveRule, effective_rules
+from worker.policy import effective_rules
 from worker.reconcile import Reconciler
 from worker.retry import RetryPolicy
 from worker.rulework import count_backlogs, run_rule
 from worker.runreport import RunReport, Skipped, UnexpectedRunError
+from worker.runstate import active, active_runs, done_for_tick, idle
 from worker.state.gather import Gathering, gathering
 from worker.state.runlog import RunClosed
 from worker.targets import overlapping
@@ -63,51 +61,6 @@ T = TypeVar("T")
 log = structlog.get_logger("worker.run")
 ConnectorFactory = Callable[[Customer, ProductMapping], Connector]
 Clock = Callable[[], dt.datetime]
-
-
-_ACTIVE: set[str] = set()
-_ACTIVE_LOCK = threading.Lock()
-
-
-def active_runs() -> set[str]:
-    """Ids of the runs in progress in this process (a reconciliation leaves them alone)."""
-    with _ACTIVE_LOCK:
-        return set(_ACTIVE)
-
-
-@contextmanager
-def _active(run_id: str) -> Iterator[None]:
-    with _ACTIVE_LOCK:
-        _ACTIVE.add(run_id)
-    try:
-        yield
-    finally:
-        with _ACTIVE_LOCK:
-            _ACTIVE.discard(run_id)
-
-
-def done_for_tick(outcome: Outcome | None) -> bool:
-    """Whether a run that ended with `outcome` finishes its pair for the tick (its lease
-    marked done): it ran every rule (succeeded, or partial: rows blocked that a second run
-    in the same tick would only block again) or failed (the next tick tries again). An
-    interrupted run, or one that never ended, releases its lease for another process."""
-    return outcome in (Outcome.SUCCEEDED, Outcome.PARTIAL, Outcome.FAILED)
-
-
-def _idle(
-    counted: Mapping[str, tuple[Target, Backlog]],
-    rules: Sequence[EffectiveRule],
-    approvals: Mapping[str, Approval],
-    holds: ActiveHolds,
-) -> bool:
-    """Whether a run has nothing to do: every rule counted, none with a row due, no
-    approval that could move a cutoff, and no record hold whose keys it would look up
-    (by the table's reflected key). Only then may its schema check stay borrowed."""
-    if approvals or len(counted) != len(rules):
-        return False
-    if any(holds.count_records(rule.subject.table) for rule in rules):
-        return False
-    return all(backlog.count == 0 for _, backlog in counted.values())
 
 
 def _transient(exc: BaseException) -> bool:
@@ -217,7 +170,7 @@ class Runner:
         try:
             with (
                 bind_run(run_id, customer.customer, mapping.product),
-                _active(run_id),
+                active(run_id),
                 gathering(run_id) as gathered,
             ):
                 return self._run(run_id, customer, mapping, now, gathered, dry_run=dry_run)
@@ -308,7 +261,7 @@ class Runner:
             fit = [r for r in rules if r.subject.table not in check.drift]
             counted = count_backlogs(self, connector, customer, mapping, fit, now)
             approvals = self.gatekeeper.approvals_of(customer.customer, mapping.product)
-            if not _idle(counted, rules, approvals, holds) and check.confirm():
+            if not idle(counted, rules, approvals, holds) and check.confirm():
                 counted = {}  # counted on a schema that has changed since: each rule counts
             drift = check.drift
             for rule in rules:  # one rule's failure does not stop the others (isolation.py)
