@@ -50,6 +50,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from connectors.failures import (
+    AmbiguousCommit,
+    ConnectorError,
+    LockTimeout,
+    RowsRefused,
+    SchemaError,
+    StatementTimeout,
+    TenantValueError,
+)
 from connectors.model import (
     Aggregated,
     Applied,
@@ -155,49 +164,6 @@ class SchemaRead:
 
     stamp: str
     borrowed: bool
-
-
-class ConnectorError(Exception):
-    """The product database could not be used."""
-
-    def __init__(self, message: str | None = None, *, transient: bool = False) -> None:
-        super().__init__(message or (self.__doc__ or "").strip())
-        self.transient = transient
-
-
-class SchemaError(ConnectorError):
-    """The product database does not match its mapping."""
-
-
-class TenantValueError(SchemaError):
-    """The customer's tenant value does not convert exactly to the tenant column's type."""
-
-
-class AmbiguousCommit(ConnectorError):
-    """COMMIT was sent but its outcome is unknown: the connection broke before the reply.
-
-    `applied` is what the transaction would have changed; whether it did is found with
-    `Connector.remaining(target, applied.changed_keys)`. Never retry such a batch blindly: a retry
-    finds the rows gone and would count nothing for a batch that changed them.
-    """
-
-    def __init__(self, message: str, applied: Applied) -> None:
-        super().__init__(message, transient=False)
-        self.applied = applied
-
-
-class RowsRefused(ConnectorError):
-    """The database refused a change because of some of its rows (an integrity constraint: a
-    foreign key still referencing a row, CHECK, UNIQUE, NOT NULL); nothing was changed. The
-    worker splits such a batch to find those rows (worker/isolation.py)."""
-
-
-class LockTimeout(ConnectorError):
-    """A statement waited longer than the lock timeout for a lock another session holds."""
-
-
-class StatementTimeout(ConnectorError):
-    """A statement ran longer than the statement timeout and was cancelled."""
 
 
 class Connector(abc.ABC):
