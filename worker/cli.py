@@ -47,7 +47,8 @@ def main(ctx: click.Context, env_file: Path | None) -> None:
     RETENTION_HTTP_PORT, RETENTION_LOG_LEVEL, RETENTION_LOG_FORMAT (json|console|auto),
     RETENTION_STOP_GRACE_SECONDS, RETENTION_RETRY_BUDGET_SECONDS,
     RETENTION_LOCK_TIMEOUT_SECONDS, RETENTION_STATEMENT_TIMEOUT_SECONDS,
-    RETENTION_LEASE_SECONDS, RETENTION_CHECKPOINT_KEY (or RETENTION_CHECKPOINT_KEY_FILE).
+    RETENTION_LEASE_SECONDS, RETENTION_SCHEMA_REUSE_SECONDS, RETENTION_CHECKPOINT_KEY (or
+    RETENTION_CHECKPOINT_KEY_FILE).
     Each product mapping (or customer, for one-database-per-customer products) names the
     variable holding its database URL.
     See docs/configuration.md and docs/operations.md.
