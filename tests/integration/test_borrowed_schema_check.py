@@ -27,12 +27,12 @@ from demo.schemas import create_schema
 from tests.integration.test_gathered_races import crashed_run, pair_a, run_a
 from tests.integration.test_settle_reads import nothing, settle_a
 from tests.integration.test_shared_engines import KDV, TENANT, VL, _alter
+from tests.integration.test_shared_engines import _run as run_flexkids
 from tests.rows import flexkids_row
 from tests.support import NOW, PEPPER, fixture_config, insert, snapshot
-from worker.app import ConnectorFactory, build_runner, run_pairs
-from worker.audit import AuditTrail
+from worker.app import ConnectorFactory
 from worker.configload import Config
-from worker.events import EventBus, Outcome
+from worker.events import Outcome
 from worker.policy import effective_rules, rule_cutoff
 from worker.reconcile import Settled
 from worker.runreport import RunReport
@@ -86,23 +86,8 @@ def _run(
     *,
     dry_run: bool = False,
 ) -> RunReport:
-    """One run of `customer` × flexkids, as `run --once` does, that may borrow a schema check
-    at most `reuse` seconds old."""
-    bus = EventBus()
-    bus.subscribe(AuditTrail(state, lambda: NOW), required=True)
-    runner = build_runner(
-        config,
-        env,
-        bus,
-        pepper=PEPPER,
-        clock=lambda: NOW,
-        store=state,
-        engines=engines,
-        schema_reuse_seconds=reuse,
-    )
-    pairs = [(c, p) for c, p in config.pairs() if (c.customer, p.product) == (customer, "flexkids")]
-    (report,) = run_pairs(runner, pairs, NOW, dry_run=dry_run)
-    return report
+    """`test_shared_engines._run`, borrowing a check at most REUSE seconds old by default."""
+    return run_flexkids(config, env, engines, state, customer, reuse, dry_run=dry_run)
 
 
 def test_an_idle_run_borrows_a_recent_check_and_no_older_one(

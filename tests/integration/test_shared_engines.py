@@ -40,16 +40,26 @@ def _run(
     engines: Engines,
     state: StateStore,
     customer: str,
+    reuse: float = 0.0,
+    *,
+    dry_run: bool = False,
 ) -> RunReport:
+    """One run of `customer` × flexkids, as `run --once` does; it may borrow a schema check
+    at most `reuse` seconds old (worker/drift.py)."""
     bus = EventBus()
     bus.subscribe(AuditTrail(state, lambda: NOW), required=True)
     runner = build_runner(
-        config, env, bus, pepper=PEPPER, clock=lambda: NOW, store=state, engines=engines
+        config,
+        env,
+        bus,
+        pepper=PEPPER,
+        clock=lambda: NOW,
+        store=state,
+        engines=engines,
+        schema_reuse_seconds=reuse,
     )
-    pairs = [
-        (c, p) for c, p in config.pairs() if c.customer == customer and p.product == "flexkids"
-    ]
-    (report,) = run_pairs(runner, pairs, NOW, dry_run=False)
+    pairs = [(c, p) for c, p in config.pairs() if (c.customer, p.product) == (customer, "flexkids")]
+    (report,) = run_pairs(runner, pairs, NOW, dry_run=dry_run)
     return report
 
 

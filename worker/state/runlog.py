@@ -146,12 +146,11 @@ def start_run_later_in(
     may: the run's end recorded in the same transaction then inserts the row with both
     (`finish_run_in`, one statement instead of two). Elsewhere (a transaction that holds
     nothing back, a SAVEPOINT) it is `start_run_in`."""
-    values = _start(run_id, customer, product, at, dry_run, owner)
     mine = held(conn)
     if mine is None or not mine.deferring or conn.get_nested_transaction() is not None:
-        conn.execute(INSERT_RUN[conn.dialect.name], values)
+        start_run_in(conn, run_id, customer, product, at, dry_run, owner)
         return
-    mine.starts.setdefault(run_id, values)
+    mine.starts.setdefault(run_id, _start(run_id, customer, product, at, dry_run, owner))
 
 
 def _start(
