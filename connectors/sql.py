@@ -15,7 +15,7 @@ the changes.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
+from connectors import sqltogether
 from connectors.base import (
     AmbiguousCommit,
     Applied,
@@ -240,6 +241,15 @@ class SqlConnector(SqlSchemaView):
         """The engine's key (connectors/engines.py: a SHA-256 digest of the URL, the
         timeouts and the engine options); equal for customers on one shared database."""
         return self.engine_key
+
+    def joint_key(self, targets: Sequence[Target]) -> Hashable | None:
+        """`JointCheck.joint_key` (connectors/sqltogether.py): the grouped count's shape key."""
+        return self._shape_key(targets)
+
+    def due_together(self, customers: Sequence[Sequence[Target]]) -> list[list[bool] | None] | None:
+        """`JointCheck.due_together`: which targets of each customer have rows due, for
+        customers of one shape in one statement (PostgreSQL; None elsewhere)."""
+        return sqltogether.due_together(self, customers)
 
     def batch_limit(self, key_width: int) -> int:
         """Keys per batch within the bind-parameter limit. PostgreSQL gets keys as arrays

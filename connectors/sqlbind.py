@@ -121,6 +121,10 @@ class Slots:
 
         return bind
 
+    def names(self) -> list[str]:
+        """The parameters' names, in the order they were bound."""
+        return [name for name, _, _, _ in self._slots]
+
     def params(self, targets: Sequence[Target]) -> dict[str, Any]:
         """The parameters for `targets` (a statement of the same shape, in the same order).
         Raises what deriving a value raises (`TenantValueError`, …)."""
