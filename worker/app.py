@@ -9,12 +9,12 @@ import datetime as dt
 import threading
 import time
 import uuid
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
 
-from connectors.base import Connector, ConnectorError, Timeouts
+from connectors.base import Connector, ConnectorError, Target, Timeouts
 from connectors.engines import Engines, process_engines
 from connectors.reach import BadDatabaseUrl
 from connectors.registry import make_connector
@@ -27,14 +27,17 @@ from worker.errors import SettingsError
 from worker.events import EventBus, PairSkipped
 from worker.gate import Gatekeeper, HistoryRecorder
 from worker.leases import Leases
+from worker.policy import EffectiveRule, effective_rules
 from worker.reconcile import Reconciler, open_work
 from worker.retry import RetryPolicy
+from worker.rulework import rule_targets
 from worker.run import Clock, Runner
 from worker.runreport import RunReport, UnexpectedRunError
 from worker.runstate import active_runs
 from worker.settings import DEFAULT_LEASE_SECONDS, product_timeouts, read_secret
 from worker.state import StateStore
 from worker.status import StatusRecorder
+from worker.together import Together
 
 log = structlog.get_logger("worker")
 
@@ -265,9 +268,67 @@ def run_pairs(
     process are asked for again (see `_due`) until that process has finished them or this
     one has taken over its expired lease; so when this returns, every pair is done for the
     tick unless a stop was asked for.
+
+    Customers of one shared database are asked together whether anything is due (not in a
+    dry run; worker/together.py): a run found with nothing due then makes no count.
     """
+    pairs = list(pairs)
     reports: list[RunReport] = []
     waiting: list[tuple[float, Customer, ProductMapping]] = []
+    runner.together = _together(runner, pairs, dry_run=dry_run, now=now)
+    try:
+        _run_all(
+            runner, pairs, now, reports, waiting, dry_run=dry_run, wait=wait, announce=announce
+        )
+    finally:
+        runner.together = None
+    return reports
+
+
+def _together(
+    runner: Runner,
+    pairs: Sequence[tuple[Customer, ProductMapping]],
+    *,
+    dry_run: bool,
+    now: dt.datetime,
+) -> Together | None:
+    """The joint "nothing due" answers of this call's pairs (worker/together.py): not for
+    a plan or dry run, a single pair, or with RETENTION_SCHEMA_REUSE_SECONDS at 0."""
+    if dry_run or len(pairs) < 2 or runner.schema_reuse_seconds <= 0:
+        return None
+    catalogue = runner.catalogue
+
+    def rules_of(customer: Customer, mapping: ProductMapping) -> Sequence[EffectiveRule]:
+        return effective_rules(catalogue, customer, mapping)
+
+    def targets_of(
+        customer: Customer, mapping: ProductMapping, rules: Sequence[EffectiveRule]
+    ) -> dict[str, Target]:
+        return rule_targets(customer, mapping, rules, now)
+
+    engines = getattr(runner.connect, "engines", None)  # its monotonic clock, as drift.py's
+    return Together(
+        pairs,
+        runner.schema_reuse_seconds,
+        connect=runner.connect,
+        rules_of=rules_of,
+        targets_of=targets_of,
+        monotonic=engines.clock if isinstance(engines, Engines) else time.monotonic,
+    )
+
+
+def _run_all(
+    runner: Runner,
+    pairs: Sequence[tuple[Customer, ProductMapping]],
+    now: dt.datetime,
+    reports: list[RunReport],
+    waiting: list[tuple[float, Customer, ProductMapping]],
+    *,
+    dry_run: bool,
+    wait: bool,
+    announce: bool,
+) -> None:
+    """`run_pairs`' loop: every pair, then those held by another process again."""
     for customer, mapping in pairs:
         if runner.stop.is_set():
             break
@@ -288,7 +349,6 @@ def run_pairs(
             waiting.append((_due(runner, report.skipped.wait_seconds), customer, mapping))
         else:
             reports.append(report)
-    return reports
 
 
 WAIT_MARGIN_SECONDS = 0.25

@@ -211,7 +211,10 @@ def run(
     keys cascade to included), then each pair's outcome with its eligible and changed rows
     (and the error of a failed pair, or the process that ran a skipped one), and the
     configuration files set aside. Transient database errors (a lost connection, a
-    failover) are retried for RETENTION_RETRY_BUDGET_SECONDS (default 60).
+    failover) are retried for RETENTION_RETRY_BUDGET_SECONDS (default 60). Customers of
+    one shared PostgreSQL database are asked together (one statement per 100) whether any
+    rule has rows due; a customer found with nothing due makes no count of its own if that
+    answer is at most RETENTION_SCHEMA_REUSE_SECONDS (default 30) old.
 
     The daemon runs each customer × product on its schedule (default daily at 02:00 in
     the customer's time zone; a product mapping or customer file may set its own), serves

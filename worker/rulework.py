@@ -169,22 +169,16 @@ def count_backlogs(
     by rule id with the target counted. A rule uses its count only when its target is
     that one (an approval can move the cutoff) and no row has changed in this run yet;
     otherwise it counts again. Nothing is counted here when a cutoff cannot be computed or
-    the grouped statement fails (the rule reports that itself, in turn)."""
-    chosen = customer.products[mapping.product]
-    by_id = {r.id: r for r in rules}
+    the grouped statement fails (the rule reports that itself, in turn). When the tick's
+    joint check of the shared database (worker/together.py) found none of the rules due,
+    each gets a backlog of 0 without a count."""
     try:
-        targets = {
-            r.id: target_for(
-                r,
-                mapping,
-                chosen,
-                rule_cutoff(r, now, customer.timezone),
-                overlapping(r, by_id, now, customer.timezone),
-            )
-            for r in rules
-        }
+        targets = rule_targets(customer, mapping, rules, now)
     except (RetentionError, ValueError, OverflowError):
         return {}
+    together = runner.together
+    if together is not None and together.nothing_due(connector, customer, mapping, rules, targets):
+        return {ident: (t, Backlog(0, None)) for ident, t in targets.items()}
     try:
         found = runner._retry(sqlcount.backlogs, connector, list(targets.values()))
     except ConnectorError:
@@ -192,6 +186,28 @@ def count_backlogs(
         # one that cannot fails alone (worker/isolation.py), the others go on.
         return {}
     return {ident: (t, b) for (ident, t), b in zip(targets.items(), found, strict=True)}
+
+
+def rule_targets(
+    customer: Customer,
+    mapping: ProductMapping,
+    rules: Sequence[EffectiveRule],
+    now: dt.datetime,
+) -> dict[str, Target]:
+    """Each rule's target at its own cutoff at `now` (UTC), by rule id, in `rules`' order.
+    Raises RetentionError, ValueError or OverflowError when a cutoff cannot be computed."""
+    chosen = customer.products[mapping.product]
+    by_id = {r.id: r for r in rules}
+    return {
+        r.id: target_for(
+            r,
+            mapping,
+            chosen,
+            rule_cutoff(r, now, customer.timezone),
+            overlapping(r, by_id, now, customer.timezone),
+        )
+        for r in rules
+    }
 
 
 def held_records(

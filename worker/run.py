@@ -56,6 +56,7 @@ from worker.runstate import active, active_runs, done_for_tick, idle
 from worker.state.gather import Gathering, gathering
 from worker.state.runlog import RunClosed
 from worker.targets import overlapping
+from worker.together import Together
 
 T = TypeVar("T")
 log = structlog.get_logger("worker.run")
@@ -115,6 +116,7 @@ class Runner:
         # A real run may borrow a schema check this recent while it changes nothing
         # (worker/drift.py SchemaCheck); 0: every run checks the schema itself.
         self.schema_reuse_seconds = schema_reuse_seconds
+        self.together: Together | None = None  # set by run_pairs (worker/together.py)
         self._held = threading.local()
 
     def _retry(self, fn: Callable[..., T], *args: Any) -> T:

@@ -33,7 +33,8 @@ DEFAULT_LOCK_TIMEOUT_SECONDS = 30
 DEFAULT_STATEMENT_TIMEOUT_SECONDS = 600
 # A pair's lease (worker/leases.py): renewed every third of it while its run works.
 DEFAULT_LEASE_SECONDS = 60
-# An idle run's schema check may be another run's of the same database this recent.
+# An idle run's schema check and "nothing due" may be another run's read of the same
+# database this recent.
 DEFAULT_SCHEMA_REUSE_SECONDS = 30
 MIN_LEASE_SECONDS = 2
 _DIGITS = re.compile(r"[0-9]{1,9}")
@@ -103,8 +104,9 @@ class Settings:
     # Seconds a pair's lease lasts without renewal (worker/leases.py): how long a crashed
     # holder's pairs wait before another process takes them over.
     lease_seconds: int = DEFAULT_LEASE_SECONDS
-    # Seconds an idle run may borrow another run's check of the same product database's
-    # schema instead of reading the catalog itself (worker/drift.py SchemaCheck); 0: never.
+    # Seconds an idle run may borrow another run's read of the same product database: its
+    # schema check (worker/drift.py SchemaCheck) and "nothing due" of a joint check
+    # (worker/together.py); 0: never.
     schema_reuse_seconds: int = DEFAULT_SCHEMA_REUSE_SECONDS
 
     @classmethod

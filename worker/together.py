@@ -1,0 +1,168 @@
+"""A tick's customers of one shared database asked together whether anything is due.
+
+`run --once` (and a CronJob) runs every customer × product of its configuration one after
+another (worker/app.py `run_pairs`), and on a shared product database most customers have
+nothing due. Counting each customer's backlog on its own costs a statement, its round trip,
+parsing and planning per customer. So the first run of a tick that counts asks, in one
+statement, which rules have rows due for itself and the next customers of the same
+database, mapping and rules (connectors/sqltogether.py: PostgreSQL). A later run whose
+every rule was found with nothing due takes that answer instead of counting, when:
+
+- the answer is at most `max_age_seconds` old (`RETENTION_SCHEMA_REUSE_SECONDS`, the age
+  a run may also borrow a schema check at; 0: never asked together);
+- its targets are exactly those asked about (the same rules, tenant and cutoffs: the same
+  tick's instant) and its connector reads the same reflection of the schema (a drift
+  reflected since gives another key);
+- it is the same `run_pairs` call (one tick of one process).
+
+An answer is taken at most once. A run with anything due counts it itself, as before: a
+joint answer never gives a count to the gate, only "nothing due". What it can miss: rows
+that became due (a basis changed to an older date, a row restored) between the joint
+statement and the run, which at most `max_age_seconds` separate; the next tick finds them,
+as it would rows changed a moment after a run's own count.
+
+The daemon runs each pair as a job of its own, so its runs are not asked together.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+
+from connectors.base import Connector, ConnectorError, Target
+from connectors.sqltogether import JointCheck
+from worker.config import Customer, ProductMapping
+from worker.errors import RetentionError
+from worker.policy import EffectiveRule
+
+LOOKAHEAD = 199
+"""Customers after the asking one that one joint check may cover (two statements' worth)."""
+
+Targets = Callable[[Customer, ProductMapping, Sequence[EffectiveRule]], dict[str, Target]]
+"""The targets of a customer's rules by rule id, as `count_backlogs` computes them
+(worker/rulework.py `rule_targets`); raises what computing a cutoff raises."""
+
+
+@dataclass(frozen=True)
+class _Answer:
+    at: float  # monotonic seconds
+    key: Hashable
+    targets: tuple[Target, ...]
+    idle: bool
+
+
+class Together:
+    """The joint answers of one `run_pairs` call (see the module docstring). Not
+    thread-safe: one call runs its pairs one after another.
+
+    `connect` gives a pair's connector (not opened: only its database key is read),
+    `rules_of` a customer's effective rules, `targets_of` their targets at the tick."""
+
+    def __init__(
+        self,
+        pairs: Sequence[tuple[Customer, ProductMapping]],
+        max_age_seconds: float,
+        *,
+        connect: Callable[[Customer, ProductMapping], Connector],
+        rules_of: Callable[[Customer, ProductMapping], Sequence[EffectiveRule]],
+        targets_of: Targets,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._pairs = list(pairs)
+        self._at = {(c.customer, m.product): i for i, (c, m) in enumerate(self._pairs)}
+        self.max_age_seconds = max_age_seconds
+        self._connect, self._rules_of, self._targets_of = connect, rules_of, targets_of
+        self._monotonic = monotonic
+        self._answers: dict[tuple[str, str], _Answer] = {}
+        self.asked = 0  # joint checks made (for tests and the bench)
+        self.taken = 0  # runs that took "nothing due" instead of counting
+
+    def nothing_due(
+        self,
+        connector: Connector,
+        customer: Customer,
+        mapping: ProductMapping,
+        rules: Sequence[EffectiveRule],
+        targets: dict[str, Target],
+    ) -> bool:
+        """True when a joint check found none of `targets` (this run's, by rule id, of
+        `rules`) due; False when something is due or nothing is known: the run counts
+        itself. Asks along with this customer the next ones of the same database and
+        shape when nothing is known of it yet. A joint check that fails says nothing: the
+        run counts (and reports a failure) on its own."""
+        if self.max_age_seconds <= 0 or not isinstance(connector, JointCheck):
+            return False
+        aims = tuple(targets.values())
+        key = connector.joint_key(aims)
+        if key is None:
+            return False
+        pair = (customer.customer, mapping.product)
+        found = self._answers.pop(pair, None)
+        if found is not None and self._fresh(found) and (found.key, found.targets) == (key, aims):
+            self.taken += found.idle
+            return found.idle
+        others = self._others(connector, customer, mapping, rules)
+        if not others:
+            return False
+        try:
+            answers = connector.due_together([aims, *(t for _, t in others)])
+        except ConnectorError:
+            return False
+        if answers is None:
+            return False
+        self.asked += 1
+        now = self._monotonic()
+        for (other, their), answer in zip(others, answers[1:], strict=True):
+            if answer is not None:
+                self._answers[other] = _Answer(now, key, their, not any(answer))
+        mine = answers[0]
+        idle = mine is not None and not any(mine)
+        self.taken += idle
+        return idle
+
+    def _fresh(self, answer: _Answer) -> bool:
+        return self._monotonic() - answer.at <= self.max_age_seconds
+
+    def _others(
+        self,
+        connector: Connector,
+        customer: Customer,
+        mapping: ProductMapping,
+        rules: Sequence[EffectiveRule],
+    ) -> list[tuple[tuple[str, str], tuple[Target, ...]]]:
+        """The customers after this one in the call's order, up to LOOKAHEAD, of the same
+        mapping and database, with the same rules (by id, in order), without a fresh answer:
+        their pair and targets."""
+        start = self._at.get((customer.customer, mapping.product))
+        database = _database_key(connector)
+        if start is None or database is None:
+            return []
+        ids = [r.id for r in rules]
+        wanted = set(ids)
+        found: list[tuple[tuple[str, str], tuple[Target, ...]]] = []
+        for other, their_mapping in self._pairs[start + 1 :]:
+            if len(found) >= LOOKAHEAD:
+                break
+            pair = (other.customer, their_mapping.product)
+            known = self._answers.get(pair)
+            if their_mapping is not mapping or (known is not None and self._fresh(known)):
+                continue
+            try:
+                if _database_key(self._connect(other, their_mapping)) != database:
+                    continue
+                theirs = [r for r in self._rules_of(other, their_mapping) if r.id in wanted]
+                if [r.id for r in theirs] != ids:
+                    continue
+                aims = self._targets_of(other, their_mapping, theirs)
+            except (RetentionError, ConnectorError, ValueError, OverflowError):
+                continue  # its own run will say what is wrong
+            found.append((pair, tuple(aims.values())))
+        return found
+
+
+def _database_key(connector: Connector) -> str | None:
+    """The connector's database key (equal for customers of one shared database), or None
+    for a connector without one."""
+    key = getattr(connector, "database_key", None)
+    return str(key()) if callable(key) else None
