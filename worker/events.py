@@ -50,7 +50,9 @@ class RunStarted:
 
 @dataclass(frozen=True)
 class RuleEvaluated:
-    """A rule's backlog at the start of its work: eligible rows and how overdue."""
+    """A rule's backlog at the start of its work: eligible rows and how overdue. A rule that
+    ran batches is published again after them (`after_batches`), with the backlog they left.
+    """
 
     run_id: str
     customer: str
@@ -67,6 +69,8 @@ class RuleEvaluated:
     held: int = 0
     # "" (runs), "held", "awaiting_approval", or "approved" (runs under an approval).
     gate: str = ""
+    # True for the publication after the rule's batches: `eligible` is what they left.
+    after_batches: bool = False
     name = "rule.evaluated"
 
 
@@ -226,6 +230,10 @@ class RunFinished:
     processed: Mapping[tuple[str, str], Mapping[str, int]] = field(default_factory=dict)
     error: str | None = None
     dry_run: bool = False
+    # Rules evaluated, and those with rows eligible or held or stopped by their gate
+    # (worker.runreport.rule_due); None when not known (a crashed run closed by another).
+    rules: int | None = None
+    rules_due: int | None = None
     name = "run.finished"
 
 

@@ -31,6 +31,7 @@ from worker.events import (
     RunFinished,
     RunStarted,
 )
+from worker.runreport import rule_due
 
 __all__ = ["LogSubscriber"]
 
@@ -83,7 +84,11 @@ def _describe(event: Event) -> tuple[int, dict[str, Any]]:
                 "as_of": event.as_of.isoformat() if event.as_of else None,
             }
         case RuleEvaluated():
-            return logging.INFO, {
+            # A rule with nothing due says so at DEBUG (an idle tick would write one line per
+            # rule of every pair); `run.finished` counts the rules and those with rows due.
+            due = rule_due(event.eligible, event.held, event.gate) or event.after_batches
+            level = logging.INFO if due else logging.DEBUG
+            return level, {
                 **_run_fields(event),
                 "rule": event.rule,
                 "action": event.action,
@@ -190,6 +195,8 @@ def _describe(event: Event) -> tuple[int, dict[str, Any]]:
                 "duration_seconds": event.duration_seconds,
                 "processed": processed,
                 "rows_total": sum(sum(rows.values()) for rows in event.processed.values()),
+                "rules": event.rules,
+                "rules_due": event.rules_due,
             }
             if event.error is not None:
                 fields["error"] = event.error

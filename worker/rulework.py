@@ -154,7 +154,8 @@ def run_rule(
     remaining = Backlog(0, None) if emptied else runner._retry(connector.backlog, target)
     lag = lag_seconds(rule, remaining.oldest, remaining.count, now, customer.timezone)
     # The backlog left behind, so the eligible and lag gauges show what is still owed.
-    publish_evaluated(runner, replace(plan, eligible=remaining.count, lag_seconds=lag), names)
+    left = replace(plan, eligible=remaining.count, lag_seconds=lag)
+    publish_evaluated(runner, left, names, after_batches=True)
 
 
 def count_backlogs(
@@ -234,8 +235,11 @@ def held_records(
         after = keys[-1]
 
 
-def publish_evaluated(runner: Runner, plan: RulePlan, names: Mapping[str, str]) -> None:
-    """Publish `RuleEvaluated` for `plan` (`names`: run_id, customer, product)."""
+def publish_evaluated(
+    runner: Runner, plan: RulePlan, names: Mapping[str, str], *, after_batches: bool = False
+) -> None:
+    """Publish `RuleEvaluated` for `plan` (`names`: run_id, customer, product);
+    `after_batches`: `plan` holds the backlog the rule's batches left."""
     runner.bus.publish(
         RuleEvaluated(
             rule=plan.rule,
@@ -248,6 +252,7 @@ def publish_evaluated(runner: Runner, plan: RulePlan, names: Mapping[str, str]) 
             source=plan.source,
             held=plan.held,
             gate=plan.gate,
+            after_batches=after_batches,
             **names,
         )
     )

@@ -317,6 +317,8 @@ class Runner:
                     processed={(r.rule, r.action): dict(r.changed) for r in report.rules},
                     error=report.error,
                     dry_run=dry_run,
+                    rules=len(report.rules),
+                    rules_due=sum(1 for r in report.rules if r.due),
                     **names,
                 )
             )

@@ -12,6 +12,16 @@ from dataclasses import dataclass, field
 from worker.errors import RetentionError
 from worker.events import Outcome
 
+# Gate states under which a rule changes its rows (worker/gate.py `Gate.state`): none, or
+# under an approval; `held` and `awaiting_approval` stop it.
+PROCEEDING = ("", "approved")
+
+
+def rule_due(eligible: int, held: int, gate: str) -> bool:
+    """Whether a rule evaluated with these figures (a `RulePlan`'s, a `RuleEvaluated`'s) had
+    something to do: rows eligible, rows a legal hold keeps, or a gate that stopped it."""
+    return eligible > 0 or held > 0 or gate not in PROCEEDING
+
 
 @dataclass
 class RulePlan:
@@ -51,6 +61,11 @@ class RulePlan:
     # Tables whose rows the rule changes otherwise than its action (worker.rulework.
     # table_actions): related rows deleted under an anonymise rule, foreign keys set to NULL.
     actions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def due(self) -> bool:
+        """Whether the rule had something to do when evaluated (`rule_due`)."""
+        return rule_due(self.eligible, self.held, self.gate)
 
 
 @dataclass(frozen=True)
