@@ -93,6 +93,8 @@ def expired(
     if spec.if_none is None:
         return found
     none_past = dates.expired(table.c[spec.if_none], target, dialect, cutoff)
+    # The column's own test first: a database evaluates AND's terms in order and stops at
+    # the first false one, so a row still inside its period costs no sub-select here.
     return sa.or_(found, sa.and_(sa.not_(some), none_past))
 
 
