@@ -120,13 +120,13 @@ def run_with_late_hold(
         if conn.engine.url.database == database:
             inside["transaction"] = False
 
-    def late_hold(customer: str, product: str) -> Any:
+    def late_hold(customer: str, product: str, *known: Any) -> Any:
         if inside["transaction"] and not inside["placed"]:
             inside["placed"] = True
             place(
                 state, customer="kdv-a", product=kidsapp.PRODUCT, table="child", key_hash=key_hash
             )
-        return original(customer, product)
+        return original(customer, product, *known)
 
     runner.gatekeeper.active_holds = late_hold  # type: ignore[method-assign]
     events = (("begin", began), ("commit", ended), ("rollback", ended))

@@ -144,7 +144,7 @@ def _with_decisions(conn: Connection, rows: Sequence[Any]) -> list[Approval]:
 
 
 # Built once: every run of a pair reads it (bound parameters `customer` and `product`).
-_OPEN_FOR_PAIR = (
+OPEN_FOR_PAIR = (
     sa.select(approvals)
     .where(
         approvals.c.customer == sa.bindparam("customer"),
@@ -178,7 +178,7 @@ class ApprovalLedger:
         pair = {"customer": customer, "product": product}
 
         def read(conn: Connection) -> list[Approval]:
-            return _with_decisions(conn, conn.execute(_OPEN_FOR_PAIR, pair).all())
+            return _with_decisions(conn, conn.execute(OPEN_FOR_PAIR, pair).all())
 
         found = self._store.read("reading approvals", read)
         return {a.rule: a for a in found}  # ordered by request time: the latest wins

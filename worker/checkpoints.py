@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -42,10 +43,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from connectors.redact import describe
 from worker.audit import canonical_json, iso_utc
 from worker.errors import RetentionError
+from worker.events import CheckpointMade, EventBus
 from worker.state import StateStore
 from worker.state.auditlog import held_head
 from worker.state.models import audit_head, checkpoints
 from worker.state.store import utc
+
+log = structlog.get_logger("worker.checkpoints")
 
 # Built once: a run's checkpoint would otherwise build and hash new statements each time.
 _STORE = {
@@ -289,3 +293,34 @@ class Checkpointer:
             ]
 
         return self._store.read("listing checkpoints", read)
+
+
+def publish_checkpoint(
+    checkpointer: Checkpointer | None, bus: EventBus, at: dt.datetime, queued: Queued | None
+) -> None:
+    """Publish the checkpoint of the chain's head after a run's end was recorded: the one
+    `queued` with the run's end (`Checkpointer.make_later`), or one made now at `at` (UTC;
+    a dry run's). A failure is logged as `audit.checkpoint_failed`, never the run's (its
+    changes are all in the trail already)."""
+    if checkpointer is None:
+        return
+    try:
+        made = checkpointer.make(at) if queued is None else queued.checkpoint
+    except RetentionError as exc:
+        log.exception("audit.checkpoint_failed", error=str(exc))
+        return
+    if made is None:
+        why = queued.error if queued is not None else None
+        # Left out with the run's other droppable work (see state.write_skipped).
+        why = why or "left out of the transaction of the run's end, which was refused"
+        log.error("audit.checkpoint_failed", error=why)
+        return
+    bus.publish(
+        CheckpointMade(
+            seq=made.seq,
+            hash=made.hash,
+            at=made.at,
+            key_id=made.key_id,
+            signature=made.signature,
+        )
+    )

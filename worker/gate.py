@@ -19,7 +19,7 @@ import hashlib
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -40,6 +40,9 @@ from worker.holds import ActiveHolds, HoldLedger
 from worker.policy import EffectiveRule
 from worker.state import StateStore
 from worker.state.models import policies, rule_history
+
+if TYPE_CHECKING:
+    from worker.pairstate import PairState
 
 Clock = Callable[[], dt.datetime]
 
@@ -98,9 +101,12 @@ class Gatekeeper:
         self.holds = HoldLedger(store) if store is not None else None
         self.approvals = ApprovalLedger(store) if store is not None else None
 
-    def active_holds(self, customer: str, product: str) -> ActiveHolds:
-        """The holds in force on a pair (none without a state database)."""
-        if self.holds is None:
+    def active_holds(
+        self, customer: str, product: str, known: PairState | None = None
+    ) -> ActiveHolds:
+        """The holds in force on a pair (none without a state database, or when `known`,
+        read a moment ago, says it has none: worker/pairstate.py)."""
+        if self.holds is None or (known is not None and not known.holds):
             return ActiveHolds()
         return self.holds.active_for(customer, product)
 
@@ -110,9 +116,12 @@ class Gatekeeper:
             return None
         return self.approvals.open_for(customer, product, rule)
 
-    def approvals_of(self, customer: str, product: str) -> dict[str, Approval]:
-        """Every rule's open (waiting or approved) request of a pair, by rule id."""
-        if self.approvals is None:
+    def approvals_of(
+        self, customer: str, product: str, known: PairState | None = None
+    ) -> dict[str, Approval]:
+        """Every rule's open (waiting or approved) request of a pair, by rule id (none
+        when `known` says it has none)."""
+        if self.approvals is None or (known is not None and not known.approvals):
             return {}
         return self.approvals.open_for_pair(customer, product)
 

@@ -235,13 +235,13 @@ class HoldLedger:
         pair = {"customer": customer, "product": product}
 
         def read(conn: Connection) -> list[Hold]:
-            return [_from_row(r) for r in conn.execute(_ACTIVE, pair)]
+            return [_from_row(r) for r in conn.execute(ACTIVE_FOR_PAIR, pair)]
 
         return _group(self._store.read(f"reading the holds on {customer} × {product}", read))
 
 
 # Built once: every run of a pair reads it (bound parameters `customer` and `product`).
-_ACTIVE = sa.select(holds).where(
+ACTIVE_FOR_PAIR = sa.select(holds).where(
     holds.c.customer == sa.bindparam("customer"),
     holds.c.released_at.is_(None),
     sa.or_(holds.c.product.is_(None), holds.c.product == sa.bindparam("product")),

@@ -51,7 +51,7 @@ SCAN_PAGE = 5_000
 Clock = Callable[[], dt.datetime]
 
 # Built once: every run of a pair asks (bound parameters `customer` and `product`).
-_ANYTHING_OPEN = sa.select(
+ANYTHING_OPEN = sa.select(
     sa.or_(
         sa.exists().where(
             open_batches.c.customer == sa.bindparam("customer"),
@@ -146,6 +146,7 @@ class Reconciler:
         active: Iterable[str] = (),
         gone: str | None = None,
         before: Callable[[], object] | None = None,
+        anything_open: bool | None = None,
     ) -> Settled:
         """Settle what earlier runs of this pair left open; runs in `active` are skipped.
 
@@ -153,8 +154,12 @@ class Reconciler:
         took over (worker/leases.py): its open runs are abandoned whatever host it was on.
         `before()` is called when there is something to settle, before the product database
         is read (the run's own schema check: worker/drift.py `SchemaCheck.confirm`).
+        `anything_open`: what the caller read of it a moment ago (worker/pairstate.py);
+        None: read it here.
         """
-        if not self._anything_open(customer.customer, mapping.product):
+        if anything_open is None:
+            anything_open = self._anything_open(customer.customer, mapping.product)
+        if not anything_open:
             return Settled(0, 0, 0)  # the usual case: one read instead of three
         if before is not None:
             before()
@@ -190,7 +195,7 @@ class Reconciler:
         this read, which they too could have missed by reading a moment earlier."""
         pair = {"customer": customer, "product": product}
         return self.store.read(
-            "looking for unsettled work", lambda c: bool(c.execute(_ANYTHING_OPEN, pair).scalar())
+            "looking for unsettled work", lambda c: bool(c.execute(ANYTHING_OPEN, pair).scalar())
         )
 
     def _open_batches(self, customer: str, product: str) -> list[OpenBatch]:

@@ -29,12 +29,11 @@ import structlog
 from connectors.base import Connector, ConnectorError, Target
 from worker.batches import RunInterrupted
 from worker.batchsize import LearnedSizes
-from worker.checkpoints import Checkpointer, Queued
+from worker.checkpoints import Checkpointer, Queued, publish_checkpoint
 from worker.config import Catalogue, Customer, ProductMapping
 from worker.drift import SchemaCheck, SchemaDrift
 from worker.errors import RetentionError
 from worker.events import (
-    CheckpointMade,
     ConnectorStatus,
     EventBus,
     Outcome,
@@ -47,6 +46,7 @@ from worker.gate import Gatekeeper
 from worker.isolation import rule_failed, rule_failure
 from worker.leases import Busy, Lease, Leases, pair_tick
 from worker.logging import bind_run
+from worker.pairstate import read_pair_state
 from worker.policy import effective_rules
 from worker.reconcile import Reconciler
 from worker.retry import RetryPolicy
@@ -242,6 +242,8 @@ class Runner:
             connector = self._open(customer, mapping)
             reuse = 0.0 if dry_run else self.schema_reuse_seconds
             check = SchemaCheck(connector, mapping, self._retry, reuse_seconds=reuse)
+            # One read for whether there is open work, a hold or an approval to read.
+            known = read_pair_state(self.gatekeeper.store, customer.customer, mapping.product)
             if self.reconciler is not None and not dry_run:
                 lease = getattr(self._held, "lease", None)
                 self.reconciler.settle(
@@ -252,8 +254,9 @@ class Runner:
                     active=active_runs(),
                     gone=lease.taken_from if lease is not None else None,
                     before=check.confirm,
+                    anything_open=known.open_work if known is not None else None,
                 )
-            holds = self.gatekeeper.active_holds(customer.customer, mapping.product)
+            holds = self.gatekeeper.active_holds(customer.customer, mapping.product, known)
             rules = effective_rules(self.catalogue, customer, mapping)
             by_id = {r.id: r for r in rules}
             failed: list[str] = []
@@ -262,7 +265,7 @@ class Runner:
             # column the reflection no longer has (a KeyError, not a ConnectorError).
             fit = [r for r in rules if r.subject.table not in check.drift]
             counted = count_backlogs(self, connector, customer, mapping, fit, now)
-            approvals = self.gatekeeper.approvals_of(customer.customer, mapping.product)
+            approvals = self.gatekeeper.approvals_of(customer.customer, mapping.product, known)
             if not idle(counted, rules, approvals, holds) and check.confirm():
                 counted = {}  # counted on a schema that has changed since: each rule counts
             drift = check.drift
@@ -337,7 +340,7 @@ class Runner:
             report.outcome = Outcome.FAILED
             report.error = f"{report.error}; {exc}" if report.error else str(exc)
         else:
-            self._checkpoint(queued)
+            publish_checkpoint(self.checkpointer, self.bus, self.clock(), queued)
         # Counted only now, as stored or refused: metrics never count an end the trail lacks.
         recorded = RunRecorded(
             outcome=report.outcome,
@@ -367,33 +370,6 @@ class Runner:
         if lease is not None:
             lease.end_later(done=done_for_tick(outcome))
         return queued
-
-    def _checkpoint(self, queued: Queued | None) -> None:
-        """Publish the checkpoint of the chain's head after a run's end was recorded (a dry
-        run's is made now); a failure is logged, never the run's (its changes are all in
-        the trail already)."""
-        if self.checkpointer is None:
-            return
-        try:
-            made = self.checkpointer.make(self.clock()) if queued is None else queued.checkpoint
-        except RetentionError as exc:
-            log.exception("audit.checkpoint_failed", error=str(exc))
-            return
-        if made is None:
-            why = queued.error if queued is not None else None
-            # Left out with the run's other droppable work (see state.write_skipped).
-            why = why or "left out of the transaction of the run's end, which was refused"
-            log.error("audit.checkpoint_failed", error=why)
-            return
-        self.bus.publish(
-            CheckpointMade(
-                seq=made.seq,
-                hash=made.hash,
-                at=made.at,
-                key_id=made.key_id,
-                signature=made.signature,
-            )
-        )
 
     def _open(self, customer: Customer, mapping: ProductMapping) -> Connector:
         try:
