@@ -19,7 +19,8 @@ An answer is taken at most once. A run with anything due counts it itself, as be
 joint answer never gives a count to the gate, only "nothing due". What it can miss: rows
 that became due (a basis changed to an older date, a row restored) between the joint
 statement and the run, which at most `max_age_seconds` separate; the next tick finds them,
-as it would rows changed a moment after a run's own count.
+as it would rows changed a moment after a run's own count. The number asked along adapts
+(`FIRST`): a tick where most customers have rows due soon stops asking.
 
 The daemon runs each pair as a job of its own, so its runs are not asked together.
 """
@@ -38,6 +39,15 @@ from worker.policy import EffectiveRule
 
 LOOKAHEAD = 199
 """Customers after the asking one that one joint check may cover (two statements' worth)."""
+
+FIRST = 7
+"""Customers asked along with the first asker; each mostly idle answer doubles it, up to
+LOOKAHEAD. A customer with rows due gains nothing from being asked (it counts itself), and
+asking costs the database an EXISTS per rule: so a check that finds most of its customers
+due stops the asking for the next PAUSE customers (doubling each time, up to PAUSE_MAX),
+and then asks FIRST along again."""
+
+PAUSE, PAUSE_MAX = 16, 1024
 
 Targets = Callable[[Customer, ProductMapping, Sequence[EffectiveRule]], dict[str, Target]]
 """The targets of a customer's rules by rule id, as `count_backlogs` computes them
@@ -77,6 +87,7 @@ class Together:
         self._answers: dict[tuple[str, str], _Answer] = {}
         self.asked = 0  # joint checks made (for tests and the bench)
         self.taken = 0  # runs that took "nothing due" instead of counting
+        self._size, self._pause, self._backoff = FIRST, 0, PAUSE
 
     def nothing_due(
         self,
@@ -102,6 +113,9 @@ class Together:
         if found is not None and self._fresh(found) and (found.key, found.targets) == (key, aims):
             self.taken += found.idle
             return found.idle
+        if self._pause > 0:  # the last check found most customers due: not asking now
+            self._pause -= 1
+            return False
         others = self._others(connector, customer, mapping, rules)
         if not others:
             return False
@@ -119,7 +133,16 @@ class Together:
         mine = answers[0]
         idle = mine is not None and not any(mine)
         self.taken += idle
+        self._adapt([a for a in answers if a is not None])
         return idle
+
+    def _adapt(self, answered: Sequence[Sequence[bool]]) -> None:
+        """Ask more customers along next time when most were idle; pause otherwise."""
+        if 2 * sum(not any(a) for a in answered) >= len(answered):
+            self._size, self._backoff = min(LOOKAHEAD, 2 * self._size), PAUSE
+        else:
+            self._size, self._pause = FIRST, self._backoff
+            self._backoff = min(PAUSE_MAX, 2 * self._backoff)
 
     def _fresh(self, answer: _Answer) -> bool:
         return self._monotonic() - answer.at <= self.max_age_seconds
@@ -131,9 +154,9 @@ class Together:
         mapping: ProductMapping,
         rules: Sequence[EffectiveRule],
     ) -> list[tuple[tuple[str, str], tuple[Target, ...]]]:
-        """The customers after this one in the call's order, up to LOOKAHEAD, of the same
-        mapping and database, with the same rules (by id, in order), without a fresh answer:
-        their pair and targets."""
+        """The customers after this one in the call's order (as many as the current size:
+        see FIRST) of the same mapping and database, with the same rules (by id, in order),
+        without a fresh answer: their pair and targets."""
         start = self._at.get((customer.customer, mapping.product))
         database = _database_key(connector)
         if start is None or database is None:
@@ -142,7 +165,7 @@ class Together:
         wanted = set(ids)
         found: list[tuple[tuple[str, str], tuple[Target, ...]]] = []
         for other, their_mapping in self._pairs[start + 1 :]:
-            if len(found) >= LOOKAHEAD:
+            if len(found) >= self._size:
                 break
             pair = (other.customer, their_mapping.product)
             known = self._answers.get(pair)

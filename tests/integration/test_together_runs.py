@@ -134,7 +134,8 @@ def test_idle_customers_make_no_count_and_the_tick_decides_as_when_each_counts_a
         name(t): Outcome.SUCCEEDED for t in TENANTS
     }
     assert {c for c, r in together.items() if r.changed} == {name(t) for t in DUE}
-    assert sum(JOINT in s for s in seen) == 1  # 12 customers: one joint statement
+    # 12 customers: the first asks 7 along (FIRST), the ninth the last 3 (then up to 14).
+    assert sum(JOINT in s for s in seen) == 2
     assert sum(COUNT in s for s in seen) == len(DUE)  # only the customers with rows due
     after = snapshot(pg_url)["invoice"]
 
@@ -156,6 +157,28 @@ def test_idle_customers_make_no_count_and_the_tick_decides_as_when_each_counts_a
     assert sum(COUNT in s for s in seen) == len(TENANTS)
     assert figures(alone) == figures(together)
     assert snapshot(pg_url)["invoice"] == after
+
+
+def test_a_tick_where_most_customers_have_rows_due_soon_stops_asking(
+    tmp_path: Path, shared: dict[str, str], state: StateStore, pg_url: str
+) -> None:
+    """Asking along a customer with rows due saves nothing (it counts itself) and costs the
+    database its EXISTS: after a check that found most of its customers due, the next ones
+    are not asked (worker/together.py PAUSE)."""
+    config = config_of(tmp_path)
+    insert(
+        pg_url,
+        "invoice",
+        [flexkids_row("invoice", 200 + t, t, dt.date(2015, 1, 1)) for t in TENANTS if t not in DUE],
+    )
+    seen, stop = statements(pg_url)
+    try:
+        reports = tick(config, shared, state)
+    finally:
+        stop()
+    assert all(r.outcome is Outcome.SUCCEEDED and r.changed for r in reports.values())
+    assert sum(JOINT in s for s in seen) == 1  # the first 8 were all due: no more asking
+    assert sum(COUNT in s for s in seen) == len(TENANTS)
 
 
 def test_an_answer_older_than_the_reuse_seconds_is_not_taken(
@@ -186,7 +209,7 @@ def test_rows_that_become_due_after_the_joint_check_wait_for_the_next_tick(
     tmp_path: Path, shared: dict[str, str], state: StateStore, pg_url: str
 ) -> None:
     config = config_of(tmp_path)
-    late = TENANTS[-1]
+    late = TENANTS[5]  # asked along by the first customer (worker/together.py FIRST)
     written: list[int] = []
 
     def restore(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
