@@ -40,7 +40,7 @@ from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.types import TypeEngine
 
-from connectors.base import ConnectorError, Target
+from connectors.base import ConnectorError, Target, TenantValueError
 from connectors.session import reading
 from connectors.sqlbind import PREFIX, Cache, Slots
 
@@ -184,19 +184,29 @@ def due_together(
     cache = _cache(reads._table(customers[0][0].table.name))
     joint = cache.get(key)
     if joint is None:
-        joint = build(reads, customers[0]) or NOT_JOINT
+        for targets in customers:  # built with the values of one whose values convert
+            try:
+                built = build(reads, targets)
+            except TenantValueError:
+                continue  # this customer's tenant value does not convert: another's
+            break
+        else:
+            return [None] * len(customers)
+        joint = built or NOT_JOINT
         cache.put(key, joint)
     if joint is NOT_JOINT:
         return None
-    values: list[dict[str, Any]] = []
-    refused: set[int] = set()
-    for i, targets in enumerate(customers):
+    given: list[dict[str, Any] | None] = []
+    for targets in customers:
         try:
-            values.append(joint.slots.params(targets))
+            given.append(joint.slots.params(targets))
         except (ConnectorError, ValueError, OverflowError, TypeError):
-            # This customer's values do not convert (its own count says why): not asked.
-            refused.add(i)
-            values.append(values[0] if values else {})
+            given.append(None)  # its values do not convert (its own count says why): not asked
+    refused = {i for i, v in enumerate(given) if v is None}
+    filler = next((v for v in given if v is not None), None)
+    if filler is None:
+        return [None] * len(customers)
+    values = [v if v is not None else filler for v in given]  # a refused one's row: another's
     found: dict[int, list[bool]] = {}
     tables = ", ".join(sorted({t.table.name for t in customers[0]}))
     for start in range(0, len(values), joint.size):
