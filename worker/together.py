@@ -22,11 +22,19 @@ statement and the run, which at most `max_age_seconds` separate; the next tick f
 as it would rows changed a moment after a run's own count. The number asked along adapts
 (`FIRST`): a tick where most customers have rows due soon stops asking.
 
+Looking for the next customers costs little wherever nobody is asked: each pair's
+database key is read once per call (a database per customer: nobody shares one), only
+customers of the asking one's shape are asked with it (a customer date can make two
+shapes of one mapping), and a shape whose joint check answered nothing (SQLite, MariaDB,
+a value of a type not carried) or failed (a statement timeout) is not asked again in the
+call: its customers count themselves, as before.
+
 The daemon runs each pair as a job of its own, so its runs are not asked together.
 """
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -85,6 +93,10 @@ class Together:
         self._connect, self._rules_of, self._targets_of = connect, rules_of, targets_of
         self._monotonic = monotonic
         self._answers: dict[tuple[str, str], _Answer] = {}
+        # Joint keys whose joint check answered None (another database, a type that cannot
+        # be carried) or failed: their customers count themselves for the rest of the call.
+        self._alone: set[Hashable] = set()
+        self._groups: dict[tuple[int, str], list[int]] | None = None  # see `_group`
         self.asked = 0  # joint checks made (for tests and the bench)
         self.taken = 0  # runs that took "nothing due" instead of counting
         self._size, self._pause, self._backoff = FIRST, 0, PAUSE
@@ -113,17 +125,20 @@ class Together:
         if found is not None and self._fresh(found) and (found.key, found.targets) == (key, aims):
             self.taken += found.idle
             return found.idle
+        if key in self._alone:
+            return False
         if self._pause > 0:  # the last check found most customers due: not asking now
             self._pause -= 1
             return False
-        others = self._others(connector, customer, mapping, rules)
+        others = self._others(connector, customer, mapping, rules, connector.joint_key, key)
         if not others:
             return False
         try:
             answers = connector.due_together([aims, *(t for _, t in others)])
         except ConnectorError:
-            return False
-        if answers is None:
+            answers = None
+        if answers is None:  # it would answer the next customers so again: not asked again
+            self._alone.add(key)
             return False
         self.asked += 1
         now = self._monotonic()
@@ -153,10 +168,13 @@ class Together:
         customer: Customer,
         mapping: ProductMapping,
         rules: Sequence[EffectiveRule],
+        key_of: Callable[[Sequence[Target]], Hashable | None],
+        key: Hashable,
     ) -> list[tuple[tuple[str, str], tuple[Target, ...]]]:
         """The customers after this one in the call's order (as many as the current size:
-        see FIRST) of the same mapping and database, with the same rules (by id, in order),
-        without a fresh answer: their pair and targets."""
+        see FIRST) of the same mapping and database, with the same rules (by id, in order)
+        and joint key (`key_of` their targets), without a fresh answer: their pair and
+        targets."""
         start = self._at.get((customer.customer, mapping.product))
         database = _database_key(connector)
         if start is None or database is None:
@@ -164,24 +182,42 @@ class Together:
         ids = [r.id for r in rules]
         wanted = set(ids)
         found: list[tuple[tuple[str, str], tuple[Target, ...]]] = []
-        for other, their_mapping in self._pairs[start + 1 :]:
+        group = self._group(mapping, database)
+        for index in group[bisect.bisect_right(group, start) :]:
             if len(found) >= self._size:
                 break
+            other, their_mapping = self._pairs[index]
             pair = (other.customer, their_mapping.product)
             known = self._answers.get(pair)
-            if their_mapping is not mapping or (known is not None and self._fresh(known)):
+            if known is not None and self._fresh(known):
                 continue
             try:
-                if _database_key(self._connect(other, their_mapping)) != database:
-                    continue
                 theirs = [r for r in self._rules_of(other, their_mapping) if r.id in wanted]
                 if [r.id for r in theirs] != ids:
                     continue
-                aims = self._targets_of(other, their_mapping, theirs)
+                aims = tuple(self._targets_of(other, their_mapping, theirs).values())
+                if key_of(aims) != key:
+                    continue  # another shape: asked with its own kind
             except (RetentionError, ConnectorError, ValueError, OverflowError):
                 continue  # its own run will say what is wrong
-            found.append((pair, tuple(aims.values())))
+            found.append((pair, aims))
         return found
+
+    def _group(self, mapping: ProductMapping, database: str) -> list[int]:
+        """The indices of the call's pairs of `mapping` (this very object) on `database`, in
+        order. Every pair's database key is read once per call, on first use, so looking
+        ahead costs no connector per pair of customers (a database per customer: nobody
+        to ask with, whoever looks)."""
+        if self._groups is None:
+            self._groups = {}
+            for index, (customer, their_mapping) in enumerate(self._pairs):
+                try:
+                    found = _database_key(self._connect(customer, their_mapping))
+                except (RetentionError, ConnectorError, ValueError, OverflowError):
+                    continue  # its own run will say what is wrong
+                if found is not None:
+                    self._groups.setdefault((id(their_mapping), found), []).append(index)
+        return self._groups.get((id(mapping), database), [])
 
 
 def _database_key(connector: Connector) -> str | None:

@@ -3,6 +3,10 @@
 - A customer whose tenant value does not convert, first, in the middle or last: it fails
   alone, as when counting alone, and the others are still answered (the first one too:
   connectors/sqltogether.py must not send the statement without its values).
+- A joint statement that fails (here: any database error; in production a statement
+  timeout of a joint statement over customers with large tables is the likely one): each
+  customer then counts itself, as before, and the joint statement is not sent again by
+  every following customer (each would wait for the same failure first).
 - Drift between the joint statement and a later customer's run (a column the rules read
   dropped, renamed or retyped, the table dropped): the later customer's run reports it as
   it does when counting alone, and as before the joint check with a borrowed schema check
@@ -91,6 +95,32 @@ def test_the_first_customer_not_converting_leaves_the_others_answered(
         engines.dispose()
     assert answers == [None, [False], [False]]
     assert nobody == [None, None]
+
+
+def test_a_joint_statement_that_fails_is_not_sent_again_by_every_customer(
+    tmp_path: Path, pg_url: str
+) -> None:
+    config = _config(tmp_path)
+    tries: list[str] = []
+
+    def fail(_conn: Any, _cursor: Any, statement: str, params: Any, *_a: Any) -> Any:
+        if ts.JOINT in statement:
+            tries.append(statement)
+            return "SELECT * FROM rw_no_such_table", params  # the database refuses it
+        return statement, params
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", fail, retval=True)
+    try:
+        together = ts.one_tick(
+            tmp_path, "together", pg_url, lambda: _seed(pg_url), config, reuse=ts.REUSE
+        )
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", fail)
+    alone = ts.one_tick(tmp_path, "alone", pg_url, lambda: _seed(pg_url), config, reuse=0)
+    assert ts.figures(together.reports) == ts.figures(alone.reports)
+    assert together.rows == alone.rows
+    assert together.counts == len(TENANTS)  # each counted itself
+    assert len(tries) == 1  # not once per customer (11 here)
 
 
 def _drift_tick(

@@ -9,6 +9,9 @@ the same keys; a few of them have rows due under random dates, the others only r
 their periods, open placements, or rows other rules' conditions leave out. Each seed's tick
 together and alone must change the same rows, report the same figures and publish the same
 audit events.
+
+Customers of two shapes of one mapping's targets (a customer date: all of a table past it,
+or none), interleaved: each shape is asked with its own kind, not refused for the mix.
 """
 
 from __future__ import annotations
@@ -140,3 +143,71 @@ def test_rules_of_every_kind_decide_together_as_alone(
     busy = {c for c, r in together.reports.items() if any(p.eligible for p in r.rules)}
     assert busy <= {f"c{org:02d}/kids" for org in BUSY}
     assert together.counts < alone.counts
+
+
+SERVICE = """\
+subjects:
+  child:
+    kind: child
+    table: child
+    key: [id]
+    columns: {name: name}
+    dates: {left: left_on}
+  visit:
+    kind: child
+    table: visit
+    key: [id]
+    columns: {note: name}
+rules:
+  - id: kids.child.left
+    subject: child
+    after: {date: left, period: 12m}
+    action: delete
+  - id: kids.visit.service
+    subject: visit
+    after: {customer_date: end_of_service, period: 90d}
+    action: delete
+"""
+
+
+def test_customers_of_two_shapes_interleaved_are_each_asked_with_their_own_kind(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """A customer date makes two shapes of one mapping's targets: every visit is past it
+    (the customer's service ended long ago) or none is (no end of service). Every third
+    customer's service ended, without visits left: idle, they are asked together with
+    each other, although the customers between them are of the other shape (never asked
+    together: a rule that selects nothing has no tenant value to carry)."""
+    ended = {t for t in range(1, 25) if t % 3 == 0}
+    customers = {
+        f"c{t:02d}": ts.customer_text(
+            str(t), extra="dates: {end_of_service: 2020-01-31}" if t in ended else ""
+        )
+        for t in range(1, 25)
+    }
+    config = ts.config_of(tmp_path / "config", SERVICE, customers)
+    old, recent = dt.date(2019, 1, 1), dt.date(2026, 10, 1)
+    children = [{"id": t, "org": t, "left_on": recent} for t in range(1, 25)]
+    children += [{"id": 100 + t, "org": t, "left_on": old} for t in (1, 2, 12)]
+    visits = ", ".join(f"({t}, {t})" for t in range(1, 25) if t not in ended)
+
+    def seed() -> None:
+        ts.execute(
+            pg_url,
+            "DROP TABLE IF EXISTS child",
+            "DROP TABLE IF EXISTS visit",
+            "CREATE TABLE visit (id integer PRIMARY KEY, org integer NOT NULL, note text)",
+            f"INSERT INTO visit (id, org) VALUES {visits}",
+            "CREATE TABLE child (id integer PRIMARY KEY, org integer NOT NULL, "
+            "name varchar(50), left_on date)",
+            "INSERT INTO child (id, org, left_on) VALUES (:id, :org, :left_on)",
+            params=children,
+        )
+
+    together, alone = ts.both_ticks(tmp_path, pg_url, seed, config)
+    ts.assert_equivalent(together, alone)
+    assert {c for c, r in together.reports.items() if r.changed} == {
+        f"c{t:02d}/kids" for t in (1, 2, 12)
+    }
+    assert together.joint == 1
+    assert together.counts == alone.counts - len(ended - {12})  # the idle ended ones
