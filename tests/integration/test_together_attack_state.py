@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from connectors.engines import Engines
 from tests.integration import together_support as ts
+from tests.integration.test_borrowed_schema_check import Clock
 from tests.support import NOW, PEPPER, snapshot
 from worker import app
 from worker.approvals import ApprovalLedger
@@ -150,8 +153,9 @@ class OtherProcess(ts.Recorder):
     each when this process has skipped it (it is asked for again after every other pair:
     `run --once` waits for it)."""
 
-    def __init__(self, store: StateStore, config: Any) -> None:
+    def __init__(self, store: StateStore, config: Any, later: Callable[[], None] = list) -> None:
         super().__init__()
+        self.later = later  # called as each lease ends (time passes meanwhile)
         self.leases = {}
         for customer, mapping in config.pairs():
             if customer.customer in HELD:
@@ -164,6 +168,7 @@ class OtherProcess(ts.Recorder):
         lease = self.leases.pop(getattr(event, "customer", ""), None)
         if isinstance(event, PairSkipped) and lease is not None:
             lease.end(done=False)
+            self.later()
 
 
 def _two_ticks(tmp_path: Path, url: str, config: Any, label: str, reuse: float) -> Any:
@@ -212,3 +217,45 @@ def test_holds_approvals_open_batches_and_held_pairs_decide_as_alone(
         assert mine == theirs
     assert together[0]["c10/kids"][2][0][4] == {"child": 1}  # run after its holder let go
     assert together[0]["c08/kids"][0] is Outcome.SUCCEEDED
+
+
+def test_held_pairs_asked_for_again_after_their_answers_went_stale_are_asked_anew(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other process holds c08 and c10 longer than RETENTION_SCHEMA_REUSE_SECONDS (by
+    the engines' clock): their answers from the first joint statement are not taken when
+    they run at last; the customers are asked anew, and the tick still decides as alone."""
+    monkeypatch.setattr(app, "_due", lambda _runner, _wait: 0.0)
+    customers = {f"c{t:02d}": ts.customer_text(str(t)) for t in TENANTS}
+    config = ts.config_of(tmp_path / "config", RULES, customers)
+    clock = Clock()
+    found = {}
+    for label, reuse in (("together", ts.REUSE), ("alone", 0.0)):
+        _seed(pg_url)
+        store = StateStore(f"sqlite:///{tmp_path / f'{label}.db'}")
+        store.migrate()
+
+        def later() -> None:
+            clock.now += ts.REUSE + 1
+
+        try:
+            _prepare(store)
+            recorder = OtherProcess(store, config, later)
+            with ts.statements(pg_url) as seen:
+                reports = ts.tick(
+                    config,
+                    {ts.ENV: pg_url},
+                    store,
+                    reuse=reuse,
+                    recorder=recorder,
+                    wait=True,
+                    engines=Engines(clock=clock),
+                )
+        finally:
+            store.close()
+        found[label] = (ts.figures(reports), snapshot(pg_url), recorder.trail())
+        joint = [s for s in seen if ts.JOINT in s]
+        # Together: c01's; c09's, its answer gone stale while c08's holder held on; c08's
+        # when asked for again (c10's answer stale too by then).
+        assert len(joint) == (3 if label == "together" else 0)
+    assert found["together"] == found["alone"]
