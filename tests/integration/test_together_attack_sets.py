@@ -73,8 +73,7 @@ def test_more_customers_than_a_statement_and_a_lookahead_hold(
     together, alone = ts.both_ticks(tmp_path, pg_url, lambda: _seed(pg_url, tenants, due), config)
     ts.assert_equivalent(together, alone)
     assert {c for c, r in together.reports.items() if r.changed} == {f"c{t:04d}/kids" for t in due}
-    groups = [min(200, size - start) for start in range(0, size, 200)]  # asker + 199
-    assert together.joint == sum(-(-g // 100) for g in groups if g > 1)  # 100 a statement
+    assert together.joint == ts.joint_statements(size)  # 8, 15, 29, 57, 113, 200, ... a check
     assert together.counts == len(due)
 
 

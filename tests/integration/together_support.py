@@ -29,10 +29,28 @@ from worker.configload import Config
 from worker.events import Event, EventBus
 from worker.runreport import RunReport
 from worker.state import StateStore
+from worker.together import FIRST, LOOKAHEAD
 
 REUSE = 30.0
 ENV = "KIDS_DATABASE_URL"
 JOINT = "rw_customers"  # in the joint statement only
+
+
+def joint_statements(customers: int, per_statement: int = 100) -> int:
+    """The joint statements a tick of `customers` customers of one shape sends when at least
+    half of every check's customers are idle (worker/together.py): each asker asks FIRST
+    along, twice as many after each check, up to LOOKAHEAD; `per_statement` customers a
+    statement (connectors/sqltogether.py chunk_size)."""
+    sent, start, size = 0, 0, FIRST
+    while start < customers:
+        asked = min(size + 1, customers - start)
+        if asked > 1:
+            sent += -(-asked // per_statement)
+            size = min(LOOKAHEAD, 2 * size)
+        start += asked
+    return sent
+
+
 COUNT = "AS oldest"  # in a customer's own backlog count (one rule's or grouped)
 CATALOGUE = """\
 kinds:
