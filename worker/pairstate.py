@@ -13,7 +13,9 @@ Each answer is read when the run starts, as the full reads were (each its own sn
 few milliseconds apart): a hold placed or an approval given after it binds the next run, as
 one placed a moment after the full read did. Within the run, a batch's guard still looks
 each key up in the holds of that moment (worker/holds.py), so a record hold placed while
-the run changes rows is obeyed.
+the run changes rows is obeyed. A run that settled open work first (which reads the product
+database, for as long as that takes) reads the holds and approvals after settling in full,
+not by the answer read before it: a hold placed while it settled binds its gate.
 """
 
 from __future__ import annotations

@@ -256,6 +256,10 @@ class Runner:
                     before=check.confirm,
                     anything_open=known.open_work if known is not None else None,
                 )
+                if known is not None and known.open_work:
+                    # Settling read the product database meanwhile, for as long as it took:
+                    # holds and approvals are read after it, in full, as they always were.
+                    known = None
             holds = self.gatekeeper.active_holds(customer.customer, mapping.product, known)
             rules = effective_rules(self.catalogue, customer, mapping)
             by_id = {r.id: r for r in rules}
