@@ -12,7 +12,7 @@ before; a dry run is never asked together.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from connectors.engines import Engines
 from demo.schemas import create_schema
 from tests.integration import test_borrowed_schema_check as borrowed
+from tests.integration import together_support as ts
 from tests.rows import flexkids_row
 from tests.support import NOW, PEPPER, copy_config, insert, snapshot
 from worker.app import build_runner, run_pairs
@@ -74,19 +75,6 @@ def shared(pg_url: str) -> Iterator[dict[str, str]]:
     yield {"FLEXKIDS_DATABASE_URL": pg_url}
 
 
-def statements(url: str) -> tuple[list[str], Callable[[], None]]:
-    """Every statement the worker's engines send to `url` from now on, and a stop."""
-    seen: list[str] = []
-    database = sa.make_url(url).database
-
-    def note(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if conn.engine.url.database == database:
-            seen.append(statement)
-
-    sa.event.listen(sa.engine.Engine, "before_cursor_execute", note)
-    return seen, lambda: sa.event.remove(sa.engine.Engine, "before_cursor_execute", note)
-
-
 def tick(
     config: Config,
     env: dict[str, str],
@@ -125,11 +113,8 @@ def test_idle_customers_make_no_count_and_the_tick_decides_as_when_each_counts_a
     tmp_path: Path, shared: dict[str, str], state: StateStore, pg_url: str
 ) -> None:
     config = config_of(tmp_path)
-    seen, stop = statements(pg_url)
-    try:
+    with ts.statements(pg_url) as seen:
         together = tick(config, shared, state)
-    finally:
-        stop()
     assert {c: r.outcome for c, r in together.items()} == {
         name(t): Outcome.SUCCEEDED for t in TENANTS
     }
@@ -148,11 +133,8 @@ def test_idle_customers_make_no_count_and_the_tick_decides_as_when_each_counts_a
         "invoice",
         [flexkids_row("invoice", 100 + t, t, dt.date(2015, 1, 1)) for t in sorted(DUE)],
     )
-    seen, stop = statements(pg_url)
-    try:
+    with ts.statements(pg_url) as seen:
         alone = tick(config, shared, state, reuse=0)
-    finally:
-        stop()
     assert sum(JOINT in s for s in seen) == 0
     assert sum(COUNT in s for s in seen) == len(TENANTS)
     assert figures(alone) == figures(together)
@@ -171,11 +153,8 @@ def test_a_tick_where_most_customers_have_rows_due_soon_stops_asking(
         "invoice",
         [flexkids_row("invoice", 200 + t, t, dt.date(2015, 1, 1)) for t in TENANTS if t not in DUE],
     )
-    seen, stop = statements(pg_url)
-    try:
+    with ts.statements(pg_url) as seen:
         reports = tick(config, shared, state)
-    finally:
-        stop()
     assert all(r.outcome is Outcome.SUCCEEDED and r.changed for r in reports.values())
     assert sum(JOINT in s for s in seen) == 1  # the first 8 were all due: no more asking
     assert sum(COUNT in s for s in seen) == len(TENANTS)
@@ -186,7 +165,6 @@ def test_an_answer_older_than_the_reuse_seconds_is_not_taken(
 ) -> None:
     config, clock = config_of(tmp_path), Clock()
     engines = Engines(clock=clock)
-    seen, stop = statements(pg_url)
 
     def later(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         if statement.strip() == "SELECT 1":  # a run opens its connector: REUSE + 1 s later
@@ -194,10 +172,10 @@ def test_an_answer_older_than_the_reuse_seconds_is_not_taken(
 
     sa.event.listen(sa.engine.Engine, "after_cursor_execute", later)
     try:
-        reports = tick(config, shared, state, engines=engines)
+        with ts.statements(pg_url) as seen:
+            reports = tick(config, shared, state, engines=engines)
     finally:
         sa.event.remove(sa.engine.Engine, "after_cursor_execute", later)
-        stop()
     assert all(r.outcome is Outcome.SUCCEEDED for r in reports.values())
     joint = sum(JOINT in s for s in seen)
     # Each joint check answers its asker only; every other customer asks again.
@@ -246,11 +224,8 @@ def test_a_dry_run_is_never_asked_together(
     tmp_path: Path, shared: dict[str, str], state: StateStore, pg_url: str
 ) -> None:
     config = config_of(tmp_path)
-    seen, stop = statements(pg_url)
-    try:
+    with ts.statements(pg_url) as seen:
         reports = tick(config, shared, state, dry_run=True)
-    finally:
-        stop()
     assert sum(JOINT in s for s in seen) == 0
     assert sum(COUNT in s for s in seen) == len(TENANTS)
     assert all(r.changed == 0 for r in reports.values())
