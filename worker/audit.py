@@ -27,10 +27,6 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy import Connection
-from sqlalchemy.sql.elements import ColumnElement
-
 from worker.errors import AuditWriteError, StateError
 from worker.events import (
     ApprovalChanged,
@@ -45,11 +41,8 @@ from worker.events import (
     RunFinished,
     RunStarted,
 )
-from worker.owner import process_owner
 from worker.state import AuditEntry, AuditRecord, StateStore
-from worker.state.models import open_batches
-from worker.state.runlog import finish_run_in, start_run_later_in
-from worker.state.store import Also
+from worker.trailrows import open_batch_keeping, run_keeping
 
 _AUDITED = (
     RunStarted,
@@ -312,81 +305,12 @@ class AuditTrail:
         def seal(seq: int, prev_hash: str) -> str:
             return record_hash(prev_hash, seq=seq, **chain_fields(entry), payload=payload)
 
-        also = _run_keeping(event, payload, self._store.url) or _open_batch_keeping(event)
+        also = run_keeping(event, payload, self._store.url) or open_batch_keeping(event)
         if isinstance(event, (RunStarted, RunFinished)):
             # Guards no product change: rides with the run's next write (worker/state/gather.py).
             self._store.append_audit_later(entry, seal, also)
             return
         self._store.append_audit(entry, seal, also)
-
-
-def _run_keeping(event: Audited, payload: dict[str, Any], database: str) -> Also | None:
-    """Keep `runs` in step with the trail: `run.started` inserts the run's row and
-    `run.finished` sets its outcome, in the same transaction as the record (never a record
-    without its row or a row without its record; both ends in one: one INSERT, `runlog`)."""
-    if isinstance(event, RunStarted):
-        owner = process_owner()
-
-        def start(conn: Connection, _record: AuditRecord) -> None:
-            start_run_later_in(
-                conn, event.run_id, event.customer, event.product, event.at, event.dry_run, owner
-            )
-
-        return start
-    if isinstance(event, RunFinished):
-
-        def finish(conn: Connection, _record: AuditRecord) -> None:
-            finish_run_in(
-                conn,
-                event.run_id,
-                str(event.outcome),
-                event.at,
-                payload["rows_changed"],
-                event.error,
-                database,
-            )
-
-        return finish
-    return None
-
-
-def _open_batch_keeping(event: Audited) -> Also | None:
-    """Keep `open_batches` in step with the trail: an intent opens a batch, its outcome
-    (applied, failed or settled) closes it, in the same transaction as the record."""
-    if isinstance(event, BatchIntent):
-
-        def open_batch(conn: Connection, record: AuditRecord) -> None:
-            key = _batch_key(event)
-            if conn.execute(sa.select(open_batches.c.run_id).where(*key)).first() is None:
-                conn.execute(
-                    open_batches.insert().values(
-                        run_id=event.run_id,
-                        rule=event.rule,
-                        batch=event.batch,
-                        customer=event.customer,
-                        product=event.product,
-                        intent_seq=record.seq,
-                    )
-                )
-
-        return open_batch
-    if isinstance(event, BatchApplied | BatchFailed | BatchSettled):
-
-        def close_batch(conn: Connection, _record: AuditRecord) -> None:
-            conn.execute(open_batches.delete().where(*_batch_key(event)))
-
-        return close_batch
-    return None
-
-
-def _batch_key(
-    event: BatchIntent | BatchApplied | BatchFailed | BatchSettled,
-) -> tuple[ColumnElement[bool], ...]:
-    return (
-        open_batches.c.run_id == event.run_id,
-        open_batches.c.rule == event.rule,
-        open_batches.c.batch == event.batch,
-    )
 
 
 def chain_fields(entry: AuditEntry | AuditRecord) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from tests.integration import run_end_support
 from tests.integration.own_config import write_config
 from tests.integration.test_timeouts import CUSTOMERS, PRODUCT, ids
 from tests.support import NOW, PEPPER
-from worker import audit
+from worker import trailrows
 from worker.app import build_runner, run_pairs, subscribe_state
 from worker.events import CheckpointMade, Event, EventBus, Outcome, RunFinished
 from worker.runreport import RunReport
@@ -134,13 +134,13 @@ def test_a_run_closed_by_another_still_releases_its_lease(
     tmp_path: Path, store: StateStore, product_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ends: list[str] = []
-    real_finish = audit.finish_run_in
+    real_finish = trailrows.finish_run_in
 
     def finish(conn: Any, run_id: str, *args: Any) -> None:
         ends.append(run_id)
         real_finish(conn, run_id, *args)
 
-    monkeypatch.setattr(audit, "finish_run_in", finish)
+    monkeypatch.setattr(trailrows, "finish_run_in", finish)
 
     def close_it(found: Event) -> None:  # another process closes the run before its flush
         if isinstance(found, RunFinished):  # its start was stored with its first intent

@@ -1,0 +1,123 @@
+"""The rows the audit trail keeps in step with its records, in the same transaction: a
+run's row in `runs` (`run.started` inserts it, `run.finished` sets its outcome) and a batch's
+row in `open_batches` (an intent opens it, its outcome closes it). A batch gets one outcome:
+a holder whose lease was lost and taken over does not record `batch.applied` or
+`batch.failed` for a batch the taker already settled (`open_batch_keeping`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from worker.errors import StateError
+from worker.events import (
+    BatchApplied,
+    BatchFailed,
+    BatchIntent,
+    BatchSettled,
+    Event,
+    RunFinished,
+    RunStarted,
+)
+from worker.owner import process_owner
+from worker.state import AuditRecord
+from worker.state.models import audit_events, open_batches
+from worker.state.runlog import finish_run_in, start_run_later_in
+from worker.state.store import Also
+
+
+def run_keeping(event: Event, payload: dict[str, Any], database: str) -> Also | None:
+    """Keep `runs` in step with the trail: `run.started` inserts the run's row and
+    `run.finished` sets its outcome, in the same transaction as the record (never a record
+    without its row or a row without its record; both ends in one: one INSERT, `runlog`)."""
+    if isinstance(event, RunStarted):
+        owner = process_owner()
+
+        def start(conn: Connection, _record: AuditRecord) -> None:
+            start_run_later_in(
+                conn, event.run_id, event.customer, event.product, event.at, event.dry_run, owner
+            )
+
+        return start
+    if isinstance(event, RunFinished):
+
+        def finish(conn: Connection, _record: AuditRecord) -> None:
+            finish_run_in(
+                conn,
+                event.run_id,
+                str(event.outcome),
+                event.at,
+                payload["rows_changed"],
+                event.error,
+                database,
+            )
+
+        return finish
+    return None
+
+
+def open_batch_keeping(event: Event) -> Also | None:
+    """Keep `open_batches` in step with the trail: an intent opens a batch, its outcome
+    (applied, failed or settled) closes it, in the same transaction as the record."""
+    if isinstance(event, BatchIntent):
+
+        def open_batch(conn: Connection, record: AuditRecord) -> None:
+            key = _batch_key(event)
+            if conn.execute(sa.select(open_batches.c.run_id).where(*key)).first() is None:
+                conn.execute(
+                    open_batches.insert().values(
+                        run_id=event.run_id,
+                        rule=event.rule,
+                        batch=event.batch,
+                        customer=event.customer,
+                        product=event.product,
+                        intent_seq=record.seq,
+                    )
+                )
+
+        return open_batch
+    if isinstance(event, BatchApplied | BatchFailed | BatchSettled):
+
+        def close_batch(conn: Connection, _record: AuditRecord) -> None:
+            closed = conn.execute(open_batches.delete().where(*_batch_key(event))).rowcount
+            if closed == 0 and not isinstance(event, BatchSettled) and _settled(conn, event):
+                # A process whose lease was lost (starved past it) and taken over: the taker
+                # settled this batch already. One outcome per batch in the trail.
+                raise StateError(
+                    f"batch {event.batch} of rule {event.rule} of run {event.run_id} was "
+                    f"settled by another run, which took this pair over (this run's lease was "
+                    f"lost): its {event.name} is not recorded",
+                    transient=False,
+                )
+
+        return close_batch
+    return None
+
+
+def _settled(conn: Connection, event: BatchApplied | BatchFailed) -> bool:
+    """Whether the trail holds a `batch.settled` of this very batch (another run settled
+    it). A batch without its row and without one is this record's own first attempt, whose
+    COMMIT's reply was lost: retried, it must go through."""
+    found = conn.execute(
+        sa.select(audit_events.c.payload).where(
+            audit_events.c.run_id == event.run_id,
+            audit_events.c.rule == event.rule,
+            audit_events.c.kind == BatchSettled.name,
+        )
+    )
+    return any(json.loads(payload).get("batch") == event.batch for (payload,) in found)
+
+
+def _batch_key(
+    event: BatchIntent | BatchApplied | BatchFailed | BatchSettled,
+) -> tuple[ColumnElement[bool], ...]:
+    return (
+        open_batches.c.run_id == event.run_id,
+        open_batches.c.rule == event.rule,
+        open_batches.c.batch == event.batch,
+    )
