@@ -45,6 +45,7 @@ from worker.state import StateStore
 from worker.state.models import audit_events, open_batches, runs
 from worker.state.runlog import RunClosed
 from worker.targets import masks_of_intent, target_for
+from worker.trailrows import BatchClosed
 
 log = structlog.get_logger("worker.reconcile")
 SCAN_PAGE = 5_000
@@ -168,23 +169,27 @@ class Reconciler:
         found = self._open_batches(customer.customer, mapping.product)
         batches = [b for b in found if b.run_id not in busy]
         rows = 0
+        settled = 0
         for batch in batches:
-            rows += self._settle_batch(connector, customer, mapping, batch, settled_by)
+            counted = self._settle_batch(connector, customer, mapping, batch, settled_by)
+            if counted is not None:  # None: its holder recorded its outcome meanwhile
+                rows += counted
+                settled += 1
         closed = 0
         for run_id in self._open_runs(customer.customer, mapping.product, busy):
             self._close_run(run_id, customer.customer, mapping.product, settled_by)
             closed += 1
-        if batches or closed:
+        if settled or closed:
             log.warning(
                 "reconcile.settled",
                 customer=customer.customer,
                 product=mapping.product,
-                batches=len(batches),
+                batches=settled,
                 rows=rows,
                 runs_closed=closed,
                 settled_by=settled_by,
             )
-        return Settled(len(batches), rows, closed)
+        return Settled(settled, rows, closed)
 
     # --- reading the trail -----------------------------------------------------------
 
@@ -264,7 +269,7 @@ class Reconciler:
         mapping: ProductMapping,
         batch: OpenBatch,
         settled_by: str,
-    ) -> int:
+    ) -> int | None:
         target = self._target(customer, mapping, batch)
         if batch.masks:  # what this batch wrote, whatever the rule says now
             target = dataclasses.replace(target, masks=batch.masks)
@@ -293,23 +298,9 @@ class Reconciler:
             rows = dict(batch.rows) or {batch.table: applied}
         else:
             rows = {batch.table: applied} if applied else {}
-        self.bus.publish(
-            BatchSettled(
-                run_id=batch.run_id,
-                customer=batch.customer,
-                product=batch.product,
-                rule=batch.rule,
-                action=batch.action,
-                table=batch.table,
-                batch=batch.batch,
-                rows=rows,
-                applied=applied,
-                not_applied=tuple(sorted(present)),
-                settled_by=settled_by,
-                partial=bool(present) and applied > 0,
-            )
+        return self._publish(
+            batch, rows, applied, tuple(sorted(present)), settled_by, partial=bool(present)
         )
-        return sum(rows.values())
 
     def _settle_rows(
         self,
@@ -318,7 +309,7 @@ class Reconciler:
         hasher: KeyHasher,
         batch: OpenBatch,
         settled_by: str,
-    ) -> int:
+    ) -> int | None:
         """A table without a key: rows are named by their values, so identical rows count
         as many as the intent lists; a row still there counts as not applied (for identical
         rows this counts on the safe side: fewer applied, never more)."""
@@ -327,22 +318,50 @@ class Reconciler:
         missing = {h: min(n, present[h]) for h, n in wanted.items() if present[h]}
         applied = sum(wanted.values()) - sum(missing.values())
         rows = dict(batch.rows) if not missing else ({batch.table: applied} if applied else {})
-        self.bus.publish(
-            BatchSettled(
-                run_id=batch.run_id,
-                customer=batch.customer,
-                product=batch.product,
-                rule=batch.rule,
-                action=batch.action,
-                table=batch.table,
-                batch=batch.batch,
-                rows=rows,
-                applied=applied,
-                not_applied=tuple(sorted(h for h, n in missing.items() for _ in range(n))),
-                settled_by=settled_by,
-                partial=bool(missing) and applied > 0,
+        not_applied = tuple(sorted(h for h, n in missing.items() for _ in range(n)))
+        return self._publish(batch, rows, applied, not_applied, settled_by, partial=bool(missing))
+
+    def _publish(
+        self,
+        batch: OpenBatch,
+        rows: dict[str, int],
+        applied: int,
+        not_applied: tuple[str, ...],
+        settled_by: str,
+        *,
+        partial: bool,
+    ) -> int | None:
+        """Record the settlement; the rows it counts, or None when the batch got its outcome
+        meanwhile (its holder, starved past its lease but alive, recorded it after this run
+        read the batch open: worker/trailrows.py `BatchClosed`). That outcome stands."""
+        try:
+            self.bus.publish(
+                BatchSettled(
+                    run_id=batch.run_id,
+                    customer=batch.customer,
+                    product=batch.product,
+                    rule=batch.rule,
+                    action=batch.action,
+                    table=batch.table,
+                    batch=batch.batch,
+                    rows=rows,
+                    applied=applied,
+                    not_applied=not_applied,
+                    settled_by=settled_by,
+                    partial=partial and applied > 0,
+                )
             )
-        )
+        except StateError as exc:
+            if not isinstance(exc.__cause__, BatchClosed):
+                raise
+            log.info(
+                "reconcile.batch_closed_already",
+                run_id=batch.run_id,
+                rule=batch.rule,
+                batch=batch.batch,
+                settled_by=settled_by,
+            )
+            return None
         return sum(rows.values())
 
     def _target(self, customer: Customer, mapping: ProductMapping, batch: OpenBatch) -> Target:

@@ -1,8 +1,10 @@
 """The rows the audit trail keeps in step with its records, in the same transaction: a
 run's row in `runs` (`run.started` inserts it, `run.finished` sets its outcome) and a batch's
-row in `open_batches` (an intent opens it, its outcome closes it). A batch gets one outcome:
-a holder whose lease was lost and taken over does not record `batch.applied` or
-`batch.failed` for a batch the taker already settled (`open_batch_keeping`).
+row in `open_batches` (an intent opens it, its outcome closes it). A batch gets one outcome
+(`open_batch_keeping`, `BatchClosed`): a holder whose lease was lost and taken over does not
+record `batch.applied` or `batch.failed` for a batch the taker already settled, and a taker
+that read the batch open before its holder's outcome was committed does not record its
+`batch.settled` after that outcome.
 """
 
 from __future__ import annotations
@@ -83,34 +85,61 @@ def open_batch_keeping(event: Event) -> Also | None:
         return open_batch
     if isinstance(event, BatchApplied | BatchFailed | BatchSettled):
 
-        def close_batch(conn: Connection, _record: AuditRecord) -> None:
+        def close_batch(conn: Connection, record: AuditRecord) -> None:
             closed = conn.execute(open_batches.delete().where(*_batch_key(event))).rowcount
-            if closed == 0 and not isinstance(event, BatchSettled) and _settled(conn, event):
-                # A process whose lease was lost (starved past it) and taken over: the taker
-                # settled this batch already. One outcome per batch in the trail.
-                raise StateError(
-                    f"batch {event.batch} of rule {event.rule} of run {event.run_id} was "
-                    f"settled by another run, which took this pair over (this run's lease was "
-                    f"lost): its {event.name} is not recorded",
-                    transient=False,
+            if closed:
+                return
+            other = _other_outcome(conn, event, record.seq)
+            if other is None:
+                return
+            if isinstance(event, BatchSettled):
+                # A taker read the batch open, then its holder (starved past its lease, not
+                # dead) recorded its own outcome first; or another settler came first.
+                raise BatchClosed(
+                    f"batch {event.batch} of rule {event.rule} of run {event.run_id} has its "
+                    f"outcome already ({other}): this {event.name} is not recorded"
                 )
+            # A process whose lease was lost (starved past it) and taken over: the taker
+            # settled this batch already.
+            raise BatchClosed(
+                f"batch {event.batch} of rule {event.rule} of run {event.run_id} was "
+                f"settled by another run, which took this pair over (this run's lease was "
+                f"lost): its {event.name} is not recorded"
+            )
 
         return close_batch
     return None
 
 
-def _settled(conn: Connection, event: BatchApplied | BatchFailed) -> bool:
-    """Whether the trail holds a `batch.settled` of this very batch (another run settled
-    it). A batch without its row and without one is this record's own first attempt, whose
-    COMMIT's reply was lost: retried, it must go through."""
+class BatchClosed(StateError):
+    """A batch's outcome was recorded already by another record (`open_batch_keeping`):
+    one outcome per batch in the trail. Not transient: the record is refused for good."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=False)
+
+
+_OUTCOMES = (BatchApplied.name, BatchFailed.name, BatchSettled.name)
+
+
+def _other_outcome(
+    conn: Connection, event: BatchApplied | BatchFailed | BatchSettled, seq: int
+) -> str | None:
+    """The kind of an outcome of this very batch already in the trail, other than the
+    record `seq` (this record, new or found by a retry), or None. A batch without its row
+    and without another outcome is this record's own first attempt, whose COMMIT's reply
+    was lost: retried, it must go through."""
     found = conn.execute(
-        sa.select(audit_events.c.payload).where(
+        sa.select(audit_events.c.seq, audit_events.c.kind, audit_events.c.payload).where(
             audit_events.c.run_id == event.run_id,
             audit_events.c.rule == event.rule,
-            audit_events.c.kind == BatchSettled.name,
+            audit_events.c.kind.in_(_OUTCOMES),
         )
     )
-    return any(json.loads(payload).get("batch") == event.batch for (payload,) in found)
+    for other_seq, kind, payload in found:
+        if other_seq != seq and json.loads(payload).get("batch") == event.batch:
+            return str(kind)
+    return None
 
 
 def _batch_key(

@@ -6,14 +6,14 @@ The sequence behind the three-process acceptance test's one failure (stop 19), a
 audit subscriber sees it: run R's intent for batch 1 is committed; R's process is starved
 past its lease; another process takes the pair over and settles batch 1 as applied (its
 rows are gone); then R wakes and publishes `batch.applied` for batch 1. That record is
-refused: an exactly-once count of the keys an auditor makes counts them once. A retried
-append whose first attempt did commit (its reply lost) still goes through, and so does an
-outcome of an open batch.
+refused: an exactly-once count of the keys an auditor makes counts them once. The reverse
+order (a settlement read before the holder's outcome, recorded after it) and a second
+settler are refused too. A retried append whose first attempt did commit (its reply lost)
+still goes through, and so does an outcome of an open batch.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +26,7 @@ from worker.errors import StateError
 from worker.events import BatchApplied, BatchFailed, BatchIntent, BatchSettled
 from worker.state import StateStore
 from worker.state.models import audit_events, open_batches
+from worker.trailrows import BatchClosed
 
 AT = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 BATCH = {
@@ -39,6 +40,7 @@ BATCH = {
 }
 APPLIED = BatchApplied(**BATCH, rows={"child": 2}, categories=(), duration_seconds=0.1)
 FAILED = BatchFailed(**BATCH, error="rolled back", duration_seconds=0.1)
+SETTLED = BatchSettled(**BATCH, rows={"child": 2}, applied=2, not_applied=(), settled_by="t")
 
 
 @pytest.fixture
@@ -61,15 +63,18 @@ def _intent(trail: AuditTrail, batch: int = 1) -> None:
     trail(BatchIntent(**fields, key_hashes=("a" * 64, "b" * 64), cutoff=AT.date()))
 
 
-@pytest.mark.parametrize("outcome", [APPLIED, FAILED], ids=["applied", "failed"])
+@pytest.mark.parametrize(
+    "outcome", [APPLIED, FAILED, SETTLED], ids=["applied", "failed", "settled"]
+)
 def test_an_outcome_after_another_runs_settlement_is_refused(
     store: StateStore, outcome: BatchApplied | BatchFailed
 ) -> None:
     trail = AuditTrail(store, lambda: AT)
     _intent(trail)
     trail(BatchSettled(**BATCH, rows={"child": 2}, applied=2, not_applied=(), settled_by="t"))
-    with pytest.raises(AuditWriteError, match="settled by another run"):
+    with pytest.raises(AuditWriteError, match=r"another run|has its outcome already") as caught:
         trail(outcome)
+    assert isinstance(caught.value.__cause__, BatchClosed)
     kinds = _kinds(store)
     assert kinds.count("batch.applied") + kinds.count("batch.failed") == 0
     assert kinds.count("batch.settled") == 1
@@ -88,8 +93,9 @@ def test_an_outcome_of_an_open_batch_and_of_another_batch_go_through(store: Stat
     assert left == []
 
 
+@pytest.mark.parametrize("outcome", [APPLIED, SETTLED], ids=["applied", "settled"])
 def test_a_retried_outcome_whose_first_attempt_committed_goes_through(
-    store: StateStore, monkeypatch: pytest.MonkeyPatch
+    store: StateStore, monkeypatch: pytest.MonkeyPatch, outcome: BatchApplied | BatchSettled
 ) -> None:
     """The first attempt commits (the record, the open batch closed) but its reply is lost:
     the retry finds its own record and the batch already closed, and no settlement: it
@@ -112,23 +118,21 @@ def test_a_retried_outcome_whose_first_attempt_committed_goes_through(
         return attempt
 
     monkeypatch.setattr(store, "_appending", losing)
-    trail(APPLIED)
-    assert _kinds(store).count("batch.applied") == 1
+    trail(outcome)
+    assert _kinds(store).count(outcome.name) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fenced yet (stop 19's note): a settlement that read the batch open before its "
-    "own run's batch.applied committed is still recorded after it",
-)
-def test_a_settlement_after_the_batchs_own_outcome_adds_no_second_one(store: StateStore) -> None:
+@pytest.mark.parametrize("outcome", [APPLIED, FAILED], ids=["applied", "failed"])
+def test_a_settlement_after_the_batchs_own_outcome_adds_no_second_one(
+    store: StateStore, outcome: BatchApplied | BatchFailed
+) -> None:
     """The reverse order of the race: the taker read batch 1 open, its holder (starved past
     its lease, not dead) then recorded batch.applied, then the taker's settlement comes.
     One outcome per batch: the settlement must not be recorded as a second one."""
     trail = AuditTrail(store, lambda: AT)
     _intent(trail)
-    trail(APPLIED)
-    with contextlib.suppress(AuditWriteError):  # refused: as good as skipped, if it goes on
-        trail(BatchSettled(**BATCH, rows={"child": 2}, applied=2, not_applied=(), settled_by="t"))
+    trail(outcome)
+    with pytest.raises(AuditWriteError, match=f"has its outcome already \\({outcome.name}\\)"):
+        trail(SETTLED)
     kinds = _kinds(store)
-    assert kinds.count("batch.applied") + kinds.count("batch.settled") == 1
+    assert (kinds.count(outcome.name), kinds.count("batch.settled")) == (1, 0)

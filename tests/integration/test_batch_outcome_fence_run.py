@@ -12,101 +12,32 @@ closes A's run as crashed and deletes the last 10 children itself. Then A goes o
 from __future__ import annotations
 
 import datetime as dt
-import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
-from tests import kidsapp
-from tests.support import NOW, PEPPER
-from worker.app import build_runner, run_pairs, subscribe_state
-from worker.configload import Config, load_config
-from worker.events import BatchApplied, Event, EventBus, Outcome
-from worker.leases import Leases
-from worker.run import Runner
-from worker.runreport import RunReport
+from tests.integration.fence_support import (
+    LEASE_SECONDS,
+    Clock,
+    assert_no_personal_data,
+    config_for,
+    left_in,
+    runner_for,
+    trail_of,
+)
+from tests.support import NOW
+from worker.app import run_pairs
+from worker.events import BatchApplied, Event, Outcome
 from worker.state import StateStore
 from worker.verify import verify
-
-OLD = dt.date(2023, 1, 1)
-RECENT = dt.date(2026, 11, 20)
-LEASE_SECONDS = 60  # renewed every 20 s of real time: never within this test
-
-
-class Clock:
-    """The runs' and the leases' clock, moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> Iterator[StateStore]:
-    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
-    store.migrate()
-    yield store
-    store.close()
-
-
-def _config(tmp_path: Path, product_url: str) -> Config:
-    config = load_config(
-        kidsapp.write_config(
-            tmp_path / "config",
-            product=kidsapp.with_notes(batch_size=10),
-            customers={"kdv-a": {}},
-        )
-    )
-    config.raise_for_problems()
-    old = [(i, 1, OLD) for i in range(1, 31)]
-    kidsapp.create(product_url, [*old, (31, 1, RECENT), (32, 1, RECENT)], notes=2)
-    return config
-
-
-def _runner(
-    config: Config, url: str, state: StateStore, clock: Clock, holder: str, *first: Any
-) -> tuple[Runner, list[Event]]:
-    """A runner whose leases are `holder`'s on `clock`; `first` subscribers see each event
-    before the trail does."""
-    bus = EventBus()
-    for subscriber in first:
-        bus.subscribe(subscriber)
-    subscribe_state(bus, state, clock)
-    seen: list[Event] = []
-    bus.subscribe(seen.append)
-    runner = build_runner(
-        config, {kidsapp.URL_ENV: url}, bus, pepper=PEPPER, clock=clock, store=state
-    )
-    runner.leases = Leases(state, LEASE_SECONDS, clock=clock, holder=holder)
-    return runner, seen
-
-
-def _left(url: str) -> tuple[list[int], int]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            ids = conn.execute(sa.select(kidsapp.CHILD.c.id).order_by(kidsapp.CHILD.c.id))
-            notes = conn.execute(sa.select(sa.func.count()).select_from(kidsapp.NOTE)).scalar()
-            return list(ids.scalars()), int(notes or 0)
-    finally:
-        engine.dispose()
-
-
-def _trail(state: StateStore) -> list[tuple[str, str | None, dict[str, Any]]]:
-    with state.audit_snapshot() as (_head, records):
-        return [(r.kind, r.run_id, json.loads(r.payload)) for r in records]
 
 
 def test_a_run_whose_lease_was_taken_over_after_commit_records_no_second_outcome(
     tmp_path: Path, product_url: str, state: StateStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = _config(tmp_path, product_url)
+    config = config_for(tmp_path, product_url)
     clock = Clock()
     taker: dict[str, Any] = {}
 
@@ -117,7 +48,7 @@ def test_a_run_whose_lease_was_taken_over_after_commit_records_no_second_outcome
         clock.now += dt.timedelta(seconds=LEASE_SECONDS + 1)  # A starved past its lease
         # Another process: A's run is not among its own runs in progress.
         monkeypatch.setattr("worker.run.active_runs", set)
-        runner_b, taker["seen"] = _runner(config, product_url, state, clock, "pod-b|2")
+        runner_b, taker["seen"] = runner_for(config, product_url, state, clock, "pod-b|2")
 
         def run_b() -> None:  # a thread of its own: its own context, as another process
             try:
@@ -130,7 +61,7 @@ def test_a_run_whose_lease_was_taken_over_after_commit_records_no_second_outcome
         thread.join(timeout=60)
         monkeypatch.undo()
 
-    runner_a, _seen_a = _runner(config, product_url, state, clock, "pod-a|1", take_over)
+    runner_a, _seen_a = runner_for(config, product_url, state, clock, "pod-a|1", take_over)
     [report_a] = run_pairs(runner_a, list(config.pairs()), NOW, dry_run=False)
 
     assert "error" not in taker, taker.get("error")
@@ -141,9 +72,9 @@ def test_a_run_whose_lease_was_taken_over_after_commit_records_no_second_outcome
     # A neither ends succeeded nor has batch 2 recorded twice.
     assert report_a.outcome is not Outcome.SUCCEEDED
     assert report_a.outcome is Outcome.INTERRUPTED, (report_a.outcome, report_a.error)
-    _assert_no_personal_data(report_a)
+    assert_no_personal_data(report_a)
 
-    trail = _trail(state)
+    trail = trail_of(state)
     outcomes = [
         kind
         for kind, run_id, payload in trail
@@ -158,7 +89,7 @@ def test_a_run_whose_lease_was_taken_over_after_commit_records_no_second_outcome
     [settled] = [p for k, _r, p in trail if k == "batch.settled"]
     assert (settled["batch"], settled["applied"], settled["settled_by"]) == (2, 10, report_b.run_id)
     # Every row deleted once, and counted once by the trail.
-    assert _left(product_url) == ([31, 32], 4)
+    assert left_in(product_url) == ([31, 32], 4)
     counted: dict[str, int] = {}
     for kind, _run, payload in trail:
         if kind in ("batch.applied", "batch.settled"):
@@ -171,10 +102,3 @@ def test_a_run_whose_lease_was_taken_over_after_commit_records_no_second_outcome
     assert runs == finished
     result = verify(state)
     assert result.ok, result.reason
-
-
-def _assert_no_personal_data(report: RunReport) -> None:
-    """The refused record's error names batch, rule and run, never a child's values."""
-    text = report.error or ""
-    for value in ("Kind ", "pinda", "notitie"):
-        assert value not in text
