@@ -26,6 +26,7 @@ from worker.configload import Config
 from worker.errors import SettingsError
 from worker.events import EventBus, PairSkipped
 from worker.gate import Gatekeeper, HistoryRecorder
+from worker.idleends import IdleEnds
 from worker.leases import Leases
 from worker.policy import EffectiveRule, effective_rules
 from worker.reconcile import Reconciler, open_work
@@ -270,18 +271,25 @@ def run_pairs(
     tick unless a stop was asked for.
 
     Customers of one shared database are asked together whether anything is due (not in a
-    dry run; worker/together.py): a run found with nothing due then makes no count.
+    dry run; worker/together.py): a run found with nothing due then makes no count. The last
+    records of runs that wrote nothing to the state database are written together, several
+    runs in one transaction (worker/idleends.py), all of them before this returns.
     """
     pairs = list(pairs)
     reports: list[RunReport] = []
     waiting: list[tuple[float, Customer, ProductMapping]] = []
     runner.together = _together(runner, pairs, dry_run=dry_run, now=now)
+    if not dry_run and len(pairs) > 1:
+        runner.idle_ends = IdleEnds(runner.checkpointer, runner.clock)
     try:
         _run_all(
             runner, pairs, now, reports, waiting, dry_run=dry_run, wait=wait, announce=announce
         )
     finally:
         runner.together = None
+        ends, runner.idle_ends = runner.idle_ends, None
+        if ends is not None:
+            ends.flush()
     return reports
 
 
@@ -342,6 +350,8 @@ def _run_all(
     while waiting and not runner.stop.is_set():
         waiting.sort(key=lambda item: item[0])
         due, customer, mapping = waiting.pop(0)
+        if runner.idle_ends is not None:  # the waiting runs' records are not kept waiting
+            runner.idle_ends.flush()
         if runner.stop.wait(max(0.0, due - time.monotonic()) + WAIT_MARGIN_SECONDS):
             break
         report = _run_one(runner, customer, mapping, now, dry_run=dry_run)

@@ -214,7 +214,9 @@ def run(
     failover) are retried for RETENTION_RETRY_BUDGET_SECONDS (default 60). Customers of
     one shared PostgreSQL database are asked together (one statement per 100) whether any
     rule has rows due; a customer found with nothing due makes no count of its own if that
-    answer is at most RETENTION_SCHEMA_REUSE_SECONDS (default 30) old.
+    answer is at most RETENTION_SCHEMA_REUSE_SECONDS (default 30) old. The last records of
+    runs that changed and wrote nothing are written together, up to 32 runs in one state
+    transaction, all before the summary (their leases are kept until then).
 
     The daemon runs each customer × product on its schedule (default daily at 02:00 in
     the customer's time zone; a product mapping or customer file may set its own), serves

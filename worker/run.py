@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any, TypeVar
 
 import structlog
@@ -29,7 +30,7 @@ import structlog
 from connectors.base import Connector, ConnectorError, Target
 from worker.batches import RunInterrupted
 from worker.batchsize import LearnedSizes
-from worker.checkpoints import Checkpointer, Queued, publish_checkpoint
+from worker.checkpoints import Checkpointer, Queued
 from worker.config import Catalogue, Customer, ProductMapping
 from worker.drift import SchemaCheck, SchemaDrift
 from worker.errors import RetentionError
@@ -38,11 +39,11 @@ from worker.events import (
     EventBus,
     Outcome,
     RunFinished,
-    RunRecorded,
     RunStarted,
 )
 from worker.fingerprint import fingerprint, policy_document
 from worker.gate import Gatekeeper
+from worker.idleends import IdleEnds
 from worker.isolation import rule_failed, rule_failure
 from worker.leases import Busy, Lease, Leases, pair_tick
 from worker.logging import bind_run
@@ -51,10 +52,10 @@ from worker.policy import effective_rules
 from worker.reconcile import Reconciler
 from worker.retry import RetryPolicy
 from worker.rulework import count_backlogs, run_rule
+from worker.runend import RunEnds
 from worker.runreport import RunReport, Skipped, UnexpectedRunError
-from worker.runstate import active, active_runs, done_for_tick, idle
+from worker.runstate import active, active_runs, idle
 from worker.state.gather import Gathering, gathering
-from worker.state.runlog import RunClosed
 from worker.targets import overlapping
 from worker.together import Together
 
@@ -72,7 +73,7 @@ def _log_retry(attempt: int, wait: float, error: BaseException) -> None:
     log.warning("db.retry", attempt=attempt, wait_seconds=round(wait, 2), error=str(error))
 
 
-class Runner:
+class Runner(RunEnds):
     """Runs customer × product pairs; the same code serves `run --once` and the daemon."""
 
     def __init__(
@@ -117,6 +118,8 @@ class Runner:
         # (worker/drift.py SchemaCheck); 0: every run checks the schema itself.
         self.schema_reuse_seconds = schema_reuse_seconds
         self.together: Together | None = None  # set by run_pairs (worker/together.py)
+        # Idle runs' last records, written together (worker/idleends.py): set by run_pairs.
+        self.idle_ends: IdleEnds | None = None
         self._held = threading.local()
 
     def _retry(self, fn: Callable[..., T], *args: Any) -> T:
@@ -132,7 +135,23 @@ class Runner:
         when another process holds it (or, for a scheduled run, finished the pair in that
         tick), nothing runs and the report's `skipped` says why. Raises StateError when the
         lease cannot be taken.
+
+        With `idle_ends` set, a run that wrote nothing to the state database may hand its
+        last records (and its lease's end) over to be written with other idle runs'
+        (worker/idleends.py); they are written when enough runs wait or a run that wrote
+        anything ends here, and the report's outcome is final only then.
         """
+        self._held.handed = False
+        try:
+            return self._leased(customer, mapping, now, dry_run=dry_run)
+        finally:
+            ends = self.idle_ends
+            if ends is not None and (ends.full() or not self._held.handed):
+                ends.flush()
+
+    def _leased(
+        self, customer: Customer, mapping: ProductMapping, now: dt.datetime, *, dry_run: bool
+    ) -> RunReport:
         if dry_run or self.leases is None:
             return self._one(customer, mapping, now, dry_run=dry_run, lease=None)
         tick = pair_tick(customer, mapping, now)
@@ -147,15 +166,24 @@ class Runner:
                 skipped=Skipped(taken.why, taken.holder, taken.tick, taken.wait_seconds),
             )
         outcome: Outcome | None = None
+        keeping = ExitStack()
+        keeping.enter_context(taken.kept())
+
+        def release(outcome: Outcome | None) -> None:
+            """After the run's last records: stop renewing the lease, end it if they did not."""
+            keeping.close()
+            self._end_lease(taken, outcome)
+
+        self._held.release = release
         try:
-            with taken.kept():
-                report = self._one(customer, mapping, now, dry_run=False, lease=taken)
+            report = self._one(customer, mapping, now, dry_run=False, lease=taken)
             outcome = report.outcome
         except UnexpectedRunError as exc:
             outcome = exc.report.outcome
             raise
         finally:
-            self._end_lease(taken, outcome)
+            if self._held.__dict__.pop("release", None) is not None:  # not handed over
+                release(outcome)
         return report
 
     def _one(
@@ -178,26 +206,6 @@ class Runner:
                 return self._run(run_id, customer, mapping, now, gathered, dry_run=dry_run)
         finally:
             self._held.lease = None
-
-    @staticmethod
-    def _end_lease(lease: Lease, outcome: Outcome | None) -> None:
-        """Done for the tick when the run succeeded, ended partial or failed (the next tick
-        tries again: `done_for_tick`); released when it was interrupted, so another process
-        may finish it in this tick.
-        A failure to record it is logged: the lease then simply expires."""
-        if lease.ended:  # with the run's last records (`_queue_end`)
-            return
-        done = done_for_tick(outcome) and not lease.lost
-        try:
-            lease.end(done=done)
-        except RetentionError as exc:
-            log.warning(
-                "lease.end_failed",
-                customer=lease.customer,
-                product=lease.product,
-                tick=lease.tick.isoformat(),
-                error=str(exc),
-            )
 
     def check_stop(self) -> None:
         """Between batches: raise RunInterrupted when a stop was asked for, or when this
@@ -314,7 +322,8 @@ class Runner:
             if connector is not None:
                 connector.close()
         ended, duration = self.clock(), time.monotonic() - started
-        stored = False
+        queued: Queued | None = None
+        failure: RetentionError | None = None
         try:
             self.bus.publish(
                 RunFinished(
@@ -332,48 +341,17 @@ class Runner:
             # The run's bookkeeping that waited (start, policy, end, history, status) in
             # one transaction, unless a batch's intent carried it already; a real run's
             # checkpoint and lease end ride in it too.
-            queued = self._queue_end(report.outcome, dry_run)
+            handing = unexpected is None and self._may_hand_over(gathered, report)
+            queued = self._queue_end(report.outcome, dry_run, checkpoint=not handing)
+            if handing and self._hand_over(gathered, report, ended, duration):
+                return report
             gathered.flush()
-            stored = True
-        except RunClosed as exc:  # another run closed this one (its lease was lost): keep that
-            log.warning("run.closed_by_another", error=str(exc))
-            # The trail says crashed; this process saw its run cut off by the lost lease.
-            report.outcome = Outcome.INTERRUPTED
-            report.error = f"{report.error}; {exc}" if report.error else str(exc)
-        except RetentionError as exc:  # the trail could not record the end: say so, go on
-            report.outcome = Outcome.FAILED
-            report.error = f"{report.error}; {exc}" if report.error else str(exc)
-        else:
-            publish_checkpoint(self.checkpointer, self.bus, self.clock(), queued)
-        # Counted only now, as stored or refused: metrics never count an end the trail lacks.
-        recorded = RunRecorded(
-            outcome=report.outcome,
-            at=ended,
-            duration_seconds=duration,
-            stored=stored,
-            dry_run=dry_run,
-            **names,
-        )
-        try:
-            self.bus.publish(recorded)
-        except RetentionError as exc:  # a required subscriber down for every event (the trail)
-            log.warning("run.recorded_unpublished", run_id=run_id, error=str(exc))
+        except RetentionError as exc:
+            failure = exc
+        self._recorded(report, ended, duration, dry_run, queued, failure)
         if unexpected is not None:
             raise UnexpectedRunError(report) from unexpected
         return report
-
-    def _queue_end(self, outcome: Outcome, dry_run: bool) -> Queued | None:
-        """Queue a real run's checkpoint and its lease's end after its end record, for the
-        flush (worker/state/gather.py). The checkpoint is dropped, not the run's records,
-        when it fails; the lease's end is redone alone by `_end_lease` when the flush fails.
-        """
-        if dry_run:
-            return None
-        queued = self.checkpointer.make_later(self.clock()) if self.checkpointer else None
-        lease: Lease | None = getattr(self._held, "lease", None)
-        if lease is not None:
-            lease.end_later(done=done_for_tick(outcome))
-        return queued
 
     def _open(self, customer: Customer, mapping: ProductMapping) -> Connector:
         try:

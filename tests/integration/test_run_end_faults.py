@@ -1,4 +1,4 @@
-"""Faults in the last transaction of a run (worker/run.py `_queue_end`: its records, its
+"""Faults in the last transaction of a run (worker/runend.py `_queue_end`: its records, its
 checkpoint and its lease's end commit together), on SQLite and PostgreSQL state:
 
 - a lease's end the state database refuses (here a trigger on `leases`) loses none of the

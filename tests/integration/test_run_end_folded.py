@@ -1,5 +1,5 @@
 """A run's checkpoint and its lease's end ride in the transaction of its last records
-(worker/run.py `_queue_end`, worker/state/gather.py), on SQLite and PostgreSQL state:
+(worker/runend.py `_queue_end`, worker/state/gather.py), on SQLite and PostgreSQL state:
 
 - an idle run commits twice on the state database: its lease taken, then everything else;
 - the checkpoint made with a run covers that run's end (run.finished), and is published

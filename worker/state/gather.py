@@ -115,6 +115,7 @@ class Gathering:
     queued: dict[int, tuple[StateStore, list[Pending]]] = field(default_factory=dict)
     run_id: str | None = None
     flushing: bool = False  # the carrier of the queued work is `flush` (`Pending.run`)
+    wrote: bool = False  # a write of this context carried queued work (and committed)
 
     def add(self, store: StateStore, pending: Pending) -> None:
         """Queue `pending` for `store`."""
@@ -127,10 +128,21 @@ class Gathering:
 
     def done(self, store: StateStore, carried: list[Pending]) -> None:
         """`carried` committed: drop it from the queue, and tell those that asked."""
+        self.wrote = True
         self._drop(store, carried)
         for pending in carried:
             if pending.committed is not None:
                 pending.committed()
+
+    def hand_over(self) -> tuple[StateStore, list[Pending]] | None:
+        """Take the queued work out of this gathering, to be written with other runs' (a run
+        that wrote nothing yet: worker/idleends.py); None, and nothing taken, when this
+        context wrote already or its work is for more than one store."""
+        if self.wrote or len(self.queued) != 1:
+            return None
+        [(store, work)] = self.queued.values()
+        self.queued.clear()
+        return store, work
 
     def flush(self) -> None:
         """Commit what is still queued: one transaction per state store.
@@ -227,6 +239,17 @@ _CURRENT: ContextVar[Gathering | None] = ContextVar("retention_state_gathering",
 def current() -> Gathering | None:
     """The gathering of this context, if a `gathering()` is active."""
     return _CURRENT.get()
+
+
+@contextmanager
+def using(gathered: Gathering) -> Iterator[Gathering]:
+    """Make `gathered` this context's gathering for the block (a joint flush of work
+    handed over by several runs: worker/idleends.py)."""
+    token = _CURRENT.set(gathered)
+    try:
+        yield gathered
+    finally:
+        _CURRENT.reset(token)
 
 
 @contextmanager
