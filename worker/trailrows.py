@@ -28,8 +28,8 @@ from worker.events import (
 )
 from worker.owner import process_owner
 from worker.state import AuditRecord
-from worker.state.models import audit_events, open_batches
-from worker.state.runlog import finish_run_in, start_run_later_in
+from worker.state.models import audit_events, open_batches, runs
+from worker.state.runlog import RunClosed, finish_run_in, start_run_later_in
 from worker.state.store import Also
 
 
@@ -70,7 +70,23 @@ def open_batch_keeping(event: Event) -> Also | None:
 
         def open_batch(conn: Connection, record: AuditRecord) -> None:
             key = _batch_key(event)
-            if conn.execute(sa.select(open_batches.c.run_id).where(*key)).first() is None:
+            is_open, ended = conn.execute(
+                sa.select(
+                    sa.exists().where(*key),
+                    sa.select(runs.c.outcome)
+                    .where(runs.c.run_id == event.run_id)
+                    .scalar_subquery(),
+                )
+            ).one()
+            if ended is not None:
+                # Another run closed this one (its lease was taken over while it was
+                # starved): its end counted the batches it had. A batch begun after it
+                # would change rows no end counts; the product transaction rolls back.
+                raise RunClosed(
+                    f"run {event.run_id} already ended ({ended}): its batch {event.batch} "
+                    f"of rule {event.rule} is not begun"
+                )
+            if not is_open:
                 conn.execute(
                     open_batches.insert().values(
                         run_id=event.run_id,

@@ -1,0 +1,80 @@
+"""One outcome per batch, and each row counted once by the runs' ends (worker/trailrows.py,
+worker/batchsteps.py), on SQLite and PostgreSQL state: what a run taken over while starved
+may still record.
+
+- a batch begun after another run closed this run as crashed is refused (its product
+  transaction rolls back): that end counted the batches the run had;
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from worker.audit import AuditTrail, AuditWriteError
+from worker.events import (
+    BatchApplied,
+    BatchIntent,
+    Outcome,
+    RunFinished,
+    RunStarted,
+)
+from worker.state import StateStore
+from worker.state.models import audit_events, open_batches
+from worker.state.runlog import RunClosed
+
+AT = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
+RUN = {"run_id": "r" * 32, "customer": "kdv-001", "product": "kidsapp"}
+BATCH = {**RUN, "rule": "kidsapp.child", "action": "delete", "table": "child", "batch": 1}
+ROWS = {"child": 3, "child_note": 6}
+
+
+@pytest.fixture
+def store(state_url: str) -> Iterator[StateStore]:
+    found = StateStore(state_url)
+    try:
+        yield found
+    finally:
+        found.close()
+
+
+def _intent(trail: AuditTrail, batch: int = 1) -> None:
+    fields: dict[str, Any] = {**BATCH, "batch": batch}
+    trail(BatchIntent(**fields, key_hashes=("a" * 64,), cutoff=AT.date(), rows=ROWS))
+
+
+def _crashed(processed: dict[tuple[str, str], dict[str, int]] | None = None) -> RunFinished:
+    why = "RunCrashed: the run ended without finishing; closed by run t"
+    return RunFinished(
+        **RUN,
+        outcome=Outcome.CRASHED,
+        at=AT,
+        duration_seconds=0.0,
+        processed=processed or {},
+        error=why,
+    )
+
+
+def _read(store: StateStore, query: Any) -> list[Any]:
+    return store.read("reading", lambda c: list(c.execute(query)))
+
+
+def test_a_batch_of_a_run_closed_by_another_is_not_begun(store: StateStore) -> None:
+    """Run R was closed as crashed by a taker (its lease was taken over); R, starved and
+    awake again, begins batch 2: its intent is refused, so the product transaction it is
+    written in rolls back, and R's crashed end stays the count of everything R changed."""
+    trail = AuditTrail(store, lambda: AT)
+    trail(RunStarted(**RUN, at=AT))
+    _intent(trail, 1)
+    trail(BatchApplied(**BATCH, rows=ROWS, categories=(), duration_seconds=0.1))
+    trail(_crashed({("kidsapp.child", "delete"): ROWS}))
+    with pytest.raises(AuditWriteError, match="already ended \\(crashed\\)") as caught:
+        _intent(trail, 2)
+    assert isinstance(caught.value.__cause__, RunClosed)
+    kinds = [k for (k,) in _read(store, sa.select(audit_events.c.kind))]
+    assert kinds == ["run.started", "batch.intent", "batch.applied", "run.finished"]
+    assert _read(store, sa.select(open_batches)) == []

@@ -1,0 +1,169 @@
+"""End to end, the windows of a takeover that the fence of worker/trailrows.py left open:
+each row counted once by the runs' ends, SQLite and PostgreSQL state, SQLite product.
+
+Run A of kdv-a × kidsapp deletes 30 old children (2 notes each) in batches of 10 (90 rows).
+A is "starved" at a chosen step: the lease clock jumps past A's lease and run B (another
+runner, on its own thread, as another process would be) takes the pair over, and settles
+A's open batch 2; B pauses at a chosen step while A goes on. The sum of the runs'
+`rows_changed` must be the 90 rows deleted, and no record of A may follow A's end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from tests.integration.fence_support import (
+    LEASE_SECONDS,
+    Clock,
+    config_for,
+    left_in,
+    runner_for,
+    trail_of,
+)
+from tests.support import NOW
+from worker.app import run_pairs
+from worker.configload import Config
+from worker.events import (
+    BatchApplied,
+    BatchSettled,
+    Event,
+    Outcome,
+    RunRecorded,
+)
+from worker.runreport import RunReport
+from worker.state import StateStore
+from worker.verify import verify
+
+WAIT = 60.0  # seconds; a step that takes this long is a hang, reported as such
+ALL_ROWS = 90  # 30 children and their 60 notes
+
+
+@pytest.fixture
+def shared_state(state_url: str) -> Iterator[StateStore]:
+    store = StateStore(state_url)
+    yield store
+    store.close()
+
+
+class Takeover:
+    """B: started from one of A's subscribers (A starved past its lease), on a thread of its
+    own; `first` sees B's events before the trail does, `after` once it has."""
+
+    def __init__(self, config: Config, url: str, state: StateStore, clock: Clock) -> None:
+        self.config, self.url, self.state, self.clock = config, url, state, clock
+        self.run_a = ""
+        self.a_done = threading.Event()  # A's end is recorded (or refused)
+        self.thread: threading.Thread | None = None
+        self.reports: list[RunReport] = []
+        self.logs: list[dict[str, Any]] = []
+        self.error: BaseException | None = None
+
+    def start(
+        self,
+        run_a: str,
+        monkeypatch: pytest.MonkeyPatch,
+        first: Callable[[Event], None],
+        after: Callable[[Event], None],
+    ) -> None:
+        self.run_a = run_a
+        self.clock.now += dt.timedelta(seconds=LEASE_SECONDS + 1)  # A starved past its lease
+        monkeypatch.setattr("worker.run.active_runs", set)  # A's run is not one of B's own
+        runner_b, _seen = runner_for(
+            self.config, self.url, self.state, self.clock, "pod-b|2", first
+        )
+        runner_b.bus.subscribe(after)
+
+        def run_b() -> None:
+            try:
+                with structlog.testing.capture_logs() as logs:
+                    self.reports = run_pairs(
+                        runner_b, list(self.config.pairs()), NOW, dry_run=False
+                    )
+                self.logs = logs
+            except BaseException as exc:  # noqa: BLE001  (reported by the test)
+                self.error = exc
+
+        self.thread = threading.Thread(target=run_b)
+        self.thread.start()
+
+    def a_ended(self, event: Event) -> None:
+        """A's subscriber after the trail: A's end is recorded; B goes on, A waits for it."""
+        if isinstance(event, RunRecorded) and event.run_id == self.run_a:
+            self.a_done.set()
+            if self.thread is not None:
+                self.thread.join(timeout=WAIT)
+
+    def check(self, report_a: RunReport) -> RunReport:
+        """B ran and succeeded; every row deleted once and counted once by the runs' ends,
+        and no record of A after A's end; the chain verifies. Returns B's report."""
+        assert self.error is None, self.error
+        assert self.thread is not None and not self.thread.is_alive()
+        [report_b] = self.reports
+        assert report_b.outcome is Outcome.SUCCEEDED, report_b.error
+        assert report_a.run_id == self.run_a
+        assert left_in(self.url) == ([31, 32], 4)
+        trail = trail_of(self.state)
+        ends = [i for i, (k, r, _p) in enumerate(trail) if k == "run.finished" and r == self.run_a]
+        assert len(ends) == 1
+        assert [k for k, r, _p in trail[ends[0] + 1 :] if r == self.run_a] == []
+        runs = {r.run_id: r.rows_changed for r in self.state.recent_runs(5)}
+        assert sum(runs.values()) == ALL_ROWS, runs
+        result = verify(self.state)
+        assert result.ok, result.reason
+        return report_b
+
+
+def _outcomes(state: StateStore, run_id: str) -> list[tuple[str, int]]:
+    batch_kinds = ("batch.applied", "batch.failed", "batch.settled")
+    return [(k, p["batch"]) for k, r, p in trail_of(state) if r == run_id and k in batch_kinds]
+
+
+def test_a_batch_begun_after_the_taker_closed_the_run_is_not_begun(
+    tmp_path: Path, product_url: str, shared_state: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A records batch 2's outcome before B's settlement (refused), B closes A's run as
+    crashed (60 rows) and pauses; A, unaware its lease was lost, begins batch 3: its intent
+    is refused and the batch rolls back. B deletes those rows itself."""
+    config = config_for(tmp_path, product_url)
+    b = Takeover(config, product_url, shared_state, Clock())
+    b_settling, a_recorded, b_closed_a = threading.Event(), threading.Event(), threading.Event()
+
+    def b_first(event: Event) -> None:
+        if isinstance(event, BatchSettled) and event.batch == 2:
+            b_settling.set()
+            assert a_recorded.wait(WAIT), "A's batch.applied never reached the trail"
+
+    def b_after(event: Event) -> None:
+        if isinstance(event, RunRecorded) and event.run_id == b.run_a:
+            b_closed_a.set()
+            assert b.a_done.wait(WAIT), "A never ended"
+
+    def a_first(event: Event) -> None:
+        if isinstance(event, BatchApplied) and event.batch == 2 and b.thread is None:
+            b.start(event.run_id, monkeypatch, b_first, b_after)
+            assert b_settling.wait(WAIT), "B never came to settle batch 2"
+            monkeypatch.undo()
+
+    def a_after(event: Event) -> None:
+        if isinstance(event, BatchApplied) and event.batch == 2 and not a_recorded.is_set():
+            a_recorded.set()
+            assert b_closed_a.wait(WAIT), "B never closed A's run"
+
+    runner_a, _seen = runner_for(config, product_url, shared_state, b.clock, "pod-a|1", a_first)
+    runner_a.bus.subscribe(a_after)
+    runner_a.bus.subscribe(b.a_ended)
+    [report_a] = run_pairs(runner_a, list(config.pairs()), NOW, dry_run=False)
+
+    assert report_a.outcome is Outcome.INTERRUPTED, (report_a.outcome, report_a.error)
+    assert "is not begun" in (report_a.error or "")
+    report_b = b.check(report_a)
+    assert _outcomes(shared_state, b.run_a) == [("batch.applied", 1), ("batch.applied", 2)]
+    ends = {r.run_id: (r.outcome, r.rows_changed) for r in shared_state.recent_runs(5)}
+    assert ends == {b.run_a: ("crashed", 60), report_b.run_id: ("succeeded", 30)}
