@@ -45,7 +45,7 @@ from worker.state import StateStore
 from worker.state.models import audit_events, open_batches, runs
 from worker.state.runlog import RunClosed
 from worker.targets import masks_of_intent, target_for
-from worker.trailrows import BatchClosed
+from worker.trailrows import BatchClosed, RunBusy
 
 log = structlog.get_logger("worker.reconcile")
 SCAN_PAGE = 5_000
@@ -177,8 +177,7 @@ class Reconciler:
                 settled += 1
         closed = 0
         for run_id in self._open_runs(customer.customer, mapping.product, busy):
-            self._close_run(run_id, customer.customer, mapping.product, settled_by)
-            closed += 1
+            closed += self._close_run(run_id, customer.customer, mapping.product, settled_by)
         if settled or closed:
             log.warning(
                 "reconcile.settled",
@@ -381,9 +380,10 @@ class Reconciler:
                 )
         raise LookupError(f"no rule of {mapping.product} acts on table {batch.table} any more")
 
-    def _close_run(self, run_id: str, customer: str, product: str, settled_by: str) -> None:
-        """Record the end of a run a crash left open. Another process that closed it a
-        moment earlier (its own reconciliation) wins: the end is recorded once."""
+    def _close_run(self, run_id: str, customer: str, product: str, settled_by: str) -> bool:
+        """Record the end of a run a crash left open (True), once: another process that
+        closed it a moment earlier wins, and a run that began a batch since its batches were
+        settled is alive (worker/trailrows.py `RunBusy`): it ends itself."""
         processed = self._processed(run_id)
         why = f"RunCrashed: the run ended without finishing; closed by run {settled_by}"
         at = self.clock()
@@ -394,14 +394,18 @@ class Reconciler:
                 )
             )
         except StateError as exc:
+            if isinstance(exc.__cause__, RunBusy):
+                log.info("reconcile.run_in_progress", run_id=run_id, settled_by=settled_by)
+                return False
             if not isinstance(exc.__cause__, RunClosed):
                 raise
             # The closer that won counts it; counting it here too would count it twice.
             log.info("reconcile.closed_already", run_id=run_id, settled_by=settled_by)
-            return
+            return False
         self.bus.publish(
             RunRecorded(run_id, customer, product, Outcome.CRASHED, at, 0.0, stored=True)
         )
+        return True
 
     def _processed(self, run_id: str) -> dict[tuple[str, str], dict[str, int]]:
         """Rows per (rule, action) and table that a run's applied and settled batches

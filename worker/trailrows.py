@@ -23,6 +23,7 @@ from worker.events import (
     BatchIntent,
     BatchSettled,
     Event,
+    Outcome,
     RunFinished,
     RunStarted,
 )
@@ -49,6 +50,19 @@ def run_keeping(event: Event, payload: dict[str, Any], database: str) -> Also | 
     if isinstance(event, RunFinished):
 
         def finish(conn: Connection, _record: AuditRecord) -> None:
+            if (
+                event.outcome is Outcome.CRASHED
+                and conn.execute(
+                    sa.select(sa.exists().where(open_batches.c.run_id == event.run_id))
+                ).scalar()
+            ):
+                # Another run closes this one, which began a batch after the closer settled
+                # its batches: it is alive (starved past its lease, awake again). Its end
+                # would not count that batch; it is left open (`RunBusy`).
+                raise RunBusy(
+                    f"run {event.run_id} has a batch open: it is in progress, and is not "
+                    "closed as crashed"
+                )
             finish_run_in(
                 conn,
                 event.run_id,
@@ -125,6 +139,11 @@ def open_batch_keeping(event: Event) -> Also | None:
 
         return close_batch
     return None
+
+
+class RunBusy(StateError):
+    """A run's crashed end, by another run, refused: the run has a batch open, begun after
+    the closer settled the run's batches (`run_keeping`). Not transient."""
 
 
 class BatchClosed(StateError):

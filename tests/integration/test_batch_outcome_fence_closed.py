@@ -4,6 +4,8 @@ may still record.
 
 - a batch begun after another run closed this run as crashed is refused (its product
   transaction rolls back): that end counted the batches the run had;
+- a crashed end, by another run, of a run with a batch open is refused: the run is alive
+  (it began the batch after the closer settled its batches) and ends itself;
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from worker.events import (
     RunStarted,
 )
 from worker.state import StateStore
-from worker.state.models import audit_events, open_batches
+from worker.state.models import audit_events, open_batches, runs
 from worker.state.runlog import RunClosed
+from worker.trailrows import RunBusy
 
 AT = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 RUN = {"run_id": "r" * 32, "customer": "kdv-001", "product": "kidsapp"}
@@ -78,3 +81,38 @@ def test_a_batch_of_a_run_closed_by_another_is_not_begun(store: StateStore) -> N
     kinds = [k for (k,) in _read(store, sa.select(audit_events.c.kind))]
     assert kinds == ["run.started", "batch.intent", "batch.applied", "run.finished"]
     assert _read(store, sa.select(open_batches)) == []
+
+
+def test_a_crashed_end_of_a_run_with_a_batch_open_is_refused(store: StateStore) -> None:
+    """A closer settled R's batches, then R (alive) began batch 2: R's crashed end would not
+    count batch 2, whose outcome R records after it. The end is refused; R stays open."""
+    trail = AuditTrail(store, lambda: AT)
+    trail(RunStarted(**RUN, at=AT))
+    _intent(trail, 2)
+    with pytest.raises(AuditWriteError, match="has a batch open") as caught:
+        trail(_crashed())
+    assert isinstance(caught.value.__cause__, RunBusy)
+    assert _read(store, sa.select(runs.c.outcome)) == [(None,)]
+    # R records its outcome and its own end, which counts the batch.
+    trail(BatchApplied(**{**BATCH, "batch": 2}, rows=ROWS, categories=(), duration_seconds=0.1))
+    trail(
+        RunFinished(
+            **RUN,
+            outcome=Outcome.INTERRUPTED,
+            at=AT,
+            duration_seconds=1.0,
+            processed={("kidsapp.child", "delete"): ROWS},
+        )
+    )
+    assert _read(store, sa.select(runs.c.outcome, runs.c.rows_changed)) == [("interrupted", 9)]
+
+
+def test_an_own_end_with_a_batch_open_goes_through(store: StateStore) -> None:
+    """A run that ends itself (failed: the state database refused its batch.applied) with a
+    batch open is recorded: the batch is settled later."""
+    trail = AuditTrail(store, lambda: AT)
+    trail(RunStarted(**RUN, at=AT))
+    _intent(trail, 1)
+    trail(RunFinished(**RUN, outcome=Outcome.FAILED, at=AT, duration_seconds=1.0, error="x"))
+    assert _read(store, sa.select(runs.c.outcome)) == [("failed",)]
+    assert len(_read(store, sa.select(open_batches))) == 1

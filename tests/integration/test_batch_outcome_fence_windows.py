@@ -32,9 +32,11 @@ from worker.app import run_pairs
 from worker.configload import Config
 from worker.events import (
     BatchApplied,
+    BatchIntent,
     BatchSettled,
     Event,
     Outcome,
+    RunFinished,
     RunRecorded,
 )
 from worker.runreport import RunReport
@@ -167,3 +169,48 @@ def test_a_batch_begun_after_the_taker_closed_the_run_is_not_begun(
     assert _outcomes(shared_state, b.run_a) == [("batch.applied", 1), ("batch.applied", 2)]
     ends = {r.run_id: (r.outcome, r.rows_changed) for r in shared_state.recent_runs(5)}
     assert ends == {b.run_a: ("crashed", 60), report_b.run_id: ("succeeded", 30)}
+
+
+def test_a_run_that_began_a_batch_after_its_batches_were_settled_is_not_closed(
+    tmp_path: Path, product_url: str, shared_state: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B reads A's batch 2 open; A records its outcome (B's settlement is then refused) and
+    begins batch 3; B would close A's run as crashed now, counting batches 1 and 2 only.
+    The close is refused (A has batch 3 open): A records batch 3 and ends itself."""
+    config = config_for(tmp_path, product_url)
+    b = Takeover(config, product_url, shared_state, Clock())
+    b_settling, a_began_3, b_tried = threading.Event(), threading.Event(), threading.Event()
+
+    def b_first(event: Event) -> None:
+        if isinstance(event, BatchSettled) and event.batch == 2:
+            b_settling.set()
+            assert a_began_3.wait(WAIT), "A never began batch 3"
+
+    def b_after(event: Event) -> None:  # sees A's crashed end, recorded or refused
+        if isinstance(event, RunFinished) and event.run_id == b.run_a:
+            b_tried.set()
+            assert b.a_done.wait(WAIT), "A never ended"
+
+    def a_first(event: Event) -> None:
+        if isinstance(event, BatchApplied) and event.batch == 2 and b.thread is None:
+            b.start(event.run_id, monkeypatch, b_first, b_after)
+            assert b_settling.wait(WAIT), "B never came to settle batch 2"
+            monkeypatch.undo()
+
+    def a_after(event: Event) -> None:
+        if isinstance(event, BatchIntent) and event.batch == 3 and not a_began_3.is_set():
+            a_began_3.set()
+            assert b_tried.wait(WAIT), "B never came to close A's run"
+
+    runner_a, _seen = runner_for(config, product_url, shared_state, b.clock, "pod-a|1", a_first)
+    runner_a.bus.subscribe(a_after)
+    runner_a.bus.subscribe(b.a_ended)
+    [report_a] = run_pairs(runner_a, list(config.pairs()), NOW, dry_run=False)
+
+    report_b = b.check(report_a)
+    busy = [e["run_id"] for e in b.logs if e["event"] == "reconcile.run_in_progress"]
+    assert busy == [b.run_a]
+    assert _outcomes(shared_state, b.run_a) == [("batch.applied", n) for n in (1, 2, 3)]
+    ends = {r.run_id: r.rows_changed for r in shared_state.recent_runs(5)}
+    assert ends == {b.run_a: ALL_ROWS, report_b.run_id: 0}
+    assert report_a.outcome is Outcome.SUCCEEDED, report_a.error  # it never saw its lease lost
