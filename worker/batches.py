@@ -44,6 +44,7 @@ from worker.batchsteps import (
     count_changed,
     publish_applied,
     publish_failed,
+    publish_outcome,
     settle_lost_commit,
     sizer_for,
     stopped_by_hold,
@@ -309,7 +310,7 @@ def _one_batch(
     except AmbiguousCommit as lost:
         found = settle_lost_commit(runner, connector, target, change, lost.applied)
         if found is None:
-            publish_failed(runner, batch, LOST_COMMIT, started, {**common, **names})
+            publish_failed(runner, plan, batch, LOST_COMMIT, started, {**common, **names})
             return False
         if (
             found.changed_keys != lost.applied.changed_keys
@@ -317,7 +318,9 @@ def _one_batch(
             missing = [k for k in lost.applied.changed_keys if k not in set(found.changed_keys)]
             if skipped is not None:
                 skipped.append(True)
-            runner.bus.publish(
+            publish_outcome(
+                runner,
+                plan,
                 BatchSettled(
                     batch=batch,
                     rows=dict(found),
@@ -327,19 +330,19 @@ def _one_batch(
                     partial=True,
                     **common,
                     **names,
-                )
+                ),
             )
             count_changed(plan, found)
             return True
         applied = found
     except RowsRefused as exc:
         if prepared:  # refused at COMMIT (a deferred constraint): close the intent
-            publish_failed(runner, batch, str(exc), started, {**common, **names})
+            publish_failed(runner, plan, batch, str(exc), started, {**common, **names})
         raise  # the caller splits the batch (worker/isolation.py)
     except ConnectorError as exc:
         if sizer is not None:
             sizer.failed()
-        publish_failed(runner, batch, str(exc), started, {**common, **names})
+        publish_failed(runner, plan, batch, str(exc), started, {**common, **names})
         raise
     if applied.held_keys and skipped is not None:
         skipped.append(True)  # a hold placed meanwhile kept these rows: they are still owed

@@ -1,5 +1,7 @@
 """Steps the batches of keyed and keyless tables share: settling a batch whose COMMIT reply
-was lost, adding a batch's rows to the rule's figures, stopping a rule a new hold covers."""
+was lost, adding a batch's rows to the rule's figures, stopping a rule a new hold covers,
+publishing a batch's outcome (refused when a run that took the pair over recorded it first:
+`OutcomeRefused`)."""
 
 from __future__ import annotations
 
@@ -10,12 +12,14 @@ from typing import TYPE_CHECKING, Any
 from connectors.base import Applied, Change, Connector, Target
 from worker.batchsize import BatchSizer
 from worker.config import ProductMapping
-from worker.events import BatchApplied, BatchFailed, RuleGated
+from worker.errors import AuditWriteError, RetentionError
+from worker.events import BatchApplied, BatchFailed, BatchSettled, RuleGated
 from worker.gate import held_by
 from worker.holds import ActiveHolds
 from worker.periods import add_period
 from worker.policy import EffectiveRule
 from worker.runreport import RulePlan
+from worker.trailrows import BatchClosed
 
 if TYPE_CHECKING:
     from worker.run import Runner
@@ -103,13 +107,42 @@ def sizer_for(
 LOST_COMMIT = "LostCommit: the reply to COMMIT was lost and nothing was committed"
 
 
+class OutcomeRefused(RetentionError):
+    """This run's outcome of a batch was refused: a run that took the pair over (this run's
+    lease was lost while it was starved) recorded the batch's outcome first. The run stops
+    as interrupted."""
+
+
+def publish_outcome(
+    runner: Runner, plan: RulePlan, event: BatchApplied | BatchFailed | BatchSettled
+) -> None:
+    """Publish a batch's outcome. When the trail refuses it, another run having recorded the
+    batch's outcome first (worker/trailrows.py `BatchClosed`), the rows that outcome counts
+    under this run are added to the rule's figures (the run's end then counts each row the
+    trail counts under it, once) and OutcomeRefused stops the run."""
+    try:
+        runner.bus.publish(event)
+    except AuditWriteError as exc:
+        closed = exc.__cause__
+        if not isinstance(closed, BatchClosed):
+            raise
+        count_changed(plan, closed.rows)
+        raise OutcomeRefused(str(exc)) from exc
+
+
 def publish_failed(
-    runner: Runner, batch: int, error: str, started: float, labels: Mapping[str, Any]
+    runner: Runner,
+    plan: RulePlan,
+    batch: int,
+    error: str,
+    started: float,
+    labels: Mapping[str, Any],
 ) -> None:
     """`batch.failed` of batch `batch` begun at monotonic `started` (seconds); `labels` are
     the rule, action, table and run names."""
-    runner.bus.publish(
-        BatchFailed(batch=batch, error=error, duration_seconds=time.monotonic() - started, **labels)
+    duration = time.monotonic() - started
+    publish_outcome(
+        runner, plan, BatchFailed(batch=batch, error=error, duration_seconds=duration, **labels)
     )
 
 
@@ -127,7 +160,9 @@ def publish_applied(
     """`batch.applied`: the rows per table, the rule's categories, when the rows are gone
     from the product's backups too, the held records' hashes."""
     backups = runner.catalogue.products[mapping.product].backup_retention
-    runner.bus.publish(
+    publish_outcome(
+        runner,
+        plan,
         BatchApplied(
             batch=batch,
             rows=dict(applied),
@@ -136,5 +171,5 @@ def publish_applied(
             duration_seconds=time.monotonic() - started,
             held=held,
             **labels,
-        )
+        ),
     )

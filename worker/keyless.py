@@ -75,11 +75,11 @@ def keyless_batches(
         except AmbiguousCommit as lost:
             found = settle_lost_commit(runner, connector, target, Change.DELETE, lost.applied)
             if found is None:
-                publish_failed(runner, number, LOST_COMMIT, started, {**common, **names})
+                publish_failed(runner, plan, number, LOST_COMMIT, started, {**common, **names})
                 continue
             applied = found
         except ConnectorError as exc:
-            publish_failed(runner, number, str(exc), started, {**common, **names})
+            publish_failed(runner, plan, number, str(exc), started, {**common, **names})
             raise
         if not applied.changed_keys:
             return

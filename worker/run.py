@@ -30,6 +30,7 @@ import structlog
 from connectors.base import Connector, ConnectorError, Target
 from worker.batches import RunInterrupted
 from worker.batchsize import LearnedSizes
+from worker.batchsteps import OutcomeRefused
 from worker.checkpoints import Checkpointer, Queued
 from worker.config import Catalogue, Customer, ProductMapping
 from worker.drift import SchemaCheck, SchemaDrift
@@ -312,6 +313,8 @@ class Runner(RunEnds):
                 report.outcome = Outcome.PARTIAL
         except RunInterrupted:
             report.outcome = Outcome.INTERRUPTED
+        except OutcomeRefused as exc:  # taken over: as a run whose lease was lost
+            report.outcome, report.error = Outcome.INTERRUPTED, str(exc)
         except (RetentionError, ConnectorError) as exc:
             report.outcome, report.error = Outcome.FAILED, str(exc)
         except Exception as exc:  # noqa: BLE001  (one pair's bug must not stop the others)

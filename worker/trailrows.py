@@ -119,22 +119,25 @@ def open_batch_keeping(event: Event) -> Also | None:
             closed = conn.execute(open_batches.delete().where(*_batch_key(event))).rowcount
             if closed:
                 return
-            other = _other_outcome(conn, event, record.seq)
-            if other is None:
+            found = _other_outcome(conn, event, record.seq)
+            if found is None:
                 return
+            other, rows = found
             if isinstance(event, BatchSettled):
                 # A taker read the batch open, then its holder (starved past its lease, not
                 # dead) recorded its own outcome first; or another settler came first.
                 raise BatchClosed(
                     f"batch {event.batch} of rule {event.rule} of run {event.run_id} has its "
-                    f"outcome already ({other}): this {event.name} is not recorded"
+                    f"outcome already ({other}): this {event.name} is not recorded",
+                    rows,
                 )
             # A process whose lease was lost (starved past it) and taken over: the taker
             # settled this batch already.
             raise BatchClosed(
                 f"batch {event.batch} of rule {event.rule} of run {event.run_id} was "
                 f"settled by another run, which took this pair over (this run's lease was "
-                f"lost): its {event.name} is not recorded"
+                f"lost): its {event.name} is not recorded",
+                rows,
             )
 
         return close_batch
@@ -148,10 +151,13 @@ class RunBusy(StateError):
 
 class BatchClosed(StateError):
     """A batch's outcome was recorded already by another record (`open_batch_keeping`):
-    one outcome per batch in the trail. Not transient: the record is refused for good."""
+    one outcome per batch in the trail. Not transient: the record is refused for good.
+    `rows`: the rows per table that outcome counts under the batch's run (what the run's
+    own end counts for the batch: worker/batchsteps.py `publish_outcome`)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, rows: dict[str, int] | None = None) -> None:
         super().__init__(message, transient=False)
+        self.rows = dict(rows or {})
 
 
 _OUTCOMES = (BatchApplied.name, BatchFailed.name, BatchSettled.name)
@@ -159,9 +165,9 @@ _OUTCOMES = (BatchApplied.name, BatchFailed.name, BatchSettled.name)
 
 def _other_outcome(
     conn: Connection, event: BatchApplied | BatchFailed | BatchSettled, seq: int
-) -> str | None:
-    """The kind of an outcome of this very batch already in the trail, other than the
-    record `seq` (this record, new or found by a retry), or None. A batch without its row
+) -> tuple[str, dict[str, int]] | None:
+    """The kind and rows of an outcome of this very batch already in the trail, other than
+    the record `seq` (this record, new or found by a retry), or None. A batch without its row
     and without another outcome is this record's own first attempt, whose COMMIT's reply
     was lost: retried, it must go through."""
     found = conn.execute(
@@ -172,8 +178,9 @@ def _other_outcome(
         )
     )
     for other_seq, kind, payload in found:
-        if other_seq != seq and json.loads(payload).get("batch") == event.batch:
-            return str(kind)
+        other = json.loads(payload)
+        if other_seq != seq and other.get("batch") == event.batch:
+            return str(kind), {t: int(n) for t, n in other.get("rows", {}).items()}
     return None
 
 

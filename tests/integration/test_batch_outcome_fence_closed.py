@@ -6,29 +6,36 @@ may still record.
   transaction rolls back): that end counted the batches the run had;
 - a crashed end, by another run, of a run with a batch open is refused: the run is alive
   (it began the batch after the closer settled its batches) and ends itself;
+- a holder's outcome refused because a taker recorded the batch's outcome first stops the
+  run as interrupted, and its figures get the rows that outcome counts under the run.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from worker.audit import AuditTrail, AuditWriteError
+from worker.batchsteps import OutcomeRefused, publish_outcome
 from worker.events import (
     BatchApplied,
     BatchIntent,
+    BatchSettled,
+    EventBus,
     Outcome,
     RunFinished,
     RunStarted,
 )
+from worker.runreport import RulePlan
 from worker.state import StateStore
 from worker.state.models import audit_events, open_batches, runs
 from worker.state.runlog import RunClosed
-from worker.trailrows import RunBusy
+from worker.trailrows import BatchClosed, RunBusy
 
 AT = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 RUN = {"run_id": "r" * 32, "customer": "kdv-001", "product": "kidsapp"}
@@ -116,3 +123,49 @@ def test_an_own_end_with_a_batch_open_goes_through(store: StateStore) -> None:
     trail(RunFinished(**RUN, outcome=Outcome.FAILED, at=AT, duration_seconds=1.0, error="x"))
     assert _read(store, sa.select(runs.c.outcome)) == [("failed",)]
     assert len(_read(store, sa.select(open_batches))) == 1
+
+
+def _plan() -> RulePlan:
+    return RulePlan(
+        "kidsapp.child",
+        "delete",
+        "child",
+        "24m",
+        "default",
+        AT.date(),
+        AT.date(),
+        eligible=3,
+        lag_seconds=0.0,
+    )
+
+
+APPLIED = BatchApplied(**BATCH, rows=ROWS, categories=(), duration_seconds=0.1)
+# R's own settlement of a batch whose COMMIT reply was lost (worker/batches.py).
+OWN_SETTLED = BatchSettled(
+    **BATCH, rows={"child": 3}, applied=3, not_applied=(), settled_by=RUN["run_id"], partial=True
+)
+
+
+@pytest.mark.parametrize("mine", [APPLIED, OWN_SETTLED], ids=["applied", "own-settlement"])
+def test_a_holders_refused_outcome_stops_its_run_counting_the_takers_rows(
+    store: StateStore, mine: BatchApplied | BatchSettled
+) -> None:
+    """The taker settled batch 1 of R (2 of its rows gone when it looked); R's own outcome
+    is refused: R stops (OutcomeRefused, an interruption) and its figures count what the
+    taker's settlement counts under R, not R's own view of the batch."""
+    bus = EventBus()
+    bus.subscribe(AuditTrail(store, lambda: AT), required=True)
+    trail = AuditTrail(store, lambda: AT)
+    _intent(trail, 1)
+    taker = BatchSettled(
+        **BATCH, rows={"child": 2}, applied=2, not_applied=("b" * 64,), settled_by="t", partial=True
+    )
+    trail(taker)
+    plan = _plan()
+    with pytest.raises(OutcomeRefused, match=f"{mine.name} is not recorded") as caught:
+        publish_outcome(SimpleNamespace(bus=bus), plan, mine)  # type: ignore[arg-type]
+    assert isinstance(caught.value.__cause__, AuditWriteError)
+    assert isinstance(caught.value.__cause__.__cause__, BatchClosed)
+    assert plan.changed == {"child": 2}
+    kinds = [k for (k,) in _read(store, sa.select(audit_events.c.kind))]
+    assert kinds == ["batch.intent", "batch.settled"]

@@ -127,6 +127,39 @@ def _outcomes(state: StateStore, run_id: str) -> list[tuple[str, int]]:
     return [(k, p["batch"]) for k, r, p in trail_of(state) if r == run_id and k in batch_kinds]
 
 
+def test_a_refused_applied_before_the_taker_closes_the_run_ends_it_interrupted(
+    tmp_path: Path, product_url: str, shared_state: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B settles A's batch 2 (its rows are gone) and pauses before closing A's run; A's
+    batch.applied of batch 2 is refused and A ends itself: interrupted, as a run whose
+    lease was lost, counting batch 2 as the settlement does."""
+    config = config_for(tmp_path, product_url)
+    b = Takeover(config, product_url, shared_state, Clock())
+    b_settled = threading.Event()
+
+    def b_after(event: Event) -> None:
+        if isinstance(event, BatchSettled) and event.batch == 2:
+            b_settled.set()
+            assert b.a_done.wait(WAIT), "A never ended"
+
+    def a_first(event: Event) -> None:
+        if isinstance(event, BatchApplied) and event.batch == 2 and b.thread is None:
+            b.start(event.run_id, monkeypatch, lambda _e: None, b_after)
+            assert b_settled.wait(WAIT), "B never settled batch 2"
+            monkeypatch.undo()
+
+    runner_a, _seen = runner_for(config, product_url, shared_state, b.clock, "pod-a|1", a_first)
+    runner_a.bus.subscribe(b.a_ended)
+    [report_a] = run_pairs(runner_a, list(config.pairs()), NOW, dry_run=False)
+
+    assert report_a.outcome is Outcome.INTERRUPTED, (report_a.outcome, report_a.error)
+    assert "settled by another run" in (report_a.error or "")
+    b.check(report_a)
+    assert _outcomes(shared_state, b.run_a) == [("batch.applied", 1), ("batch.settled", 2)]
+    [end] = [p for k, r, p in trail_of(shared_state) if k == "run.finished" and r == b.run_a]
+    assert (end["outcome"], end["rows_changed"]) == ("interrupted", 60)
+
+
 def test_a_batch_begun_after_the_taker_closed_the_run_is_not_begun(
     tmp_path: Path, product_url: str, shared_state: StateStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
