@@ -247,3 +247,67 @@ def test_a_run_that_began_a_batch_after_its_batches_were_settled_is_not_closed(
     ends = {r.run_id: r.rows_changed for r in shared_state.recent_runs(5)}
     assert ends == {b.run_a: ALL_ROWS, report_b.run_id: 0}
     assert report_a.outcome is Outcome.SUCCEEDED, report_a.error  # it never saw its lease lost
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+        pytest.param("mariadb", id="mariadb", marks=pytest.mark.mariadb),
+    ]
+)
+def any_product_url(request: pytest.FixtureRequest, product_url: str) -> str:
+    """The product database of each kind (the state is SQLite)."""
+    if request.param == "sqlite":
+        return product_url
+    url = request.getfixturevalue("pg_url" if request.param == "postgresql" else "mariadb_url")
+    assert isinstance(url, str)
+    return url
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="a taker settles a batch whose holder's product transaction is still in flight "
+    "(its intent written, COMMIT not yet): it reads the rows as still there and records them "
+    "not applied; the holder's COMMIT then deletes them and its batch.applied is refused, "
+    "so the trail says rows are kept that are gone. Settling must wait for the holder's "
+    "transaction (e.g. read the rows it finds present under a row lock) or otherwise not "
+    "take an in-flight batch for a rolled-back one.",
+)
+def test_a_settlement_read_while_the_holders_commit_is_in_flight_counts_its_rows(
+    tmp_path: Path, any_product_url: str, state: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A is starved right after batch 2's intent reached the trail, before its product
+    COMMIT; B settles batch 2 against the product meanwhile and pauses; A wakes and commits.
+    The rows of batch 2 are gone: the trail must count them as changed, once."""
+    url = any_product_url
+    config = config_for(tmp_path, url)
+    b = Takeover(config, url, state, Clock())
+    b_settled = threading.Event()
+
+    def b_after(event: Event) -> None:
+        if isinstance(event, BatchSettled) and event.batch == 2:
+            b_settled.set()
+            assert b.a_done.wait(WAIT), "A never ended"
+
+    def a_after(event: Event) -> None:  # batch 2's intent is in the trail; no COMMIT yet
+        if isinstance(event, BatchIntent) and event.batch == 2 and b.thread is None:
+            b.start(event.run_id, monkeypatch, lambda _e: None, b_after)
+            assert b_settled.wait(WAIT), "B never settled batch 2"
+            monkeypatch.undo()
+
+    runner_a, _seen = runner_for(config, url, state, b.clock, "pod-a|1")
+    runner_a.bus.subscribe(a_after)
+    runner_a.bus.subscribe(b.a_ended)
+    [report_a] = run_pairs(runner_a, list(config.pairs()), NOW, dry_run=False)
+
+    assert b.error is None, b.error
+    assert left_in(url) == ([31, 32], 4)  # batch 2's rows are gone
+    counted = sum(
+        sum(p["rows"].values())
+        for k, _r, p in trail_of(state)
+        if k in ("batch.applied", "batch.settled")
+    )
+    assert counted == ALL_ROWS, [(k, p.get("batch"), p.get("rows")) for k, _r, p in trail_of(state)]
+    b.check(report_a)
