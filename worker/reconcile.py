@@ -5,11 +5,9 @@ If the worker then dies — killed after COMMIT, or the state database gone befo
 `batch.applied` record — the intent stays without an outcome, and the run stays open. Every
 start (the daemon's, `run --once`'s, and each run of a pair) settles what its pair left:
 
-- an open batch is looked up in the product database: its intent holds only keyed hashes of
-  the keys, so the tenant's keys of that table are read and hashed to find which are still
-  there. Keys gone (or, for anonymise, masked) count as applied by that intent — with the
-  intent's own rows per table when all are gone — keys still there as not applied. The
-  settlement is a `batch.settled` audit event under the intent's run;
+- an open batch is looked up in the product database (worker/settlebatch.py): keys gone
+  (or, for anonymise, masked) count as applied by that intent, keys still there as not
+  applied. The settlement is a `batch.settled` audit event under the intent's run;
 - a run left without an outcome is closed as `crashed`, with the rows its applied and settled
   batches changed.
 
@@ -22,10 +20,8 @@ daemon therefore never closes the daemon's live run.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -34,21 +30,19 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy import Connection
 
-from connectors.base import Change, ColumnMask, Connector, Key, Target
+from connectors.base import Connector
 from worker.config import Catalogue, Customer, ProductMapping
 from worker.errors import StateError
-from worker.events import BatchSettled, EventBus, Outcome, RunFinished, RunRecorded
-from worker.keys import KeyHasher, row_key
+from worker.events import EventBus, Outcome, RunFinished, RunRecorded
 from worker.owner import abandoned
-from worker.policy import effective_rules, rule_cutoff
+from worker.settlebatch import BatchSettlement, OpenBatch
 from worker.state import StateStore
 from worker.state.models import audit_events, open_batches, runs
 from worker.state.runlog import RunClosed
-from worker.targets import masks_of_intent, target_for
-from worker.trailrows import BatchClosed, RunBusy
+from worker.targets import masks_of_intent
+from worker.trailrows import RunBusy
 
 log = structlog.get_logger("worker.reconcile")
-SCAN_PAGE = 5_000
 Clock = Callable[[], dt.datetime]
 
 # Built once: every run of a pair asks (bound parameters `customer` and `product`).
@@ -70,23 +64,6 @@ ANYTHING_OPEN = sa.select(
 def _utc(value: dt.datetime) -> dt.datetime:
     """A stored time as aware UTC (SQLite and MariaDB return it naive)."""
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
-
-
-@dataclass(frozen=True)
-class OpenBatch:
-    """An intent without an outcome, as its audit record says it."""
-
-    run_id: str
-    customer: str
-    product: str
-    rule: str
-    action: str
-    table: str
-    batch: int
-    key_hashes: tuple[str, ...]
-    rows: dict[str, int]
-    # The masks the batch wrote (anonymise; empty in intents written before they were kept).
-    masks: tuple[ColumnMask, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -135,6 +112,7 @@ class Reconciler:
         self.bus = bus
         self.catalogue = catalogue
         self.pepper = pepper
+        self._batches = BatchSettlement(bus, catalogue, pepper, clock)
         self.clock = clock
 
     def settle(
@@ -171,7 +149,7 @@ class Reconciler:
         rows = 0
         settled = 0
         for batch in batches:
-            counted = self._settle_batch(connector, customer, mapping, batch, settled_by)
+            counted = self._batches.settle(connector, customer, mapping, batch, settled_by)
             if counted is not None:  # None: its holder recorded its outcome meanwhile
                 rows += counted
                 settled += 1
@@ -260,125 +238,6 @@ class Reconciler:
         return [r for r in found if r not in busy]
 
     # --- settling --------------------------------------------------------------------
-
-    def _settle_batch(
-        self,
-        connector: Connector,
-        customer: Customer,
-        mapping: ProductMapping,
-        batch: OpenBatch,
-        settled_by: str,
-    ) -> int | None:
-        target = self._target(customer, mapping, batch)
-        if batch.masks:  # what this batch wrote, whatever the rule says now
-            target = dataclasses.replace(target, masks=batch.masks)
-        hasher = KeyHasher(self.pepper, customer.customer, mapping.product, batch.table)
-        if not target.table.key:
-            return self._settle_rows(connector, target, hasher, batch, settled_by)
-        wanted = set(batch.key_hashes)
-        present: dict[str, Key] = {}
-        after: Key | None = None
-        while len(present) < len(wanted):
-            page = connector.scan_keys(target, after, SCAN_PAGE)
-            if not page:
-                break
-            for key in page:
-                digest = hasher(key)
-                if digest in wanted:
-                    present[digest] = key
-            after = page[-1]
-        change = Change(batch.action)
-        # Without any masks (an old intent of a rule now gone) a present row counts as not done.
-        if change is Change.ANONYMISE and present and target.masks:
-            left = connector.remaining(target, change, list(present.values()))
-            present = {h: k for h, k in present.items() if k in left}
-        applied = len(wanted) - len(present)
-        if not present:
-            rows = dict(batch.rows) or {batch.table: applied}
-        else:
-            rows = {batch.table: applied} if applied else {}
-        return self._publish(
-            batch, rows, applied, tuple(sorted(present)), settled_by, partial=bool(present)
-        )
-
-    def _settle_rows(
-        self,
-        connector: Connector,
-        target: Target,
-        hasher: KeyHasher,
-        batch: OpenBatch,
-        settled_by: str,
-    ) -> int | None:
-        """A table without a key: rows are named by their values, so identical rows count
-        as many as the intent lists; a row still there counts as not applied (for identical
-        rows this counts on the safe side: fewer applied, never more)."""
-        wanted = Counter(batch.key_hashes)
-        present = Counter(hasher(row_key(r)) for r in connector.scan_keys(target, None, 0))
-        missing = {h: min(n, present[h]) for h, n in wanted.items() if present[h]}
-        applied = sum(wanted.values()) - sum(missing.values())
-        rows = dict(batch.rows) if not missing else ({batch.table: applied} if applied else {})
-        not_applied = tuple(sorted(h for h, n in missing.items() for _ in range(n)))
-        return self._publish(batch, rows, applied, not_applied, settled_by, partial=bool(missing))
-
-    def _publish(
-        self,
-        batch: OpenBatch,
-        rows: dict[str, int],
-        applied: int,
-        not_applied: tuple[str, ...],
-        settled_by: str,
-        *,
-        partial: bool,
-    ) -> int | None:
-        """Record the settlement; the rows it counts, or None when the batch got its outcome
-        meanwhile (its holder, starved past its lease but alive, recorded it after this run
-        read the batch open: worker/trailrows.py `BatchClosed`). That outcome stands."""
-        try:
-            self.bus.publish(
-                BatchSettled(
-                    run_id=batch.run_id,
-                    customer=batch.customer,
-                    product=batch.product,
-                    rule=batch.rule,
-                    action=batch.action,
-                    table=batch.table,
-                    batch=batch.batch,
-                    rows=rows,
-                    applied=applied,
-                    not_applied=not_applied,
-                    settled_by=settled_by,
-                    partial=partial and applied > 0,
-                )
-            )
-        except StateError as exc:
-            if not isinstance(exc.__cause__, BatchClosed):
-                raise
-            log.info(
-                "reconcile.batch_closed_already",
-                run_id=batch.run_id,
-                rule=batch.rule,
-                batch=batch.batch,
-                settled_by=settled_by,
-            )
-            return None
-        return sum(rows.values())
-
-    def _target(self, customer: Customer, mapping: ProductMapping, batch: OpenBatch) -> Target:
-        """The batch's table with the tenant (and, for anonymise, the rule's masks)."""
-        chosen = customer.products[mapping.product]
-        for rule in effective_rules(self.catalogue, customer, mapping):
-            if rule.id == batch.rule and rule.subject.table == batch.table:
-                cutoff = rule_cutoff(rule, self.clock(), customer.timezone)
-                return target_for(rule, mapping, chosen, cutoff)
-        # The rule is gone from the configuration: any rule of that table gives its key.
-        for rule in effective_rules(self.catalogue, customer, mapping):
-            if rule.subject.table == batch.table:
-                cutoff = rule_cutoff(rule, self.clock(), customer.timezone)
-                found = target_for(rule, mapping, chosen, cutoff)
-                return Target(
-                    found.table, found.tenant, None, found.cutoff_date, found.cutoff_instant
-                )
-        raise LookupError(f"no rule of {mapping.product} acts on table {batch.table} any more")
 
     def _close_run(self, run_id: str, customer: str, product: str, settled_by: str) -> bool:
         """Record the end of a run a crash left open (True), once: another process that
