@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from tests import dbs
 from tests.support import REPO, product_env, schemas
@@ -78,6 +79,16 @@ def _no_shipped_config(request: pytest.FixtureRequest) -> Iterator[None]:
         _guard["on"] = False
     if _guard["read"] is not None:  # read in another thread
         pytest.fail(f"this test read {_guard['read']}: {_READS_SHIPPED}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _default_structlog() -> Iterator[None]:
+    """Each test starts and ends with structlog's defaults: a test that ran the CLI in this
+    process (`configure_logging`, at RETENTION_LOG_LEVEL=ERROR say) must not filter out the
+    lines a later test captures (`structlog.testing.capture_logs`)."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
