@@ -173,6 +173,10 @@ class Metrics:
         # (product, customer) → (rule, action) pairs with a backlog series; and the pairs a
         # run in progress has evaluated, to drop the series of rules that no longer exist.
         self._known_rules: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        # The backlog and lag series of each (product, customer, rule, action), looked up
+        # once: prometheus_client's labels() costs about 40 µs, and every rule of every run
+        # sets both (dropped with the series in `_drop_stale_rules`).
+        self._rule_series: dict[tuple[str, str, str, str], tuple[Gauge, Gauge]] = {}
         self._evaluated: dict[str, set[tuple[str, str]]] = {}
         # run_id → rule → rows held / awaiting-approval since (unix time); (product,
         # customer) → rules with a pending-since series.
@@ -261,8 +265,13 @@ class Metrics:
 
     def _rule_evaluated(self, event: RuleEvaluated) -> None:
         labels = (event.product, event.customer, event.rule, event.action)
-        self.rows_eligible.labels(*labels).set(event.eligible)
-        self.compliance_lag.labels(*labels).set(max(event.lag_seconds, 0.0))
+        series = self._rule_series.get(labels)
+        if series is None:
+            series = (self.rows_eligible.labels(*labels), self.compliance_lag.labels(*labels))
+            self._rule_series[labels] = series
+        eligible, lag = series
+        eligible.set(event.eligible)
+        lag.set(max(event.lag_seconds, 0.0))
         pair = (event.rule, event.action)
         self._known_rules.setdefault((event.product, event.customer), set()).add(pair)
         evaluated = self._evaluated.get(event.run_id)
@@ -306,6 +315,7 @@ class Metrics:
         """Remove backlog series of rules a complete run no longer evaluated (rule removed)."""
         known = self._known_rules.get((product, customer), set())
         for rule, action in known - evaluated:
+            self._rule_series.pop((product, customer, rule, action), None)
             self.rows_eligible.remove(product, customer, rule, action)
             self.compliance_lag.remove(product, customer, rule, action)
         self._known_rules[(product, customer)] = set(evaluated)

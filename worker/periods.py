@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import enum
+import functools
 import re
 from dataclasses import dataclass
 
@@ -88,8 +89,12 @@ def add_period(start: dt.date, period: Period) -> dt.date:
     return dt.date(year, month, day)
 
 
+@functools.lru_cache(maxsize=4096)
 def cutoff(today: dt.date, period: Period) -> dt.date:
     """The first basis date that is *not* yet expired on `today`.
+
+    A pure function of its two values, kept for the last 4,096 of them: every rule of every
+    customer asks it for the same few days and periods in a tick.
 
     A record whose period ends on day D is kept through D and is eligible from D + 1:
     it is expired on `today` when ``add_period(basis, period) < today``. Because

@@ -283,6 +283,20 @@ def test_rule_no_longer_evaluated_loses_its_backlog_series() -> None:
     )
 
 
+def test_a_rule_evaluated_again_after_its_series_were_dropped_has_them_back() -> None:
+    """The series a rule's evaluation sets are looked up once (worker/metrics.py); once a
+    complete run dropped them (the rule gone), a later run that evaluates the rule again
+    shows them with its figures, not a dropped series."""
+    m = feed(Metrics(), realistic_run("run-1"))
+    feed(m, [RunStarted("run-2", CUSTOMER, PRODUCT, AT), finished("run-2")])
+    gone = rule_labels("invoice.old", "delete")
+    assert value(m, "retention_rows_eligible", gone) is None
+    back = evaluated("run-3", eligible=7, lag=3.0, rule="invoice.old", action="delete")
+    feed(m, [RunStarted("run-3", CUSTOMER, PRODUCT, AT), back, finished("run-3")])
+    assert value(m, "retention_rows_eligible", gone) == 7
+    assert value(m, "retention_compliance_lag_seconds", gone) == 3.0
+
+
 def test_labels_are_only_the_allowed_sets() -> None:
     """Every series carries exactly its documented label set, from the five allowed labels."""
     rule = {"product", "customer", "rule", "action"}
