@@ -28,6 +28,11 @@ Every connector guarantees:
   trail records them before the change is committed. When the outcome of COMMIT itself is
   unknown (the reply was lost), it raises `AmbiguousCommit` carrying what the transaction
   would have changed; `remaining` then tells whether it did;
+- `remaining` answers for a transaction still in flight too (another process's batch, its
+  intent recorded and its COMMIT not yet done): it reads the rows under the lock a batch
+  takes, so it waits for that transaction to end and answers with what it left; a wait
+  longer than `lock_seconds` raises `LockTimeout` (the in-memory connector changes rows in
+  place: nothing is in flight);
 - delete removes dependent rows before their parents and counts every row removed, those
   the database's foreign keys delete or set to NULL with them included (`preview` too);
 - anonymise is idempotent: rows already anonymised are neither selected nor counted;
@@ -315,8 +320,10 @@ class Connector(abc.ABC):
     def remaining(self, target: Target, change: Change, keys: Sequence[Key]) -> set[Key]:
         """Which of `keys` a change has not reached: rows of the tenant still there (for
         anonymise: still not masked). The cutoff is not applied: this answers whether an
-        earlier `apply` of these keys took effect. For a table without a key, `keys` are rows'
-        values (every column, NULLs compared as equal)."""
+        earlier `apply` of these keys took effect, waiting for one whose transaction is still
+        in flight (its locks held) and answering with what it committed or rolled back;
+        `LockTimeout` when that takes longer than the lock timeout. For a table without a key,
+        `keys` are rows' values (every column, NULLs compared as equal)."""
 
     @abc.abstractmethod
     def scan_keys(self, target: Target, after: Key | None, limit: int) -> list[Key]:

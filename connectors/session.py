@@ -73,6 +73,21 @@ def reading(engine: Engine) -> Iterator[sa.Connection]:
         yield conn
 
 
+@contextmanager
+def locking(engine: Engine) -> Iterator[sa.Connection]:
+    """A pooled connection of `engine` in a transaction of its own, rolled back when done,
+    whose locking reads wait for a transaction still writing the rows they read and then read
+    what it left (connectors/sqlremaining.py). On SQLite, which has no row locks and one
+    writer at a time, the transaction begins as a writer (`BEGIN IMMEDIATE`): it waits for
+    another writer's transaction to end. Elsewhere the statement locks its rows itself
+    (`SELECT … FOR UPDATE`). Either wait is bounded by the lock timeout pinned above.
+    """
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        yield conn
+
+
 def _milliseconds(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 

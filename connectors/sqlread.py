@@ -3,10 +3,10 @@
 The predicates every statement of the SQL connector shares (the exact tenant filter, the
 time basis past its cutoff, the other rules' cutoffs, row conditions, holds, anonymise's
 "not yet done") and the statements that only read: backlog counts, date quality,
-row counts, the paged selection of expired keys and its EXPLAIN, the re-check of which keys
-remain, key scans and key look-ups. `SqlReads` is a base of `connectors.sql.SqlConnector`,
-which supplies the engine, the reflected tables and the error wrapping; the changes
-(`apply`, `delete_expired`) and the connector's lifetime stay there.
+row counts, the paged selection of expired keys and its EXPLAIN, key scans and key look-ups,
+and which keys remain (read locked: `connectors.sqlremaining`). `SqlReads` is a base of
+`connectors.sql.SqlConnector`, which supplies the engine, the reflected tables and the error
+wrapping; the changes (`apply`, `delete_expired`) and the connector's lifetime stay there.
 """
 
 from __future__ import annotations
@@ -36,11 +36,12 @@ from connectors.base import (
     SchemaError,
     Target,
 )
-from connectors.session import reading
+from connectors.session import locking, reading
 from connectors.sqladvice import judge
 from connectors.sqlbind import Values
 from connectors.sqlchange import key_in
 from connectors.sqlexplain import Explained
+from connectors.sqlremaining import keys_remaining, rows_remaining
 from connectors.tenancy import tenant_clause
 
 Grouped = tuple[sa.Select[Any], list[ColumnElement[Any] | None], sqlbind.Slots]
@@ -311,37 +312,20 @@ class SqlReads(Connector):
         return Explained(tuple(lines), rows, verdict)
 
     def remaining(self, target: Target, change: Change, keys: Sequence[Key]) -> set[Key]:
+        """See `Connector.remaining`: read under the lock a batch takes, so that a batch
+        still in flight is waited for (connectors/sqlremaining.py)."""
         if not keys:
             return set()
         table = self._table(target.table.name)
-        if not target.table.key:
-            return self._rows_remaining(table, target, keys)
-        key_cols = self._key_cols(table, target)
-        clauses = [key_in(key_cols, keys, self.dialect)]
         tenant = self._tenant(table, target)
-        if tenant is not None:
-            clauses.append(tenant)
-        if change is Change.ANONYMISE and target.masks:
-            done = [done_clause(m, table.c[m.column], self.dialect) for m in target.masks]
-            clauses.append(sa.not_(sa.and_(*done)))
-        query = sa.select(*key_cols).where(*clauses)
-        with self._wrap(f"cannot read rows of {table.name}"), self.engine.connect() as conn:
-            return {tuple(r) for r in conn.execute(query)}
-
-    def _rows_remaining(self, table: sa.Table, target: Target, rows: Sequence[Key]) -> set[Key]:
-        """Which of these rows' values (every column) are still in the table (NULL = NULL)."""
-        columns = list(table.c)
-        same = [
-            sa.and_(*(c.is_not_distinct_from(v) for c, v in zip(columns, row, strict=True)))
-            for row in rows
-        ]
-        query = sa.select(*columns).where(sa.or_(*same))
-        tenant = self._tenant(table, target)
-        if tenant is not None:
-            query = query.where(tenant)
-        with self._wrap(f"cannot read rows of {table.name}"), self.engine.connect() as conn:
-            found = {tuple(r) for r in conn.execute(query)}
-        return {row for row in rows if row in found}
+        with self._wrap(f"cannot read rows of {table.name}"), locking(self.engine) as conn:
+            if not target.table.key:
+                return rows_remaining(conn, table, keys, tenant)
+            not_done = None
+            if change is Change.ANONYMISE and target.masks:
+                done = [done_clause(m, table.c[m.column], self.dialect) for m in target.masks]
+                not_done = sa.not_(sa.and_(*done))
+            return keys_remaining(conn, self._key_cols(table, target), keys, tenant, not_done)
 
     def scan_keys(self, target: Target, after: Key | None, limit: int) -> list[Key]:
         table = self._table(target.table.name)
