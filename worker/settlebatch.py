@@ -4,8 +4,12 @@ in the product database, recorded as a `batch.settled` audit event under the int
 The intent holds only keyed hashes of the keys, so the tenant's keys of that table are read
 and hashed to find which are still there. Keys gone (or, for anonymise, masked) count as
 applied by that intent — with the intent's own rows per table when all are gone — keys still
-there as not applied. A batch whose holder recorded its own outcome meanwhile is not settled
-(worker/trailrows.py `BatchClosed`).
+there as not applied. The keys found there are read again under the lock a batch takes
+(`Connector.remaining`): a holder still alive, starved past its lease after its intent was
+recorded and before its product COMMIT, is waited for, and what its COMMIT (or rollback)
+left is what counts. A holder in flight for longer than the lock timeout fails the
+settlement (`LockTimeout`, nothing recorded; the next run settles). A batch whose holder
+recorded its own outcome meanwhile is not settled (worker/trailrows.py `BatchClosed`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from connectors.base import Change, ColumnMask, Connector, Key, Target
+from connectors.base import Change, ColumnMask, Connector, Key, LockTimeout, Target
 from worker.config import Catalogue, Customer, ProductMapping
 from worker.errors import StateError
 from worker.events import BatchSettled, EventBus
@@ -90,10 +94,8 @@ class BatchSettlement:
                 if digest in wanted:
                     present[digest] = key
             after = page[-1]
-        change = Change(batch.action)
-        # Without any masks (an old intent of a rule now gone) a present row counts as not done.
-        if change is Change.ANONYMISE and present and target.masks:
-            left = connector.remaining(target, change, list(present.values()))
+        if present:  # read again once a holder's transaction still changing them ended
+            left = self._still_there(connector, target, batch, list(present.values()))
             present = {h: k for h, k in present.items() if k in left}
         applied = len(wanted) - len(present)
         if not present:
@@ -114,14 +116,38 @@ class BatchSettlement:
     ) -> int | None:
         """A table without a key: rows are named by their values, so identical rows count
         as many as the intent lists; a row still there counts as not applied (for identical
-        rows this counts on the safe side: fewer applied, never more)."""
+        rows this counts on the safe side: fewer applied, never more). When any is there, the
+        table is counted again once a holder's transaction still changing them ended."""
         wanted = Counter(batch.key_hashes)
-        present = Counter(hasher(row_key(r)) for r in connector.scan_keys(target, None, 0))
-        missing = {h: min(n, present[h]) for h, n in wanted.items() if present[h]}
+        present = _rows_named(connector, target, hasher, wanted)
+        if present and self._still_there(connector, target, batch, list(present)):
+            present = _rows_named(connector, target, hasher, wanted)
+        elif present:
+            present = Counter()
+        counted = Counter({hasher(row_key(row)): n for row, n in present.items()})
+        missing = {h: min(n, counted[h]) for h, n in wanted.items() if counted[h]}
         applied = sum(wanted.values()) - sum(missing.values())
         rows = dict(batch.rows) if not missing else ({batch.table: applied} if applied else {})
         not_applied = tuple(sorted(h for h, n in missing.items() for _ in range(n)))
         return self._publish(batch, rows, applied, not_applied, settled_by, partial=bool(missing))
+
+    def _still_there(
+        self, connector: Connector, target: Target, batch: OpenBatch, found: list[Key]
+    ) -> set[Key]:
+        """Which of the keys (rows) `found` present are still there (for anonymise: not
+        masked) once a transaction still changing them ended: `Connector.remaining` waits
+        for it. The batch's holder may be alive, starved past its lease after its intent was
+        recorded and before its COMMIT; its rows read before that COMMIT would count as not
+        applied. A holder in flight for longer than the lock timeout fails the settlement:
+        nothing is recorded, and the pair's next run settles the batch."""
+        try:
+            return connector.remaining(target, Change(batch.action), found)
+        except LockTimeout as exc:
+            raise LockTimeout(
+                f"batch {batch.batch} of run {batch.run_id} (rule {batch.rule}) is not settled: "
+                f"its rows are locked, most likely by that run's own transaction not yet "
+                f"committed; {exc}"
+            ) from exc
 
     def _publish(
         self,
@@ -182,3 +208,12 @@ class BatchSettlement:
                     found.table, found.tenant, None, found.cutoff_date, found.cutoff_instant
                 )
         raise LookupError(f"no rule of {mapping.product} acts on table {batch.table} any more")
+
+
+def _rows_named(
+    connector: Connector, target: Target, hasher: KeyHasher, wanted: Counter[str]
+) -> Counter[Key]:
+    """The tenant's rows of a table without a key whose keyed hash `wanted` holds, each with
+    how many identical ones there are."""
+    rows = connector.scan_keys(target, None, 0)
+    return Counter(row for row in rows if hasher(row_key(row)) in wanted)

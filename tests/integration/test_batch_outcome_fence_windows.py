@@ -1,5 +1,6 @@
 """End to end, the windows of a takeover that the fence of worker/trailrows.py left open:
-each row counted once by the runs' ends, SQLite and PostgreSQL state, SQLite product.
+each row counted once by the runs' ends, SQLite and PostgreSQL state, SQLite product (every
+product database for a holder whose product transaction is still in flight).
 
 Run A of kdv-a × kidsapp deletes 30 old children (2 notes each) in batches of 10 (90 rows).
 A is "starved" at a chosen step: the lease clock jumps past A's lease and run B (another
@@ -19,16 +20,19 @@ from typing import Any
 import pytest
 import structlog
 
+from connectors.engines import Engines
+from tests.inflight import LockWaits
 from tests.integration.fence_support import (
     LEASE_SECONDS,
     Clock,
+    assert_no_personal_data,
     config_for,
     left_in,
     runner_for,
     trail_of,
 )
 from tests.support import NOW
-from worker.app import run_pairs
+from worker.app import ConnectorFactory, run_pairs
 from worker.configload import Config
 from worker.events import (
     BatchApplied,
@@ -58,8 +62,18 @@ class Takeover:
     """B: started from one of A's subscribers (A starved past its lease), on a thread of its
     own; `first` sees B's events before the trail does, `after` once it has."""
 
-    def __init__(self, config: Config, url: str, state: StateStore, clock: Clock) -> None:
+    def __init__(
+        self,
+        config: Config,
+        url: str,
+        state: StateStore,
+        clock: Clock,
+        lock_seconds: float | None = None,
+    ) -> None:
         self.config, self.url, self.state, self.clock = config, url, state, clock
+        # B's lock timeout; B then gets engines of its own (they are keyed by the timeouts).
+        self.lock_seconds = lock_seconds
+        self.engines = Engines()
         self.run_a = ""
         self.a_done = threading.Event()  # A's end is recorded (or refused)
         self.thread: threading.Thread | None = None
@@ -81,6 +95,10 @@ class Takeover:
             self.config, self.url, self.state, self.clock, "pod-b|2", first
         )
         runner_b.bus.subscribe(after)
+        if self.lock_seconds is not None:
+            assert isinstance(runner_b.connect, ConnectorFactory)
+            runner_b.connect.engines = self.engines
+            runner_b.connect.lock_seconds = self.lock_seconds
 
         def run_b() -> None:
             try:
@@ -265,22 +283,13 @@ def any_product_url(request: pytest.FixtureRequest, product_url: str) -> str:
     return url
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a taker settles a batch whose holder's product transaction is still in flight "
-    "(its intent written, COMMIT not yet): it reads the rows as still there and records them "
-    "not applied; the holder's COMMIT then deletes them and its batch.applied is refused, "
-    "so the trail says rows are kept that are gone. Settling must wait for the holder's "
-    "transaction (e.g. read the rows it finds present under a row lock) or otherwise not "
-    "take an in-flight batch for a rolled-back one.",
-)
 def test_a_settlement_read_while_the_holders_commit_is_in_flight_counts_its_rows(
     tmp_path: Path, any_product_url: str, state: StateStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A is starved right after batch 2's intent reached the trail, before its product
-    COMMIT; B settles batch 2 against the product meanwhile and pauses; A wakes and commits.
-    The rows of batch 2 are gone: the trail must count them as changed, once."""
+    COMMIT; B settles batch 2 meanwhile: it finds the rows there and waits for A's
+    transaction, which A commits once B waits. The rows of batch 2 are gone: B's settlement
+    counts them, once; A's own outcome is refused and A ends interrupted."""
     url = any_product_url
     config = config_for(tmp_path, url)
     b = Takeover(config, url, state, Clock())
@@ -293,11 +302,18 @@ def test_a_settlement_read_while_the_holders_commit_is_in_flight_counts_its_rows
 
     def a_after(event: Event) -> None:  # batch 2's intent is in the trail; no COMMIT yet
         if isinstance(event, BatchIntent) and event.batch == 2 and b.thread is None:
-            b.start(event.run_id, monkeypatch, lambda _e: None, b_after)
+            with LockWaits(url) as locks:
+                b.start(event.run_id, monkeypatch, lambda _e: None, b_after)
+                assert b.thread is not None
+                waited.append(locks.until_waiting(b.thread, unless=b_settled.is_set))
+
+    def a_first(event: Event) -> None:  # A's own outcome of batch 2 after B's settlement
+        if isinstance(event, BatchApplied) and event.batch == 2:
             assert b_settled.wait(WAIT), "B never settled batch 2"
             monkeypatch.undo()
 
-    runner_a, _seen = runner_for(config, url, state, b.clock, "pod-a|1")
+    waited: list[bool] = []
+    runner_a, _seen = runner_for(config, url, state, b.clock, "pod-a|1", a_first)
     runner_a.bus.subscribe(a_after)
     runner_a.bus.subscribe(b.a_ended)
     [report_a] = run_pairs(runner_a, list(config.pairs()), NOW, dry_run=False)
@@ -310,4 +326,54 @@ def test_a_settlement_read_while_the_holders_commit_is_in_flight_counts_its_rows
         if k in ("batch.applied", "batch.settled")
     )
     assert counted == ALL_ROWS, [(k, p.get("batch"), p.get("rows")) for k, _r, p in trail_of(state)]
+    assert waited == [True], "B settled batch 2 without waiting for A's transaction"
+    assert report_a.outcome is Outcome.INTERRUPTED, (report_a.outcome, report_a.error)
+    assert "settled by another run" in (report_a.error or "")
     b.check(report_a)
+    assert _outcomes(state, b.run_a) == [("batch.applied", 1), ("batch.settled", 2)]
+    [settled] = [p for k, r, p in trail_of(state) if k == "batch.settled" and r == b.run_a]
+    assert (settled["applied"], settled["not_applied"]) == (10, [])
+
+
+def test_a_settler_facing_a_holder_in_flight_past_the_lock_timeout_fails_cleanly(
+    tmp_path: Path, any_product_url: str, state: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stays starved in batch 2's transaction (its intent recorded, no COMMIT) while B
+    runs: B's settlement waits for A's rows as long as B's lock timeout (0.2 s here; 1 s on
+    MariaDB, which counts whole seconds), then B's run fails with an error naming the batch
+    and the lock timeout, never a row's values. Nothing is settled and A's run is not
+    closed: A commits, its own batch.applied stands, and each row is counted once."""
+    url = any_product_url
+    config = config_for(tmp_path, url)
+    b = Takeover(config, url, state, Clock(), lock_seconds=0.2)
+
+    def a_after(event: Event) -> None:  # batch 2's intent is in the trail; no COMMIT yet
+        if isinstance(event, BatchIntent) and event.batch == 2 and b.thread is None:
+            b.start(event.run_id, monkeypatch, lambda _e: None, lambda _e: None)
+            assert b.thread is not None
+            b.thread.join(WAIT)
+            monkeypatch.undo()
+
+    runner_a, _seen = runner_for(config, url, state, b.clock, "pod-a|1")
+    runner_a.bus.subscribe(a_after)
+    try:
+        [report_a] = run_pairs(runner_a, list(config.pairs()), NOW, dry_run=False)
+    finally:
+        b.engines.dispose()
+
+    assert b.error is None, b.error
+    [report_b] = b.reports
+    assert report_b.outcome is Outcome.FAILED, report_b.outcome
+    error = report_b.error or ""
+    assert f"batch 2 of run {b.run_a} (rule " in error, error
+    assert "is not settled: its rows are locked" in error, error
+    assert "cannot read rows of child: lock timeout" in error, error
+    assert_no_personal_data(report_b)
+    assert [k for k, _r, _p in trail_of(state) if k == "batch.settled"] == []
+    assert _outcomes(state, b.run_a) == [("batch.applied", n) for n in (1, 2, 3)]
+    assert report_a.outcome is Outcome.SUCCEEDED, report_a.error
+    assert left_in(url) == ([31, 32], 4)
+    ends = {r.run_id: (r.outcome, r.rows_changed) for r in state.recent_runs(5)}
+    assert ends == {b.run_a: ("succeeded", ALL_ROWS), report_b.run_id: ("failed", 0)}
+    result = verify(state)
+    assert result.ok, result.reason
