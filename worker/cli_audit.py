@@ -118,8 +118,10 @@ def audit_verify(ctx: Ctx, checkpoints: tuple[str, ...], public_key: Path | None
         for policy, runs in sorted(result.policies.items()):
             click.echo(f"  {runs} run(s) followed policy {policy}")
         _stray_ends(result.stray_ends)
+        _second_outcomes(result.second_outcomes)
         return
     _stray_ends(result.stray_ends)
+    _second_outcomes(result.second_outcomes)
     click.echo(f"audit trail BROKEN: {result.reason}", err=True)
     sys.exit(ExitCode.RUN_FAILED)
 
@@ -133,6 +135,20 @@ def _stray_ends(stray: tuple[tuple[int, str], ...]) -> None:
             f"them (the first: event {seq}, run {run_id}): a second end of a run, or an end "
             "without a start; the runs table keeps each run's first end. Versions before the "
             "runs table refused a second end wrote them for a run whose lease was lost.",
+            err=True,
+        )
+
+
+def _second_outcomes(doubled: tuple[tuple[int, str, str, int], ...]) -> None:
+    """Say which batch outcomes follow another outcome of the same batch (a note: the chain
+    holds, but an exactly-once count of the keys would count that batch twice)."""
+    if doubled:
+        seq, run_id, rule, batch = doubled[0]
+        click.echo(
+            f"note: {len(doubled)} batch outcome record(s) of a batch another outcome closed "
+            f"already (the first: event {seq}, run {run_id}, rule {rule}, batch {batch}): count "
+            "that batch's rows once, by its first outcome. Earlier versions could write them "
+            "when a run's lease was taken over; this version refuses them.",
             err=True,
         )
 

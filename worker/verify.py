@@ -39,6 +39,10 @@ class VerifyResult:
     # Worker versions before the runs table refused a second end wrote such records (a run
     # whose lease was lost, closed as crashed by the new holder, then ending itself).
     stray_ends: tuple[tuple[int, str], ...] = ()
+    # Outcomes (applied, failed, settled) of a batch whose intent an earlier outcome closed,
+    # as (seq, run_id, rule, batch): a batch counted twice. worker/trailrows.py refuses them;
+    # earlier versions could write one when a run's lease was taken over.
+    second_outcomes: tuple[tuple[int, str, str, int], ...] = ()
 
 
 # An intent and the records that close it. `batch.blocked` (rows a refused batch left,
@@ -68,7 +72,9 @@ def verify(
     policies: dict[str, int] = {}
     started: dict[str, int] = {}
     pending: dict[tuple[str, str, int], int] = {}
+    closed: set[int] = set()  # hashes of the batches an outcome closed (8 bytes a batch)
     stray: list[tuple[int, str]] = []
+    doubled: list[tuple[int, str, str, int]] = []
 
     def bad(seq: int, reason: str) -> VerifyResult:
         return VerifyResult(ok=False, checked=checked, first_bad_seq=seq, reason=reason)
@@ -109,8 +115,10 @@ def verify(
                 )
                 if record.kind == "batch.intent":
                     pending[batch_key] = seq
-                else:
-                    pending.pop(batch_key, None)
+                elif pending.pop(batch_key, None) is not None:
+                    closed.add(hash(batch_key))
+                elif hash(batch_key) in closed:
+                    doubled.append((seq, *batch_key))
             checked += 1
             prev_seq, prev_hash = seq, record.hash
     beyond = sorted(seq for seq in anchors if seq > prev_seq)
@@ -155,6 +163,7 @@ def verify(
             "the state database shows how many)",
             policies=policies,
             stray_ends=tuple(stray),
+            second_outcomes=tuple(doubled),
             unsettled=unsettled,
             open_runs=open_runs,
         )
@@ -180,6 +189,7 @@ def verify(
             reason=reason,
             policies=policies,
             stray_ends=tuple(stray),
+            second_outcomes=tuple(doubled),
             unsettled=unsettled,
             open_runs=open_runs,
         )
@@ -190,6 +200,7 @@ def verify(
         reason="the chain is intact",
         policies=policies,
         stray_ends=tuple(stray),
+        second_outcomes=tuple(doubled),
     )
 
 
