@@ -27,7 +27,10 @@ What waits, and what it costs:
 - When the joint transaction fails, each run's work is written again alone, as it would
   have been (`Gathering.flush`, with its own fallbacks): a run whose end another run
   recorded meanwhile (`RunClosed`) or whose records the state database refuses fails
-  alone, never the others.
+  alone, never the others. The joint transaction leaves out only work to blame (a
+  statement of a run's optional or droppable work that failed); it does not guess at a
+  refusal at COMMIT, which would leave out the history and status, or the checkpoint and
+  lease ends, of every run in it: the runs are then written alone, each guessing for itself.
 """
 
 from __future__ import annotations
@@ -113,7 +116,7 @@ class IdleEnds:
         if not waiting:
             return
         if len(waiting) > 1:
-            joint = Gathering()
+            joint = Gathering(guess=False)  # a refusal no work is to blame for: each alone
             for run in waiting:
                 for pending in run.work:
                     joint.add(run.store, pending)

@@ -110,12 +110,17 @@ class Gathering:
     `run_id`: the run whose bookkeeping this is. A record of another run (the end of a run a
     crash left open, which this run closes) is not queued: until it is written, that run
     looks open to anyone reconciling meanwhile, who would close it a second time.
+
+    `guess`: whether `flush` guesses at a failure no work is to blame for (see there). Not
+    for the work of several runs (worker/idleends.py): the guess would leave out every run's
+    optional or droppable work, where each run's own flush leaves out only its own.
     """
 
     queued: dict[int, tuple[StateStore, list[Pending]]] = field(default_factory=dict)
     run_id: str | None = None
     flushing: bool = False  # the carrier of the queued work is `flush` (`Pending.run`)
     wrote: bool = False  # a write of this context carried queued work (and committed)
+    guess: bool = True
 
     def add(self, store: StateStore, pending: Pending) -> None:
         """Queue `pending` for `store`."""
@@ -155,14 +160,14 @@ class Gathering:
         that fails too, with it but without every `droppable` one, then without both: they
         never take the records around them along, and a refused checkpoint or lease end
         does not take the run's history and status along either. Not after a transient
-        failure (the store retried it already).
+        failure (the store retried it already), nor without `guess`.
         """
         for store, pending in list(self.queued.values()):
             kept = list(pending)  # the work no failure was blamed on, in the queue's order
             left_out: list[Pending] = []  # by the suspicion of the attempt being made
             # Left out in turn when no work is to blame: the optional work, then the
             # droppable work alone (the optional work back: it was not to blame), then both.
-            suspects = [(_optional,), (_droppable,), (_optional, _droppable)]
+            suspects = [(_optional,), (_droppable,), (_optional, _droppable)] if self.guess else []
             reached: list[bool] = []  # the carrier ran: every queued work did, unrefused
 
             def carrier(_conn: Connection, reached: list[bool] = reached) -> None:
