@@ -18,6 +18,8 @@ What waits, and what it costs:
   takes such a pair over meanwhile; then each lease ends (done for the tick) with its run's
   records, as before.
 - A run's report, metrics (`RunRecorded`) and checkpoint event follow its records' commit.
+  The log lines about its end carry its `run_id`, `customer` and `product`, as when the run
+  wrote them itself (those of the joint transaction as a whole name no run).
 - One checkpoint of the trail's head is made in that transaction, after every run's
   records (worker/checkpoints.py): it covers them all, as each run's own would have.
 - The work is written when `MOST_RUNS` runs wait, when a run that wrote anything ends,
@@ -37,9 +39,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
+from structlog.contextvars import bound_contextvars
 
 from worker.checkpoints import Checkpointer, Queued
 from worker.errors import RetentionError
@@ -64,6 +68,9 @@ class _Waiting:
     store: StateStore
     work: list[Pending]
     finish: Finish
+    # The log fields bound when the run handed its work over (its `run_id`, `customer` and
+    # `product`: worker/logging.py `bind_run`), for the lines of its end written later.
+    names: dict[str, Any] = field(default_factory=structlog.contextvars.get_contextvars)
 
 
 class IdleEnds:
@@ -133,22 +140,29 @@ class IdleEnds:
                 )
             else:
                 for run in waiting[:-1]:
-                    run.finish(None, None)
-                waiting[-1].finish(None, queued)
+                    with bound_contextvars(**run.names):
+                        run.finish(None, None)
+                with bound_contextvars(**waiting[-1].names):
+                    waiting[-1].finish(None, queued)
                 return
         for run in waiting:
-            alone = Gathering(run_id=run.run_id)
-            for pending in run.work:
-                alone.add(run.store, pending)
-            queued = None
-            try:
-                with using(alone):
-                    queued = self._checkpoint()
-                    alone.flush()
-            except RetentionError as exc:
-                run.finish(exc, queued)
-            else:
-                run.finish(None, queued)
+            with bound_contextvars(**run.names):
+                self._alone(run)
+
+    def _alone(self, run: _Waiting) -> None:
+        """Write one run's work in a transaction of its own (with its own checkpoint)."""
+        alone = Gathering(run_id=run.run_id)
+        for pending in run.work:
+            alone.add(run.store, pending)
+        queued = None
+        try:
+            with using(alone):
+                queued = self._checkpoint()
+                alone.flush()
+        except RetentionError as exc:
+            run.finish(exc, queued)
+        else:
+            run.finish(None, queued)
 
     def _checkpoint(self) -> Queued | None:
         """Queue the checkpoint after what the current gathering holds (`make_later`)."""

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import Connection
@@ -68,6 +68,10 @@ class Pending:
     transaction, and `Gathering.flush` then writes the rest again without it (`failed`
     holds the error of the last attempt). `committed`, when given, is called once the
     transaction that carried the work committed; it must not raise (it sets flags).
+
+    `names`: the log fields bound where the work was queued (a run's `run_id`, `customer`,
+    `product`: worker/logging.py `bind_run`), for the lines about it written elsewhere (in a
+    transaction of several runs' work: worker/idleends.py).
     """
 
     doing: str
@@ -77,6 +81,7 @@ class Pending:
     droppable: bool = False
     committed: Callable[[], None] | None = None
     failed: BaseException | None = None
+    names: dict[str, Any] = field(default_factory=structlog.contextvars.get_contextvars)
 
     def run(self, conn: Connection, *, flushing: bool = False) -> None:
         """Do the work in `conn`'s transaction (`retried` once a carrier has failed);
@@ -213,12 +218,13 @@ class Gathering:
                 self._skipped(gone)
 
     def _skipped(self, gone: Pending) -> None:
-        log.warning(
-            "state.write_skipped",
-            recording=gone.doing,
-            error=describe(gone.failed) if gone.failed is not None else "",
-            detail="the records queued with it are written without it",
-        )
+        with structlog.contextvars.bound_contextvars(**gone.names):
+            log.warning(
+                "state.write_skipped",
+                recording=gone.doing,
+                error=describe(gone.failed) if gone.failed is not None else "",
+                detail="the records queued with it are written without it",
+            )
 
     def _keep(self, store: StateStore, work: list[Pending]) -> None:
         if work:
