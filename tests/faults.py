@@ -61,8 +61,11 @@ class CommitProxy:
             except OSError:
                 return
             server = socket.create_connection(self.upstream)
-            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+            cut = threading.Event()  # set: nothing more reaches the client (its reply is lost)
+            for source, sink, from_client in ((client, server, True), (server, client, False)):
+                threading.Thread(
+                    target=self._pump, args=(source, sink, from_client, cut), daemon=True
+                ).start()
 
     def _should_cut(self, data: bytes) -> bool:
         if _COMMIT.search(data) is None:
@@ -77,10 +80,15 @@ class CommitProxy:
             self.cut += 1
             return True
 
-    def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
+    def _pump(
+        self, source: socket.socket, sink: socket.socket, from_client: bool, cut: threading.Event
+    ) -> None:
         try:
             while data := source.recv(65536):
+                if not from_client and cut.is_set():
+                    break  # the server's reply to the COMMIT: lost
                 if from_client and self._should_cut(data):
+                    cut.set()  # before the COMMIT goes out: its reply never reaches the client
                     if self.lose == "reply":
                         sink.sendall(data)
                         time.sleep(0.3)  # let the server commit before the cut
