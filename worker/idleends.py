@@ -26,6 +26,10 @@ What waits, and what it costs:
   before `run_pairs` waits for a pair another process holds, and when it returns.
 - A process killed before that loses the waiting runs' records: runs that changed nothing.
   Their leases expire and another process runs those pairs in the tick (worker/leases.py).
+  So does a run whose lease is lost while it waits (not renewed for the lease time: the
+  state database out of reach, the process stalled), which another process may have taken
+  over and run meanwhile: its records are not written, and it ends interrupted, as a run
+  whose lease is lost between two batches (`LeaseLost`).
 - When the joint transaction fails, each run's work is written again alone, as it would
   have been (`Gathering.flush`, with its own fallbacks): a run whose end another run
   recorded meanwhile (`RunClosed`) or whose records the state database refuses fails
@@ -56,6 +60,11 @@ MOST_RUNS = 32
 """Runs whose last records are written in one transaction, at most. The trail's head is
 locked for that transaction: 32 idle runs' records take a few tens of milliseconds."""
 
+
+class LeaseLost(RetentionError):
+    """A waiting run's lease was lost before its records were written: they are not."""
+
+
 Finish = Callable[[RetentionError | None, Queued | None], None]
 """Called once a run's handed-over work is written (None) or could not be (the error), with
 the checkpoint queued with it: the last run of a joint transaction gets the one checkpoint
@@ -68,6 +77,7 @@ class _Waiting:
     store: StateStore
     work: list[Pending]
     finish: Finish
+    lost: Callable[[], str] | None  # why the run's lease is no longer its own ("" while it is)
     # The log fields bound when the run handed its work over (its `run_id`, `customer` and
     # `product`: worker/logging.py `bind_run`), for the lines of its end written later.
     names: dict[str, Any] = field(default_factory=structlog.contextvars.get_contextvars)
@@ -98,18 +108,25 @@ class IdleEnds:
         database yet (`Gathering.hand_over`)."""
         return not gathered.wrote and len(gathered.queued) == 1
 
-    def take(self, gathered: Gathering, run_id: str, finish: Finish) -> bool:
+    def take(
+        self,
+        gathered: Gathering,
+        run_id: str,
+        finish: Finish,
+        lost: Callable[[], str] | None = None,
+    ) -> bool:
         """Take a run's queued work (its end and its lease's end, queued after its last
         event, without a checkpoint) to write with others'; False, and nothing taken, when
         the run wrote to the state database already or its work is for more than one store:
-        it flushes its own."""
+        it flushes its own. `lost` says why the run's lease is no longer its own ("" while
+        it is: worker/leases.py `Lease.lost`); its work is then not written."""
         handed = gathered.hand_over()
         if handed is None:
             return False
         store, work = handed
         if self._waiting and store is not self._waiting[0].store:
             self.flush()
-        self._waiting.append(_Waiting(run_id, store, work, finish))
+        self._waiting.append(_Waiting(run_id, store, work, finish, lost))
         return True
 
     def full(self) -> bool:
@@ -120,6 +137,7 @@ class IdleEnds:
         """Write what waits: in one transaction, or, when that fails, each run's alone.
         Each run's `finish` is called, in the order the runs ended."""
         waiting, self._waiting = self._waiting, []
+        waiting = [run for run in waiting if self._held(run)]
         if not waiting:
             return
         if len(waiting) > 1:
@@ -148,6 +166,18 @@ class IdleEnds:
         for run in waiting:
             with bound_contextvars(**run.names):
                 self._alone(run)
+
+    @staticmethod
+    def _held(run: _Waiting) -> bool:
+        """Whether the run still holds its lease; if not, it ends without its records."""
+        why = run.lost() if run.lost is not None else ""
+        if not why:
+            return True
+        detail = "its records, which waited to be written with other runs', are not written"
+        with bound_contextvars(**run.names):
+            log.warning("lease.lost", why=why, detail=detail)
+            run.finish(LeaseLost(f"its lease was lost ({why}): {detail}"), None)
+        return False
 
     def _alone(self, run: _Waiting) -> None:
         """Write one run's work in a transaction of its own (with its own checkpoint)."""

@@ -15,7 +15,7 @@ import structlog
 from worker.checkpoints import Checkpointer, Queued, publish_checkpoint
 from worker.errors import RetentionError
 from worker.events import EventBus, Outcome, RunRecorded
-from worker.idleends import IdleEnds
+from worker.idleends import IdleEnds, LeaseLost
 from worker.leases import Lease
 from worker.runreport import RunReport
 from worker.runstate import done_for_tick
@@ -82,7 +82,9 @@ class RunEnds:
             if release is not None:
                 release(report.outcome)
 
-        if not ends.take(gathered, report.run_id, finish):
+        lease: Lease | None = getattr(self._held, "lease", None)
+        lost = (lambda: lease.lost) if lease is not None else None
+        if not ends.take(gathered, report.run_id, finish, lost):
             return False
         self._held.__dict__.pop("release", None)  # the lease ends with the records
         self._held.handed = True
@@ -103,6 +105,8 @@ class RunEnds:
         if isinstance(failure, RunClosed):  # another run closed this one (lease lost): keep it
             log.warning("run.closed_by_another", error=str(failure))
             # The trail says crashed; this process saw its run cut off by the lost lease.
+            report.outcome = Outcome.INTERRUPTED
+        elif isinstance(failure, LeaseLost):  # while its records waited (worker/idleends.py)
             report.outcome = Outcome.INTERRUPTED
         elif failure is not None:  # the trail could not record the end: say so, go on
             report.outcome = Outcome.FAILED
