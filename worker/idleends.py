@@ -135,7 +135,8 @@ class IdleEnds:
 
     def flush(self) -> None:
         """Write what waits: in one transaction, or, when that fails, each run's alone.
-        Each run's `finish` is called, in the order the runs ended."""
+        Each run's `finish` is called, in the order the runs ended (first those whose lease
+        was lost, whose work is not written: `_held`)."""
         waiting, self._waiting = self._waiting, []
         waiting = [run for run in waiting if self._held(run)]
         if not waiting:
