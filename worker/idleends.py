@@ -136,9 +136,9 @@ class IdleEnds:
     def flush(self) -> None:
         """Write what waits: in one transaction, or, when that fails, each run's alone.
         Each run's `finish` is called, in the order the runs ended (first those whose lease
-        was lost, whose work is not written: `_held`)."""
+        was lost, whose work is not written: `_lease_kept`)."""
         waiting, self._waiting = self._waiting, []
-        waiting = [run for run in waiting if self._held(run)]
+        waiting = [run for run in waiting if self._lease_kept(run)]
         if not waiting:
             return
         if len(waiting) > 1:
@@ -169,7 +169,7 @@ class IdleEnds:
                 self._alone(run)
 
     @staticmethod
-    def _held(run: _Waiting) -> bool:
+    def _lease_kept(run: _Waiting) -> bool:
         """Whether the run still holds its lease; if not, it ends without its records."""
         why = run.lost() if run.lost is not None else ""
         if not why:
