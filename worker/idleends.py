@@ -102,12 +102,6 @@ class IdleEnds:
     def __len__(self) -> int:
         return len(self._waiting)
 
-    @staticmethod
-    def takes(gathered: Gathering) -> bool:
-        """Whether `take` would take this run's work: it wrote nothing to the state
-        database yet (`Gathering.hand_over`)."""
-        return not gathered.wrote and len(gathered.queued) == 1
-
     def take(
         self,
         gathered: Gathering,

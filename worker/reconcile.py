@@ -110,8 +110,6 @@ class Reconciler:
     ) -> None:
         self.store = store
         self.bus = bus
-        self.catalogue = catalogue
-        self.pepper = pepper
         self._batches = BatchSettlement(bus, catalogue, pepper, clock)
         self.clock = clock
 

@@ -62,7 +62,7 @@ class RunEnds:
             ends is not None
             and not report.dry_run
             and report.outcome is Outcome.SUCCEEDED
-            and ends.takes(gathered)
+            and gathered.may_hand_over()
         )
 
     def _hand_over(

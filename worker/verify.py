@@ -72,7 +72,9 @@ def verify(
     policies: dict[str, int] = {}
     started: dict[str, int] = {}
     pending: dict[tuple[str, str, int], int] = {}
-    closed: set[int] = set()  # hashes of the batches an outcome closed (8 bytes a batch)
+    # The batches an outcome closed, as Python hashes of their keys, not the keys: about 60
+    # bytes a batch for a trail of millions (a collision would only add a false note).
+    closed: set[int] = set()
     stray: list[tuple[int, str]] = []
     doubled: list[tuple[int, str, str, int]] = []
 

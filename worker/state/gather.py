@@ -144,11 +144,16 @@ class Gathering:
             if pending.committed is not None:
                 pending.committed()
 
+    def may_hand_over(self) -> bool:
+        """Whether `hand_over` would take the queued work: this context wrote nothing yet
+        and its work is for one store."""
+        return not self.wrote and len(self.queued) == 1
+
     def hand_over(self) -> tuple[StateStore, list[Pending]] | None:
         """Take the queued work out of this gathering, to be written with other runs' (a run
-        that wrote nothing yet: worker/idleends.py); None, and nothing taken, when this
-        context wrote already or its work is for more than one store."""
-        if self.wrote or len(self.queued) != 1:
+        that wrote nothing yet: worker/idleends.py); None, and nothing taken, unless
+        `may_hand_over`."""
+        if not self.may_hand_over():
             return None
         [(store, work)] = self.queued.values()
         self.queued.clear()
