@@ -14,6 +14,12 @@ targets but for their tenant and cutoffs, `connectors.sqlbind.shape`) are asked 
            EXISTS (SELECT 1 FROM person WHERE <the first target's expired test>),
            EXISTS (…)                              -- one per target, in order
     FROM rw_customers
+    WHERE rw_i >= 0                                -- not the rows that fill it up
+
+A statement has room for a fixed number of customers (one statement, one plan, however
+many are asked); the rows left over are filled with index -1 and never checked. A select
+nested in a target's test (a time basis read from a related table) reads the values of the
+outer row's customer, never every customer's row.
 
 Each target's test is exactly the one its count reads (`SqlReads._expired`, with the
 per-customer values of `connectors.sqlbind` as the row's columns instead of parameters),
@@ -33,7 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 import sqlalchemy as sa
 from sqlalchemy.sql import visitors
@@ -54,6 +60,10 @@ MAX_PARAMETERS = 30_000
 """At most this many parameters per statement (PostgreSQL takes at most 65,535)."""
 
 INDEX = "rw_i"
+PADDING = -1
+"""The index of a row that only fills a statement up to its size (one statement, one plan,
+for every number of customers): the statement's WHERE leaves it out, so its EXISTS tests
+never run."""
 CUSTOMERS = "rw_customers"
 
 _SAME_TYPE = (sa.Integer, sa.Numeric, sa.Date, sa.DateTime, sa.Uuid)
@@ -155,9 +165,20 @@ def build(reads: SqlReads, targets: Sequence[Target]) -> Joint | None:
     ]
     customers = sa.union_all(*rows).cte(CUSTOMERS)
 
+    nested: set[int] = set()
+
     def to_column(element: Any, **_kw: Any) -> Any:
         if isinstance(element, BindParameter) and element.key in casts:
             return customers.c[element.key]
+        if isinstance(element, sa.Select) and id(element) not in nested:
+            # A select inside the test (a related basis, "no related row"): its values are
+            # those of the outer row's customer. Auto-correlation reaches the enclosing
+            # select only, so it would read every customer's row as a table of its own and
+            # match another customer's tenant: this one correlates each table an enclosing
+            # select has, at any depth (SQLAlchemy's `correlate_except(None)`).
+            nested.add(id(element))
+            inner = cast(sa.Select[Any], visitors.replacement_traverse(element, {}, to_column))
+            return inner.correlate_except(None)
         return None
 
     flags = [
@@ -168,7 +189,11 @@ def build(reads: SqlReads, targets: Sequence[Target]) -> Joint | None:
         )
         for table, test in tests
     ]
-    statement = sa.select(customers.c[INDEX], *flags).select_from(customers)
+    statement = (
+        sa.select(customers.c[INDEX], *flags)
+        .select_from(customers)
+        .where(customers.c[INDEX] >= 0)  # a padding row (index -1) is not checked
+    )
     return Joint(statement, slots, size)
 
 
@@ -213,8 +238,8 @@ def due_together(
         chunk = values[start : start + joint.size]
         params: dict[str, Any] = {}
         for j in range(joint.size):
-            index = start + min(j, len(chunk) - 1)  # padded with the last customer again
-            params[f"{INDEX}__{j}"] = index
+            index = start + min(j, len(chunk) - 1)  # padded with the last customer's values
+            params[f"{INDEX}__{j}"] = index if j < len(chunk) else PADDING
             for name, value in values[index].items():
                 params[f"{name}__{j}"] = value
         with (
