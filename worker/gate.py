@@ -25,7 +25,6 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from worker.approvals import Approval, ApprovalLedger
-from worker.audit import canonical_json
 from worker.breaker import judge
 from worker.events import (
     ApprovalChanged,
@@ -125,8 +124,9 @@ class Gatekeeper:
             return {}
         return self.approvals.open_for_pair(customer, product)
 
-    def remember_policy(self, fingerprint: str, document: dict[str, Any], at: dt.datetime) -> None:
-        """Keep the policy document a fingerprint names (once), for `audit policy`.
+    def remember_policy(self, fingerprint: str, text: str, at: dt.datetime) -> None:
+        """Keep the policy document a fingerprint names (once), for `audit policy`; `text`
+        is its canonical JSON (worker/fingerprint.py `policy_text`).
 
         Once this process has stored it in this state store (its transaction committed), later
         runs skip the write: the worker never deletes a policy, so it is there."""
@@ -135,7 +135,6 @@ class Gatekeeper:
         kept = _KEPT.setdefault(self.store, set())
         if fingerprint in kept:
             return
-        text = canonical_json(document)
 
         def write(conn: sa.Connection, _retried: bool) -> None:
             row = {

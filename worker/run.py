@@ -42,7 +42,7 @@ from worker.events import (
     RunFinished,
     RunStarted,
 )
-from worker.fingerprint import fingerprint, policy_document
+from worker.fingerprint import policy_text, text_fingerprint
 from worker.gate import Gatekeeper
 from worker.idleends import IdleEnds
 from worker.isolation import rule_failed, rule_failure
@@ -241,8 +241,8 @@ class Runner(RunEnds):
         connector: Connector | None = None
         unexpected: BaseException | None = None
         try:
-            document = policy_document(self.catalogue, customer, mapping)
-            policy = fingerprint(document)
+            document = policy_text(self.catalogue, customer, mapping)
+            policy = text_fingerprint(document)
             self.bus.publish(
                 RunStarted(at=self.clock(), dry_run=dry_run, policy=policy, as_of=now, **names)
             )

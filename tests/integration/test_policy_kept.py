@@ -63,10 +63,10 @@ def test_a_policy_is_written_once_per_store(tmp_path: Path, store: StateStore) -
 def test_a_policy_write_that_never_committed_is_written_again(store: StateStore) -> None:
     gatekeeper = Gatekeeper(store, EventBus(), lambda: NOW)
     with gathering("r1"):  # queued, then dropped: the run's records were never flushed
-        gatekeeper.remember_policy("sha256:" + "1" * 64, {"rules": []}, NOW)
+        gatekeeper.remember_policy("sha256:" + "1" * 64, '{"rules":[]}', NOW)
     assert kept(store) == []
     with Statements(store._engine) as seen:
-        gatekeeper.remember_policy("sha256:" + "1" * 64, {"rules": []}, NOW)  # written at once
-        gatekeeper.remember_policy("sha256:" + "1" * 64, {"rules": []}, NOW)  # known: skipped
+        gatekeeper.remember_policy("sha256:" + "1" * 64, '{"rules":[]}', NOW)  # written at once
+        gatekeeper.remember_policy("sha256:" + "1" * 64, '{"rules":[]}', NOW)  # known: skipped
     assert len(seen.matching(POLICY_INSERT)) == 1, seen.sent
     assert kept(store) == [("sha256:" + "1" * 64,)]

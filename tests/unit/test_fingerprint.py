@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests import kidsapp
+from tests.support import FIXTURE_CONFIG
 from worker.configload import load_config
 from worker.fingerprint import policy_document, policy_fingerprint
 
@@ -37,3 +38,41 @@ def test_the_policy_document_holds_no_secret(tmp_path: Path) -> None:
     customer, mapping = next(iter(config.pairs()))
     text = str(policy_document(config.catalogue, customer, mapping))
     assert kidsapp.URL_ENV in text and "://" not in text
+
+
+def test_the_joined_policy_text_is_the_documents_canonical_json(tmp_path: Path) -> None:
+    """`policy_text` (shared parts serialised once per configuration) gives exactly the
+    canonical JSON of `policy_document`, for every pair of the shipped example and of
+    configurations whose customers differ in settings, time zone and name, and after a
+    reload that changed the mapping (new objects, not the kept parts)."""
+    from worker.audit import canonical_json
+    from worker.fingerprint import policy_text, text_fingerprint
+
+    shipped = load_config(FIXTURE_CONFIG)
+    configs = [
+        shipped,
+        load_config(
+            kidsapp.write_config(
+                tmp_path / "a",
+                customers={
+                    "kdv-a": {"settings": {"child_months": 36}, "timezone": "America/Curacao"},
+                    "kdv-b": {},
+                },
+            )
+        ),
+        load_config(
+            kidsapp.write_config(tmp_path / "b", product=kidsapp.mapping(breaker={"max_rows": 10}))
+        ),
+    ]
+    seen: set[str] = set()
+    for config in configs:
+        for customer, mapping in config.pairs():
+            for _ in range(2):  # built, then from the kept parts
+                text = policy_text(config.catalogue, customer, mapping)
+                document = policy_document(config.catalogue, customer, mapping)
+                assert text == canonical_json(document)
+                assert text_fingerprint(text) == policy_fingerprint(
+                    config.catalogue, customer, mapping
+                )
+            seen.add(text)
+    assert len(seen) == sum(len(list(c.pairs())) for c in configs)
