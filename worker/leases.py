@@ -59,7 +59,7 @@ import datetime as dt
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -75,7 +75,7 @@ from worker.leaseclaim import Busy as Busy  # re-exported
 from worker.leaseclaim import Why as Why  # re-exported
 from worker.leaseclaim import claim
 from worker.leaseclaim import utc as _utc
-from worker.leasesql import LeaseSQL
+from worker.leasesql import Also, LeaseSQL
 from worker.leaseticks import latest_tick as latest_tick  # re-exported
 from worker.leaseticks import pair_tick as pair_tick  # re-exported
 from worker.owner import process_owner
@@ -133,7 +133,14 @@ class Leases:
         return {"now": now, "expires": now + dt.timedelta(seconds=self.seconds)}
 
     def take(
-        self, customer: str, product: str, tick: dt.datetime, *, again: bool = False
+        self,
+        customer: str,
+        product: str,
+        tick: dt.datetime,
+        *,
+        again: bool = False,
+        also: Also = (),
+        also_params: Mapping[str, Any] | None = None,
     ) -> Lease | Busy:
         """Take the lease of `customer` × `product` for `tick` (aware), or say who has it.
 
@@ -141,6 +148,11 @@ class Leases:
         `run --once`, not `--scheduled`), also beside a later tick's row; a lease another
         live process holds, in this tick or another, never is. Without `again`, a later
         tick's row says "done" (its run covers this tick's work).
+
+        `also` (labelled columns, their parameters in `also_params`) is read in the
+        statement that takes the lease where it can be (`LeaseSQL.take`): the lease's
+        `also` then holds their values, read after the statement's start; else None (read
+        them apart).
         """
         tick = _utc(tick)
         token = uuid.uuid4().hex
@@ -154,14 +166,23 @@ class Leases:
             clock = self.at(sql)
             for retried in (False, True):
                 taken = conn.execute(
-                    sql.take(again),
-                    {**pair, **clock, "lease_holder": self.holder, "lease_token": token},
+                    sql.take(again, also),
+                    {
+                        **(also_params or {}),
+                        **pair,
+                        **clock,
+                        "lease_holder": self.holder,
+                        "lease_token": token,
+                    },
                 ).first()
                 if taken is not None:  # a new row, or (again) a done one: one statement
                     if not sql.postgres:  # there the statement swept older ticks itself
                         conn.execute(sql.sweep, {**pair, **clock})
                     expires = _utc(taken.expires_at)
-                    return Lease(self, customer, product, tick, token, None, expires)
+                    found = Lease(self, customer, product, tick, token, None, expires)
+                    if also and sql.postgres:
+                        found.also = tuple(taken)[2:]
+                    return found
                 claimed = claim(conn, sql, clock, pair, self.holder, token, again, retried)
                 if isinstance(claimed, Busy):
                     return claimed
@@ -235,6 +256,8 @@ class Lease:
         self._stop = threading.Event()
         self._ending = False
         self.ended = False  # ended with the run's records (`end_later`)
+        # The values of `Leases.take`'s `also`, when its statement read them (else None).
+        self.also: tuple[Any, ...] | None = None
 
     def _mine(self, conn: Connection) -> tuple[LeaseSQL, dict[str, Any]]:
         """The statements for `conn` and the parameters that name this take's row (its

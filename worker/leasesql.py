@@ -46,10 +46,14 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
 
 from worker.state.models import leases
 
 _c = leases.c
+
+Also = tuple[ColumnElement[Any], ...]
+"""Labelled columns a take returns as well (`LeaseSQL.take`)."""
 
 
 class LeaseSQL:
@@ -124,14 +128,28 @@ class LeaseSQL:
         )
         self.done: Executable = update(leases).where(*mine).values(done_at=now, expires_at=now)
         self.release: Executable = delete(leases).where(*mine)
+        self._clocks = (now, expires, older)
         self._take = {again: self._taking(now, expires, older, again) for again in (False, True)}
+        self._take_also: dict[tuple[bool, Also], Executable] = {}
 
-    def take(self, again: bool) -> Executable:
+    def take(self, again: bool, also: Also = ()) -> Executable:
         """The statement that takes a new or (with `again`) done lease of a tick, returning
-        `taken_at` and `expires_at`; no row when the tick's row exists and is not taken."""
-        return self._take[again]
+        `taken_at` and `expires_at`; no row when the tick's row exists and is not taken.
 
-    def _taking(self, now: Any, expires: Any, older: Any, again: bool) -> Executable:
+        `also`: labelled columns (a read the taker needs next, worker/pairstate.py) that
+        the statement returns after those two when it took the lease, read in the same
+        statement (PostgreSQL; elsewhere they are left out: read them apart). Built once
+        per tuple of columns."""
+        if not also or not self.postgres:
+            return self._take[again]
+        built = self._take_also.get((again, also))
+        if built is None:
+            built = self._take_also[(again, also)] = self._taking(*self._clocks, again, also)
+        return built
+
+    def _taking(
+        self, now: Any, expires: Any, older: Any, again: bool, also: Also = ()
+    ) -> Executable:
         dialect: Any = postgresql if self.postgres else sqlite
         other = leases.alias("other")
         mates = (
@@ -179,5 +197,5 @@ class LeaseSQL:
         if self.postgres:
             taken = statement.cte("taken")
             swept = older.where(exists(select(1).select_from(taken))).cte("swept")
-            statement = select(taken.c.taken_at, taken.c.expires_at).add_cte(swept)
+            statement = select(taken.c.taken_at, taken.c.expires_at, *also).add_cte(swept)
         return cast(Executable, statement)

@@ -9,6 +9,10 @@ statement of three EXISTS, each over exactly the rows its full read selects:
 `reconcile.ANYTHING_OPEN`, `holds.ACTIVE_FOR_PAIR`, `approvals.OPEN_FOR_PAIR`), and reads
 in full only what exists.
 
+On a PostgreSQL state database the statement that takes the run's lease reads the three
+flags as well (`PAIR_STATE_COLUMNS`), so a run that takes its lease sends no read of its
+own; a lease taken over from a process that is gone, and SQLite, read it apart.
+
 Each answer is read when the run starts, as the full reads were (each its own snapshot, a
 few milliseconds apart): a hold placed or an approval given after it binds the next run, as
 one placed a moment after the full read did. Within the run, a batch's guard still looks
@@ -20,7 +24,9 @@ not by the answer read before it: a hold placed while it settled binds its gate.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -40,11 +46,22 @@ class PairState:
     approvals: bool
 
 
-_PAIR_STATE = sa.select(
+PAIR_STATE_COLUMNS: tuple[sa.ColumnElement[Any], ...] = (
     ANYTHING_OPEN.scalar_subquery().label("open_work"),
     ACTIVE_FOR_PAIR.exists().label("holds"),
     OPEN_FOR_PAIR.order_by(None).exists().label("approvals"),
 )
+"""The three flags of `PairState`, in its order, as columns (parameters `customer` and
+`product`): read by `read_pair_state`, or by the statement that takes the run's lease
+(worker/leases.py `Leases.take`'s `also`; PostgreSQL), which saves a round trip."""
+
+_PAIR_STATE = sa.select(*PAIR_STATE_COLUMNS)
+
+
+def pair_state_of(values: Sequence[Any]) -> PairState:
+    """The `PairState` of the three values `PAIR_STATE_COLUMNS` read, in their order."""
+    open_work, held, asked = values
+    return PairState(bool(open_work), bool(held), bool(asked))
 
 
 def read_pair_state(store: StateStore | None, customer: str, product: str) -> PairState | None:
@@ -56,7 +73,6 @@ def read_pair_state(store: StateStore | None, customer: str, product: str) -> Pa
     pair = {"customer": customer, "product": product}
 
     def read(conn: sa.Connection) -> PairState:
-        row = conn.execute(_PAIR_STATE, pair).one()
-        return PairState(bool(row.open_work), bool(row.holds), bool(row.approvals))
+        return pair_state_of(tuple(conn.execute(_PAIR_STATE, pair).one()))
 
     return store.read(f"reading the state of {customer} × {product}", read)

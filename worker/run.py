@@ -34,7 +34,7 @@ from worker.batchsteps import OutcomeRefused
 from worker.checkpoints import Checkpointer, Queued
 from worker.config import Catalogue, Customer, ProductMapping
 from worker.drift import SchemaCheck, SchemaDrift
-from worker.errors import RetentionError
+from worker.errors import RetentionError, StateError
 from worker.events import (
     ConnectorStatus,
     EventBus,
@@ -48,7 +48,7 @@ from worker.idleends import IdleEnds
 from worker.isolation import rule_failed, rule_failure
 from worker.leases import Busy, Lease, Leases, pair_tick
 from worker.logging import bind_run
-from worker.pairstate import read_pair_state
+from worker.pairstate import PAIR_STATE_COLUMNS, PairState, pair_state_of, read_pair_state
 from worker.policy import effective_rules
 from worker.reconcile import Reconciler
 from worker.retry import RetryPolicy
@@ -156,7 +156,26 @@ class Runner(RunEnds):
         if dry_run or self.leases is None:
             return self._one(customer, mapping, now, dry_run=dry_run, lease=None)
         tick = pair_tick(customer, mapping, now)
-        taken = self.leases.take(customer.customer, mapping.product, tick, again=not self.scheduled)
+        pair = {"customer": customer.customer, "product": mapping.product}
+        # The pair's state is read by the statement that takes the lease, where it can be.
+        also = PAIR_STATE_COLUMNS if self.leases.store is self.gatekeeper.store else ()
+        try:
+            taken = self.leases.take(
+                customer.customer,
+                mapping.product,
+                tick,
+                again=not self.scheduled,
+                also=also,
+                also_params=pair,
+            )
+        except StateError:
+            if not also:
+                raise
+            # Taken without the read, which is then made apart: a failure of that read
+            # fails this run alone, as it always did, and not the lease.
+            taken = self.leases.take(
+                customer.customer, mapping.product, tick, again=not self.scheduled
+            )
         if isinstance(taken, Busy):
             return RunReport(
                 "",
@@ -252,7 +271,12 @@ class Runner(RunEnds):
             reuse = 0.0 if dry_run else self.schema_reuse_seconds
             check = SchemaCheck(connector, mapping, self._retry, reuse_seconds=reuse)
             # One read for whether there is open work, a hold or an approval to read.
-            known = read_pair_state(self.gatekeeper.store, customer.customer, mapping.product)
+            lease = getattr(self._held, "lease", None)
+            if lease is not None and lease.also is not None:
+                known: PairState | None = pair_state_of(lease.also)
+                lease.also = None  # read once, for this run
+            else:
+                known = read_pair_state(self.gatekeeper.store, customer.customer, mapping.product)
             if self.reconciler is not None and not dry_run:
                 lease = getattr(self._held, "lease", None)
                 self.reconciler.settle(

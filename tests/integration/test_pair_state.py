@@ -26,7 +26,8 @@ from tests.integration.test_state_round_trips import idle_run
 from worker.approvals import ApprovalLedger
 from worker.events import EventBus
 from worker.holds import HoldLedger
-from worker.pairstate import PairState, read_pair_state
+from worker.leases import Lease, Leases
+from worker.pairstate import PAIR_STATE_COLUMNS, PairState, pair_state_of, read_pair_state
 from worker.reconcile import Reconciler
 from worker.state import StateStore
 from worker.state.models import approvals, holds, open_batches, runs
@@ -170,6 +171,43 @@ def test_each_flag_is_true_exactly_when_its_full_read_finds_something(
         assert read_pair_state(store, customer, product) == full_reads(store, customer, product)
 
 
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    held=st.lists(HOLD, max_size=4),
+    asked=st.lists(APPROVAL, max_size=4),
+    ran=st.lists(RUN, max_size=3),
+    batches=st.lists(BATCH, max_size=2),
+)
+def test_the_lease_that_a_run_takes_reads_the_same_flags(
+    store: StateStore,
+    held: list[Any],
+    asked: list[Any],
+    ran: list[Any],
+    batches: list[Any],
+) -> None:
+    """The statement that takes a lease carries the read on PostgreSQL (none elsewhere)."""
+    _seed(store, held, asked, ran, batches)
+    leases = Leases(store, 60)
+    tick = dt.datetime(2026, 11, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=next(TICKS))
+    for customer, product in itertools.product(CUSTOMERS, PRODUCTS):
+        pair = {"customer": customer, "product": product}
+        lease = leases.take(customer, product, tick, also=PAIR_STATE_COLUMNS, also_params=pair)
+        assert isinstance(lease, Lease)
+        try:
+            if store._engine.dialect.name != "postgresql":
+                assert lease.also is None
+                continue
+            assert lease.also is not None
+            assert pair_state_of(lease.also) == full_reads(store, customer, product)
+        finally:
+            lease.end(done=True)
+
+
+TICKS = itertools.count()
+
+
 def test_without_a_state_database_nothing_is_known() -> None:
     assert read_pair_state(None, "kdv-a", "flexkids") is None
 
@@ -177,11 +215,17 @@ def test_without_a_state_database_nothing_is_known() -> None:
 def test_an_idle_run_reads_its_pair_once_and_not_three_times(
     tmp_path: Path, store: StateStore
 ) -> None:
+    """On PostgreSQL the statement that takes the run's lease reads all three; on SQLite one
+    SELECT of its own does."""
     seen = idle_run(tmp_path, store)
-    reads = [s for s in seen.sent if s.upper().startswith("SELECT")]
-    pair = [s for s in reads if "FROM holds" in s and "FROM approvals" in s]
-    assert len(pair) == 1, reads  # the one read of all three
+    pair = [s for s in seen.sent if "FROM holds" in s and "FROM approvals" in s]
+    assert len(pair) == 1, seen.sent  # the one read of all three
     assert "FROM open_batches" in pair[0]
+    if store._engine.dialect.name == "postgresql":
+        assert pair[0].startswith("WITH taken AS (INSERT INTO leases"), pair[0]
+    else:
+        assert pair[0].upper().startswith("SELECT"), pair[0]
+    reads = [s for s in seen.sent if s.upper().startswith("SELECT")]
     others = [s for s in reads if s not in pair]
     assert not [s for s in others if "FROM holds" in s or "FROM approvals" in s], others
     assert not [s for s in others if "FROM open_batches" in s], others
