@@ -307,15 +307,6 @@ class Connector(abc.ABC):
         """
         return None
 
-    def delete_next_whole(self) -> bool:
-        """True when a `delete_next` from the first key (`after` None) that deleted fewer than
-        `limit` rows deleted every expired row its selection found, so no expired row was
-        left at its snapshot and the caller need not select a page to confirm it (rows that
-        expire or arrive later are the next run's). False, the default, where a row can stay
-        behind unnamed (on SQLite a TEXT primary key can hold NULL, which `key IN (…)`
-        skips)."""
-        return False
-
     @abc.abstractmethod
     def delete_expired(
         self, target: Target, limit: int, *, prepare: Prepare | None = None

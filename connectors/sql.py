@@ -208,12 +208,6 @@ class SqlConnector(SqlSchemaView):
             applied = Applied({table.name: len(gone)}, gone)
             return _finish(conn, transaction, applied, prepare, "delete", table.name)
 
-    def delete_next_whole(self) -> bool:
-        """PostgreSQL: the rows chosen are deleted by their locator (`ctid`, connectors/
-        sqlfast.py), each one, and a key part is never NULL there (a primary key's column
-        is NOT NULL; another key's must be, `validate` and the run's schema check say)."""
-        return self.dialect == "postgresql"
-
     def delete_expired(
         self, target: Target, limit: int, *, prepare: Prepare | None = None
     ) -> Applied:
