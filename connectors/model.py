@@ -336,6 +336,10 @@ class Applied(Mapping[str, int]):
         self._rows = {t: int(n) for t, n in (rows or {}).items() if n}  # tables changed only
         self.changed_keys: tuple[Key, ...] = tuple(keys)
         self.held_keys: tuple[Key, ...] = tuple(held)
+        # A set-based delete (`Connector.delete_next`) that deleted every row it chose and
+        # chose fewer than its limit: no expired row after its `after` was left at its
+        # snapshot. False wherever that is not known.
+        self.whole = False
 
     def __getitem__(self, table: str) -> int:
         return self._rows[table]

@@ -45,7 +45,7 @@ from connectors.pooling import ping_when_idle
 from connectors.reach import checked_url, engine_options
 from connectors.session import pin_sessions, reading
 from connectors.sqlchange import Batch, change_batch
-from connectors.sqlfast import locked_tids, next_delete
+from connectors.sqlfast import CHOSEN, locked_tids, next_delete
 from connectors.sqlschemaview import SqlSchemaView
 
 # Bind parameters a statement needs besides the keys: tenant, cutoff, masks, holds.
@@ -200,12 +200,18 @@ class SqlConnector(SqlSchemaView):
             return None
         with self._wrap(f"cannot delete rows of {table.name}"), self.engine.connect() as conn:
             transaction = conn.begin()
-            gone = [tuple(r) for r in conn.execute(statement)]
+            rows = [tuple(r) for r in conn.execute(statement)]
+            # PostgreSQL: the count of rows chosen, last in each row
+            counted = isinstance(statement, sa.Select) and CHOSEN in statement.selected_columns
+            gone = [r[:-1] for r in rows] if counted else rows
             held = set(guard(gone)) if guard is not None and gone else set()
             if held:  # a hold placed meanwhile: nothing of this batch goes
                 transaction.rollback()
                 return None
             applied = Applied({table.name: len(gone)}, gone)
+            # Every row chosen is gone, and fewer were chosen than asked for: the whole
+            # selection (from `after` on, at the statement's snapshot).
+            applied.whole = counted and bool(rows) and rows[0][-1] == len(gone) < limit
             return _finish(conn, transaction, applied, prepare, "delete", table.name)
 
     def delete_expired(

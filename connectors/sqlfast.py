@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.dml import ReturningDelete
 from sqlalchemy.sql.elements import ColumnElement
@@ -40,15 +41,16 @@ def next_delete(
     after: Key | None,
     limit: int,
     dialect: sa.Dialect,
-) -> ReturningDelete[Any] | None:
+) -> ReturningDelete[Any] | sa.Select[Any] | None:
     """The DELETE ... RETURNING key of the next `limit` expired rows after `after`, or None
-    when the backend has no such statement."""
+    when the backend has no such statement. On PostgreSQL each row holds the count of rows
+    chosen after the key (`chosen_delete`)."""
     where = expired if after is None else sa.and_(expired, _key_after(key_cols, after))
     if not dialect.delete_returning:
         return None
     picked = sa.select(*key_cols).where(where).order_by(*key_cols).limit(limit)
     if dialect.name == "postgresql":
-        return sa.delete(table).where(locked_tids(picked)).returning(*key_cols)
+        return chosen_delete(table, key_cols, picked)
     if dialect.name == "sqlite":  # a subquery that is not correlated is evaluated once
         inside = key_cols[0].in_(picked) if len(key_cols) == 1 else sa.tuple_(*key_cols).in_(picked)
         return sa.delete(table).where(inside, expired).returning(*key_cols)
@@ -57,6 +59,44 @@ def next_delete(
     # session holds, of another tenant too. The page path reads its page without locks and
     # locks exactly its keys, by primary key.
     return None
+
+
+CHOSEN = "rw_chosen"
+"""The label of the count of rows a PostgreSQL batch chose, after the keys it deleted."""
+
+
+def chosen_delete(
+    table: sa.Table, key_cols: list[sa.Column[Any]], picked: sa.Select[Any]
+) -> sa.Select[Any]:
+    """PostgreSQL's set-based batch: each deleted row's key and, after it, how many rows
+    the batch chose (`CHOSEN`)::
+
+        WITH rw_chosen AS (SELECT ARRAY(SELECT ctid … FOR UPDATE) AS tids),
+             rw_gone AS (DELETE FROM t WHERE ctid = ANY(CAST((SELECT tids FROM rw_chosen)
+                                                             AS tid[])) RETURNING key)
+        SELECT key, (SELECT cardinality(tids) FROM rw_chosen) FROM rw_gone
+
+    The rows are chosen, locked and deleted as `locked_tids` says, once. A row another
+    transaction changed while the choice waited for its lock is chosen in its new version,
+    whose locator the DELETE's snapshot does not see: that row stays, and fewer rows come
+    back than were chosen (the caller then confirms from the first key). Both counts equal
+    means every chosen row is gone."""
+    tid: ColumnElement[Any] = sa.literal_column("ctid")
+    choice = picked.with_only_columns(tid).with_for_update()
+    chosen = sa.select(_ArrayOf(choice.scalar_subquery()).label("tids")).cte(CHOSEN)
+    tids = sa.cast(sa.select(chosen.c.tids).scalar_subquery(), postgresql.ARRAY(_Tid()))
+    gone = sa.delete(table).where(tid == sa.any_(tids)).returning(*key_cols).cte("rw_gone")
+    count = sa.select(sa.func.cardinality(chosen.c.tids)).scalar_subquery()
+    return sa.select(*gone.c, count.label(CHOSEN))
+
+
+class _Tid(sa.types.UserDefinedType[Any]):
+    """PostgreSQL's `tid`, a row's physical locator (only ever cast to, as `tid[]`)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_kw: Any) -> str:
+        return "tid"
 
 
 def locked_tids(picked: sa.Select[Any]) -> ColumnElement[bool]:
