@@ -152,7 +152,8 @@ class Leases:
         `also` (labelled columns, their parameters in `also_params`) is read in the
         statement that takes the lease where it can be (`LeaseSQL.take`): the lease's
         `also` then holds their values, read after the statement's start; else None (read
-        them apart).
+        them apart). Only the first attempt carries them: once it failed, the retries take
+        the lease without them, within the one retry budget of the take.
         """
         tick = _utc(tick)
         token = uuid.uuid4().hex
@@ -162,11 +163,12 @@ class Leases:
 
         def write(conn: Connection) -> Lease | Busy:
             sql = self.sql(conn)
+            carried = also if not waits else ()  # an attempt after a failure: not the read
             waits.append(sql.postgres)
             clock = self.at(sql)
             for retried in (False, True):
                 taken = conn.execute(
-                    sql.take(again, also),
+                    sql.take(again, carried),
                     {
                         **(also_params or {}),
                         **pair,
@@ -180,7 +182,7 @@ class Leases:
                         conn.execute(sql.sweep, {**pair, **clock})
                     expires = _utc(taken.expires_at)
                     found = Lease(self, customer, product, tick, token, None, expires)
-                    if also and sql.postgres:
+                    if carried and sql.postgres:
                         found.also = tuple(taken)[2:]
                     return found
                 claimed = claim(conn, sql, clock, pair, self.holder, token, again, retried)

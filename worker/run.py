@@ -168,8 +168,10 @@ class Runner(RunEnds):
                 also=also,
                 also_params=pair,
             )
-        except StateError:
-            if not also:
+        except StateError as exc:
+            # A transient failure was retried without the read (`Leases.take`), within the
+            # take's one retry budget: the take's own failure, as without the read.
+            if not also or exc.transient:
                 raise
             # Taken without the read, which is then made apart: a failure of that read
             # fails this run alone, as it always did, and not the lease.
