@@ -11,7 +11,8 @@ in full only what exists.
 
 On a PostgreSQL state database the statement that takes the run's lease reads the three
 flags as well (`PAIR_STATE_COLUMNS`), so a run that takes its lease sends no read of its
-own; a lease taken over from a process that is gone, and SQLite, read it apart.
+own; a lease taken over from a process that is gone, a take retried after a failure
+(within the take's one retry budget), and SQLite, read it apart.
 
 Each answer is read when the run starts, as the full reads were (each its own snapshot, a
 few milliseconds apart): a hold placed or an approval given after it binds the next run, as
