@@ -2,7 +2,8 @@
 row, so the tick's row exists and was not taken, or another tick of the pair kept it out.
 
 `claim` reads the tick's row, locked, and says who has it (Busy) or takes it (a done row
-taken `again`; an expired row, or one whose holder is gone, taken over); without the tick's
+taken `again`; an expired row, or one whose holder is gone, taken over; the take's own row,
+written by an attempt whose COMMIT reply was lost, is the lease taken); without the tick's
 row, `_others` reads every row of the pair to say why: a later tick's row (a scheduled take:
 done), a live lease of another tick (held), or an expired lease of another tick (deleted,
 then the take is tried again, once). These reads cost statements only when a take is refused
@@ -90,6 +91,10 @@ def claim(
         if has_row or retried:
             return Busy(customer, product, tick, "held", "another process", seconds)
         return None  # what kept the take out is gone: take again
+    if row.token == token and row.done_at is None:
+        # This take's own row: an earlier attempt of it committed and its reply was lost
+        # (the store retried the take). It is this lease, held since then.
+        return None, utc(row.expires_at)
     if row.later_holder is not None and not again:  # a later tick's run covers this one
         return Busy(customer, product, tick, "done", row.later_holder)
     now = clock["now"] if clock else utc(row.lease_now)
