@@ -45,7 +45,7 @@ from connectors.pooling import ping_when_idle
 from connectors.reach import checked_url, engine_options
 from connectors.session import pin_sessions, reading
 from connectors.sqlchange import Batch, change_batch
-from connectors.sqlfast import CHOSEN, locked_tids, next_delete
+from connectors.sqlfast import CHOSEN, next_delete, one_table_tids
 from connectors.sqlschemaview import SqlSchemaView
 
 # Bind parameters a statement needs besides the keys: tenant, cutoff, masks, holds.
@@ -225,15 +225,12 @@ class SqlConnector(SqlSchemaView):
             raise SchemaError(keyless_reached(table.name, acting[0]))
         where = self._expired(table, target)
         columns = list(table.c)
-        if self.dialect in ("postgresql", "sqlite"):  # the row's physical locator
-            locator: ColumnElement[Any] = sa.literal_column(
-                "ctid" if self.dialect == "postgresql" else "rowid"
-            )
-            picked = sa.select(locator).select_from(table).where(where).limit(limit)
-            if self.dialect == "postgresql":  # chosen once, deleted by a TID scan (sqlfast)
-                statement = sa.delete(table).where(locked_tids(picked))
-            else:
-                statement = sa.delete(table).where(locator.in_(picked))
+        if self.dialect == "postgresql":  # chosen once, deleted by a TID scan (sqlfast)
+            statement = sa.delete(table).where(one_table_tids(table, where, limit))
+        elif self.dialect == "sqlite":  # the row's physical locator
+            rowid: ColumnElement[Any] = sa.literal_column("rowid")
+            picked = sa.select(rowid).select_from(table).where(where).limit(limit)
+            statement = sa.delete(table).where(rowid.in_(picked))
         else:  # MariaDB/MySQL: a single-table DELETE takes LIMIT itself
             statement = sa.delete(table).where(where).with_dialect_options(mysql_limit=limit)
         what = f"cannot delete rows of {table.name}"

@@ -1,7 +1,8 @@
 """The set-based delete batch: one statement selects the next expired rows and deletes them.
 
-    DELETE FROM t WHERE ctid = ANY(ARRAY(SELECT ctid FROM t WHERE <expired> AND key > :after
-                                         ORDER BY key LIMIT :n FOR UPDATE))
+    DELETE FROM ONLY t WHERE ctid = ANY(ARRAY(SELECT ctid FROM ONLY t WHERE <expired>
+                                              AND key > :after ORDER BY key LIMIT :n
+                                              FOR UPDATE))
     RETURNING key                                                           -- PostgreSQL
 
     DELETE FROM t WHERE key IN (SELECT key FROM t WHERE <expired> AND key > :after
@@ -15,9 +16,11 @@ lock it, delete it) and the page's round trip before the transaction. It is used
 nothing has to happen before the rows go: no mapped dependents (deleted first), no foreign
 key of another table, in any schema, pointing at the table (its cascades are counted or
 refused before the DELETE: connectors/sqlreach.py, connectors/sqloutside.py), and on
-PostgreSQL and SQLite 3.35+ (DELETE … RETURNING). Not on MariaDB/MySQL: InnoDB's locking
-reads lock every row they read (`next_delete` says why), so there the page path runs, whose
-page is read without locks.
+PostgreSQL and SQLite 3.35+ (DELETE … RETURNING). A `ctid` is unique only within one
+physical table: PostgreSQL's batch takes only rows of the table's own (`FROM ONLY`), and the
+rows of its partitions or inheritance children are left to the page path, by key. Not on
+MariaDB/MySQL: InnoDB's locking reads lock every row they read (`next_delete` says why), so
+there the page path runs, whose page is read without locks.
 """
 
 from __future__ import annotations
@@ -71,23 +74,62 @@ def chosen_delete(
     """PostgreSQL's set-based batch: each deleted row's key and, after it, how many rows
     the batch chose (`CHOSEN`)::
 
-        WITH rw_chosen AS (SELECT ARRAY(SELECT ctid … FOR UPDATE) AS tids),
-             rw_gone AS (DELETE FROM t WHERE ctid = ANY(CAST((SELECT tids FROM rw_chosen)
-                                                             AS tid[])) RETURNING key)
-        SELECT key, (SELECT cardinality(tids) FROM rw_chosen) FROM rw_gone
+        WITH rw_chosen AS (SELECT ARRAY(SELECT ctid FROM ONLY t … FOR UPDATE) AS tids),
+             rw_gone AS (DELETE FROM ONLY t WHERE ctid = ANY(CAST((SELECT tids FROM rw_chosen)
+                                                                  AS tid[])) RETURNING key)
+        SELECT key, (SELECT CASE WHEN <t has partitions or inheritance children> THEN NULL
+                                 ELSE cardinality(tids) END FROM rw_chosen) FROM rw_gone
 
     The rows are chosen, locked and deleted as `locked_tids` says, once. A row another
     transaction changed while the choice waited for its lock is chosen in its new version,
     whose locator the DELETE's snapshot does not see: that row stays, and fewer rows come
     back than were chosen (the caller then confirms from the first key). Both counts equal
-    means every chosen row is gone."""
+    means every chosen row is gone.
+
+    Only rows of `t`'s own physical table (`ONLY`): a `ctid` chosen in one partition or
+    inheritance child also names the row at that place in every other (another tenant's, one
+    inside its period). Where `t` has such tables the count is NULL: the selection left their
+    rows out, and the caller confirms by a page, by key."""
     tid: ColumnElement[Any] = sa.literal_column("ctid")
-    choice = picked.with_only_columns(tid).with_for_update()
+    choice = picked.with_only_columns(tid).select_from(table).with_for_update()
+    choice = choice.with_hint(table, "ONLY", "postgresql")
     chosen = sa.select(_ArrayOf(choice.scalar_subquery()).label("tids")).cte(CHOSEN)
     tids = sa.cast(sa.select(chosen.c.tids).scalar_subquery(), postgresql.ARRAY(_Tid()))
-    gone = sa.delete(table).where(tid == sa.any_(tids)).returning(*key_cols).cte("rw_gone")
-    count = sa.select(sa.func.cardinality(chosen.c.tids)).scalar_subquery()
-    return sa.select(*gone.c, count.label(CHOSEN))
+    gone = sa.delete(table).where(tid == sa.any_(tids)).with_hint("ONLY", dialect_name="postgresql")
+    gone_rows = gone.returning(*key_cols).cte("rw_gone")
+    # No count where rows of other physical tables were left out: not the whole selection
+    counted = sa.case((_has_children(table), sa.null()), else_=sa.func.cardinality(chosen.c.tids))
+    count = sa.select(counted).scalar_subquery()
+    return sa.select(*gone_rows.c, count.label(CHOSEN))
+
+
+def _has_children(table: sa.Table) -> ColumnElement[bool]:
+    """Whether `table` is a partitioned table or an inheritance parent on PostgreSQL: rows of
+    it then live in other physical tables too (`pg_inherits`)."""
+    inherits = sa.table("pg_inherits", sa.column("inhparent"), schema="pg_catalog")
+    quoted = ".".join('"' + p.replace('"', '""') + '"' for p in (table.schema, table.name) if p)
+    name = sa.literal(quoted, sa.Text)
+    return sa.exists().where(inherits.c.inhparent == sa.cast(name, postgresql.REGCLASS))
+
+
+def one_table_tids(table: sa.Table, where: ColumnElement[bool], limit: int) -> ColumnElement[bool]:
+    """PostgreSQL's keyless batch: `locked_tids` of up to `limit` rows matching `where`, all
+    of one physical table (`tableoid`), that of some row matching `where`::
+
+        WITH rw_rel AS (SELECT tableoid AS rel FROM t WHERE <where> LIMIT 1)
+        … ctid = ANY(ARRAY(SELECT ctid FROM t WHERE <where> AND tableoid = (SELECT rel …)
+                           LIMIT n FOR UPDATE)) AND tableoid = (SELECT rel FROM rw_rel)
+
+    A row's `ctid` is unique only within its physical table: in a partitioned table, or one
+    with inheritance children, a locator chosen in one also names the row at that place in
+    every other. The CTE is evaluated once, so both sides name the same table. Each batch
+    takes the rows of one physical table; the next finds the rest."""
+    oid: ColumnElement[Any] = sa.literal_column("tableoid")
+    rel = sa.select(oid.label("rel")).select_from(table).where(where).limit(1).cte("rw_rel")
+    same = oid == sa.select(rel.c.rel).scalar_subquery()
+    tid: ColumnElement[Any] = sa.literal_column("ctid")
+    picked = sa.select(tid).select_from(table).where(where, same).limit(limit)
+    return sa.and_(locked_tids(picked), same)
 
 
 class _Tid(sa.types.UserDefinedType[Any]):

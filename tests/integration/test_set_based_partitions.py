@@ -1,0 +1,129 @@
+"""Set-based deletes (connectors/sqlfast.py) on PostgreSQL tables of more than one physical
+table: a partitioned table and a table with inheritance children. A row's `ctid` is unique
+only within its own physical table, so a locator chosen in one partition also names a row of
+every other partition at the same place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from tests import kidsapp
+from tests.gate_support import OLD, RECENT, config, run
+from tests.support import PEPPER
+from worker.configload import Config
+from worker.events import BatchIntent, RuleEvaluated
+from worker.keys import KeyHasher
+from worker.state import StateStore
+
+PARTITIONED = "PARTITION BY LIST (tenant_id)"
+COLUMNS = "id integer NOT NULL, tenant_id integer NOT NULL, name text, health text, left_on date"
+
+
+def _execute(url: str, *statements: str) -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+
+
+def _insert(url: str, rows: list[tuple[int, int, object]]) -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for i, t, d in rows:
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO child (id, tenant_id, name, health, left_on) "
+                        "VALUES (:i, :t, 'Kind', 'pinda', :d)"
+                    ),
+                    {"i": i, "t": t, "d": d},
+                )
+    finally:
+        engine.dispose()
+
+
+def _keyed(tmp_path: Path, key: list[str]) -> Config:
+    child = {**kidsapp.mapping()["subjects"]["child"], "key": key}
+    return config(tmp_path, product=kidsapp.mapping(batch_size=10, subjects={"child": child}))
+
+
+def test_a_tenant_partitioned_table_keeps_the_other_tenants_rows(
+    tmp_path: Path, pg_url: str, state: StateStore
+) -> None:
+    """child partitioned by tenant: kdv-a's two expired rows sit at (0,1) and (0,2) of
+    child_1, kdv-b's rows (one expired, one inside its period) at the same places of
+    child_2. kdv-a's run deletes its two rows only."""
+    _execute(
+        pg_url,
+        f"CREATE TABLE child ({COLUMNS}, PRIMARY KEY (id, tenant_id)) {PARTITIONED}",
+        "CREATE TABLE child_1 PARTITION OF child FOR VALUES IN (1)",
+        "CREATE TABLE child_2 PARTITION OF child FOR VALUES IN (2)",
+    )
+    _insert(pg_url, [(1, 1, OLD), (2, 1, OLD), (10_001, 2, OLD), (10_002, 2, RECENT)])
+    cfg = _keyed(tmp_path, ["id", "tenant_id"])
+
+    [report], _ = run(cfg, pg_url, state, customer="kdv-a")
+
+    assert set(kidsapp.rows_by_id(pg_url)) == {10_001, 10_002}, report.error
+    assert report.changed == 2
+
+
+def test_an_inheritance_child_keeps_its_rows_inside_their_period(
+    tmp_path: Path, pg_url: str, state: StateStore
+) -> None:
+    """child(id) with an inheriting table child_archive: kdv-a's expired rows 1 and 2 sit at
+    (0,1) and (0,2) of child, its rows 3 (expired) and 4 (inside its period) at the same
+    places of child_archive, and kdv-b's row 10001 at (0,3) of child_archive behind them.
+    kdv-a's run deletes 1, 2 and 3 (a row of the child table is a row of child), keeps 4 and
+    10001, names exactly those three in its trail, and reports 0 left."""
+    _execute(
+        pg_url,
+        f"CREATE TABLE child ({COLUMNS}, PRIMARY KEY (id))",
+        "CREATE TABLE child_archive () INHERITS (child)",
+    )
+    _insert(pg_url, [(1, 1, OLD), (2, 1, OLD)])
+    _execute(
+        pg_url,
+        "INSERT INTO child_archive (id, tenant_id, left_on) VALUES "
+        f"(3, 1, '{OLD}'), (4, 1, '{RECENT}'), (10001, 2, '{OLD}')",
+    )
+    cfg = _keyed(tmp_path, ["id"])
+
+    [report], recorder = run(cfg, pg_url, state, customer="kdv-a")
+
+    assert set(kidsapp.rows_by_id(pg_url)) == {4, 10_001}, report.error
+    assert report.changed == 3
+    hasher = KeyHasher(PEPPER, "kdv-a", kidsapp.PRODUCT, "child")
+    named = sorted(h for e in recorder.of(BatchIntent) for h in e.key_hashes)
+    assert named == sorted(hasher((i,)) for i in (1, 2, 3))
+    after = [e.eligible for e in recorder.of(RuleEvaluated) if e.after_batches]
+    assert after == [0]
+
+
+def test_a_keyless_partitioned_table_loses_only_the_tenants_expired_rows(
+    tmp_path: Path, pg_url: str, state: StateStore
+) -> None:
+    """A table without a key (`key: []`), partitioned by tenant: kdv-a's run deletes its
+    expired rows of child_1 and none of child_2 (kdv-b's expired row and its row inside its
+    period sit at the same places)."""
+    _execute(
+        pg_url,
+        f"CREATE TABLE child ({COLUMNS}) {PARTITIONED}",
+        "CREATE TABLE child_1 PARTITION OF child FOR VALUES IN (1)",
+        "CREATE TABLE child_2 PARTITION OF child FOR VALUES IN (2)",
+    )
+    _insert(
+        pg_url, [(1, 1, OLD), (2, 1, OLD), (3, 1, RECENT), (10_001, 2, OLD), (10_002, 2, RECENT)]
+    )
+    cfg = _keyed(tmp_path, [])
+
+    [report], _ = run(cfg, pg_url, state, customer="kdv-a")
+
+    assert sorted(kidsapp.rows_by_id(pg_url)) == [3, 10_001, 10_002], report.error
+    assert report.changed == 2
