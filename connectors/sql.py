@@ -227,10 +227,10 @@ class SqlConnector(SqlSchemaView):
         columns = list(table.c)
         if self.dialect == "postgresql":  # chosen once, deleted by a TID scan (sqlfast)
             statement = sa.delete(table).where(one_table_tids(table, where, limit))
-        elif self.dialect == "sqlite":  # the row's physical locator
-            rowid: ColumnElement[Any] = sa.literal_column("rowid")
+        elif self.dialect == "sqlite":  # the row's physical locator, each row judged again
+            rowid: ColumnElement[Any] = sa.literal_column(_rowid_name(table))
             picked = sa.select(rowid).select_from(table).where(where).limit(limit)
-            statement = sa.delete(table).where(rowid.in_(picked))
+            statement = sa.delete(table).where(rowid.in_(picked), where)
         else:  # MariaDB/MySQL: a single-table DELETE takes LIMIT itself
             statement = sa.delete(table).where(where).with_dialect_options(mysql_limit=limit)
         what = f"cannot delete rows of {table.name}"
@@ -305,3 +305,11 @@ def _finish(
             applied,
         ) from exc
     return applied
+
+
+def _rowid_name(table: sa.Table) -> str:
+    """A name of SQLite's rowid that no column of `table` takes (a column named `rowid`,
+    `_rowid_` or `oid` is what that name means there); `rowid` when all three are columns,
+    whose values may then name several rows (the DELETE judges each row again)."""
+    taken = {c.name.lower() for c in table.c}
+    return next((n for n in ("rowid", "_rowid_", "oid") if n not in taken), "rowid")

@@ -1,13 +1,18 @@
-"""Set-based deletes (connectors/sqlfast.py) on PostgreSQL tables of more than one physical
-table: a partitioned table and a table with inheritance children. A row's `ctid` is unique
-only within its own physical table, so a locator chosen in one partition also names a row of
-every other partition at the same place.
+"""Deletes by a row's physical locator (connectors/sqlfast.py, `SqlConnector.delete_expired`)
+where the locator does not name one row:
+
+- PostgreSQL's `ctid` is unique only within one physical table: on a partitioned table, or
+  one with inheritance children, a locator chosen in one partition also names the row at the
+  same place of every other (another tenant's, one inside its period);
+- SQLite's `rowid` means a column of that name where the table has one (and `_rowid_`,
+  `oid` likewise), whose values need not be unique.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from tests import kidsapp
@@ -127,3 +132,24 @@ def test_a_keyless_partitioned_table_loses_only_the_tenants_expired_rows(
 
     assert sorted(kidsapp.rows_by_id(pg_url)) == [3, 10_001, 10_002], report.error
     assert report.changed == 2
+
+
+@pytest.mark.parametrize("shadowed", [["rowid"], ["rowid", "_rowid_", "oid"]])
+def test_a_sqlite_column_named_rowid_names_no_row_to_delete(
+    tmp_path: Path, sqlite_url: str, state: StateStore, shadowed: list[str]
+) -> None:
+    """A keyless SQLite table with a column `rowid` (and `_rowid_`, `oid`), 7 in every row:
+    kdv-a's run deletes its expired row 1 only, not its row 2 inside its period nor any
+    of kdv-b's rows. (`rowid IN (SELECT rowid … LIMIT n)` compared the column's values and
+    deleted every row.)"""
+    columns = ", ".join(f"{name} INTEGER" for name in shadowed)
+    _execute(sqlite_url, f"CREATE TABLE child ({columns}, {COLUMNS})")
+    rows = [(1, 1, OLD), (2, 1, RECENT), (10_001, 2, OLD), (10_002, 2, RECENT)]
+    _insert(sqlite_url, rows)
+    _execute(sqlite_url, *(f"UPDATE child SET {name} = 7" for name in shadowed))
+    cfg = _keyed(tmp_path, [])
+
+    [report], _ = run(cfg, sqlite_url, state, customer="kdv-a")
+
+    assert sorted(kidsapp.rows_by_id(sqlite_url)) == [2, 10_001, 10_002], report.error
+    assert report.changed == 1
