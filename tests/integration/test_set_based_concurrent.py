@@ -11,12 +11,15 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from tests import kidsapp
-from tests.gate_support import OLD, config, run, seed
+from tests.gate_support import OLD, Recorder, config, run, seed
 from tests.inflight import LockWaits
-from worker.events import RuleEvaluated
+from tests.support import PEPPER
+from worker.events import BatchIntent, RuleEvaluated
+from worker.keys import KeyHasher
 from worker.runreport import RunReport
 from worker.state import StateStore
 
@@ -62,3 +65,56 @@ def test_a_row_changed_while_the_short_first_batch_waits_for_it_is_not_left_behi
     assert expired_left == []
     assert set(left) == {10_001, 10_002}
     assert [r.changed for r in reports] == [4]
+
+
+@pytest.mark.parametrize(
+    ("change", "kept"),
+    [
+        ("left_on = DATE '2026-11-20'", {2}),  # now inside its period: kept
+        ("tenant_id = 2", {2}),  # now kdv-b's: kept
+        ("id = 50", set()),  # a new key, still expired: deleted (by the confirming page)
+        ("id = 50, left_on = DATE '2026-11-20'", {50}),  # a new key inside its period
+    ],
+)
+def test_a_row_changed_while_the_batch_waits_is_judged_in_its_new_version(
+    tmp_path: Path, pg_url: str, state: StateStore, change: str, kept: set[int]
+) -> None:
+    """4 expired rows of kdv-a, batches of 10; another transaction changes row 2 and commits
+    while the first DELETE waits for its lock. A row no longer expired or no longer kdv-a's
+    stays; a row still expired goes; the run reports 0 left after its batches and the
+    trail names exactly the rows gone."""
+    cfg = config(tmp_path, product=kidsapp.mapping(batch_size=10))
+    seed(pg_url, [OLD] * 4, [OLD] * 2)
+    other = sa.create_engine(pg_url)
+    outcome: list[tuple[list[RunReport], Recorder]] = []
+    failed: list[Exception] = []
+
+    def work() -> None:
+        try:
+            outcome.append(run(cfg, pg_url, state, customer="kdv-a"))
+        except Exception as exc:  # noqa: BLE001 - the test reports it below
+            failed.append(exc)
+
+    try:
+        with LockWaits(pg_url) as waits, other.connect() as conn:
+            transaction = conn.begin()
+            conn.execute(sa.text(f"UPDATE child SET {change} WHERE id = 2"))
+            worker = threading.Thread(target=work, name="run")
+            worker.start()
+            assert waits.until_waiting(worker)
+            transaction.commit()
+            worker.join(60)
+    finally:
+        other.dispose()
+
+    assert not failed, failed
+    [([report], recorder)] = outcome
+    left = kidsapp.rows_by_id(pg_url)
+    assert set(left) == kept | {10_001, 10_002}
+    after = [e.eligible for e in recorder.of(RuleEvaluated) if e.after_batches]
+    assert after == [0]
+    gone = {1, 3, 4} | ({50} if not kept else set())
+    hasher = KeyHasher(PEPPER, "kdv-a", kidsapp.PRODUCT, "child")
+    named = sorted(h for e in recorder.of(BatchIntent) for h in e.key_hashes)
+    assert named == sorted(hasher((i,)) for i in gone)
+    assert report.changed == len(gone)
