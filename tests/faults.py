@@ -116,3 +116,27 @@ def commit_proxy(host: str, port: int) -> Iterator[CommitProxy]:
         yield proxy
     finally:
         proxy.stop()
+
+
+@contextlib.contextmanager
+def on_the_wire(pg_url: str, *, migrate: bool = False) -> Iterator[tuple[CommitProxy, str]]:
+    """The PostgreSQL database at `pg_url` behind a `CommitProxy`: the proxy and the URL
+    through it (`sslmode=disable`); with `migrate`, migrated first as a state database.
+    Unavailable without a host and port."""
+    import sqlalchemy as sa
+
+    from tests import dbs
+    from worker.state import StateStore
+
+    url = sa.make_url(pg_url)
+    if url.host is None or url.port is None:
+        dbs.unavailable("the commit proxy needs PostgreSQL on TCP (host and port)")
+    if migrate:
+        migrated = StateStore(pg_url)
+        migrated.migrate()
+        migrated.close()
+    with commit_proxy(url.host, url.port) as found:
+        through = url.set(host="127.0.0.1", port=found.port).update_query_dict(
+            {"sslmode": "disable"}
+        )
+        yield found, through.render_as_string(hide_password=False)

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from structlog.testing import capture_logs
 
-from tests import dbs, kidsapp
-from tests.faults import CommitProxy, commit_proxy
+from tests import kidsapp
+from tests.faults import CommitProxy, on_the_wire
 from tests.integration.test_idle_ends import CUSTOMERS, _config, _product, _records
 from tests.integration.test_run_end_folded import query
 from tests.support import NOW, PEPPER
@@ -38,17 +37,8 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 def wire(pg_url: str) -> Iterator[tuple[CommitProxy, str]]:
     """A proxy to the test's (migrated) PostgreSQL state database, and the URL through it."""
-    url = sa.make_url(pg_url)
-    if url.host is None or url.port is None:
-        dbs.unavailable("the commit proxy needs PostgreSQL on TCP (host and port)")
-    migrated = StateStore(pg_url)
-    migrated.migrate()
-    migrated.close()
-    with commit_proxy(url.host, url.port) as found:
-        through = url.set(host="127.0.0.1", port=found.port).update_query_dict(
-            {"sslmode": "disable"}
-        )
-        yield found, through.render_as_string(hide_password=False)
+    with on_the_wire(pg_url, migrate=True) as found:
+        yield found
 
 
 @pytest.mark.parametrize("budget", [5.0, 0.0])

@@ -13,8 +13,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from tests import dbs
-from tests.faults import CommitProxy, commit_proxy
+from tests.faults import CommitProxy, on_the_wire
 from worker.leases import Busy, Lease, Leases
 from worker.retry import RetryPolicy
 from worker.state import StateStore
@@ -28,17 +27,8 @@ TICK = dt.datetime(2026, 11, 1, 12, tzinfo=dt.UTC)
 @pytest.fixture
 def wire(pg_url: str) -> Iterator[tuple[CommitProxy, str]]:
     """A proxy to the test's (migrated) PostgreSQL state database, and the URL through it."""
-    url = sa.make_url(pg_url)
-    if url.host is None or url.port is None:
-        dbs.unavailable("the commit proxy needs PostgreSQL on TCP (host and port)")
-    migrated = StateStore(pg_url)
-    migrated.migrate()
-    migrated.close()
-    with commit_proxy(url.host, url.port) as found:
-        through = url.set(host="127.0.0.1", port=found.port).update_query_dict(
-            {"sslmode": "disable"}
-        )
-        yield found, through.render_as_string(hide_password=False)
+    with on_the_wire(pg_url, migrate=True) as found:
+        yield found
 
 
 @pytest.mark.parametrize("again", [False, True])

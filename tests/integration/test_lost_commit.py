@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests import dbs, kidsapp
-from tests.faults import CommitProxy, commit_proxy
+from tests.faults import CommitProxy, on_the_wire
 from tests.support import NOW, PEPPER
 from worker.app import build_runner, reconcile_all, run_pairs, subscribe_state
 from worker.configload import Config, load_config
@@ -43,14 +43,8 @@ class Recorder:
 @pytest.fixture
 def proxy(pg_url: str) -> Iterator[tuple[CommitProxy, str]]:
     """A proxy to the test's PostgreSQL database, and the URL through it."""
-    url = sa.make_url(pg_url)
-    if url.host is None or url.port is None:
-        dbs.unavailable("the commit proxy needs PostgreSQL on TCP (host and port)")
-    with commit_proxy(url.host, url.port) as found:
-        through = url.set(host="127.0.0.1", port=found.port).update_query_dict(
-            {"sslmode": "disable"}
-        )
-        yield found, through.render_as_string(hide_password=False)
+    with on_the_wire(pg_url) as found:
+        yield found
 
 
 def setup(tmp_path: Path, pg_url: str, children: int) -> Config:
