@@ -50,6 +50,15 @@ RUN = st.tuples(st.sampled_from(CUSTOMERS), st.sampled_from(PRODUCTS), st.sample
 BATCH = st.tuples(st.sampled_from(CUSTOMERS), st.sampled_from(PRODUCTS))
 
 
+PAIR_ROWS = {
+    "held": st.lists(HOLD, max_size=4),
+    "asked": st.lists(APPROVAL, max_size=4),
+    "ran": st.lists(RUN, max_size=3),
+    "batches": st.lists(BATCH, max_size=2),
+}
+"""A pair's rows in the state database, for `_seed` (hypothesis strategies by argument)."""
+
+
 @pytest.fixture
 def store(state_url: str) -> Iterator[StateStore]:
     found = StateStore(state_url)
@@ -153,12 +162,7 @@ def full_reads(store: StateStore, customer: str, product: str) -> PairState:
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(
-    held=st.lists(HOLD, max_size=4),
-    asked=st.lists(APPROVAL, max_size=4),
-    ran=st.lists(RUN, max_size=3),
-    batches=st.lists(BATCH, max_size=2),
-)
+@given(**PAIR_ROWS)
 def test_each_flag_is_true_exactly_when_its_full_read_finds_something(
     store: StateStore,
     held: list[Any],
@@ -174,12 +178,7 @@ def test_each_flag_is_true_exactly_when_its_full_read_finds_something(
 @settings(
     max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(
-    held=st.lists(HOLD, max_size=4),
-    asked=st.lists(APPROVAL, max_size=4),
-    ran=st.lists(RUN, max_size=3),
-    batches=st.lists(BATCH, max_size=2),
-)
+@given(**PAIR_ROWS)
 def test_the_lease_that_a_run_takes_reads_the_same_flags(
     store: StateStore,
     held: list[Any],
