@@ -228,9 +228,10 @@ class SqlConnector(SqlSchemaView):
         if self.dialect == "postgresql":  # chosen once, deleted by a TID scan (sqlfast)
             statement = sa.delete(table).where(one_table_tids(table, where, limit))
         elif self.dialect == "sqlite":  # the row's physical locator, each row judged again
-            rowid: ColumnElement[Any] = sa.literal_column(_rowid_name(table))
-            picked = sa.select(rowid).select_from(table).where(where).limit(limit)
-            statement = sa.delete(table).where(rowid.in_(picked), where)
+            place = _sqlite_locator(table)
+            picked = sa.select(*place).select_from(table).where(where).limit(limit)
+            inside = place[0].in_(picked) if len(place) == 1 else sa.tuple_(*place).in_(picked)
+            statement = sa.delete(table).where(inside, where)
         else:  # MariaDB/MySQL: a single-table DELETE takes LIMIT itself
             statement = sa.delete(table).where(where).with_dialect_options(mysql_limit=limit)
         what = f"cannot delete rows of {table.name}"
@@ -305,6 +306,15 @@ def _finish(
             applied,
         ) from exc
     return applied
+
+
+def _sqlite_locator(table: sa.Table) -> list[ColumnElement[Any]]:
+    """The columns that place a row of SQLite `table`: its rowid (`_rowid_name`), or, in a
+    table `WITHOUT ROWID` (which has none), its primary key, which there is the row's
+    place in the table's B-tree, unique and NOT NULL."""
+    if table.dialect_options["sqlite"].get("with_rowid", True) is False:
+        return list(table.primary_key.columns)
+    return [sa.literal_column(_rowid_name(table))]
 
 
 def _rowid_name(table: sa.Table) -> str:
