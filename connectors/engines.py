@@ -52,6 +52,7 @@ from sqlalchemy.engine import Engine
 from connectors import sqlstamp
 from connectors.base import ForeignKeyRef, Timeouts
 from connectors.session import reading
+from connectors.sqlinherit import note_inherited
 
 ForeignKeys = Mapping[str, list[ForeignKeyRef]]
 """Every foreign key of a database by referred table (`connectors.sqlschema.all_foreign_keys`);
@@ -187,6 +188,7 @@ class Engines:
         metadata = sa.MetaData()
         if existing:  # one bulk reflection instead of several queries per table
             metadata.reflect(bind=engine, only=sorted(existing))
+            note_inherited(engine, metadata.tables.values())
         fresh = Reflected(stamp.tables if stamp is not None else "", existing, metadata)
         with self._lock:
             entry = self._entries.get(key)

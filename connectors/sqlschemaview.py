@@ -28,6 +28,7 @@ from connectors.base import (
     TableSchema,
 )
 from connectors.engines import Engines, ForeignKeys
+from connectors.sqlinherit import inherited_key, note_inherited
 from connectors.sqlpreview import SqlPreviews
 from connectors.sqlschema import (
     all_foreign_keys,
@@ -69,9 +70,11 @@ class SqlSchemaView(SqlPreviews):
             return found
         with self._wrap(f"cannot read the schema of table {name}"):
             try:
-                return sa.Table(name, self._own, autoload_with=self.engine)
+                table = sa.Table(name, self._own, autoload_with=self.engine)
             except sa.exc.NoSuchTableError:
                 raise SchemaError(f"table {name} does not exist") from None
+            note_inherited(self.engine, [table])
+            return table
 
     def verify(self, tables: Sequence[Table]) -> list[Problem]:
         return [p for found in self.verify_each(tables) for p in found]
@@ -103,6 +106,8 @@ class SqlSchemaView(SqlPreviews):
             problems = verify_table(spec, existing, self._table, self.engine.dialect)
             problems.extend(verify_tenancy(spec, existing, self._table))
             problems.extend(sqlbasis.verify_spec(spec, existing, self._table, self.dialect))
+            if spec.name in existing:
+                problems.extend(inherited_key(spec, self._table(spec.name)))
             found.append(problems)
         # Kept with the shared reflection when it alone was read: the same specs against the
         # same reflection find the same problems (a new reflection, after drift, starts
@@ -140,6 +145,7 @@ class SqlSchemaView(SqlPreviews):
         wanted = sorted({n for n in names if n in existing} - set(self._metadata.tables))
         if wanted:  # one bulk reflection instead of several queries per table
             self._metadata.reflect(bind=self.engine, only=wanted)
+            note_inherited(self.engine, [self._metadata.tables[n] for n in wanted])
         return existing
 
     def foreign_keys_to(self, table: str) -> list[ForeignKeyRef]:

@@ -8,8 +8,9 @@ reflection reads and `verify` checks:
 - SQLite: the `CREATE` text of each table and of its indexes and triggers in
   `sqlite_master` (SQLite rewrites it on every `ALTER TABLE`, and `CREATE INDEX` adds a row);
 - PostgreSQL: for each relation visible on the search path (as reflection finds it), its
-  kind, every live column (name, type with modifiers, NOT NULL, collation, identity,
-  generated, default), the definition of every index and of every constraint;
+  kind (and whether another table inherits from it: connectors/sqlinherit.py), every live
+  column (name, type with modifiers, NOT NULL, collation, identity, generated, default),
+  the definition of every index and of every constraint;
 - MariaDB/MySQL: from `information_schema`, each table's type, every column (name, full
   type, nullability, default, position, collation, extra), every index column and every
   foreign key column.
@@ -63,7 +64,8 @@ SQLITE = sa.text(
 
 POSTGRESQL = sa.text(
     """
-SELECT 't', c.relname::text, c.relkind::text,
+SELECT 't', c.relname::text, c.relkind::text || CASE WHEN c.relkind = 'r' AND EXISTS
+    (SELECT 1 FROM pg_inherits h WHERE h.inhparent = c.oid) THEN ' inherited' ELSE '' END,
   (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
            || ' ' || a.attnotnull::text || ' ' || a.attcollation::text
            || ' ' || a.attidentity::text || ' ' || a.attgenerated::text
