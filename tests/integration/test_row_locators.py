@@ -19,7 +19,7 @@ from tests import kidsapp
 from tests.gate_support import OLD, RECENT, config, run
 from tests.integration.own_config import validate
 from worker.configload import Config
-from worker.events import BatchIntent, Outcome
+from worker.events import BatchIntent, Outcome, RuleEvaluated
 from worker.state import StateStore
 
 PARTITIONED = "PARTITION BY LIST (tenant_id)"
@@ -206,3 +206,48 @@ def test_a_sqlite_table_without_rowid_is_cleared_by_its_primary_key(
     assert sorted(kidsapp.rows_by_id(sqlite_url)) == [2, 10_001], report.error
     assert report.changed == 2
     assert sum(len(e.key_hashes) for e in recorder.of(BatchIntent)) == 2
+
+
+@pytest.mark.parametrize("key", [["id", "tenant_id"], []])
+def test_a_multi_level_partitioned_table_is_cleared_partition_by_partition(
+    tmp_path: Path, pg_url: str, state: StateStore, key: list[str]
+) -> None:
+    """child LIST-partitioned by tenant, tenant 1's partition RANGE-partitioned by id, one
+    range HASH-partitioned again, with a DEFAULT partition at both levels: 72 expired rows of
+    kdv-a spread over five leaf tables, batches of 7. Keyed (the page path, by key) and
+    keyless (one leaf table per batch): every expired row of kdv-a goes, its rows inside
+    their period and every row of tenants 2 and 3 (same places in other leaves) stay, the
+    trail names 72 rows, and 0 are left."""
+    primary = ", PRIMARY KEY (id, tenant_id)" if key else ""
+    _execute(
+        pg_url,
+        f"CREATE TABLE child ({COLUMNS}{primary}) {PARTITIONED}",
+        "CREATE TABLE c1 PARTITION OF child FOR VALUES IN (1) PARTITION BY RANGE (id)",
+        "CREATE TABLE c1a PARTITION OF c1 FOR VALUES FROM (0) TO (100)",
+        "CREATE TABLE c1b PARTITION OF c1 FOR VALUES FROM (100) TO (200) PARTITION BY HASH (id)",
+        "CREATE TABLE c1b0 PARTITION OF c1b FOR VALUES WITH (MODULUS 2, REMAINDER 0)",
+        "CREATE TABLE c1b1 PARTITION OF c1b FOR VALUES WITH (MODULUS 2, REMAINDER 1)",
+        "CREATE TABLE c1d PARTITION OF c1 DEFAULT",
+        "CREATE TABLE cd PARTITION OF child DEFAULT",
+    )
+    rows = [
+        (start + i, tenant, RECENT if i % 5 == 0 else OLD)
+        for i in range(1, 31)
+        for start, tenant in ((0, 1), (100, 1), (300, 1), (10_000, 2), (20_000, 3))
+    ]
+    _insert(pg_url, rows)
+    cfg = config(
+        tmp_path,
+        product=kidsapp.mapping(
+            batch_size=7, subjects={"child": {**kidsapp.mapping()["subjects"]["child"], "key": key}}
+        ),
+    )
+
+    [report], recorder = run(cfg, pg_url, state, customer="kdv-a")
+
+    kept = sorted(i for i, t, d in rows if t != 1 or d == RECENT)
+    assert sorted(kidsapp.rows_by_id(pg_url)) == kept, report.error
+    assert report.changed == 72
+    assert sum(len(e.key_hashes) for e in recorder.of(BatchIntent)) == 72
+    after = [e.eligible for e in recorder.of(RuleEvaluated) if e.after_batches]
+    assert after == [0], after
