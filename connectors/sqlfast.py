@@ -18,7 +18,9 @@ key of another table, in any schema, pointing at the table (its cascades are cou
 refused before the DELETE: connectors/sqlreach.py, connectors/sqloutside.py), and on
 PostgreSQL and SQLite 3.35+ (DELETE … RETURNING). A `ctid` is unique only within one
 physical table: PostgreSQL's batch takes only rows of the table's own (`FROM ONLY`), and the
-rows of its partitions or inheritance children are left to the page path, by key. Not on
+rows of a partitioned table's partitions are left to the page path, by key (a key on a table
+other tables inherit from is refused by the schema check, connectors/sqlinherit.py; should
+one appear after the check, its children's rows are left to the page path too). Not on
 MariaDB/MySQL: InnoDB's locking reads lock every row they read (`next_delete` says why), so
 there the page path runs, whose page is read without locks.
 """
