@@ -225,18 +225,19 @@ class SqlConnector(SqlSchemaView):
             raise SchemaError(keyless_reached(table.name, acting[0]))
         where = self._expired(table, target)
         columns = list(table.c)
-        if self.dialect == "postgresql":  # chosen once, deleted by a TID scan (sqlfast)
-            statement = sa.delete(table).where(one_table_tids(table, where, limit))
-        elif self.dialect == "sqlite":  # the row's physical locator, each row judged again
-            place = _sqlite_locator(table)
-            picked = sa.select(*place).select_from(table).where(where).limit(limit)
-            inside = place[0].in_(picked) if len(place) == 1 else sa.tuple_(*place).in_(picked)
-            statement = sa.delete(table).where(inside, where)
-        else:  # MariaDB/MySQL: a single-table DELETE takes LIMIT itself
-            statement = sa.delete(table).where(where).with_dialect_options(mysql_limit=limit)
         what = f"cannot delete rows of {table.name}"
         with self._wrap(what), self.engine.connect() as conn:
             transaction = conn.begin()
+            if self.dialect == "postgresql":  # chosen once, deleted by a TID scan (sqlfast)
+                statement = sa.delete(table).where(one_table_tids(table, where, limit))
+            elif self.dialect == "sqlite":  # the row's physical locator, each row judged again
+                place = _sqlite_locator(conn, table)
+                picked = sa.select(*place).select_from(table).where(where).limit(limit)
+                one = len(place) == 1
+                inside = place[0].in_(picked) if one else sa.tuple_(*place).in_(picked)
+                statement = sa.delete(table).where(inside, where)
+            else:  # MariaDB/MySQL: a single-table DELETE takes LIMIT itself
+                statement = sa.delete(table).where(where).with_dialect_options(mysql_limit=limit)
             rows = [tuple(r) for r in conn.execute(statement.returning(*columns))]
             applied = Applied({table.name: len(rows)}, rows)
             return _finish(conn, transaction, applied, prepare, "delete", table.name)
@@ -308,13 +309,25 @@ def _finish(
     return applied
 
 
-def _sqlite_locator(table: sa.Table) -> list[ColumnElement[Any]]:
+def _sqlite_locator(conn: sa.Connection, table: sa.Table) -> list[ColumnElement[Any]]:
     """The columns that place a row of SQLite `table`: its rowid (`_rowid_name`), or, in a
     table `WITHOUT ROWID` (which has none), its primary key, which there is the row's
-    place in the table's B-tree, unique and NOT NULL."""
-    if table.dialect_options["sqlite"].get("with_rowid", True) is False:
+    place in the table's B-tree, unique and NOT NULL. SQLite 3.37 and later say which
+    (`PRAGMA table_list`, on `conn`); SQLAlchemy's reflection reads it from the `CREATE`
+    text and misses a comment before `WITHOUT ROWID`, so it only answers for older ones.
+    Raises SQLAlchemy errors."""
+    if _without_rowid(conn, table):
         return list(table.primary_key.columns)
     return [sa.literal_column(_rowid_name(table))]
+
+
+def _without_rowid(conn: sa.Connection, table: sa.Table) -> bool:
+    """Whether SQLite `table` of the main schema is `WITHOUT ROWID`."""
+    if sqlite3.sqlite_version_info < (3, 37):
+        return table.dialect_options["sqlite"].get("with_rowid", True) is False
+    quoted = conn.dialect.identifier_preparer.quote_identifier(table.name)
+    rows = conn.exec_driver_sql(f"PRAGMA main.table_list({quoted})").mappings()
+    return any(row["name"] == table.name and row["wr"] for row in rows)
 
 
 def _rowid_name(table: sa.Table) -> str:

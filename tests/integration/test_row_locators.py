@@ -188,16 +188,22 @@ def test_a_sqlite_column_named_rowid_names_no_row_to_delete(
     assert report.changed == 1
 
 
+@pytest.mark.parametrize("between", ["", " /* kept for ever */", "\n-- no rowid\n"])
 @pytest.mark.parametrize("primary", ["id", "tenant_id, id"])
 def test_a_sqlite_table_without_rowid_is_cleared_by_its_primary_key(
-    tmp_path: Path, sqlite_url: str, state: StateStore, primary: str
+    tmp_path: Path, sqlite_url: str, state: StateStore, primary: str, between: str
 ) -> None:
     """A keyless mapping (`key: []`) of a SQLite table `WITHOUT ROWID` (primary key `id`, or
-    `(tenant_id, id)`), which has no rowid to place a row by: kdv-a's run deletes its
-    expired rows 1 and 3 by their primary key, keeps its row 2 inside its period and
-    kdv-b's rows, and names the two in its trail. (The DELETE asked for a column rowid
-    and the rule failed with an SQL error.)"""
-    _execute(sqlite_url, f"CREATE TABLE child ({COLUMNS}, PRIMARY KEY ({primary})) WITHOUT ROWID")
+    `(tenant_id, id)`; a comment before `WITHOUT ROWID`, or none), which has no rowid to
+    place a row by: kdv-a's run deletes its expired rows 1 and 3 by their primary key,
+    keeps its row 2 inside its period and kdv-b's rows, and names the two in its trail.
+    (The DELETE asked for a column rowid and the rule failed with an SQL error; with a
+    comment it still did, as SQLAlchemy's reflection reads `WITHOUT ROWID` from the
+    `CREATE` text only right after its closing parenthesis.)"""
+    _execute(
+        sqlite_url,
+        f"CREATE TABLE child ({COLUMNS}, PRIMARY KEY ({primary})){between} WITHOUT ROWID",
+    )
     _insert(sqlite_url, [(1, 1, OLD), (2, 1, RECENT), (3, 1, OLD), (10_001, 2, OLD)])
     cfg = _keyed(tmp_path, [])
 
