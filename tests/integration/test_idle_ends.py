@@ -155,6 +155,20 @@ def test_idle_runs_written_together_record_what_runs_written_alone_record(
             assert found.ok and not found.open_runs and not found.unsettled, found
     finally:
         alone_store.close()
+        _drop_second_store(alone_store)
+
+
+def _drop_second_store(other: StateStore) -> None:
+    """Drop the PostgreSQL database `_second_store` made (SQLite's file goes with tmp_path)."""
+    url = other._engine.url
+    if other._engine.dialect.name == "sqlite":
+        return
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
 
 
 def test_a_waiting_run_keeps_its_lease_until_its_records_are_written(
