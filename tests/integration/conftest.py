@@ -32,6 +32,16 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def store(state_url: str) -> Iterator[StateStore]:
+    """A StateStore on `state_url` (SQLite and PostgreSQL, migrated), closed after the test."""
+    found = StateStore(state_url)
+    try:
+        yield found
+    finally:
+        found.close()
+
+
+@pytest.fixture
 def state(tmp_path: Path) -> Iterator[StateStore]:
     """A migrated state database (SQLite) for one test."""
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -57,15 +55,6 @@ PAIR_ROWS = {
     "batches": st.lists(BATCH, max_size=2),
 }
 """A pair's rows in the state database, for `_seed` (hypothesis strategies by argument)."""
-
-
-@pytest.fixture
-def store(state_url: str) -> Iterator[StateStore]:
-    found = StateStore(state_url)
-    try:
-        yield found
-    finally:
-        found.close()
 
 
 def _clear(conn: sa.Connection) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +40,6 @@ class FakeTime:
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.now += seconds
-
-
-@pytest.fixture
-def store(state_url: str) -> Iterator[StateStore]:
-    found = StateStore(state_url)
-    try:
-        yield found
-    finally:
-        found.close()
 
 
 def _lost(statement: str) -> Any:
